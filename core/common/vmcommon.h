@@ -1,0 +1,146 @@
+/*
+ * libvmcommon: what vmctl, vmctld and the helpers share beyond the protocol.
+ * One section per file. Functions return 0 or a negative PROTO_E_* code
+ * (vmproto/proto.h) and, where they take err/errlen, a sentence for the user.
+ */
+#ifndef VMCTL_COMMON_H
+#define VMCTL_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define VMCTL_VERSION "0.1.0"
+
+/* ---- atomic.c ---- */
+
+/*
+ * Replace path with data atomically: write a temp file beside it, fsync,
+ * rename over path, fsync the folder. A crash at any instant leaves either
+ * the old or the new file, never a torn one.
+ */
+int atomic_write_file(const char *path, const void *data, size_t len, mode_t mode);
+/* Tests only: called after the temp file is written and before the rename. */
+extern void (*atomic_write_test_hook)(const char *tmp_path);
+/* mkdir -p with mode for the created components. */
+int mkdir_p(const char *path, mode_t mode);
+/* rm -rf, refusing "/" and "". */
+int remove_tree(const char *path);
+/* Read a whole file (NUL-terminated, *len without the NUL); max bytes or PROTO_E_INVALID_ARGUMENT. */
+int read_file(const char *path, size_t max, char **out, size_t *len);
+
+/* ---- validate.c ---- */
+
+#define INSTANCE_NAME_MAX 63
+#define MIN_MEMORY (512ull << 20)
+#define MIN_DISK (1ull << 30)
+
+/* RFC 1123 label: 1-63 of [a-z0-9-], starting with a letter, not ending with '-'.
+ * (Upper case is refused with a hint, as Multipass does.) */
+int validate_instance_name(const char *name, char *err, size_t errlen);
+/* "512M", "1G", "1.5G", "10GiB", "1024K", "2048" (bytes). Suffixes K M G T,
+ * optional "B"/"iB", powers of 1024. PROTO_E_INVALID_ARGUMENT on anything else. */
+int parse_size(const char *text, uint64_t *bytes, char *err, size_t errlen);
+/* "1.0GiB", "512.0MiB" */
+void format_size(uint64_t bytes, char *buf, size_t len);
+/* Parse the cloud-init user-data text: must be YAML whose root is a mapping
+ * (or empty). PROTO_E_INVALID_ARGUMENT with the YAML error and line. */
+int cloudinit_validate(const char *text, char *err, size_t errlen);
+
+/* ---- settings.c ---- */
+
+struct setting {
+	char *key;
+	char *value;
+};
+struct settings {
+	struct setting *v;
+	size_t n;
+};
+
+/* Missing file: empty settings, 0. */
+int settings_load(const char *path, struct settings *s);
+int settings_save(const char *path, const struct settings *s);
+/* The stored value, else the key's default, else NULL. */
+const char *settings_get(const struct settings *s, const char *key);
+/* Validate and store. Known keys only (settings_known_keys); values checked
+ * (local.driver: a known driver or alias, stored canonical). */
+int settings_set(struct settings *s, const char *key, const char *value, char *err, size_t errlen);
+void settings_free(struct settings *s);
+/* NULL-terminated list of the global keys. */
+const char *const *settings_known_keys(void);
+/* Default driver for this host (Linux amd64: qemu, other Linux: lxd). */
+const char *settings_default_driver(void);
+/* "hyper-v" -> "hyperv", "vbox" -> "virtualbox", known name -> itself, else NULL. */
+const char *driver_canonical(const char *name);
+/* Instance scope of a driver: libvirt -> "qemu", others -> their own name. */
+const char *driver_scope(const char *driver);
+/* NULL-terminated list of canonical driver names. */
+const char *const *driver_names(void);
+
+/* ---- registry.c ---- */
+
+struct mount_record {
+	char *source; /* host path */
+	char *target; /* guest path */
+	char *uid_map; /* "H:G,H:G" */
+	char *gid_map;
+};
+
+/* One instance as the broker records it (scopes/<scope>/instances.yaml).
+ * Strings are heap-allocated (NULL = unset); set them with record_set(). */
+struct instance_record {
+	char *name;
+	char *state;        /* last known state ("running", "stopped", ...) */
+	char *switch_state; /* state just before the driver was switched away, restored on return */
+	char *image;        /* what the user asked for: "file:///x.qcow2", "24.04" */
+	char *image_disk;   /* absolute path of the base disk */
+	char *image_format; /* "qcow2" or "raw" */
+	char *image_kernel; /* optional direct-boot kernel */
+	char *image_initrd;
+	char *image_cmdline;
+	char *image_sha256;
+	char *mac;
+	char *created; /* ISO 8601 UTC */
+	uint32_t cpus;
+	uint64_t memory;
+	uint64_t disk;
+	bool deleted; /* soft-deleted; recover undoes */
+	struct mount_record *mounts;
+	size_t n_mounts;
+};
+
+struct registry {
+	struct instance_record *v;
+	size_t n, cap;
+};
+
+/* Missing file: empty registry, 0. */
+int registry_load(const char *path, struct registry *r);
+int registry_save(const char *path, const struct registry *r);
+struct instance_record *registry_find(struct registry *r, const char *name);
+/* Append a zeroed record with that name (copied); NULL on ENOMEM. The
+ * pointer is valid until the next add/remove. */
+struct instance_record *registry_add(struct registry *r, const char *name);
+int registry_remove(struct registry *r, const char *name);
+void registry_free(struct registry *r);
+/* Replace *field with a copy of value (NULL clears). 0 or PROTO_E_NOMEM. */
+int record_set(char **field, const char *value);
+void record_free(struct instance_record *rec);
+
+/* ---- paths.c ---- */
+
+/* $VMCTL_DATA, else $XDG_DATA_HOME/vmctl, else $HOME/.local/share/vmctl. */
+int data_dir(char *buf, size_t len);
+/* Folder of the running executable (from /proc/self/exe). */
+int exe_dir(char *buf, size_t len);
+
+/* ---- log.c ---- */
+
+enum log_level { LOG_DEBUG_, LOG_INFO_, LOG_WARN_, LOG_ERROR_ };
+/* "2026-11-27T10:00:00Z vmctld INFO: text" on stderr. */
+void vlog(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void vlog_set_name(const char *name);
+
+#endif
