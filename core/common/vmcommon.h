@@ -47,6 +47,9 @@ void format_size(uint64_t bytes, char *buf, size_t len);
 /* Parse the cloud-init user-data text: must be YAML whose root is a mapping
  * (or empty). PROTO_E_INVALID_ARGUMENT with the YAML error and line. */
 int cloudinit_validate(const char *text, char *err, size_t errlen);
+/* "90s", "30m", "6h", "7d", "2w" (a positive count and one unit) -> seconds;
+ * "never" -> 0. PROTO_E_INVALID_ARGUMENT on anything else. */
+int parse_duration(const char *text, uint64_t *seconds, char *err, size_t errlen);
 
 /* ---- settings.c ---- */
 
@@ -68,6 +71,9 @@ const char *settings_get(const struct settings *s, const char *key);
  * (local.driver: a known driver or alias, stored canonical). */
 int settings_set(struct settings *s, const char *key, const char *value, char *err, size_t errlen);
 void settings_free(struct settings *s);
+/* settings_load() that also says what is wrong with a bad file:
+ * "FILE: line L, column C: what". (settings_load logs that sentence.) */
+int settings_load_err(const char *path, struct settings *s, char *err, size_t errlen);
 /* NULL-terminated list of the global keys. */
 const char *const *settings_known_keys(void);
 /* Default driver for this host (Linux amd64: qemu, other Linux: lxd). */
@@ -128,6 +134,9 @@ void registry_free(struct registry *r);
 /* Replace *field with a copy of value (NULL clears). 0 or PROTO_E_NOMEM. */
 int record_set(char **field, const char *value);
 void record_free(struct instance_record *rec);
+/* registry_load() that also says what is wrong with a bad file:
+ * "FILE: line L, column C: what". (registry_load logs that sentence.) */
+int registry_load_err(const char *path, struct registry *r, char *err, size_t errlen);
 
 /* ---- paths.c ---- */
 

@@ -79,8 +79,18 @@ static void conn_enter(struct proto_conn *c)
 	c->depth++;
 }
 
+static int conn_write_some(struct proto_conn *c);
+
+/* Last chance for queued output (a final answer) without blocking. */
+static void conn_flush_once(struct proto_conn *c)
+{
+	if (c->wfd >= 0 && c->wlen > c->woff)
+		conn_write_some(c);
+}
+
 static void conn_destroy(struct proto_conn *c)
 {
+	conn_flush_once(c);
 	ev_io_stop(c->loop, &c->rio);
 	ev_io_stop(c->loop, &c->wio);
 	while (c->calls) {
@@ -130,6 +140,7 @@ static void conn_shutdown(struct proto_conn *c, int err, const char *why)
 		return;
 	c->open = false;
 	snprintf(c->why, sizeof(c->why), "%s", why ? why : proto_strerror(err));
+	conn_flush_once(c);
 	conn_close_fds(c);
 	c->woff = c->wlen = 0;
 	c->rlen = 0;
@@ -210,6 +221,7 @@ void proto_conn_free(struct proto_conn *c)
 	if (c->depth > 0) {
 		/* Silence it now; conn_leave() releases the memory. */
 		c->doomed = true;
+		conn_flush_once(c);
 		conn_close_fds(c);
 		for (struct conn_call *call = c->calls; call; call = call->next)
 			ev_timer_stop(c->loop, &call->timer);
@@ -265,6 +277,11 @@ static int conn_write_some(struct proto_conn *c)
 		c->woff += (size_t)n;
 	}
 	c->woff = c->wlen = 0;
+	if (c->wcap > 4 * CONN_READ_CHUNK) {
+		free(c->wbuf);
+		c->wbuf = NULL;
+		c->wcap = 0;
+	}
 	return 0;
 }
 
@@ -725,6 +742,15 @@ static void conn_process(struct proto_conn *c)
 		return;
 	memmove(c->rbuf, c->rbuf + start, c->rlen - start);
 	c->rlen -= start;
+	/* One big message should not pin megabytes for the conn's lifetime. */
+	if (c->rlen == 0 && c->rcap > 4 * CONN_READ_CHUNK) {
+		char *p = realloc(c->rbuf, CONN_READ_CHUNK);
+
+		if (p) {
+			c->rbuf = p;
+			c->rcap = CONN_READ_CHUNK;
+		}
+	}
 }
 
 static int conn_reserve_read(struct proto_conn *c)

@@ -816,3 +816,161 @@ Test(conn, free_with_calls_pending_runs_no_callback)
 	cr_assert_eq(r.calls, 0);
 	close(fds[1]);
 }
+
+/* ---- output the peer does not read ---- */
+
+Test(conn, queue_past_its_byte_limit_is_busy)
+{
+	struct proto_conn *a = proto_conn_new(loop, fds[0], fds[0], NULL, NULL);
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	char *blob = calloc(1, PROTO_MAX_STRING);
+	int ret = 0, sent = 0;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	proto_pack_str(&pk, "b");
+	msgpack_pack_bin(&pk, PROTO_MAX_STRING);
+	msgpack_pack_bin_body(&pk, blob, PROTO_MAX_STRING);
+	free(blob);
+	/* The peer (fds[1]) never reads: the queue only grows. */
+	while (sent < 1000 && (ret = proto_notify_sb(a, "log", &sb)) == 0)
+		sent++;
+	msgpack_sbuffer_destroy(&sb);
+	cr_assert_eq(ret, PROTO_E_BUSY, "still accepted after %d MiB", sent);
+	cr_assert_gt(sent, 16, "refused too early, after %d MiB", sent);
+	cr_assert_geq(proto_conn_pending_bytes(a), (size_t)(sent - 1) * PROTO_MAX_STRING / 2);
+	cr_assert(proto_conn_is_open(a), "BUSY is local: the conn stays open");
+	proto_conn_free(a);
+	close(fds[1]);
+}
+
+Test(conn, write_to_a_closed_pipe_closes_with_io_error)
+{
+	int in[2], out[2];
+	struct seen sa = {0};
+	struct result r = {0};
+
+	close(fds[0]);
+	close(fds[1]);
+	cr_assert_eq(pipe(in), 0);
+	cr_assert_eq(pipe(out), 0);
+	close(out[0]); /* nobody will read what we write */
+	struct proto_conn *a = proto_conn_new(loop, in[0], out[1], &seen_ops, &sa);
+	/* The failure is reported from the loop, not inside the call. */
+	cr_assert_eq(proto_call(a, "instance.start", NULL, 0, 0, on_result, &r, NULL), 0);
+	cr_assert_eq(sa.closed, 0);
+	run_until(&sa.closed);
+	cr_assert_eq(sa.closed_err, PROTO_E_IO);
+	cr_assert_not_null(strstr(sa.closed_why, "Broken pipe"), "why: %s", sa.closed_why);
+	cr_assert_eq(r.err, PROTO_E_UNAVAILABLE);
+	proto_conn_free(a);
+	close(in[1]);
+}
+
+/* ---- calling back into the conn from its callbacks ---- */
+
+static void close_in_request(struct proto_conn *c, void *ud, uint64_t msgid, const char *method,
+			     const msgpack_object *params)
+{
+	struct seen *s = ud;
+
+	s->requests++;
+	proto_conn_close(c, PROTO_E_INVALID_ARGUMENT, "refused");
+}
+
+Test(conn, close_inside_request_callback)
+{
+	static const struct proto_conn_ops ops = {.request = close_in_request, .closed = on_closed};
+	struct seen sb_seen = {0};
+	struct proto_conn *b = proto_conn_new(loop, fds[1], fds[1], &ops, &sb_seen);
+	msgpack_sbuffer sb;
+
+	msgpack_sbuffer_init(&sb);
+	pack_request(&sb, 1, "m", 1);
+	pack_request(&sb, 2, "m", 2);
+	write_all(fds[0], sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	run_until(&sb_seen.closed);
+	run_for(0.02);
+	cr_assert_eq(sb_seen.requests, 1);
+	cr_assert_eq(sb_seen.closed, 1);
+	cr_assert_eq(sb_seen.closed_err, PROTO_E_INVALID_ARGUMENT);
+	cr_assert_str_eq(sb_seen.closed_why, "refused");
+	proto_conn_free(b);
+	close(fds[0]);
+}
+
+struct chain {
+	struct proto_conn *conn;
+	int done;
+	int64_t last;
+};
+
+static void chain_result(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct chain *ch = ud;
+	msgpack_sbuffer sb;
+
+	cr_assert_eq(err, 0, "%s", errmsg);
+	cr_assert_eq(proto_get_int(result, "x", &ch->last), 0);
+	if (ch->last == 5) {
+		ch->done = 1;
+		return;
+	}
+	/* The next call starts from inside this call's result callback. */
+	pack_x(&sb, ch->last + 1);
+	cr_assert_eq(proto_call_sb(ch->conn, "m", &sb, 5, chain_result, ch, NULL), 0);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+Test(conn, call_from_inside_a_result_callback)
+{
+	struct seen sb_seen = {.reply_echo = true};
+	struct proto_conn *a = proto_conn_new(loop, fds[0], fds[0], NULL, NULL);
+	struct proto_conn *b = proto_conn_new(loop, fds[1], fds[1], &seen_ops, &sb_seen);
+	struct chain ch = {.conn = a};
+	msgpack_sbuffer sb;
+
+	pack_x(&sb, 1);
+	cr_assert_eq(proto_call_sb(a, "m", &sb, 5, chain_result, &ch, NULL), 0);
+	msgpack_sbuffer_destroy(&sb);
+	run_until(&ch.done);
+	cr_assert_eq(ch.last, 5);
+	cr_assert_eq(sb_seen.requests, 5);
+	proto_conn_free(a);
+	proto_conn_free(b);
+}
+
+Test(conn, request_without_a_handler_is_answered_unsupported)
+{
+	struct proto_conn *a = proto_conn_new(loop, fds[0], fds[0], NULL, NULL);
+	struct proto_conn *b = proto_conn_new(loop, fds[1], fds[1], NULL, NULL);
+	struct result r = {0};
+
+	cr_assert_eq(proto_call(a, "instance.start", NULL, 0, 5, on_result, &r, NULL), 0);
+	run_until(&r.calls);
+	cr_assert_eq(r.err, PROTO_E_UNSUPPORTED);
+	cr_assert_str_eq(r.errmsg, "instance.start is not supported here");
+	proto_conn_free(a);
+	proto_conn_free(b);
+}
+
+Test(conn, error_reply_without_message_gets_the_standard_text)
+{
+	static const char reply[] = {(char)0x94, 0x01, 0x01, (char)0x92, 0x05, (char)0xc0,
+				     (char)0xc0}; /* [1, 1, [5, nil], nil] */
+	struct proto_conn *a = proto_conn_new(loop, fds[0], fds[0], NULL, NULL);
+	struct result r = {0};
+	uint64_t id;
+
+	cr_assert_eq(proto_call(a, "m", NULL, 0, 5, on_result, &r, &id), 0);
+	cr_assert_eq(id, 1);
+	write_all(fds[1], reply, sizeof(reply));
+	run_until(&r.calls);
+	cr_assert_eq(r.err, PROTO_E_BUSY);
+	cr_assert_str_eq(r.errmsg, "busy");
+	proto_conn_free(a);
+	close(fds[1]);
+}

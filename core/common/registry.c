@@ -1,0 +1,560 @@
+/* The instance registry of one scope (scopes/<scope>/instances.yaml). */
+#include "vmcommon.h"
+#include "yamlio.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <vmproto/proto.h>
+
+/* Far above any real registry; keeps a hostile file from eating memory. */
+#define REGISTRY_FILE_MAX (64u << 20)
+#define REGISTRY_STRING_MAX (64u << 10)
+
+enum registry_type { REGISTRY_STR, REGISTRY_U32, REGISTRY_U64, REGISTRY_BOOL };
+
+struct registry_field {
+	const char *name;
+	enum registry_type type;
+	size_t offset;
+};
+
+#define REGISTRY_FIELD(n, t) { #n, t, offsetof(struct instance_record, n) }
+/* The order here is the order in the file. */
+static const struct registry_field registry_fields[] = {
+	REGISTRY_FIELD(state, REGISTRY_STR),
+	REGISTRY_FIELD(switch_state, REGISTRY_STR),
+	REGISTRY_FIELD(image, REGISTRY_STR),
+	REGISTRY_FIELD(image_disk, REGISTRY_STR),
+	REGISTRY_FIELD(image_format, REGISTRY_STR),
+	REGISTRY_FIELD(image_kernel, REGISTRY_STR),
+	REGISTRY_FIELD(image_initrd, REGISTRY_STR),
+	REGISTRY_FIELD(image_cmdline, REGISTRY_STR),
+	REGISTRY_FIELD(image_sha256, REGISTRY_STR),
+	REGISTRY_FIELD(mac, REGISTRY_STR),
+	REGISTRY_FIELD(created, REGISTRY_STR),
+	REGISTRY_FIELD(cpus, REGISTRY_U32),
+	REGISTRY_FIELD(memory, REGISTRY_U64),
+	REGISTRY_FIELD(disk, REGISTRY_U64),
+	REGISTRY_FIELD(deleted, REGISTRY_BOOL),
+};
+#define REGISTRY_N_FIELDS (sizeof(registry_fields) / sizeof(registry_fields[0]))
+
+static const struct {
+	const char *name;
+	size_t offset;
+} registry_mount_fields[] = {
+	{ "source", offsetof(struct mount_record, source) },
+	{ "target", offsetof(struct mount_record, target) },
+	{ "uid_map", offsetof(struct mount_record, uid_map) },
+	{ "gid_map", offsetof(struct mount_record, gid_map) },
+};
+#define REGISTRY_N_MOUNT_FIELDS (sizeof(registry_mount_fields) / sizeof(registry_mount_fields[0]))
+
+int record_set(char **field, const char *value)
+{
+	char *copy = NULL;
+
+	if (value) {
+		copy = strdup(value);
+		if (!copy)
+			return PROTO_E_NOMEM;
+	}
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+static void registry_mount_free(struct mount_record *m)
+{
+	free(m->source);
+	free(m->target);
+	free(m->uid_map);
+	free(m->gid_map);
+}
+
+void record_free(struct instance_record *rec)
+{
+	if (!rec)
+		return;
+	free(rec->name);
+	for (size_t i = 0; i < REGISTRY_N_FIELDS; i++)
+		if (registry_fields[i].type == REGISTRY_STR)
+			free(*(char **)((char *)rec + registry_fields[i].offset));
+	for (size_t i = 0; i < rec->n_mounts; i++)
+		registry_mount_free(&rec->mounts[i]);
+	free(rec->mounts);
+	memset(rec, 0, sizeof(*rec));
+}
+
+struct instance_record *registry_find(struct registry *r, const char *name)
+{
+	if (!name)
+		return NULL;
+	for (size_t i = 0; i < r->n; i++)
+		if (!strcmp(r->v[i].name, name))
+			return &r->v[i];
+	return NULL;
+}
+
+struct instance_record *registry_add(struct registry *r, const char *name)
+{
+	struct instance_record *rec;
+	char *copy;
+
+	if (!name)
+		return NULL;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		struct instance_record *grown = realloc(r->v, cap * sizeof(*grown));
+
+		if (!grown)
+			return NULL;
+		r->v = grown;
+		r->cap = cap;
+	}
+	copy = strdup(name);
+	if (!copy)
+		return NULL;
+	rec = &r->v[r->n++];
+	memset(rec, 0, sizeof(*rec));
+	rec->name = copy;
+	return rec;
+}
+
+int registry_remove(struct registry *r, const char *name)
+{
+	struct instance_record *rec = registry_find(r, name);
+	size_t i;
+
+	if (!rec)
+		return PROTO_E_NOT_FOUND;
+	i = (size_t)(rec - r->v);
+	record_free(rec);
+	memmove(&r->v[i], &r->v[i + 1], (r->n - i - 1) * sizeof(*r->v));
+	r->n--;
+	return 0;
+}
+
+void registry_free(struct registry *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		record_free(&r->v[i]);
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
+/* ---- loading ---- */
+
+struct registry_seen {
+	const char *name; /* points into the registry */
+	size_t index; /* keeps the sort stable */
+};
+
+static int registry_take_string(struct yio_reader *rd, const char *what, char **field)
+{
+	size_t len = rd->ev.data.scalar.length;
+
+	if (len > REGISTRY_STRING_MAX)
+		return yio_fail(rd, "%s is longer than %u bytes", what, REGISTRY_STRING_MAX);
+	if (strlen(yio_scalar(rd)) != len)
+		return yio_fail(rd, "%s contains a NUL character", what);
+	if (yio_scalar_is_null(rd))
+		return record_set(field, NULL) < 0 ? yio_fail(rd, "out of memory") : 0;
+	return record_set(field, yio_scalar(rd)) < 0 ? yio_fail(rd, "out of memory") : 0;
+}
+
+static int registry_take_number(struct yio_reader *rd, const char *what, uint64_t max, uint64_t *out)
+{
+	const char *text = yio_scalar(rd);
+	char *end;
+	unsigned long long v;
+
+	if (*text < '0' || *text > '9')
+		goto out_invalid;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (*end || errno == ERANGE || v > max)
+		goto out_invalid;
+	*out = v;
+	return 0;
+
+out_invalid:
+	return yio_fail(rd, "%s must be a whole number from 0 to %" PRIu64 ", not \"%.40s\"", what, max, text);
+}
+
+static int registry_take_field(struct yio_reader *rd, struct instance_record *rec,
+			       const struct registry_field *f)
+{
+	void *at = (char *)rec + f->offset;
+	uint64_t v;
+	int rc;
+
+	if (!yio_is_scalar(rd))
+		return yio_fail(rd, "%s of instance \"%s\" must be a single value, not a list or mapping", f->name,
+				rec->name);
+	switch (f->type) {
+	case REGISTRY_STR:
+		return registry_take_string(rd, f->name, (char **)at);
+	case REGISTRY_U32:
+		if ((rc = registry_take_number(rd, f->name, UINT32_MAX, &v)) < 0)
+			return rc;
+		*(uint32_t *)at = (uint32_t)v;
+		return 0;
+	case REGISTRY_U64:
+		if ((rc = registry_take_number(rd, f->name, UINT64_MAX, &v)) < 0)
+			return rc;
+		*(uint64_t *)at = v;
+		return 0;
+	case REGISTRY_BOOL:
+		if (!strcasecmp(yio_scalar(rd), "true"))
+			*(bool *)at = true;
+		else if (!strcasecmp(yio_scalar(rd), "false"))
+			*(bool *)at = false;
+		else
+			return yio_fail(rd, "%s must be true or false, not \"%.40s\"", f->name, yio_scalar(rd));
+		return 0;
+	}
+	return yio_fail(rd, "internal error: unknown field type");
+}
+
+static int registry_parse_mount(struct yio_reader *rd, struct instance_record *rec)
+{
+	struct mount_record *m, *grown;
+	unsigned seen = 0;
+	int rc;
+
+	if (rd->ev.type != YAML_MAPPING_START_EVENT)
+		return yio_fail(rd, "each mount of instance \"%s\" must be a mapping (source, target, uid_map, gid_map)",
+				rec->name);
+	/* Capacity is implied: double whenever the count reaches a power of two. */
+	if ((rec->n_mounts & (rec->n_mounts - 1)) == 0) {
+		size_t cap = rec->n_mounts ? rec->n_mounts * 2 : 1;
+
+		grown = realloc(rec->mounts, cap * sizeof(*grown));
+		if (!grown)
+			return yio_fail(rd, "out of memory");
+		rec->mounts = grown;
+	}
+	m = &rec->mounts[rec->n_mounts++];
+	memset(m, 0, sizeof(*m));
+
+	for (;;) {
+		size_t i;
+
+		if ((rc = yio_next(rd)) < 0)
+			return rc;
+		if (rd->ev.type == YAML_MAPPING_END_EVENT)
+			break;
+		if (!yio_is_scalar(rd))
+			return yio_fail(rd, "mount keys must be plain text");
+		for (i = 0; i < REGISTRY_N_MOUNT_FIELDS; i++)
+			if (!strcmp(yio_scalar(rd), registry_mount_fields[i].name))
+				break;
+		if (i == REGISTRY_N_MOUNT_FIELDS)
+			return yio_fail(rd, "unknown mount field \"%.40s\" (allowed: source, target, uid_map, gid_map)",
+					yio_scalar(rd));
+		if (seen & (1u << i))
+			return yio_fail(rd, "mount field %s is given twice", registry_mount_fields[i].name);
+		seen |= 1u << i;
+		if ((rc = yio_next(rd)) < 0)
+			return rc;
+		if (!yio_is_scalar(rd))
+			return yio_fail(rd, "mount field %s must be a single value", registry_mount_fields[i].name);
+		rc = registry_take_string(rd, registry_mount_fields[i].name,
+					  (char **)((char *)m + registry_mount_fields[i].offset));
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int registry_parse_mounts(struct yio_reader *rd, struct instance_record *rec)
+{
+	int rc;
+
+	if (yio_is_scalar(rd) && yio_scalar_is_null(rd))
+		return 0;
+	if (rd->ev.type != YAML_SEQUENCE_START_EVENT)
+		return yio_fail(rd, "mounts of instance \"%s\" must be a list", rec->name);
+	for (;;) {
+		if ((rc = yio_next(rd)) < 0)
+			return rc;
+		if (rd->ev.type == YAML_SEQUENCE_END_EVENT)
+			return 0;
+		if ((rc = registry_parse_mount(rd, rec)) < 0)
+			return rc;
+	}
+}
+
+/* At the event after the instance's name. */
+static int registry_parse_record(struct yio_reader *rd, struct instance_record *rec)
+{
+	uint32_t seen = 0;
+	bool seen_mounts = false;
+	int rc;
+
+	if (yio_is_scalar(rd) && yio_scalar_is_null(rd))
+		return 0;
+	if (rd->ev.type != YAML_MAPPING_START_EVENT)
+		return yio_fail(rd, "instance \"%s\" must be a mapping of fields", rec->name);
+
+	for (;;) {
+		const char *key;
+		size_t i;
+
+		if ((rc = yio_next(rd)) < 0)
+			return rc;
+		if (rd->ev.type == YAML_MAPPING_END_EVENT)
+			return 0;
+		if (!yio_is_scalar(rd))
+			return yio_fail(rd, "field names of instance \"%s\" must be plain text", rec->name);
+		key = yio_scalar(rd);
+		if (!strcmp(key, "mounts")) {
+			if (seen_mounts)
+				return yio_fail(rd, "mounts of instance \"%s\" are given twice", rec->name);
+			seen_mounts = true;
+			if ((rc = yio_next(rd)) < 0 || (rc = registry_parse_mounts(rd, rec)) < 0)
+				return rc;
+			continue;
+		}
+		for (i = 0; i < REGISTRY_N_FIELDS; i++)
+			if (!strcmp(key, registry_fields[i].name))
+				break;
+		if (i == REGISTRY_N_FIELDS)
+			return yio_fail(rd, "unknown field \"%.40s\" in instance \"%s\"", key, rec->name);
+		if (seen & (1u << i))
+			return yio_fail(rd, "field %s of instance \"%s\" is given twice", registry_fields[i].name,
+					rec->name);
+		seen |= 1u << i;
+		if ((rc = yio_next(rd)) < 0 || (rc = registry_take_field(rd, rec, &registry_fields[i])) < 0)
+			return rc;
+	}
+}
+
+static int registry_compare_seen(const void *a, const void *b)
+{
+	const struct registry_seen *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	if (c)
+		return c;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Sorting finds repeats in n log n, so a huge hostile file cannot stall the broker. */
+static int registry_check_unique(struct registry *r, const char *path, char *err, size_t errlen)
+{
+	struct registry_seen *seen;
+
+	if (r->n < 2)
+		return 0;
+	seen = malloc(r->n * sizeof(*seen));
+	if (!seen) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return PROTO_E_NOMEM;
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		seen[i].name = r->v[i].name;
+		seen[i].index = i;
+	}
+	qsort(seen, r->n, sizeof(*seen), registry_compare_seen);
+	for (size_t i = 1; i < r->n; i++) {
+		if (!strcmp(seen[i - 1].name, seen[i].name)) {
+			snprintf(err, errlen, "%s: instance \"%s\" is listed twice", path, seen[i].name);
+			free(seen);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+	}
+	free(seen);
+	return 0;
+}
+
+static int registry_parse_instances(struct yio_reader *rd, struct registry *r)
+{
+	char msg[256];
+	int rc;
+
+	if (yio_is_scalar(rd) && yio_scalar_is_null(rd))
+		return 0;
+	if (rd->ev.type != YAML_MAPPING_START_EVENT)
+		return yio_fail(rd, "\"instances\" must be a mapping of instance names");
+	for (;;) {
+		struct instance_record *rec;
+
+		if ((rc = yio_next(rd)) < 0)
+			return rc;
+		if (rd->ev.type == YAML_MAPPING_END_EVENT)
+			return 0;
+		if (!yio_is_scalar(rd))
+			return yio_fail(rd, "instance names must be plain text");
+		if (validate_instance_name(yio_scalar(rd), msg, sizeof(msg)) < 0)
+			return yio_fail(rd, "%s", msg);
+		rec = registry_add(r, yio_scalar(rd));
+		if (!rec)
+			return yio_fail(rd, "out of memory");
+		if ((rc = yio_next(rd)) < 0 || (rc = registry_parse_record(rd, rec)) < 0)
+			return rc;
+	}
+}
+
+static int registry_parse(struct yio_reader *rd, struct registry *r)
+{
+	bool empty, seen_instances = false;
+	int rc;
+
+	if ((rc = yio_begin(rd, &empty)) < 0 || empty)
+		return rc;
+	if (yio_is_scalar(rd) && yio_scalar_is_null(rd))
+		return yio_end(rd);
+	if (rd->ev.type != YAML_MAPPING_START_EVENT)
+		return yio_fail(rd, "the registry must be a mapping with the key \"instances\"");
+	for (;;) {
+		if ((rc = yio_next(rd)) < 0)
+			return rc;
+		if (rd->ev.type == YAML_MAPPING_END_EVENT)
+			break;
+		if (!yio_is_scalar(rd) || strcmp(yio_scalar(rd), "instances") != 0)
+			return yio_fail(rd, "unknown key%s%.40s%s (the registry holds only \"instances\")",
+					yio_is_scalar(rd) ? " \"" : "", yio_is_scalar(rd) ? yio_scalar(rd) : "",
+					yio_is_scalar(rd) ? "\"" : "");
+		if (seen_instances)
+			return yio_fail(rd, "\"instances\" is given twice");
+		seen_instances = true;
+		if ((rc = yio_next(rd)) < 0 || (rc = registry_parse_instances(rd, r)) < 0)
+			return rc;
+	}
+	return yio_end(rd);
+}
+
+int registry_load_err(const char *path, struct registry *r, char *err, size_t errlen)
+{
+	struct yio_reader reader;
+	char *text;
+	size_t len;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	rc = read_file(path, REGISTRY_FILE_MAX, &text, &len);
+	if (rc == PROTO_E_NOT_FOUND)
+		return 0;
+	if (rc == PROTO_E_INVALID_ARGUMENT) {
+		snprintf(err, errlen, "%s: the file is larger than %u bytes", path, REGISTRY_FILE_MAX);
+		return rc;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: cannot read: %m", path);
+		return rc;
+	}
+	rc = yio_reader_open(&reader, text, len, path, err, errlen);
+	if (rc < 0)
+		goto out_free_text;
+	rc = registry_parse(&reader, r);
+	yio_reader_close(&reader);
+	if (rc == 0)
+		rc = registry_check_unique(r, path, err, errlen);
+	if (rc < 0)
+		registry_free(r);
+out_free_text:
+	free(text);
+	return rc;
+}
+
+int registry_load(const char *path, struct registry *r)
+{
+	char err[768];
+	int rc = registry_load_err(path, r, err, sizeof(err));
+
+	if (rc < 0)
+		vlog(LOG_ERROR_, "%s", err);
+	return rc;
+}
+
+/* ---- saving ---- */
+
+static void registry_write_record(struct yio_writer *w, const struct instance_record *rec)
+{
+	char number[24];
+
+	yio_map_start(w);
+	for (size_t i = 0; i < REGISTRY_N_FIELDS; i++) {
+		const struct registry_field *f = &registry_fields[i];
+		const void *at = (const char *)rec + f->offset;
+
+		switch (f->type) {
+		case REGISTRY_STR:
+			if (!*(char *const *)at)
+				continue;
+			yio_plain(w, f->name);
+			yio_string(w, *(char *const *)at);
+			break;
+		case REGISTRY_U32:
+			snprintf(number, sizeof(number), "%" PRIu32, *(const uint32_t *)at);
+			yio_plain(w, f->name);
+			yio_plain(w, number);
+			break;
+		case REGISTRY_U64:
+			snprintf(number, sizeof(number), "%" PRIu64, *(const uint64_t *)at);
+			yio_plain(w, f->name);
+			yio_plain(w, number);
+			break;
+		case REGISTRY_BOOL:
+			yio_plain(w, f->name);
+			yio_plain(w, *(const bool *)at ? "true" : "false");
+			break;
+		}
+	}
+	if (rec->n_mounts > 0) {
+		yio_plain(w, "mounts");
+		yio_seq_start(w);
+		for (size_t i = 0; i < rec->n_mounts; i++) {
+			yio_map_start(w);
+			for (size_t j = 0; j < REGISTRY_N_MOUNT_FIELDS; j++) {
+				const char *v = *(char *const *)((const char *)&rec->mounts[i] +
+								 registry_mount_fields[j].offset);
+				if (!v)
+					continue;
+				yio_plain(w, registry_mount_fields[j].name);
+				yio_string(w, v);
+			}
+			yio_map_end(w);
+		}
+		yio_seq_end(w);
+	}
+	yio_map_end(w);
+}
+
+int registry_save(const char *path, const struct registry *r)
+{
+	struct yio_writer w;
+	const char *data;
+	size_t len;
+	int rc;
+
+	rc = yio_writer_open(&w);
+	if (rc < 0)
+		goto out_close;
+	yio_map_start(&w);
+	yio_plain(&w, "instances");
+	yio_map_start(&w);
+	for (size_t i = 0; i < r->n; i++) {
+		yio_string(&w, r->v[i].name);
+		registry_write_record(&w, &r->v[i]);
+	}
+	yio_map_end(&w);
+	yio_map_end(&w);
+	rc = yio_writer_finish(&w, &data, &len);
+	if (rc < 0)
+		goto out_close;
+	rc = atomic_write_file(path, data, len, 0600);
+out_close:
+	yio_writer_close(&w);
+	return rc;
+}

@@ -1,0 +1,478 @@
+/* Global settings (settings.yaml): a flat mapping of known keys to checked values. */
+#include "vmcommon.h"
+#include "yamlio.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <vmproto/proto.h>
+
+#define SETTINGS_FILE_MAX (1u << 20)
+#define SETTINGS_VALUE_MAX 4096
+
+static const char *const settings_drivers[] = { "qemu", "libvirt", "lxd", "hyperv", "virtualbox", NULL };
+
+const char *const *driver_names(void)
+{
+	return settings_drivers;
+}
+
+const char *driver_canonical(const char *name)
+{
+	if (!name)
+		return NULL;
+	for (size_t i = 0; settings_drivers[i]; i++)
+		if (!strcasecmp(name, settings_drivers[i]))
+			return settings_drivers[i];
+	if (!strcasecmp(name, "hyper-v"))
+		return "hyperv";
+	if (!strcasecmp(name, "vbox"))
+		return "virtualbox";
+	return NULL;
+}
+
+const char *driver_scope(const char *driver)
+{
+	const char *canonical = driver_canonical(driver);
+
+	if (canonical && !strcmp(canonical, "libvirt"))
+		return "qemu";
+	return canonical;
+}
+
+const char *settings_default_driver(void)
+{
+#if defined(__linux__) && (defined(__x86_64__) || defined(__amd64__))
+	return "qemu";
+#elif defined(__linux__)
+	return "lxd";
+#elif defined(__APPLE__)
+	return "qemu";
+#elif defined(_WIN32)
+	return "hyperv";
+#else
+	return "qemu";
+#endif
+}
+
+/*
+ * A check stores the value as typed unless it sets *canonical (aliases,
+ * letter case). On failure it fills err with what is allowed.
+ */
+typedef int (*settings_check_fn)(const char *key, const char *value, const char **canonical, char *err,
+				 size_t errlen);
+
+struct settings_def {
+	const char *key;
+	const char *(*default_value)(void);
+	settings_check_fn check;
+};
+
+static const char *settings_default_empty(void)
+{
+	return "";
+}
+
+static const char *settings_default_accel(void)
+{
+	return "auto";
+}
+
+static const char *settings_default_libvirt_uri(void)
+{
+	return geteuid() == 0 ? "qemu:///system" : "qemu:///session";
+}
+
+static const char *settings_default_refresh(void)
+{
+	return "6h";
+}
+
+static const char *settings_default_prune(void)
+{
+	return "30d";
+}
+
+static const char *settings_default_true(void)
+{
+	return "true";
+}
+
+static int settings_check_driver(const char *key, const char *value, const char **canonical, char *err,
+				 size_t errlen)
+{
+	*canonical = driver_canonical(value);
+	if (*canonical)
+		return 0;
+	snprintf(err, errlen, "invalid value \"%s\" for %s: choose one of qemu, libvirt, lxd, hyperv, virtualbox",
+		 value, key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+static int settings_check_accel(const char *key, const char *value, const char **canonical, char *err,
+				size_t errlen)
+{
+	static const char *const accels[] = { "auto", "kvm", "tcg" };
+
+	for (size_t i = 0; i < sizeof(accels) / sizeof(accels[0]); i++) {
+		if (!strcasecmp(value, accels[i])) {
+			*canonical = accels[i];
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "invalid value \"%s\" for %s: choose one of auto, kvm, tcg", value, key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+static int settings_check_bool(const char *key, const char *value, const char **canonical, char *err,
+			       size_t errlen)
+{
+	if (!strcasecmp(value, "true")) {
+		*canonical = "true";
+		return 0;
+	}
+	if (!strcasecmp(value, "false")) {
+		*canonical = "false";
+		return 0;
+	}
+	snprintf(err, errlen, "invalid value \"%s\" for %s: choose one of true, false", value, key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+static bool settings_has_space_or_control(const char *value)
+{
+	for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+		if (*p <= ' ' || *p == 0x7f)
+			return true;
+	return false;
+}
+
+/* "scheme:" as RFC 3986 spells it, followed by "//". */
+static bool settings_has_scheme(const char *value, const char *const *allowed)
+{
+	const char *colon = strchr(value, ':');
+	size_t n;
+
+	if (!colon || colon == value || strncmp(colon, "://", 3) != 0)
+		return false;
+	n = (size_t)(colon - value);
+	if (!isalpha((unsigned char)value[0]))
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (!isalnum((unsigned char)value[i]) && !strchr("+.-", value[i]))
+			return false;
+	if (!allowed)
+		return true;
+	for (size_t i = 0; allowed[i]; i++)
+		if (strlen(allowed[i]) == n && !strncasecmp(value, allowed[i], n))
+			return true;
+	return false;
+}
+
+static int settings_check_libvirt_uri(const char *key, const char *value, const char **canonical, char *err,
+				      size_t errlen)
+{
+	if (!settings_has_space_or_control(value) && settings_has_scheme(value, NULL))
+		return 0;
+	snprintf(err, errlen,
+		 "invalid value \"%s\" for %s: use a libvirt connection URI such as qemu:///system or qemu:///session",
+		 value, key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+static int settings_check_mirror(const char *key, const char *value, const char **canonical, char *err,
+				 size_t errlen)
+{
+	static const char *const schemes[] = { "http", "https", "file", NULL };
+
+	if (!*value || (!settings_has_space_or_control(value) && settings_has_scheme(value, schemes)))
+		return 0;
+	snprintf(err, errlen,
+		 "invalid value \"%s\" for %s: use an http://, https:// or file:// URL of a simplestreams mirror, or \"\" for the default",
+		 value, key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+static int settings_check_duration(const char *key, const char *value, const char **canonical, char *err,
+				   size_t errlen)
+{
+	uint64_t seconds;
+	char ignored[160];
+
+	if (parse_duration(value, &seconds, ignored, sizeof(ignored)) == 0)
+		return 0;
+	snprintf(err, errlen,
+		 "invalid value \"%s\" for %s: use a number with a unit s, m, h, d or w (e.g. 30m, 6h, 7d), or \"never\"",
+		 value, key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+static int settings_check_network(const char *key, const char *value, const char **canonical, char *err,
+				  size_t errlen)
+{
+	const unsigned char *p;
+
+	/* Host network names differ per platform ("eth0", "Default Switch"), so only
+	 * what no platform allows is refused here; the driver checks existence. */
+	for (p = (const unsigned char *)value; *p; p++)
+		if (*p < ' ' || *p == 0x7f || *p == '/')
+			break;
+	if (!*p && strlen(value) <= 255)
+		return 0;
+	snprintf(err, errlen,
+		 "invalid value for %s: use the name of a host network interface (no '/' or control characters, at most 255 bytes), or \"\" for none",
+		 key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+static const char *settings_default_driver_fn(void)
+{
+	return settings_default_driver();
+}
+
+static const struct settings_def settings_defs[] = {
+	{ "local.driver", settings_default_driver_fn, settings_check_driver },
+	{ "local.qemu.accel", settings_default_accel, settings_check_accel },
+	{ "local.libvirt.uri", settings_default_libvirt_uri, settings_check_libvirt_uri },
+	{ "local.image.mirror", settings_default_empty, settings_check_mirror },
+	{ "local.image.refresh", settings_default_refresh, settings_check_duration },
+	{ "local.image.prune-after", settings_default_prune, settings_check_duration },
+	{ "local.bridged-network", settings_default_empty, settings_check_network },
+	{ "local.privileged-mounts", settings_default_true, settings_check_bool },
+};
+#define SETTINGS_N_DEFS (sizeof(settings_defs) / sizeof(settings_defs[0]))
+
+static const char *const settings_keys[] = {
+	"local.driver",	       "local.qemu.accel",	"local.libvirt.uri",	 "local.image.mirror",
+	"local.image.refresh", "local.image.prune-after", "local.bridged-network", "local.privileged-mounts",
+	NULL,
+};
+
+const char *const *settings_known_keys(void)
+{
+	return settings_keys;
+}
+
+static const struct settings_def *settings_find_def(const char *key)
+{
+	for (size_t i = 0; i < SETTINGS_N_DEFS; i++)
+		if (!strcmp(settings_defs[i].key, key))
+			return &settings_defs[i];
+	return NULL;
+}
+
+static struct setting *settings_find(const struct settings *s, const char *key)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (!strcmp(s->v[i].key, key))
+			return &s->v[i];
+	return NULL;
+}
+
+const char *settings_get(const struct settings *s, const char *key)
+{
+	const struct settings_def *def;
+	const struct setting *found;
+
+	if (!key)
+		return NULL;
+	found = s ? settings_find(s, key) : NULL;
+	if (found)
+		return found->value;
+	def = settings_find_def(key);
+	return def ? def->default_value() : NULL;
+}
+
+/* Store a value that already passed its check. */
+static int settings_store(struct settings *s, const char *key, const char *value)
+{
+	struct setting *found = settings_find(s, key), *grown;
+	char *copy = strdup(value);
+
+	if (!copy)
+		return PROTO_E_NOMEM;
+	if (found) {
+		free(found->value);
+		found->value = copy;
+		return 0;
+	}
+	grown = realloc(s->v, (s->n + 1) * sizeof(*s->v));
+	if (!grown)
+		goto out_free_copy;
+	s->v = grown;
+	s->v[s->n].key = strdup(key);
+	if (!s->v[s->n].key)
+		goto out_free_copy;
+	s->v[s->n].value = copy;
+	s->n++;
+	return 0;
+
+out_free_copy:
+	free(copy);
+	return PROTO_E_NOMEM;
+}
+
+/* Check key and value; *stored is what would be kept. */
+static int settings_check(const char *key, const char *value, const char **stored, char *err, size_t errlen)
+{
+	const struct settings_def *def;
+	const char *canonical = NULL;
+	int rc;
+
+	def = key ? settings_find_def(key) : NULL;
+	if (!def) {
+		snprintf(err, errlen, "unknown setting \"%s\"", key ? key : "");
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (!value) {
+		snprintf(err, errlen, "no value given for %s", key);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (strlen(value) > SETTINGS_VALUE_MAX) {
+		snprintf(err, errlen, "invalid value for %s: at most %d bytes are allowed", key, SETTINGS_VALUE_MAX);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	rc = def->check(key, value, &canonical, err, errlen);
+	if (rc < 0)
+		return rc;
+	*stored = canonical ? canonical : value;
+	return 0;
+}
+
+int settings_set(struct settings *s, const char *key, const char *value, char *err, size_t errlen)
+{
+	const char *stored;
+	int rc;
+
+	rc = settings_check(key, value, &stored, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = settings_store(s, key, stored);
+	if (rc < 0)
+		snprintf(err, errlen, "out of memory while setting %s", key);
+	return rc;
+}
+
+void settings_free(struct settings *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->v[i].key);
+		free(s->v[i].value);
+	}
+	free(s->v);
+	s->v = NULL;
+	s->n = 0;
+}
+
+static int settings_parse(struct yio_reader *r, struct settings *s)
+{
+	bool empty;
+	int rc;
+
+	if ((rc = yio_begin(r, &empty)) < 0 || empty)
+		return rc;
+	if (yio_is_scalar(r) && yio_scalar_is_null(r))
+		return yio_end(r);
+	if (r->ev.type != YAML_MAPPING_START_EVENT)
+		return yio_fail(r, "the settings file must be a mapping of \"key: value\" lines");
+
+	for (;;) {
+		char key[128], msg[512];
+		const char *stored;
+
+		if ((rc = yio_next(r)) < 0)
+			return rc;
+		if (r->ev.type == YAML_MAPPING_END_EVENT)
+			break;
+		if (!yio_is_scalar(r))
+			return yio_fail(r, "setting names must be plain text");
+		snprintf(key, sizeof(key), "%s", yio_scalar(r));
+		if (strlen(yio_scalar(r)) >= sizeof(key) || !settings_find_def(key))
+			return yio_fail(r, "unknown setting \"%.*s\"", 100, yio_scalar(r));
+		if (settings_find(s, key))
+			return yio_fail(r, "%s is set twice", key);
+
+		if ((rc = yio_next(r)) < 0)
+			return rc;
+		if (!yio_is_scalar(r))
+			return yio_fail(r, "the value of %s must be plain text, not a list or mapping", key);
+		if (settings_check(key, yio_scalar(r), &stored, msg, sizeof(msg)) < 0)
+			return yio_fail(r, "%s", msg);
+		if ((rc = settings_store(s, key, stored)) < 0)
+			return yio_fail(r, "out of memory");
+	}
+	return yio_end(r);
+}
+
+int settings_load_err(const char *path, struct settings *s, char *err, size_t errlen)
+{
+	struct yio_reader reader;
+	char *text;
+	size_t len;
+	int rc;
+
+	s->v = NULL;
+	s->n = 0;
+	rc = read_file(path, SETTINGS_FILE_MAX, &text, &len);
+	if (rc == PROTO_E_NOT_FOUND)
+		return 0;
+	if (rc == PROTO_E_INVALID_ARGUMENT) {
+		snprintf(err, errlen, "%s: the file is larger than %u bytes", path, SETTINGS_FILE_MAX);
+		return rc;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: cannot read: %m", path);
+		return rc;
+	}
+	rc = yio_reader_open(&reader, text, len, path, err, errlen);
+	if (rc < 0)
+		goto out_free_text;
+	rc = settings_parse(&reader, s);
+	yio_reader_close(&reader);
+	if (rc < 0)
+		settings_free(s);
+out_free_text:
+	free(text);
+	return rc;
+}
+
+int settings_load(const char *path, struct settings *s)
+{
+	char err[768];
+	int rc = settings_load_err(path, s, err, sizeof(err));
+
+	if (rc < 0)
+		vlog(LOG_ERROR_, "%s", err);
+	return rc;
+}
+
+int settings_save(const char *path, const struct settings *s)
+{
+	struct yio_writer w;
+	const char *data;
+	size_t len;
+	int rc;
+
+	rc = yio_writer_open(&w);
+	if (rc < 0)
+		goto out_close;
+	yio_map_start(&w);
+	for (size_t i = 0; i < s->n; i++) {
+		yio_plain(&w, s->v[i].key);
+		yio_string(&w, s->v[i].value);
+	}
+	yio_map_end(&w);
+	rc = yio_writer_finish(&w, &data, &len);
+	if (rc < 0)
+		goto out_close;
+	rc = atomic_write_file(path, data, len, 0600);
+out_close:
+	yio_writer_close(&w);
+	return rc;
+}

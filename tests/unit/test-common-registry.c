@@ -1,0 +1,406 @@
+/* The instance registry of a scope: what survives a broker restart. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <vmproto/proto.h>
+
+#include "vmcommon.h"
+
+static char tmpdir[] = "/tmp/vmctl-test-registry-XXXXXX";
+static char path[256];
+static char err[768];
+
+static void setup(void)
+{
+	cr_assert_not_null(mkdtemp(tmpdir));
+	snprintf(path, sizeof(path), "%s/instances.yaml", tmpdir);
+}
+
+static void teardown(void)
+{
+	remove_tree(tmpdir);
+}
+
+static void write_text(const char *text)
+{
+	cr_assert_eq(atomic_write_file(path, text, strlen(text), 0600), 0);
+}
+
+static void fill_record(struct instance_record *rec, unsigned i)
+{
+	char text[128];
+
+	cr_assert_eq(record_set(&rec->state, i % 2 ? "running" : "stopped"), 0);
+	cr_assert_eq(record_set(&rec->switch_state, "suspended"), 0);
+	cr_assert_eq(record_set(&rec->image, "24.04"), 0);
+	snprintf(text, sizeof(text), "/var/lib/vmctl/images/%064u.qcow2", i);
+	cr_assert_eq(record_set(&rec->image_disk, text), 0);
+	cr_assert_eq(record_set(&rec->image_format, "qcow2"), 0);
+	cr_assert_eq(record_set(&rec->image_kernel, "/boot/vmlinuz"), 0);
+	cr_assert_eq(record_set(&rec->image_initrd, "/boot/initrd.img"), 0);
+	cr_assert_eq(record_set(&rec->image_cmdline, "console=ttyS0 root=/dev/vda1 quiet: yes # not a comment"), 0);
+	snprintf(text, sizeof(text), "%064x", i);
+	cr_assert_eq(record_set(&rec->image_sha256, text), 0);
+	snprintf(text, sizeof(text), "52:54:00:00:%02x:%02x", (i >> 8) & 0xff, i & 0xff);
+	cr_assert_eq(record_set(&rec->mac, text), 0);
+	cr_assert_eq(record_set(&rec->created, "2026-11-27T10:00:00Z"), 0);
+	rec->cpus = 1 + i % 8;
+	rec->memory = (1ull << 30) + i;
+	rec->disk = UINT64_MAX - i;
+	rec->deleted = i % 3 == 0;
+}
+
+static void assert_same_string(const char *a, const char *b, const char *what)
+{
+	if (!a || !b)
+		cr_assert_eq(a, b, "%s: one is unset", what);
+	else
+		cr_assert_str_eq(a, b, "%s", what);
+}
+
+static void assert_same_record(const struct instance_record *a, const struct instance_record *b)
+{
+	cr_assert_str_eq(a->name, b->name);
+	assert_same_string(a->state, b->state, "state");
+	assert_same_string(a->switch_state, b->switch_state, "switch_state");
+	assert_same_string(a->image, b->image, "image");
+	assert_same_string(a->image_disk, b->image_disk, "image_disk");
+	assert_same_string(a->image_format, b->image_format, "image_format");
+	assert_same_string(a->image_kernel, b->image_kernel, "image_kernel");
+	assert_same_string(a->image_initrd, b->image_initrd, "image_initrd");
+	assert_same_string(a->image_cmdline, b->image_cmdline, "image_cmdline");
+	assert_same_string(a->image_sha256, b->image_sha256, "image_sha256");
+	assert_same_string(a->mac, b->mac, "mac");
+	assert_same_string(a->created, b->created, "created");
+	cr_assert_eq(a->cpus, b->cpus);
+	cr_assert_eq(a->memory, b->memory);
+	cr_assert_eq(a->disk, b->disk);
+	cr_assert_eq(a->deleted, b->deleted);
+	cr_assert_eq(a->n_mounts, b->n_mounts);
+	for (size_t i = 0; i < a->n_mounts; i++) {
+		assert_same_string(a->mounts[i].source, b->mounts[i].source, "source");
+		assert_same_string(a->mounts[i].target, b->mounts[i].target, "target");
+		assert_same_string(a->mounts[i].uid_map, b->mounts[i].uid_map, "uid_map");
+		assert_same_string(a->mounts[i].gid_map, b->mounts[i].gid_map, "gid_map");
+	}
+}
+
+static void add_mount(struct instance_record *rec, const char *source, const char *target, const char *uid_map,
+		      const char *gid_map)
+{
+	struct mount_record *m;
+
+	rec->mounts = realloc(rec->mounts, (rec->n_mounts + 1) * sizeof(*rec->mounts));
+	cr_assert_not_null(rec->mounts);
+	m = &rec->mounts[rec->n_mounts++];
+	memset(m, 0, sizeof(*m));
+	cr_assert_eq(record_set(&m->source, source), 0);
+	cr_assert_eq(record_set(&m->target, target), 0);
+	cr_assert_eq(record_set(&m->uid_map, uid_map), 0);
+	cr_assert_eq(record_set(&m->gid_map, gid_map), 0);
+}
+
+TestSuite(registry, .init = setup, .fini = teardown);
+
+Test(registry, round_trip_keeps_every_field_and_mount)
+{
+	struct registry r = { 0 }, back = { 0 };
+	struct instance_record *rec;
+	struct stat st;
+
+	rec = registry_add(&r, "primary");
+	cr_assert_not_null(rec);
+	fill_record(rec, 3);
+	add_mount(rec, "/home/dev/src", "/home/ubuntu/src", "1000:1000", "1000:1000,0:0");
+	add_mount(rec, "/srv/data with space", "/data", NULL, NULL);
+	rec = registry_add(&r, "yes");
+	cr_assert_not_null(rec);
+	cr_assert_eq(record_set(&rec->state, "true"), 0);
+	cr_assert_eq(record_set(&rec->image, ""), 0);
+	cr_assert_eq(record_set(&rec->mac, "1234"), 0);
+
+	cr_assert_eq(registry_save(path, &r), 0);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0600);
+	cr_assert_eq(registry_load_err(path, &back, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(back.n, 2);
+	assert_same_record(&r.v[0], &back.v[0]);
+	assert_same_record(&r.v[1], &back.v[1]);
+	registry_free(&r);
+	registry_free(&back);
+}
+
+Test(registry, missing_file_loads_empty)
+{
+	struct registry r = { 0 };
+
+	cr_assert_eq(registry_load(path, &r), 0);
+	cr_assert_eq(r.n, 0);
+	registry_free(&r);
+}
+
+Test(registry, empty_registry_round_trips)
+{
+	struct registry r = { 0 }, back = { 0 };
+
+	cr_assert_eq(registry_save(path, &r), 0);
+	cr_assert_eq(registry_load_err(path, &back, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(back.n, 0);
+	registry_free(&back);
+}
+
+Test(registry, add_find_remove)
+{
+	struct registry r = { 0 };
+
+	cr_assert_not_null(registry_add(&r, "a"));
+	cr_assert_not_null(registry_add(&r, "b"));
+	cr_assert_not_null(registry_add(&r, "c"));
+	cr_assert_str_eq(registry_find(&r, "b")->name, "b");
+	cr_assert_eq(registry_remove(&r, "b"), 0);
+	cr_assert_null(registry_find(&r, "b"));
+	cr_assert_eq(registry_remove(&r, "b"), PROTO_E_NOT_FOUND);
+	cr_assert_eq(r.n, 2);
+	cr_assert_str_eq(r.v[0].name, "a");
+	cr_assert_str_eq(r.v[1].name, "c");
+	registry_free(&r);
+}
+
+Test(registry, record_set_null_clears)
+{
+	char *field = NULL;
+
+	cr_assert_eq(record_set(&field, "x"), 0);
+	cr_assert_str_eq(field, "x");
+	cr_assert_eq(record_set(&field, NULL), 0);
+	cr_assert_null(field);
+}
+
+Test(registry, hand_written_file_loads)
+{
+	struct registry r = { 0 };
+	struct instance_record *rec;
+
+	write_text("# edited by hand\n"
+		   "instances:\n"
+		   "  dev: {state: running, cpus: 2, memory: 1073741824, deleted: false,\n"
+		   "        mounts: [{source: /src, target: /mnt}]}\n"
+		   "  old:\n"
+		   "    deleted: true\n"
+		   "  bare:\n");
+	cr_assert_eq(registry_load_err(path, &r, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(r.n, 3);
+	rec = registry_find(&r, "dev");
+	cr_assert_not_null(rec);
+	cr_assert_str_eq(rec->state, "running");
+	cr_assert_eq(rec->cpus, 2);
+	cr_assert_eq(rec->memory, 1ull << 30);
+	cr_assert_eq(rec->n_mounts, 1);
+	cr_assert_str_eq(rec->mounts[0].target, "/mnt");
+	cr_assert_null(rec->mounts[0].uid_map);
+	cr_assert(registry_find(&r, "old")->deleted);
+	cr_assert_null(registry_find(&r, "bare")->state);
+	registry_free(&r);
+}
+
+static void assert_refused(const char *text, const char *message_part)
+{
+	struct registry r = { 0 };
+
+	write_text(text);
+	err[0] = '\0';
+	cr_assert_eq(registry_load_err(path, &r, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT, "accepted: %s", text);
+	cr_assert(strstr(err, path) == err, "message: %s", err);
+	cr_assert(strstr(err, message_part), "message for\n%s\nis: %s", text, err);
+	cr_assert_eq(r.n, 0);
+	cr_assert_null(r.v);
+}
+
+Test(registry, yaml_syntax_error_is_refused_with_its_line)
+{
+	assert_refused("instances:\n  a:\n    state: running\n   cpus: 1\n", ": line 4, column 4: ");
+}
+
+Test(registry, wrong_types_are_refused)
+{
+	assert_refused("instances:\n  a:\n    cpus: two\n",
+		       ": line 3, column 11: cpus must be a whole number from 0 to 4294967295, not \"two\"");
+	assert_refused("instances:\n  a:\n    cpus: -1\n", "cpus must be a whole number");
+	assert_refused("instances:\n  a:\n    memory: 1.5\n", "memory must be a whole number");
+	assert_refused("instances:\n  a:\n    deleted: maybe\n", "deleted must be true or false, not \"maybe\"");
+	assert_refused("instances:\n  a:\n    state: [running]\n", "state of instance \"a\" must be a single value");
+	assert_refused("instances:\n  a:\n    mounts: /src\n", "mounts of instance \"a\" must be a list");
+	assert_refused("instances:\n  a:\n    mounts: [/src]\n", "each mount of instance \"a\" must be a mapping");
+	assert_refused("instances:\n  a: [1, 2]\n", "instance \"a\" must be a mapping of fields");
+	assert_refused("instances: [a, b]\n", "\"instances\" must be a mapping of instance names");
+	assert_refused("- a\n", "the registry must be a mapping");
+}
+
+Test(registry, huge_values_are_refused)
+{
+	assert_refused("instances:\n  a:\n    cpus: 4294967296\n", "cpus must be a whole number from 0 to 4294967295");
+	assert_refused("instances:\n  a:\n    disk: 18446744073709551616\n",
+		       "disk must be a whole number from 0 to 18446744073709551615");
+}
+
+Test(registry, huge_string_is_refused)
+{
+	size_t n = 100000;
+	char *text = malloc(n + 64);
+
+	cr_assert_not_null(text);
+	strcpy(text, "instances:\n  a:\n    image: ");
+	memset(text + strlen(text), 'x', n);
+	strcpy(text + strlen("instances:\n  a:\n    image: ") + n, "\n");
+	assert_refused(text, "image is longer than 65536 bytes");
+	free(text);
+}
+
+Test(registry, duplicate_names_are_refused)
+{
+	struct registry r = { 0 };
+
+	write_text("instances:\n  a: {}\n  b: {}\n  a: {}\n");
+	cr_assert_eq(registry_load_err(path, &r, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "instance \"a\" is listed twice"), "message: %s", err);
+	cr_assert_eq(r.n, 0);
+}
+
+Test(registry, duplicate_fields_are_refused)
+{
+	assert_refused("instances:\n  a:\n    cpus: 1\n    cpus: 2\n", "field cpus of instance \"a\" is given twice");
+	assert_refused("instances: {}\ninstances: {}\n", "\"instances\" is given twice");
+}
+
+Test(registry, invalid_instance_names_are_refused)
+{
+	assert_refused("instances:\n  ../../etc: {}\n", ": line 2, column 3: invalid instance name \"../../etc\"");
+	assert_refused("instances:\n  Web: {}\n", "upper case letters are not allowed");
+	assert_refused("instances:\n  ? [a]\n  : {}\n", "instance names must be plain text");
+}
+
+Test(registry, unknown_fields_and_aliases_are_refused)
+{
+	assert_refused("instances:\n  a:\n    colour: red\n", "unknown field \"colour\" in instance \"a\"");
+	assert_refused("instances:\n  a:\n    mounts: [{source: /a, mode: rw}]\n", "unknown mount field \"mode\"");
+	assert_refused("version: 2\ninstances: {}\n", "unknown key \"version\"");
+	assert_refused("instances:\n  a: &r {cpus: 1}\n  b: *r\n", "aliases (*name) are not allowed");
+	assert_refused("instances: {}\n---\ninstances: {}\n", "only one YAML document is allowed");
+}
+
+/* Corrupt a valid file byte by byte: every outcome must be a clean load or a clean error. */
+Test(registry, mutated_files_never_crash)
+{
+	struct registry r = { 0 }, back;
+	char *text;
+	size_t len;
+	unsigned seed = 12345;
+
+	for (unsigned i = 0; i < 3; i++) {
+		struct instance_record *rec = registry_add(&r, i == 0 ? "a" : i == 1 ? "b" : "c");
+		fill_record(rec, i);
+		add_mount(rec, "/x", "/y", "1:1", "2:2");
+	}
+	cr_assert_eq(registry_save(path, &r), 0);
+	cr_assert_eq(read_file(path, 1 << 20, &text, &len), 0);
+	registry_free(&r);
+
+	for (int round = 0; round < 2000; round++) {
+		char *copy = malloc(len + 1);
+
+		memcpy(copy, text, len + 1);
+		for (int k = 0; k < 1 + round % 4; k++) {
+			seed = seed * 1103515245u + 12345u;
+			copy[(seed >> 8) % len] = "\":{}[]-,&*!|>'\n\t #x0"[(seed >> 20) % 20];
+		}
+		cr_assert_eq(atomic_write_file(path, copy, len, 0600), 0);
+		if (registry_load_err(path, &back, err, sizeof(err)) == 0)
+			registry_free(&back);
+		else
+			cr_assert_neq(err[0], '\0');
+		free(copy);
+	}
+	free(text);
+}
+
+static double elapsed_ms(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+Test(registry, thousand_instances_round_trip_quickly)
+{
+	struct registry r = { 0 }, back = { 0 };
+	struct timespec t0, t1, t2;
+
+	for (unsigned i = 0; i < 1000; i++) {
+		char name[32];
+		struct instance_record *rec;
+
+		snprintf(name, sizeof(name), "vm-%u", i);
+		rec = registry_add(&r, name);
+		cr_assert_not_null(rec);
+		fill_record(rec, i);
+		if (i % 10 == 0)
+			add_mount(rec, "/home/dev/src", "/src", "1000:1000", "1000:1000");
+	}
+	/* CPU time: the disk's fsync latency and other processes on a busy
+	 * host are not this code's cost, and would make the test flaky. */
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+	cr_assert_eq(registry_save(path, &r), 0);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+	cr_assert_eq(registry_load_err(path, &back, err, sizeof(err)), 0, "%s", err);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t2);
+
+	cr_assert_eq(back.n, 1000);
+	for (unsigned i = 0; i < 1000; i++)
+		assert_same_record(&r.v[i], &back.v[i]);
+	/* Sanitizer builds run several times slower; the budget is for real builds. */
+#if defined(__SANITIZE_ADDRESS__)
+	const double budget = 200;
+#else
+	const double budget = 50;
+#endif
+	cr_assert_lt(elapsed_ms(&t0, &t1), budget, "save took %.1f ms", elapsed_ms(&t0, &t1));
+	cr_assert_lt(elapsed_ms(&t1, &t2), budget, "load took %.1f ms", elapsed_ms(&t1, &t2));
+	registry_free(&r);
+	registry_free(&back);
+}
+
+Test(registry, many_mounts_load)
+{
+	struct registry r = { 0 };
+	size_t n = 5000, used;
+	char *text = malloc(n * 40 + 64);
+
+	cr_assert_not_null(text);
+	used = (size_t)sprintf(text, "instances:\n  a:\n    mounts:\n");
+	for (size_t i = 0; i < n; i++)
+		used += (size_t)sprintf(text + used, "    - {source: /s%zu, target: /t}\n", i);
+	write_text(text);
+	free(text);
+	cr_assert_eq(registry_load_err(path, &r, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(r.v[0].n_mounts, n);
+	cr_assert_str_eq(r.v[0].mounts[n - 1].source, "/s4999");
+	registry_free(&r);
+}
+
+Test(registry, text_that_is_not_utf8_is_not_saved)
+{
+	struct registry r = { 0 }, back = { 0 };
+	struct instance_record *rec;
+
+	rec = registry_add(&r, "a");
+	cr_assert_eq(registry_save(path, &r), 0);
+	cr_assert_eq(record_set(&rec->image_disk, "/images/\xff\xfe.qcow2"), 0);
+	cr_assert_eq(registry_save(path, &r), PROTO_E_INVALID_ARGUMENT);
+	cr_assert_eq(registry_load_err(path, &back, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(back.n, 1);
+	cr_assert_null(back.v[0].image_disk, "the failed save changed the file");
+	registry_free(&r);
+	registry_free(&back);
+}

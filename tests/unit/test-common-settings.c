@@ -1,0 +1,338 @@
+/* Global settings: what `vmctl get/set` and the broker see. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vmproto/proto.h>
+
+#include "vmcommon.h"
+
+static char tmpdir[] = "/tmp/vmctl-test-settings-XXXXXX";
+static char path[256];
+static char err[512];
+
+static void setup(void)
+{
+	cr_assert_not_null(mkdtemp(tmpdir));
+	snprintf(path, sizeof(path), "%s/settings.yaml", tmpdir);
+}
+
+static void teardown(void)
+{
+	remove_tree(tmpdir);
+}
+
+static void write_text(const char *text)
+{
+	cr_assert_eq(atomic_write_file(path, text, strlen(text), 0600), 0);
+}
+
+TestSuite(settings, .init = setup, .fini = teardown);
+
+Test(settings, defaults_apply_when_nothing_is_set)
+{
+	struct settings s = { 0 };
+
+	cr_assert_str_eq(settings_get(&s, "local.driver"), settings_default_driver());
+	cr_assert_str_eq(settings_get(&s, "local.qemu.accel"), "auto");
+	cr_assert_str_eq(settings_get(&s, "local.libvirt.uri"),
+			 geteuid() == 0 ? "qemu:///system" : "qemu:///session");
+	cr_assert_str_eq(settings_get(&s, "local.image.mirror"), "");
+	cr_assert_str_eq(settings_get(&s, "local.image.refresh"), "6h");
+	cr_assert_str_eq(settings_get(&s, "local.image.prune-after"), "30d");
+	cr_assert_str_eq(settings_get(&s, "local.bridged-network"), "");
+	cr_assert_str_eq(settings_get(&s, "local.privileged-mounts"), "true");
+	cr_assert_null(settings_get(&s, "local.nonsense"));
+}
+
+Test(settings, default_driver_on_linux_amd64_is_qemu)
+{
+#if defined(__linux__) && defined(__x86_64__)
+	cr_assert_str_eq(settings_default_driver(), "qemu");
+#else
+	cr_skip_test("not a Linux amd64 host");
+#endif
+}
+
+Test(settings, every_known_key_has_a_default_and_is_settable_to_it)
+{
+	const char *const *keys = settings_known_keys();
+	struct settings s = { 0 };
+	size_t n = 0;
+
+	for (; keys[n]; n++) {
+		const char *def = settings_get(&s, keys[n]);
+
+		cr_assert_not_null(def, "%s has no default", keys[n]);
+		cr_assert_eq(settings_set(&s, keys[n], def, err, sizeof(err)), 0, "%s: %s", keys[n], err);
+	}
+	cr_assert_eq(n, 8);
+	settings_free(&s);
+}
+
+Test(settings, round_trip_keeps_every_value)
+{
+	struct settings s = { 0 }, back = { 0 };
+	struct stat st;
+
+	cr_assert_eq(settings_set(&s, "local.driver", "lxd", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(settings_set(&s, "local.qemu.accel", "tcg", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(settings_set(&s, "local.libvirt.uri", "qemu+ssh://host/system", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(settings_set(&s, "local.image.mirror", "file:///srv/mirror: x", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert_eq(settings_set(&s, "local.image.mirror", "http://10.0.0.1:8080/streams", err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_eq(settings_set(&s, "local.image.refresh", "30m", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(settings_set(&s, "local.image.prune-after", "never", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(settings_set(&s, "local.bridged-network", "Default Switch", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(settings_set(&s, "local.privileged-mounts", "false", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(settings_save(path, &s), 0);
+
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0600);
+	cr_assert_eq(settings_load(path, &back), 0);
+	cr_assert_eq(back.n, 8);
+	for (size_t i = 0; i < s.n; i++)
+		cr_assert_str_eq(settings_get(&back, s.v[i].key), s.v[i].value, "%s", s.v[i].key);
+	settings_free(&s);
+	settings_free(&back);
+}
+
+Test(settings, empty_value_round_trips_as_empty)
+{
+	struct settings s = { 0 }, back = { 0 };
+
+	cr_assert_eq(settings_set(&s, "local.image.mirror", "", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(settings_save(path, &s), 0);
+	cr_assert_eq(settings_load(path, &back), 0);
+	cr_assert_eq(back.n, 1);
+	cr_assert_str_eq(settings_get(&back, "local.image.mirror"), "");
+	settings_free(&s);
+	settings_free(&back);
+}
+
+Test(settings, setting_again_replaces_the_value)
+{
+	struct settings s = { 0 };
+
+	cr_assert_eq(settings_set(&s, "local.driver", "lxd", err, sizeof(err)), 0);
+	cr_assert_eq(settings_set(&s, "local.driver", "libvirt", err, sizeof(err)), 0);
+	cr_assert_eq(s.n, 1);
+	cr_assert_str_eq(settings_get(&s, "local.driver"), "libvirt");
+	settings_free(&s);
+}
+
+Test(settings, invalid_driver_lists_the_choices)
+{
+	struct settings s = { 0 };
+
+	cr_assert_eq(settings_set(&s, "local.driver", "foo", err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert_str_eq(err, "invalid value \"foo\" for local.driver: choose one of qemu, libvirt, lxd, hyperv, "
+			      "virtualbox");
+	cr_assert_eq(s.n, 0);
+}
+
+Test(settings, invalid_accel_lists_the_choices)
+{
+	struct settings s = { 0 };
+
+	cr_assert_eq(settings_set(&s, "local.qemu.accel", "hvf", err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert_str_eq(err, "invalid value \"hvf\" for local.qemu.accel: choose one of auto, kvm, tcg");
+}
+
+Test(settings, invalid_boolean_lists_the_choices)
+{
+	struct settings s = { 0 };
+
+	cr_assert_eq(settings_set(&s, "local.privileged-mounts", "maybe", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert_str_eq(err, "invalid value \"maybe\" for local.privileged-mounts: choose one of true, false");
+}
+
+Test(settings, boolean_is_stored_lower_case)
+{
+	struct settings s = { 0 };
+
+	cr_assert_eq(settings_set(&s, "local.privileged-mounts", "FALSE", err, sizeof(err)), 0);
+	cr_assert_str_eq(settings_get(&s, "local.privileged-mounts"), "false");
+	settings_free(&s);
+}
+
+Test(settings, invalid_durations_are_refused)
+{
+	struct settings s = { 0 };
+
+	cr_assert_eq(settings_set(&s, "local.image.refresh", "soon", err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert_str_eq(err, "invalid value \"soon\" for local.image.refresh: use a number with a unit s, m, h, d "
+			      "or w (e.g. 30m, 6h, 7d), or \"never\"");
+	cr_assert_eq(settings_set(&s, "local.image.prune-after", "30", err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "for local.image.prune-after"), "message: %s", err);
+}
+
+Test(settings, invalid_urls_are_refused)
+{
+	struct settings s = { 0 };
+
+	cr_assert_eq(settings_set(&s, "local.image.mirror", "ftp://x/", err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "use an http://, https:// or file:// URL"), "message: %s", err);
+	cr_assert_eq(settings_set(&s, "local.image.mirror", "mirror.example", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert_eq(settings_set(&s, "local.libvirt.uri", "system", err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "qemu:///system"), "message: %s", err);
+	cr_assert_eq(s.n, 0);
+}
+
+Test(settings, bridged_network_refuses_control_characters)
+{
+	struct settings s = { 0 };
+
+	cr_assert_eq(settings_set(&s, "local.bridged-network", "eth0\n", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "local.bridged-network"), "message: %s", err);
+}
+
+Test(settings, unknown_key_is_refused)
+{
+	struct settings s = { 0 };
+
+	cr_assert_eq(settings_set(&s, "x", "1", err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert_str_eq(err, "unknown setting \"x\"");
+}
+
+Test(settings, driver_aliases_are_stored_canonical)
+{
+	struct settings s = { 0 }, back = { 0 };
+
+	cr_assert_eq(settings_set(&s, "local.driver", "hyper-v", err, sizeof(err)), 0);
+	cr_assert_str_eq(settings_get(&s, "local.driver"), "hyperv");
+	cr_assert_eq(settings_set(&s, "local.driver", "vbox", err, sizeof(err)), 0);
+	cr_assert_str_eq(settings_get(&s, "local.driver"), "virtualbox");
+	cr_assert_eq(settings_save(path, &s), 0);
+	cr_assert_eq(settings_load(path, &back), 0);
+	cr_assert_str_eq(settings_get(&back, "local.driver"), "virtualbox");
+	settings_free(&s);
+	settings_free(&back);
+}
+
+Test(settings, driver_names_and_scopes)
+{
+	const char *const *names = driver_names();
+
+	cr_assert_str_eq(names[0], "qemu");
+	cr_assert_str_eq(names[4], "virtualbox");
+	cr_assert_null(names[5]);
+	cr_assert_str_eq(driver_canonical("Hyper-V"), "hyperv");
+	cr_assert_null(driver_canonical("xen"));
+	cr_assert_str_eq(driver_scope("libvirt"), "qemu");
+	cr_assert_str_eq(driver_scope("qemu"), "qemu");
+	cr_assert_str_eq(driver_scope("lxd"), "lxd");
+	cr_assert_str_eq(driver_scope("vbox"), "virtualbox");
+	cr_assert_null(driver_scope("xen"));
+}
+
+Test(settings, missing_file_loads_empty)
+{
+	struct settings s = { 0 };
+
+	cr_assert_eq(settings_load(path, &s), 0);
+	cr_assert_eq(s.n, 0);
+}
+
+Test(settings, malformed_file_is_refused_with_its_line)
+{
+	struct settings s = { 0 };
+
+	write_text("local.driver: qemu\nlocal.qemu.accel: tcg: kvm\n");
+	cr_assert_eq(settings_load_err(path, &s, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, path) == err, "message: %s", err);
+	cr_assert(strstr(err, ": line 2, column 22: mapping values are not allowed"), "message: %s", err);
+	cr_assert_eq(s.n, 0);
+	cr_assert_null(s.v);
+}
+
+Test(settings, invalid_value_in_file_is_refused_with_its_line)
+{
+	struct settings s = { 0 };
+	char want[512];
+
+	write_text("local.driver: qemu\nlocal.driver: xen\n");
+	cr_assert_eq(settings_load_err(path, &s, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	snprintf(want, sizeof(want), "%s: line 2, column 1: local.driver is set twice", path);
+	cr_assert_str_eq(err, want);
+
+	write_text("local.driver: xen\n");
+	cr_assert_eq(settings_load_err(path, &s, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	snprintf(want, sizeof(want),
+		 "%s: line 1, column 15: invalid value \"xen\" for local.driver: choose one of qemu, libvirt, lxd, "
+		 "hyperv, virtualbox",
+		 path);
+	cr_assert_str_eq(err, want);
+}
+
+Test(settings, wrong_shapes_in_file_are_refused)
+{
+	static const char *const bad[] = {
+		"- local.driver\n",
+		"local.driver: [qemu]\n",
+		"local.driver: {a: b}\n",
+		"? [a]\n: b\n",
+		"nonsense: 1\n",
+		"local.qemu.accel: &x tcg\nlocal.driver: *x\n",
+		"local.driver: qemu\n---\nlocal.driver: lxd\n",
+		"just text\n",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct settings s = { 0 };
+
+		write_text(bad[i]);
+		err[0] = '\0';
+		cr_assert_eq(settings_load_err(path, &s, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT, "accepted: %s",
+			     bad[i]);
+		cr_assert(strstr(err, ": line "), "message for %s: %s", bad[i], err);
+		cr_assert_eq(s.n, 0);
+	}
+}
+
+Test(settings, comments_and_empty_file_are_fine)
+{
+	struct settings s = { 0 };
+
+	write_text("");
+	cr_assert_eq(settings_load(path, &s), 0);
+	cr_assert_eq(s.n, 0);
+	write_text("# nothing yet\n");
+	cr_assert_eq(settings_load(path, &s), 0);
+	cr_assert_eq(s.n, 0);
+	write_text("# driver\nlocal.driver: libvirt # shared scope\n");
+	cr_assert_eq(settings_load(path, &s), 0);
+	cr_assert_str_eq(settings_get(&s, "local.driver"), "libvirt");
+	settings_free(&s);
+}
+
+Test(settings, oversized_file_is_refused)
+{
+	struct settings s = { 0 };
+	size_t n = (1u << 20) + 1;
+	char *big = malloc(n);
+	char want[512];
+
+	cr_assert_not_null(big);
+	memset(big, '#', n);
+	cr_assert_eq(atomic_write_file(path, big, n, 0600), 0);
+	free(big);
+	cr_assert_eq(settings_load_err(path, &s, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	snprintf(want, sizeof(want), "%s: the file is larger than 1048576 bytes", path);
+	cr_assert_str_eq(err, want);
+}
+
+Test(settings, unreadable_path_is_an_io_error)
+{
+	struct settings s = { 0 };
+
+	cr_assert_eq(settings_load_err(tmpdir, &s, err, sizeof(err)), PROTO_E_IO);
+	cr_assert(strstr(err, "cannot read: Is a directory"), "message: %s", err);
+}
