@@ -55,6 +55,22 @@ void image_op_cancel(struct image_op *op);
 typedef void (*image_find_fn)(void *ud, int err, const char *errmsg, const char *packed, size_t len);
 void image_find(struct image_cache *c, const char *query, image_find_fn done, void *ud);
 
+/* Tuning (settings, tests). Fields <= 0 keep the current value. */
+struct image_tuning {
+	int attempts;        /* tries per download (default 3) */
+	double backoff;      /* seconds before the first retry, doubling (default 1) */
+	long stall_seconds;  /* a download under 1 KiB/s this long is given up (default 30) */
+	double index_ttl;    /* seconds a remote's index is used before refreshing (default 6 h) */
+};
+void image_cache_tune(struct image_cache *c, const struct image_tuning *t);
+
+/* Delete cached images (disks, kernels, initrds under images/) that were
+ * last used more than max_age seconds ago and are not in in_use (a
+ * NULL-terminated list of absolute paths, e.g. every instance's image disk,
+ * kernel and initrd; NULL = none). A resolve that uses a cached file counts
+ * as a use. Returns how many files were removed, or a PROTO_E_* code. */
+int image_cache_prune(struct image_cache *c, const char *const *in_use, double max_age);
+
 /* Duplicate / free a spec (for keeping it past a callback). */
 struct image_spec *image_spec_dup(const struct image_spec *s);
 void image_spec_free(struct image_spec *s);

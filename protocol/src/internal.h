@@ -19,10 +19,13 @@ struct skim_state {
 	uint32_t left[PROTO_MAX_DEPTH + 1];
 };
 
+/* Not part of the library's ABI. */
+#define VMPROTO_HIDDEN __attribute__((visibility("hidden")))
+
 /* skim.c */
-void skim_reset(struct skim_state *st);
+VMPROTO_HIDDEN void skim_reset(struct skim_state *st);
 /* Same results as proto_skim(), resuming from *st over a buffer that has only
  * grown since the last call. */
-long skim_resume(struct skim_state *st, const char *buf, size_t len, const char **why);
+VMPROTO_HIDDEN long skim_resume(struct skim_state *st, const char *buf, size_t len, const char **why);
 
 #endif

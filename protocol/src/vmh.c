@@ -420,8 +420,20 @@ static void vmh_on_closed(struct proto_conn *c, void *ud, int err, const char *w
 	vmh_quit(1);
 }
 
+/* The broker sends no notifications today; later ones are ignored. */
+static void vmh_on_notify(struct proto_conn *c, void *ud, const char *method,
+			  const msgpack_object *params)
+{
+	if (vmh.hello_done || vmh.quitting)
+		return;
+	vmh_log(VMH_ERROR, "the first message must be the hello request, not a %s notification",
+		method);
+	vmh_quit(1);
+}
+
 static const struct proto_conn_ops vmh_conn_ops = {
 	.request = vmh_on_request,
+	.notify = vmh_on_notify,
 	.closed = vmh_on_closed,
 };
 
@@ -460,7 +472,7 @@ static int vmh_take_pipes(int *in, int *out)
 	*out = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
 	if (*out < 0)
 		goto out_close_in;
-	fflush(stdout);
+	/* No fflush(stdout) first: output buffered before now goes to stderr too. */
 	if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
 		goto out_close_out;
 	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -517,6 +529,9 @@ int vmh_main(const struct vmh_ops *ops, int argc, char **argv)
 			prog);
 		return 2;
 	}
+	if (isatty(STDIN_FILENO))
+		vmh_log(VMH_INFO, "%s speaks the vmctl helper protocol on stdin/stdout and is "
+			"started by vmctld; try --describe", prog);
 	if (vmh_take_pipes(&in, &out) < 0)
 		return 1;
 	signal(SIGPIPE, SIG_IGN);

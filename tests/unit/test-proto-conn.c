@@ -974,3 +974,39 @@ Test(conn, error_reply_without_message_gets_the_standard_text)
 	proto_conn_free(a);
 	close(fds[1]);
 }
+
+Test(conn, free_inside_timeout_callback)
+{
+	struct proto_conn *a = proto_conn_new(loop, fds[0], fds[0], NULL, NULL);
+	struct result r1 = {.free_me = a}, r2 = {0};
+
+	cr_assert_eq(proto_call(a, "first", NULL, 0, 0.05, on_result, &r1, NULL), 0);
+	cr_assert_eq(proto_call(a, "second", NULL, 0, 0.2, on_result, &r2, NULL), 0);
+	run_until(&r1.calls);
+	cr_assert_eq(r1.err, PROTO_E_TIMEOUT);
+	run_for(0.3);
+	cr_assert_eq(r2.calls, 0, "a call of a freed conn called back");
+	close(fds[1]);
+}
+
+static void free_in_notify(struct proto_conn *c, void *ud, const char *method,
+			   const msgpack_object *params)
+{
+	(*(int *)ud)++;
+	proto_conn_free(c);
+}
+
+Test(conn, free_inside_notify_callback)
+{
+	static const struct proto_conn_ops ops = {.notify = free_in_notify};
+	struct proto_conn *a = proto_conn_new(loop, fds[0], fds[0], NULL, NULL);
+	int notified = 0;
+
+	cr_assert_not_null(proto_conn_new(loop, fds[1], fds[1], &ops, &notified));
+	cr_assert_eq(proto_notify(a, "one", NULL, 0), 0);
+	cr_assert_eq(proto_notify(a, "two", NULL, 0), 0);
+	run_until(&notified);
+	run_for(0.02);
+	cr_assert_eq(notified, 1);
+	proto_conn_free(a);
+}

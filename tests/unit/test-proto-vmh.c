@@ -103,6 +103,8 @@ struct child {
 	int err;  /* its stderr */
 };
 
+static bool print_before_main;
+
 static struct child spawn(const char *arg)
 {
 	int in[2], out[2], err[2];
@@ -122,6 +124,8 @@ static struct child spawn(const char *arg)
 		close(in[0]); close(in[1]);
 		close(out[0]); close(out[1]);
 		close(err[0]); close(err[1]);
+		if (print_before_main)
+			printf("buffered before vmh_main\n"); /* stdout is a pipe: not yet written */
 		int status = vmh_main(&drv_ops, arg ? 2 : 1, argv);
 		fflush(NULL);
 		_exit(status);
@@ -593,4 +597,54 @@ Test(vmh, features_follow_the_ops_members)
 						 PROTO_FEAT_SUSPEND);
 	cr_assert_eq(vmh_features(&mounts), PROTO_FEAT_NATIVE_MOUNTS);
 	cr_assert_eq(vmh_features(&suspend), PROTO_FEAT_SUSPEND);
+}
+
+Test(vmh, notification_before_hello_exits_1)
+{
+	struct child ch = spawn(NULL);
+	struct broker b;
+
+	broker_open(&b, &ch);
+	cr_assert_eq(proto_notify(b.conn, "state", NULL, 0), 0);
+	cr_assert_eq(reap(&ch), 1);
+	char *err = slurp(ch.err);
+	cr_assert_not_null(strstr(err, "must be the hello request, not a state notification"),
+			   "stderr: %s", err);
+	free(err);
+	broker_close(&b);
+}
+
+/* Bytes that are not the protocol make the helper exit 1 after fini. */
+Test(vmh, garbage_on_stdin_exits_1)
+{
+	struct child ch = spawn(NULL);
+	static const char garbage[] = "hello\n";
+
+	cr_assert_eq(write(ch.to, garbage, sizeof(garbage) - 1), (ssize_t)sizeof(garbage) - 1);
+	cr_assert_eq(reap(&ch), 1);
+	char *err = slurp(ch.err);
+	cr_assert_not_null(strstr(err, "protocol connection lost"), "stderr: %s", err);
+	cr_assert_not_null(strstr(err, "fini ran"), "stderr: %s", err);
+	free(err);
+	close(ch.to);
+	close(ch.from);
+}
+
+Test(vmh, output_buffered_before_vmh_main_goes_to_stderr)
+{
+	struct child ch;
+	struct broker b;
+	struct answer a;
+
+	print_before_main = true;
+	ch = spawn(NULL);
+	broker_open(&b, &ch);
+	hello(&b, "ok", &a);
+	cr_assert_eq(a.err, 0, "hello failed: %s", a.errmsg);
+	cr_assert_str_eq(a.hello.driver, "testdrv");
+	broker_close(&b);
+	cr_assert_eq(reap(&ch), 0);
+	char *err = slurp(ch.err);
+	cr_assert_not_null(strstr(err, "buffered before vmh_main"), "stderr: %s", err);
+	free(err);
 }

@@ -128,6 +128,9 @@ void proto_pack_kv_double(msgpack_packer *pk, const char *key, double val);
  * closes them when freed.
  */
 struct proto_conn;
+/* The fds are closed as soon as the conn closes (so the peer sees the end at
+ * once), else when it is freed. Writes to a socket never raise SIGPIPE;
+ * writes to a pipe do unless the process ignores SIGPIPE (vmh_main() does). */
 
 struct proto_conn_ops {
 	/* A request from the peer. Answer with proto_reply(), now or later (copy
@@ -144,6 +147,8 @@ struct proto_conn_ops {
 };
 
 /* NULL on allocation failure. ops members may be NULL. */
+/* On failure the fds stay the caller's to close. A request arriving while
+ * ops->request is NULL is answered PROTO_E_UNSUPPORTED. */
 struct proto_conn *proto_conn_new(struct ev_loop *loop, int rfd, int wfd,
 				  const struct proto_conn_ops *ops, void *ud);
 /* Safe from inside any callback of this conn (freed when it returns).
@@ -163,6 +168,8 @@ void proto_conn_set_ud(struct proto_conn *c, void *ud);
  */
 typedef void (*proto_result_fn)(void *ud, int err, const char *errmsg,
 				const msgpack_object *result);
+/* In a proto_result_fn: errmsg is NULL when err is 0; result is never NULL
+ * (a nil object when err < 0) and lives only during the call. */
 
 /*
  * Send a request. params/len: one packed msgpack object (NULL packs an empty
@@ -175,10 +182,16 @@ typedef void (*proto_result_fn)(void *ud, int err, const char *errmsg,
 int proto_call(struct proto_conn *c, const char *method, const char *params,
 	       size_t len, double timeout_s, proto_result_fn cb, void *ud,
 	       uint64_t *msgid_out);
+/* proto_call also returns PROTO_E_INVALID_ARGUMENT for a method name that is
+ * empty or longer than PROTO_MAX_METHOD, params that are not exactly one
+ * object within the limits, or a NULL cb: nothing is sent then. */
 /* Forget a pending call: its callback will not run. */
 void proto_cancel(struct proto_conn *c, uint64_t msgid);
 int proto_reply(struct proto_conn *c, uint64_t msgid, int err, const char *errmsg,
 		const char *result, size_t len);
+/* proto_reply returns PROTO_E_INVALID_ARGUMENT when msgid is not a request
+ * of the peer still awaiting its answer (e.g. answered twice), or the result
+ * is not one object within the limits; errmsg NULL sends proto_strerror(err). */
 int proto_notify(struct proto_conn *c, const char *method, const char *params, size_t len);
 
 /* Convenience: the same with an sbuffer (NULL allowed). */

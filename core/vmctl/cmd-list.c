@@ -1,0 +1,107 @@
+/* vmctl list: every instance of the active scope (or of every scope). */
+#include <string.h>
+
+#include <vmproto/proto.h>
+
+#include "vmctl.h"
+
+static int list_exec(const struct cmd_entry *self, struct cmd_args *a);
+
+static const struct cmd_option list_options[] = {
+	{ "all-scopes", 0, NULL, 0,
+	  "Also list the instances of drivers that are not active (a Scope column tells them "
+	  "apart). Instances seem lost after switching drivers only because they live in "
+	  "another scope." },
+	{ "snapshots", 0, NULL, 0, "List the snapshots of every instance instead." },
+	{ "format", 0, "FORMAT", 0, "Output format: table (default), json, yaml or csv." },
+	{ NULL, 0, NULL, 0, NULL },
+};
+
+const struct cmd_entry cmd_list_entry = {
+	.name = "list",
+	.alias = "ls",
+	.usage = "[--all-scopes] [--snapshots] [--format FORMAT]",
+	.summary = "List instances.",
+	.help = "Shows each instance's name, state, IPv4 addresses and image. Prints \"No "
+		"instances found.\" when there are none.",
+	.options = list_options,
+	.min_args = 0,
+	.max_args = 0,
+	.exec = list_exec,
+};
+
+static const struct render_column list_columns[] = {
+	{ "Name", "name", RENDER_TEXT },
+	{ "State", "state", RENDER_STATE },
+	{ "IPv4", "ipv4", RENDER_TEXT },
+	{ "Image", "image", RENDER_TEXT },
+	{ NULL, NULL, RENDER_TEXT },
+};
+
+static const struct render_column list_scope_columns[] = {
+	{ "Name", "name", RENDER_TEXT },
+	{ "State", "state", RENDER_STATE },
+	{ "IPv4", "ipv4", RENDER_TEXT },
+	{ "Image", "image", RENDER_TEXT },
+	{ "Scope", "scope", RENDER_TEXT },
+	{ NULL, NULL, RENDER_TEXT },
+};
+
+static const struct render_column list_snapshot_columns[] = {
+	{ "Instance", "instance", RENDER_TEXT },
+	{ "Snapshot", "name", RENDER_TEXT },
+	{ "Parent", "parent", RENDER_TEXT },
+	{ "Comment", "comment", RENDER_TEXT },
+	{ NULL, NULL, RENDER_TEXT },
+};
+
+static bool list_empty(const msgpack_object *result, const char *key)
+{
+	const msgpack_object *rows = proto_map_get(result, key);
+
+	return rows == NULL || rows->type != MSGPACK_OBJECT_ARRAY || rows->via.array.size == 0;
+}
+
+static int list_exec(const struct cmd_entry *self, struct cmd_args *a)
+{
+	bool snapshots = args_has(a, "snapshots"), all_scopes = args_has(a, "all-scopes");
+	enum render_format fmt;
+	const char *key = snapshots ? "snapshots" : "instances";
+	char err[256];
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	struct cli_reply r;
+	int rc;
+
+	if (args_format(a, &fmt, err, sizeof(err)) < 0)
+		return cmd_usage_error(self, "%s", err);
+	if (snapshots && all_scopes)
+		return cmd_usage_error(self, "--snapshots and --all-scopes cannot be combined");
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if (snapshots) {
+		msgpack_pack_map(&pk, 2);
+		cmd_pack_names(&pk, a, true);
+	} else {
+		msgpack_pack_map(&pk, 1);
+		proto_pack_kv_bool(&pk, "all_scopes", all_scopes);
+	}
+	rc = cli_request(snapshots ? "snapshots" : "list", &sb, 0, &r);
+	msgpack_sbuffer_destroy(&sb);
+	if (rc != EXIT_OK)
+		goto out_reply;
+
+	if (fmt == FORMAT_TABLE && list_empty(r.result, key)) {
+		printf(snapshots ? "No snapshots found.\n" : "No instances found.\n");
+		goto out_reply;
+	}
+	if (render_result(stdout, fmt,
+			  snapshots ? list_snapshot_columns
+				    : (all_scopes ? list_scope_columns : list_columns),
+			  false, r.result, key) < 0)
+		rc = cmd_error(EXIT_FAILED, "cannot show the result");
+out_reply:
+	cli_reply_free(&r);
+	return rc;
+}

@@ -1,0 +1,24 @@
+/* vmctl purge: remove every deleted instance for good. */
+#include "vmctl.h"
+
+static int purge_exec(const struct cmd_entry *self, struct cmd_args *a);
+
+const struct cmd_entry cmd_purge_entry = {
+	.name = "purge",
+	.usage = "",
+	.summary = "Remove deleted instances for good.",
+	.help = "Removes every instance deleted without --purge, with its disk and snapshots. "
+		"They cannot be recovered afterwards.",
+	.min_args = 0,
+	.max_args = 0,
+	.exec = purge_exec,
+};
+
+static int purge_exec(const struct cmd_entry *self, struct cmd_args *a)
+{
+	struct cli_reply r;
+	int rc = cli_request("purge", NULL, 0, &r);
+
+	cli_reply_free(&r);
+	return rc;
+}

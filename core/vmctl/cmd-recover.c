@@ -1,0 +1,32 @@
+/* vmctl recover: recover deleted instances. */
+#include "vmctl.h"
+
+static int recover_exec(const struct cmd_entry *self, struct cmd_args *a);
+
+static const struct cmd_option recover_options[] = {
+	{ "all", 0, NULL, 0, "Recover every instance." },
+	{ NULL, 0, NULL, 0, NULL },
+};
+
+static const struct cmd_argument recover_arguments[] = {
+	{ "NAME...", "The instances to recover." },
+	{ NULL, NULL },
+};
+
+const struct cmd_entry cmd_recover_entry = {
+	.name = "recover",
+	.usage = "[options] NAME...|--all",
+	.summary = "Recover deleted instances.",
+	.help = "Brings back instances deleted without --purge, in the state they had "
+		"before.",
+	.options = recover_options,
+	.arguments = recover_arguments,
+	.min_args = 0,
+	.max_args = -1,
+	.exec = recover_exec,
+};
+
+static int recover_exec(const struct cmd_entry *self, struct cmd_args *a)
+{
+	return cmd_names_request(a, "recover", NULL, 0);
+}

@@ -1,0 +1,52 @@
+/* vmctl set: change a setting. */
+#include <string.h>
+
+#include <vmproto/proto.h>
+
+#include "vmctl.h"
+
+static int set_exec(const struct cmd_entry *self, struct cmd_args *a);
+
+static const struct cmd_argument set_arguments[] = {
+	{ "KEY=VALUE", "The setting and its new value." },
+	{ NULL, NULL },
+};
+
+const struct cmd_entry cmd_set_entry = {
+	.name = "set",
+	.usage = "KEY=VALUE",
+	.summary = "Change a setting.",
+	.help = "'vmctl get --keys' lists the settings. Setting local.driver switches the "
+		"driver; instances of the previous driver stay in its scope (see 'vmctl list "
+		"--all-scopes').\n\n"
+		"    vmctl set local.driver=libvirt",
+	.arguments = set_arguments,
+	.min_args = 1,
+	.max_args = 1,
+	.exec = set_exec,
+};
+
+static int set_exec(const struct cmd_entry *self, struct cmd_args *a)
+{
+	const char *eq = strchr(a->argv[0], '=');
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	struct cli_reply r;
+	int rc;
+
+	if (eq == NULL)
+		return cmd_usage_error(self, "'%s' has no value: use KEY=VALUE", a->argv[0]);
+	if (eq == a->argv[0])
+		return cmd_usage_error(self, "the key before '=' in '%s' is empty", a->argv[0]);
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 2);
+	proto_pack_str(&pk, "key");
+	msgpack_pack_str(&pk, (size_t)(eq - a->argv[0]));
+	msgpack_pack_str_body(&pk, a->argv[0], (size_t)(eq - a->argv[0]));
+	proto_pack_kv_str(&pk, "value", eq + 1);
+	rc = cli_request("set", &sb, 0, &r);
+	msgpack_sbuffer_destroy(&sb);
+	cli_reply_free(&r);
+	return rc;
+}

@@ -1,0 +1,46 @@
+/* vmctl shell: an interactive shell in an instance. */
+#include "vmcommon.h"
+#include "vmctl.h"
+
+static int shell_exec(const struct cmd_entry *self, struct cmd_args *a);
+
+static const struct cmd_argument shell_arguments[] = {
+	{ "NAME", "The instance (default: primary)." },
+	{ NULL, NULL },
+};
+
+const struct cmd_entry cmd_shell_entry = {
+	.name = "shell",
+	.usage = "[NAME]",
+	.summary = "Open a shell in an instance.",
+	.help = "Logs in over SSH as the instance's default user, with a terminal.",
+	.arguments = shell_arguments,
+	.min_args = 0,
+	.max_args = 1,
+	.exec = shell_exec,
+};
+
+static int shell_exec(const struct cmd_entry *self, struct cmd_args *a)
+{
+	const char *name = a->argc > 0 ? a->argv[0] : "primary";
+	struct ssh_target t;
+	struct strvec argv;
+	char err[256];
+	int rc;
+
+	if (validate_instance_name(name, err, sizeof(err)) < 0)
+		return cmd_error(EXIT_USAGE, "%s", err);
+	rc = ssh_target_get(name, &t);
+	if (rc != EXIT_OK)
+		return rc;
+	strvec_init(&argv);
+	rc = ssh_push_options(&argv, "ssh", &t);
+	if (rc == 0)
+		rc = strvec_push(&argv, "-t");
+	if (rc == 0)
+		rc = ssh_push_destination(&argv, &t, "", false);
+	ssh_target_free(&t);
+	rc = rc == 0 ? ssh_exec(&argv) : cmd_error(EXIT_FAILED, "out of memory");
+	strvec_free(&argv);
+	return rc;
+}

@@ -1,0 +1,275 @@
+/*
+ * vmctld, the vmctl broker: one libev loop that owns settings, the instance
+ * registry of the active scope, SSH keys and cloud-init seeds, and drives
+ * exactly one helper process for the active driver.
+ *
+ * Nothing here blocks the loop: child processes run under ev_child, helper
+ * calls carry deadlines. Prototypes are grouped per file.
+ */
+#ifndef VMCTLD_BROKER_H
+#define VMCTLD_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <ev.h>
+#include <msgpack.h>
+#include <vmproto/proto.h>
+
+#include "vmcommon.h"
+
+struct image_cache;
+struct client;
+struct creq;
+struct helper;
+struct hcall;
+struct child;
+
+/* Timeouts, seconds. */
+#define BROKER_HELLO_DEADLINE 20.0    /* libvirt's first connection alone takes ~8 s */
+#define BROKER_QUEUE_WAIT 10.0        /* a request waits this long for a restarting helper */
+#define BROKER_LIST_WAIT 5.0          /* list answers with last known states after this */
+#define BROKER_LIST_DEADLINE 30.0     /* ...but the helper is only declared hung after this */
+#define BROKER_SHORT_DEADLINE 60.0    /* state, info, suspend, delete, ... */
+#define BROKER_CREATE_DEADLINE 600.0  /* disk overlays, domain definitions */
+#define BROKER_START_DEADLINE 180.0
+#define BROKER_STOP_DEFAULT 60        /* graceful stop before it is forced */
+#define BROKER_LAUNCH_DEFAULT 300     /* launch --timeout default */
+#define BROKER_START_DEFAULT 300
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 5000
+#define BACKOFF_RESET_S 30.0          /* up this long: the next crash starts over at 100 ms */
+
+/* What --describe (or the built-in table) says about one driver. */
+struct driver_info {
+	char driver[32];
+	char scope[32];
+	char version[64];
+	char path[4300]; /* helper binary, "" if not installed */
+	unsigned features;
+	bool described; /* learned from the helper itself */
+	int rank;       /* search-path position of path: lower wins */
+};
+
+/* A name some operation holds (launching, deleting, ...). */
+struct busy {
+	struct busy *next;
+	char name[INSTANCE_NAME_MAX + 1];
+	const char *what; /* "being launched" */
+};
+
+struct broker {
+	struct ev_loop *loop;
+	char data_dir[4096];
+	char sock_path[4200];
+	char settings_path[4200];
+	char ssh_key[4200];     /* private key path */
+	char *ssh_pubkey;       /* one line, no newline; NULL until known */
+	char exe_dir[4096];
+
+	struct settings settings;
+	char driver[32];         /* active driver */
+	char scope[32];          /* its scope */
+	char scope_dir[4200];    /* DATA/scopes/SCOPE */
+	char registry_path[4300];
+	struct registry reg;
+	unsigned scope_gen;      /* bumped on every scope change */
+
+	struct helper *helper;   /* the active helper */
+	struct image_cache *images;
+
+	struct driver_info *drivers;
+	size_t n_drivers;
+
+	struct busy *busy;
+	bool switching;          /* a driver switch is in progress */
+	bool shutting_down;
+	int listen_fd;
+	ev_io listen_w;
+	ev_signal sigterm_w, sigint_w;
+	ev_timer exit_timer;
+	struct client *clients;
+	bool keygen_running;
+	double deadline_cap;     /* $VMCTL_HELPER_DEADLINE: no helper call waits longer */
+};
+
+extern struct broker *B;
+
+/* ---- main.c ---- */
+void broker_shutdown(void);
+
+/* ---- util.c (pure: unit-tested) ---- */
+/* Next restart delay after a crash: first BACKOFF_FIRST_MS, doubling, capped;
+ * back to the first delay when the helper had been up for BACKOFF_RESET_S. */
+unsigned backoff_next_ms(unsigned prev_ms, double uptime_s);
+/* "52:54:00:xx:xx:xx" from 3 random bytes. */
+void util_format_mac(const unsigned char rnd[3], char *buf, size_t len);
+/* A two-word name ("brave-otter") from a random number. */
+void util_pick_name(uint32_t rnd, char *buf, size_t len);
+/* "2026-11-27T10:00:00Z" */
+void util_iso_time(time_t t, char *buf, size_t len);
+/* "killed by signal 9", "exited with status 1" for a wait status. */
+void util_describe_status(int status, char *buf, size_t len);
+/* Parse one --describe output into *d. 0 or PROTO_E_PROTOCOL. */
+int util_parse_describe(const char *text, struct driver_info *d);
+/* Fill buf with random bytes (getrandom, falling back to time+pid). */
+void util_random(void *buf, size_t len);
+/* Is this a state in which the VM is (or is about to be) running? */
+bool util_state_active(const char *state);
+/* "local.NAME.cpus" -> name and property ("cpus"/"memory"/"disk"); 0 or
+ * PROTO_E_NOT_FOUND if key has not that shape. */
+int util_instance_key(const char *key, char *name, size_t namelen, char *prop, size_t proplen);
+
+/* ---- seed.c (texts are pure: unit-tested) ---- */
+/* #cloud-config user-data text with our user and key (malloc'd). */
+char *seed_user_data(const char *pubkey);
+/* The user-data to write: ours alone, or ours and the user's as a MIME
+ * multipart when user_text is non-empty. boundary_rnd picks the boundary. */
+char *seed_combine(const char *ours, const char *user_text, uint32_t boundary_rnd);
+char *seed_meta_data(const char *name, const char *instance_id);
+
+/* ---- child.c ---- */
+/* status: wait status; out: captured stdout+stderr (NUL-terminated, maybe truncated). */
+typedef void (*child_done_fn)(void *ud, int status, const char *out);
+/* Run argv asynchronously (cwd may be NULL). kill_after_s > 0 SIGKILLs it
+ * after that long. done runs exactly once unless child_cancel() is called.
+ * NULL (and err set) if it could not be started. */
+struct child *child_run(char *const argv[], const char *cwd, double kill_after_s,
+			child_done_fn done, void *ud, char *err, size_t errlen);
+/* Kill it and forget it: done will not run. */
+void child_cancel(struct child *c);
+/* Blocking variant, only before the loop runs. Returns the wait status or -1. */
+int child_run_sync(char *const argv[]);
+
+/* ---- helper.c ---- */
+enum helper_state {
+	HELPER_MISSING,    /* binary not found */
+	HELPER_STARTING,   /* spawned, hello in flight */
+	HELPER_READY,
+	HELPER_UNUSABLE,   /* hello says it cannot run on this host */
+	HELPER_RESTARTING, /* died; waiting out the backoff */
+	HELPER_STOPPING,   /* shutdown sent */
+	HELPER_STOPPED,
+};
+
+/* Find vmctl-DRIVER-helper; 0 with path, or PROTO_E_NOT_FOUND with a
+ * sentence naming where it was looked for. */
+int helper_find(const char *driver, char *path, size_t pathlen, char *err, size_t errlen);
+/* Create and spawn the helper for driver (never NULL except on ENOMEM;
+ * a missing binary gives state HELPER_MISSING). */
+struct helper *helper_new(const char *driver);
+enum helper_state helper_get_state(const struct helper *h);
+/* The hello answer (valid in READY/UNUSABLE). */
+const struct proto_hello *helper_hello(const struct helper *h);
+/* Why the helper cannot serve requests now ("" when it can). */
+const char *helper_why(const struct helper *h);
+/* Ask the helper to shut down; done runs once it has exited (or was killed). */
+void helper_stop(struct helper *h, void (*done)(void *ud), void *ud);
+void helper_free(struct helper *h);
+/* Close the stderr readers of dead helpers (at exit). */
+void helper_errpipes_free(void);
+/* Call method on the active helper. While it restarts the call waits (up to
+ * BROKER_QUEUE_WAIT); a crash answers it with a sentence saying what
+ * happened. cb runs exactly once, never before this returns. */
+struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sbuffer *params,
+			  double deadline_s, proto_result_fn cb, void *ud);
+/* Called after every successful hello (start-up, restart, driver switch). */
+void broker_helper_ready(struct helper *h);
+/* Run every installed helper with --describe, filling B->drivers. */
+void helper_describe_all(void);
+/* Feature known for a driver (described or built-in). */
+const struct driver_info *driver_info_get(const char *driver);
+/* "snapshots are not supported by the libvirt driver; drivers that have
+ * them: qemu, hyperv, virtualbox" */
+void driver_refusal(unsigned feature, const char *driver, char *buf, size_t len);
+/* The active helper has feature (from hello; built-in table before it). */
+bool broker_has_feature(unsigned feature);
+
+/* ---- scope.c ---- */
+/* Load settings, pick the driver, load its scope. */
+int scope_init(char *err, size_t errlen);
+/* Make drv the active driver: load the registry of its scope. */
+int scope_enter(const char *driver, char *err, size_t errlen);
+int scope_save(void);
+/* DATA/scopes/SCOPE/instances/NAME */
+void scope_instance_dir(const char *name, char *buf, size_t len);
+/* Pack the instance map of docs/protocol.md. */
+void scope_pack_instance(msgpack_packer *pk, const struct instance_record *rec);
+/* Params {instance: MAP} (+ extra pairs packed by the caller: n_extra). */
+void scope_pack_instance_params(msgpack_sbuffer *sb, const struct instance_record *rec,
+				size_t n_extra, msgpack_packer *pk_out);
+struct busy *busy_find(const char *name);
+int busy_add(const char *name, const char *what);
+void busy_remove(const char *name);
+/* Update rec->state; true if it changed. */
+bool scope_set_state(struct instance_record *rec, const char *state);
+/* Shown state: "deleted" for soft-deleted records. */
+const char *scope_shown_state(const struct instance_record *rec);
+
+/* ---- client.c ---- */
+int client_listen(char *err, size_t errlen);
+void client_close_all(void);
+/* Answer a request (once). result may be NULL ({}). */
+void creq_ok(struct creq *r, const msgpack_sbuffer *result);
+void creq_fail(struct creq *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void creq_progress(struct creq *r, double fraction, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void creq_warning(struct creq *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The names a request addresses ({names, all}), all known in the active
+ * scope. Fills a malloc'd array of malloc'd names. 0, or the error has been
+ * answered. include_deleted: `all` includes deleted instances. */
+int creq_names(struct creq *r, const msgpack_object *params, bool include_deleted, char ***names,
+	       size_t *n);
+void names_free(char **names, size_t n);
+
+/* ---- ops.c: CLI methods ---- */
+void op_version(struct creq *r, const msgpack_object *p);
+void op_list(struct creq *r, const msgpack_object *p);
+void op_info(struct creq *r, const msgpack_object *p);
+void op_start(struct creq *r, const msgpack_object *p);
+void op_stop(struct creq *r, const msgpack_object *p);
+void op_restart(struct creq *r, const msgpack_object *p);
+void op_suspend(struct creq *r, const msgpack_object *p);
+void op_delete(struct creq *r, const msgpack_object *p);
+void op_recover(struct creq *r, const msgpack_object *p);
+void op_purge(struct creq *r, const msgpack_object *p);
+void op_ssh_info(struct creq *r, const msgpack_object *p);
+void op_networks(struct creq *r, const msgpack_object *p);
+void op_find(struct creq *r, const msgpack_object *p);
+/* Reconcile record states with one instances.list call (no client). */
+void ops_reconcile(void);
+/* Start every instance whose switch_state says it was running. */
+void ops_restore_switched(void);
+
+/* ---- launch.c ---- */
+typedef void (*seed_done_fn)(void *ud, int err, const char *errmsg);
+/* Write user-data and meta-data into dir and run genisoimage to make
+ * dir/cloud-init.iso. done runs exactly once, later. */
+int seed_make(const char *dir, const char *name, const char *user_cloud_init,
+	      seed_done_fn done, void *ud, char *err, size_t errlen);
+void op_launch(struct creq *r, const msgpack_object *p);
+typedef void (*ssh_wait_fn)(void *ud, int err, const char *errmsg);
+struct ssh_wait;
+/* Probe ssh to NAME until it answers (and, with cloud_init, until cloud-init
+ * is done), giving up at deadline (ev_now based); timeout_s is the timeout
+ * the user gave, for the message. progress_r may be NULL. */
+struct ssh_wait *ssh_wait_start(const char *name, const char *host, int port, bool cloud_init,
+				ev_tstamp deadline, double timeout_s, struct creq *progress_r,
+				ssh_wait_fn done, void *ud);
+void ssh_wait_cancel(struct ssh_wait *w);
+/* Make sure DATA/ssh/id_ed25519 exists (ssh-keygen) and B->ssh_pubkey is
+ * loaded. sync: before the loop runs. */
+int keys_ensure_sync(char *err, size_t errlen);
+void keys_ensure(void (*done)(void *ud, int err, const char *errmsg), void *ud);
+
+/* ---- config.c ---- */
+void op_get(struct creq *r, const msgpack_object *p);
+void op_set(struct creq *r, const msgpack_object *p);
+void op_keys(struct creq *r, const msgpack_object *p);
+/* Settings as {STR: STR} for hello. */
+void config_pack_settings(msgpack_packer *pk);
+
+#endif

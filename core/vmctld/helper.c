@@ -1,0 +1,987 @@
+/*
+ * Helper supervision: spawn vmctl-DRIVER-helper on pipes, shake hands, pass
+ * calls with deadlines, and notice when it crashes, breaks the protocol or
+ * hangs. Whoever was waiting gets a sentence saying what happened; the helper
+ * is restarted with backoff and the records are reconciled afterwards.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "broker.h"
+
+#define HELPER_REAP_GRACE 2.0 /* after EOF on its pipe, wait this long for it to exit */
+#define HELPER_STOP_GRACE 5.0 /* after "shutdown", wait this long before SIGKILL */
+
+enum hcall_state { HC_QUEUED, HC_SENT, HC_PARKED, HC_FAILED };
+
+struct hcall {
+	struct hcall *next, *prev;
+	struct helper *h;
+	char method[PROTO_MAX_METHOD + 1];
+	char *params;
+	size_t params_len;
+	double deadline;
+	ev_timer wait_w; /* queued: give up waiting; failed: deliver the error */
+	uint64_t msgid;
+	enum hcall_state st;
+	bool timed_out;
+	int err;
+	char *errmsg;
+	proto_result_fn cb;
+	void *ud;
+};
+
+struct helper {
+	char driver[32];
+	char name[64]; /* "qemu helper", for messages */
+	char path[4096];
+	enum helper_state state;
+	pid_t pid;
+	struct proto_conn *conn;
+	ev_child child_w;
+	ev_timer restart_w;
+	ev_timer reap_w;
+	ev_timer stop_w;
+	struct proto_hello hello;
+	char why[1024];
+	struct hcall *calls;
+	unsigned backoff_ms;
+	ev_tstamp up_since;
+	bool alive;       /* a process exists and has not been reaped */
+	bool dying;       /* this incarnation is over; waiting for reap and EOF */
+	bool conn_closed;
+	char death[512];  /* "crashed (killed by signal 9)" */
+	void (*stop_done)(void *ud);
+	void *stop_ud;
+};
+
+/* A helper's stderr, logged line by line. It outlives the helper: a VM
+ * process that inherited it must never get EPIPE because the helper died. */
+struct errpipe {
+	struct errpipe *next;
+	ev_io w;
+	char name[64];
+	size_t len;
+	char buf[2048];
+};
+static struct errpipe *errpipes;
+
+static void helper_spawn(struct helper *h);
+static void helper_finish_death(struct helper *h);
+
+/* ---- stderr forwarding ---- */
+
+static void errpipe_flush(struct errpipe *e)
+{
+	if (e->len == 0)
+		return;
+	e->buf[e->len] = '\0';
+	vlog(LOG_INFO_, "%s: %s", e->name, e->buf);
+	e->len = 0;
+}
+
+static void errpipe_free(struct errpipe *e)
+{
+	for (struct errpipe **pp = &errpipes; *pp; pp = &(*pp)->next) {
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	}
+	ev_io_stop(B->loop, &e->w);
+	close(e->w.fd);
+	free(e);
+}
+
+static void errpipe_on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct errpipe *e = w->data;
+	char chunk[4096];
+	ssize_t n = read(w->fd, chunk, sizeof(chunk));
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		errpipe_flush(e);
+		errpipe_free(e);
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++) {
+		if (chunk[i] == '\n') {
+			errpipe_flush(e);
+			continue;
+		}
+		if (e->len == sizeof(e->buf) - 1)
+			errpipe_flush(e);
+		e->buf[e->len++] = chunk[i];
+	}
+}
+
+static void errpipe_start(int fd, const char *name)
+{
+	struct errpipe *e = calloc(1, sizeof(*e));
+
+	if (!e) {
+		close(fd);
+		return;
+	}
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	ev_io_init(&e->w, errpipe_on_read, fd, EV_READ);
+	e->w.data = e;
+	ev_io_start(B->loop, &e->w);
+	e->next = errpipes;
+	errpipes = e;
+}
+
+void helper_errpipes_free(void)
+{
+	while (errpipes) {
+		errpipe_flush(errpipes);
+		errpipe_free(errpipes);
+	}
+}
+
+/* ---- finding helpers ---- */
+
+/* Calls fn for each folder helpers are looked for in, in order. */
+static void helper_for_each_dir(void (*fn)(const char *dir, int rank, void *ud), void *ud)
+{
+	const char *env = getenv("VMCTL_HELPER_PATH");
+	char libexec[4200];
+	int rank = 0;
+
+	if (env && *env) {
+		char *copy = strdup(env);
+		char *save = NULL;
+
+		for (char *d = copy ? strtok_r(copy, ":", &save) : NULL; d;
+		     d = strtok_r(NULL, ":", &save))
+			fn(d, rank++, ud);
+		free(copy);
+	}
+	snprintf(libexec, sizeof(libexec), "%s/../libexec/vmctl", B->exe_dir);
+	fn(libexec, rank, ud);
+}
+
+struct helper_search {
+	const char *driver;
+	char *path;
+	size_t pathlen;
+	bool found;
+	char where[2048];
+};
+
+static void helper_search_dir(const char *dir, int rank, void *ud)
+{
+	struct helper_search *s = ud;
+	char path[4200];
+	char shown[4200];
+	size_t used = strlen(s->where);
+
+	if (s->found)
+		return;
+	snprintf(path, sizeof(path), "%s/vmctl-%s-helper", dir, s->driver);
+	if (access(path, X_OK) == 0) {
+		snprintf(s->path, s->pathlen, "%s", path);
+		s->found = true;
+		return;
+	}
+	if (!realpath(dir, shown))
+		snprintf(shown, sizeof(shown), "%s", dir);
+	snprintf(s->where + used, sizeof(s->where) - used, "%s%s", used ? ", " : "", shown);
+}
+
+int helper_find(const char *driver, char *path, size_t pathlen, char *err, size_t errlen)
+{
+	struct helper_search s = {.driver = driver, .path = path, .pathlen = pathlen};
+
+	helper_for_each_dir(helper_search_dir, &s);
+	if (s.found)
+		return 0;
+	snprintf(err, errlen,
+		 "the %s driver's helper vmctl-%s-helper was not found (looked in %s; "
+		 "VMCTL_HELPER_PATH adds folders)",
+		 driver, driver, s.where);
+	return PROTO_E_NOT_FOUND;
+}
+
+/* ---- calls ---- */
+
+static void hcall_unlink(struct hcall *c)
+{
+	struct helper *h = c->h;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (h->calls == c)
+		h->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = c->prev = NULL;
+}
+
+static void hcall_complete(struct hcall *c, int err, const char *errmsg, const msgpack_object *result)
+{
+	proto_result_fn cb = c->cb;
+	void *ud = c->ud;
+
+	ev_timer_stop(B->loop, &c->wait_w);
+	hcall_unlink(c);
+	free(c->params);
+	free(c->errmsg);
+	free(c);
+	if (cb)
+		cb(ud, err, errmsg, result);
+}
+
+static void hcall_on_failed_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hcall *c = w->data;
+	int err = c->err;
+	char *msg = c->errmsg;
+
+	c->errmsg = NULL;
+	hcall_complete(c, err, msg, NULL);
+	free(msg);
+}
+
+/* Answer c with an error from the loop, not from inside helper_call(). */
+static void hcall_fail_later(struct hcall *c, int err, const char *msg)
+{
+	ev_timer_stop(B->loop, &c->wait_w);
+	c->st = HC_FAILED;
+	c->err = err;
+	free(c->errmsg);
+	c->errmsg = strdup(msg ? msg : proto_strerror(err));
+	ev_timer_init(&c->wait_w, hcall_on_failed_timer, 0, 0);
+	c->wait_w.data = c;
+	ev_timer_start(B->loop, &c->wait_w);
+}
+
+static void hcall_on_result(void *ud, int err, const char *errmsg, const msgpack_object *result);
+
+static void hcall_send(struct hcall *c)
+{
+	struct helper *h = c->h;
+	int rc;
+
+	ev_timer_stop(B->loop, &c->wait_w);
+	rc = proto_call(h->conn, c->method, c->params, c->params_len, c->deadline, hcall_on_result,
+			c, &c->msgid);
+	if (rc < 0) {
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "cannot send %s to the %s: %s", c->method, h->name,
+			 proto_strerror(rc));
+		hcall_fail_later(c, rc, msg);
+		return;
+	}
+	c->st = HC_SENT;
+}
+
+static void helper_kill(struct helper *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void hcall_on_result(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct hcall *c = ud;
+	struct helper *h = c->h;
+
+	if (err == PROTO_E_TIMEOUT && !h->dying) {
+		c->st = HC_PARKED;
+		c->timed_out = true;
+		helper_kill(h, "hung (no answer to %s within %.0f s) and was killed", c->method,
+			    c->deadline);
+		return;
+	}
+	if (err == PROTO_E_UNAVAILABLE && (h->dying || !h->conn || !proto_conn_is_open(h->conn))) {
+		/* The helper is gone; the answer waits until we know how it died. */
+		c->st = HC_PARKED;
+		return;
+	}
+	hcall_complete(c, err, errmsg, result);
+}
+
+static void hcall_on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hcall *c = w->data;
+	struct helper *h = c->h;
+	char msg[1400];
+
+	if (h->death[0])
+		snprintf(msg, sizeof(msg),
+			 "the %s is restarting (it %s) and did not come back within %.0f s", h->name,
+			 h->death, BROKER_QUEUE_WAIT);
+	else
+		snprintf(msg, sizeof(msg), "the %s did not become ready within %.0f s", h->name,
+			 BROKER_QUEUE_WAIT);
+	hcall_complete(c, PROTO_E_UNAVAILABLE, msg, NULL);
+}
+
+struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sbuffer *params,
+			  double deadline_s, proto_result_fn cb, void *ud)
+{
+	struct hcall *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->h = h;
+	snprintf(c->method, sizeof(c->method), "%s", method);
+	if (h->state == HELPER_READY && h->conn) {
+		/* Sent at once: the params need not be kept (a list of 1,000
+		 * instances is a few hundred KiB). */
+		c->params = params ? params->data : NULL;
+		c->params_len = params ? params->size : 0;
+	} else if (params && params->size) {
+		c->params = malloc(params->size);
+		if (!c->params) {
+			free(c);
+			return NULL;
+		}
+		memcpy(c->params, params->data, params->size);
+		c->params_len = params->size;
+	}
+	if (B->deadline_cap > 0 && (deadline_s <= 0 || deadline_s > B->deadline_cap))
+		deadline_s = B->deadline_cap;
+	c->deadline = deadline_s;
+	c->cb = cb;
+	c->ud = ud;
+	ev_timer_init(&c->wait_w, hcall_on_wait_timer, BROKER_QUEUE_WAIT, 0);
+	c->wait_w.data = c;
+	c->next = h->calls;
+	if (h->calls)
+		h->calls->prev = c;
+	h->calls = c;
+
+	if (h->state == HELPER_MISSING) {
+		char err[1024];
+
+		/* It may have been installed since. */
+		if (helper_find(h->driver, h->path, sizeof(h->path), err, sizeof(err)) == 0) {
+			helper_spawn(h);
+		} else {
+			snprintf(h->why, sizeof(h->why), "%s", err);
+			hcall_fail_later(c, PROTO_E_UNAVAILABLE, h->why);
+			return c;
+		}
+	}
+	switch (h->state) {
+	case HELPER_READY:
+		hcall_send(c);
+		if (c->params == (params ? params->data : NULL)) {
+			c->params = NULL;
+			c->params_len = 0;
+		}
+		break;
+	case HELPER_STARTING:
+	case HELPER_RESTARTING:
+		c->st = HC_QUEUED;
+		ev_timer_start(B->loop, &c->wait_w);
+		break;
+	case HELPER_UNUSABLE:
+	case HELPER_MISSING:
+		hcall_fail_later(c, PROTO_E_UNAVAILABLE, h->why);
+		break;
+	case HELPER_STOPPING:
+	case HELPER_STOPPED: {
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "the %s is shutting down", h->name);
+		hcall_fail_later(c, PROTO_E_UNAVAILABLE, msg);
+		break;
+	}
+	}
+	return c;
+}
+
+/* Fail every call in one of the given states. */
+static void helper_fail_calls(struct helper *h, enum hcall_state st, int err, const char *msg)
+{
+	struct hcall *c = h->calls;
+
+	while (c) {
+		struct hcall *next = c->next;
+
+		if (c->st == st)
+			hcall_complete(c, err, msg, NULL);
+		c = next;
+	}
+}
+
+/* ---- life and death ---- */
+
+static void helper_kill(struct helper *h, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (h->dying)
+		return;
+	h->dying = true;
+	va_start(ap, fmt);
+	vsnprintf(h->death, sizeof(h->death), fmt, ap);
+	va_end(ap);
+	vlog(LOG_WARN_, "the %s (pid %d) %s", h->name, (int)h->pid, h->death);
+	if (h->alive)
+		kill(h->pid, SIGKILL);
+	if (h->conn && proto_conn_is_open(h->conn))
+		proto_conn_close(h->conn, PROTO_E_UNAVAILABLE, "helper killed");
+}
+
+static void helper_on_reap_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct helper *h = w->data;
+
+	if (h->alive) {
+		vlog(LOG_WARN_, "the %s (pid %d) did not exit; killing it", h->name, (int)h->pid);
+		kill(h->pid, SIGKILL);
+	}
+}
+
+static void helper_on_exit(struct ev_loop *loop, ev_child *w, int revents)
+{
+	struct helper *h = w->data;
+	char how[128];
+
+	ev_child_stop(loop, w);
+	h->alive = false;
+	util_describe_status(w->rstatus, how, sizeof(how));
+	if (h->state == HELPER_STOPPING) {
+		vlog(LOG_INFO_, "the %s (pid %d) %s", h->name, (int)h->pid, how);
+		h->dying = true;
+	} else if (!h->dying || strncmp(h->death, "closed", 6) == 0) {
+		/* Its exit status says more than the EOF that may have come first. */
+		h->dying = true;
+		if (WIFSIGNALED(w->rstatus))
+			snprintf(h->death, sizeof(h->death), "crashed (%s)", how);
+		else
+			snprintf(h->death, sizeof(h->death), "exited unexpectedly (%s)", how);
+		vlog(LOG_WARN_, "the %s (pid %d) %s", h->name, (int)h->pid, h->death);
+	}
+	if (h->conn && proto_conn_is_open(h->conn))
+		proto_conn_close(h->conn, PROTO_E_UNAVAILABLE, "helper exited");
+	else
+		helper_finish_death(h);
+}
+
+static void helper_on_closed(struct proto_conn *conn, void *ud, int err, const char *why)
+{
+	struct helper *h = ud;
+
+	h->conn_closed = true;
+	if (!h->dying && h->state != HELPER_STOPPING) {
+		if (err == PROTO_E_PROTOCOL) {
+			helper_kill(h, "broke the protocol (%s) and was killed", why ? why : "?");
+		} else {
+			h->dying = true;
+			snprintf(h->death, sizeof(h->death), "closed its protocol pipe");
+		}
+	}
+	if (h->alive && !ev_is_active(&h->reap_w)) {
+		ev_timer_set(&h->reap_w, HELPER_REAP_GRACE, 0);
+		ev_timer_start(B->loop, &h->reap_w);
+	}
+	helper_finish_death(h);
+}
+
+static void helper_on_notify(struct proto_conn *conn, void *ud, const char *method,
+			     const msgpack_object *params)
+{
+	struct helper *h = ud;
+
+	if (strcmp(method, "log") == 0) {
+		char text[1024] = "", level[16] = "info";
+
+		proto_get_str(params, "text", text, sizeof(text));
+		proto_get_str(params, "level", level, sizeof(level));
+		vlog(LOG_INFO_, "%s: %s: %s", h->name, level, text);
+	} else if (strcmp(method, "state") == 0) {
+		char name[INSTANCE_NAME_MAX + 1], state[32];
+		struct instance_record *rec;
+
+		if (proto_get_str(params, "name", name, sizeof(name)) < 0 ||
+		    proto_get_str(params, "new", state, sizeof(state)) < 0)
+			return;
+		rec = registry_find(&B->reg, name);
+		if (rec && !rec->deleted && h == B->helper && scope_set_state(rec, state)) {
+			vlog(LOG_INFO_, "%s is now %s", name, state);
+			scope_save();
+		}
+	}
+	/* progress belongs to a request; the calls that care ask for it. */
+}
+
+static void helper_on_request(struct proto_conn *conn, void *ud, uint64_t msgid,
+			      const char *method, const msgpack_object *params)
+{
+	proto_reply(conn, msgid, PROTO_E_UNSUPPORTED, "the broker answers no requests from helpers",
+		    NULL, 0);
+}
+
+static const struct proto_conn_ops helper_conn_ops = {
+	.request = helper_on_request,
+	.notify = helper_on_notify,
+	.closed = helper_on_closed,
+};
+
+static void helper_on_hello(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct helper *h = ud;
+
+	if (h->dying || h->state != HELPER_STARTING)
+		return;
+	if (err == PROTO_E_TIMEOUT) {
+		helper_kill(h, "did not answer hello within %.0f s and was killed",
+			    BROKER_HELLO_DEADLINE);
+		return;
+	}
+	if (err < 0) {
+		helper_kill(h, "refused the handshake (%s) and was stopped", errmsg ? errmsg : "?");
+		return;
+	}
+	if (proto_hello_parse(result, &h->hello) < 0) {
+		helper_kill(h, "answered hello with something that is not a hello answer");
+		return;
+	}
+	if (strcmp(h->hello.driver, h->driver) != 0 ||
+	    strcmp(h->hello.scope, driver_scope(h->driver)) != 0) {
+		h->state = HELPER_UNUSABLE;
+		snprintf(h->why, sizeof(h->why),
+			 "%.300s says it is driver %s with scope %s; expected driver %s with scope %s",
+			 h->path, h->hello.driver, h->hello.scope, h->driver, driver_scope(h->driver));
+	} else if (!h->hello.usable) {
+		h->state = HELPER_UNUSABLE;
+		snprintf(h->why, sizeof(h->why), "the %s driver cannot run on this host: %s",
+			 h->driver, h->hello.why[0] ? h->hello.why : "no reason given");
+	} else {
+		h->state = HELPER_READY;
+		h->why[0] = '\0';
+	}
+	h->up_since = ev_now(B->loop);
+	if (h->state == HELPER_UNUSABLE) {
+		vlog(LOG_WARN_, "%s", h->why);
+		helper_fail_calls(h, HC_QUEUED, PROTO_E_UNAVAILABLE, h->why);
+		return;
+	}
+	vlog(LOG_INFO_, "the %s %s (pid %d) is ready", h->name, h->hello.helper_version,
+	     (int)h->pid);
+	for (struct hcall *c = h->calls; c; c = c->next)
+		if (c->st == HC_QUEUED)
+			hcall_send(c);
+	broker_helper_ready(h);
+}
+
+static void helper_send_hello(struct helper *h)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	int rc;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 3);
+	proto_pack_str(&pk, "versions");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_int(&pk, PROTO_VERSION);
+	proto_pack_kv_str(&pk, "scope_dir", B->scope_dir);
+	proto_pack_str(&pk, "settings");
+	config_pack_settings(&pk);
+	rc = proto_call_sb(h->conn, "hello", &sb,
+			   B->deadline_cap > 0 && B->deadline_cap < BROKER_HELLO_DEADLINE ? B->deadline_cap
+											  : BROKER_HELLO_DEADLINE,
+			   helper_on_hello, h, NULL);
+	msgpack_sbuffer_destroy(&sb);
+	if (rc < 0)
+		helper_kill(h, "could not be sent hello (%s)", proto_strerror(rc));
+}
+
+static void helper_on_restart_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	helper_spawn(w->data);
+}
+
+static void helper_spawn(struct helper *h)
+{
+	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+	char errname[96];
+
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+		snprintf(h->death, sizeof(h->death), "could not be started (pipe: %s)", strerror(errno));
+		goto out_close;
+	}
+	h->pid = fork();
+	if (h->pid < 0) {
+		snprintf(h->death, sizeof(h->death), "could not be started (fork: %s)", strerror(errno));
+		goto out_close;
+	}
+	if (h->pid == 0) {
+		sigset_t none;
+		char *argv[] = {h->path, NULL};
+
+		/* Own process group: a ^C meant for a foreground broker must not
+		 * reach the helper or its VMs. */
+		setpgid(0, 0);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		execv(h->path, argv);
+		dprintf(2, "cannot run %s: %s\n", h->path, strerror(errno));
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	snprintf(errname, sizeof(errname), "vmctl-%s-helper[%d]", h->driver, (int)h->pid);
+	errpipe_start(err[0], errname);
+	h->alive = true;
+	h->dying = false;
+	h->conn_closed = false;
+	h->death[0] = '\0';
+	h->state = HELPER_STARTING;
+	ev_child_set(&h->child_w, h->pid, 0);
+	ev_child_start(B->loop, &h->child_w);
+	h->conn = proto_conn_new(B->loop, out[0], in[1], &helper_conn_ops, h);
+	if (!h->conn) {
+		close(out[0]);
+		close(in[1]);
+		h->conn_closed = true;
+		helper_kill(h, "could not be attached (out of memory)");
+		return;
+	}
+	vlog(LOG_INFO_, "started %s (pid %d)", h->path, (int)h->pid);
+	helper_send_hello(h);
+	return;
+
+out_close:
+	for (int i = 0; i < 2; i++) {
+		if (in[i] >= 0)
+			close(in[i]);
+		if (out[i] >= 0)
+			close(out[i]);
+		if (err[i] >= 0)
+			close(err[i]);
+	}
+	vlog(LOG_ERROR_, "the %s %s", h->name, h->death);
+	h->backoff_ms = backoff_next_ms(h->backoff_ms, 0);
+	h->state = HELPER_RESTARTING;
+	ev_timer_set(&h->restart_w, h->backoff_ms / 1000.0, 0);
+	ev_timer_start(B->loop, &h->restart_w);
+}
+
+/* Both the process and the pipe are gone: answer the calls that were in
+ * flight and restart (or finish a requested stop). */
+static void helper_finish_death(struct helper *h)
+{
+	bool was_ready = h->state == HELPER_READY;
+	double uptime;
+
+	if (h->alive || !h->conn_closed)
+		return;
+	ev_timer_stop(B->loop, &h->reap_w);
+	if (h->conn) {
+		proto_conn_free(h->conn);
+		h->conn = NULL;
+	}
+	if (h->state == HELPER_STOPPING) {
+		char msg[256];
+
+		ev_timer_stop(B->loop, &h->stop_w);
+		snprintf(msg, sizeof(msg), "the %s was shut down", h->name);
+		h->state = HELPER_STOPPED;
+		helper_fail_calls(h, HC_PARKED, PROTO_E_UNAVAILABLE, msg);
+		helper_fail_calls(h, HC_QUEUED, PROTO_E_UNAVAILABLE, msg);
+		if (h->stop_done) {
+			void (*done)(void *) = h->stop_done;
+
+			h->stop_done = NULL;
+			done(h->stop_ud);
+		}
+		return;
+	}
+	uptime = was_ready ? ev_now(B->loop) - h->up_since : 0;
+	h->backoff_ms = backoff_next_ms(h->backoff_ms, uptime);
+	h->state = HELPER_RESTARTING;
+	vlog(LOG_WARN_, "restarting the %s in %u ms", h->name, h->backoff_ms);
+	for (struct hcall *c = h->calls, *next; c; c = next) {
+		char msg[1400];
+
+		next = c->next;
+		if (c->st != HC_PARKED)
+			continue;
+		if (c->timed_out) {
+			snprintf(msg, sizeof(msg),
+				 "the %s did not answer %s within %.0f s; it has been killed and restarted",
+				 h->name, c->method, c->deadline);
+			hcall_complete(c, PROTO_E_TIMEOUT, msg, NULL);
+		} else {
+			snprintf(msg, sizeof(msg), "the %s %s during %s; it has been restarted",
+				 h->name, h->death, c->method);
+			hcall_complete(c, PROTO_E_UNAVAILABLE, msg, NULL);
+		}
+	}
+	ev_timer_set(&h->restart_w, h->backoff_ms / 1000.0, 0);
+	ev_timer_start(B->loop, &h->restart_w);
+}
+
+struct helper *helper_new(const char *driver)
+{
+	struct helper *h = calloc(1, sizeof(*h));
+	char err[1024];
+
+	if (!h)
+		return NULL;
+	snprintf(h->driver, sizeof(h->driver), "%s", driver);
+	snprintf(h->name, sizeof(h->name), "%s helper", driver);
+	ev_child_init(&h->child_w, helper_on_exit, 0, 0);
+	h->child_w.data = h;
+	ev_timer_init(&h->restart_w, helper_on_restart_timer, 0, 0);
+	h->restart_w.data = h;
+	ev_timer_init(&h->reap_w, helper_on_reap_timer, HELPER_REAP_GRACE, 0);
+	h->reap_w.data = h;
+	h->conn_closed = true;
+	if (helper_find(driver, h->path, sizeof(h->path), err, sizeof(err)) < 0) {
+		h->state = HELPER_MISSING;
+		snprintf(h->why, sizeof(h->why), "%s", err);
+		vlog(LOG_ERROR_, "%s", err);
+		return h;
+	}
+	helper_spawn(h);
+	return h;
+}
+
+enum helper_state helper_get_state(const struct helper *h)
+{
+	return h->state;
+}
+
+const struct proto_hello *helper_hello(const struct helper *h)
+{
+	return &h->hello;
+}
+
+const char *helper_why(const struct helper *h)
+{
+	return h->why;
+}
+
+static void helper_on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct helper *h = w->data;
+
+	if (h->alive) {
+		vlog(LOG_WARN_, "the %s did not exit after shutdown; killing it", h->name);
+		kill(h->pid, SIGKILL);
+	} else if (h->state == HELPER_STOPPED && h->stop_done) {
+		void (*done)(void *) = h->stop_done;
+
+		h->stop_done = NULL;
+		done(h->stop_ud);
+	}
+}
+
+static void helper_on_shutdown_answer(void *ud, int err, const char *errmsg,
+				      const msgpack_object *result)
+{
+	struct helper *h = ud;
+
+	if (err < 0 && h->alive)
+		kill(h->pid, SIGKILL);
+}
+
+void helper_stop(struct helper *h, void (*done)(void *ud), void *ud)
+{
+	char msg[256];
+
+	h->stop_done = done;
+	h->stop_ud = ud;
+	ev_timer_stop(B->loop, &h->restart_w);
+	ev_timer_init(&h->stop_w, helper_on_stop_timer, HELPER_STOP_GRACE, 0);
+	h->stop_w.data = h;
+	snprintf(msg, sizeof(msg), "the %s was shut down", h->name);
+	helper_fail_calls(h, HC_QUEUED, PROTO_E_UNAVAILABLE, msg);
+	if (!h->alive && h->conn_closed) {
+		/* Nothing running: report from the loop, as a real stop would. */
+		h->state = HELPER_STOPPED;
+		ev_timer_set(&h->stop_w, 0, 0);
+		ev_timer_start(B->loop, &h->stop_w);
+		return;
+	}
+	h->state = HELPER_STOPPING;
+	ev_timer_start(B->loop, &h->stop_w);
+	if (h->conn && proto_conn_is_open(h->conn) &&
+	    proto_call(h->conn, "shutdown", NULL, 0, HELPER_STOP_GRACE - 1, helper_on_shutdown_answer,
+		       h, NULL) == 0)
+		return;
+	if (h->alive)
+		kill(h->pid, SIGKILL);
+}
+
+void helper_free(struct helper *h)
+{
+	if (!h)
+		return;
+	while (h->calls)
+		hcall_complete(h->calls, PROTO_E_UNAVAILABLE, "the broker is shutting down", NULL);
+	ev_timer_stop(B->loop, &h->restart_w);
+	ev_timer_stop(B->loop, &h->reap_w);
+	ev_timer_stop(B->loop, &h->stop_w);
+	ev_child_stop(B->loop, &h->child_w);
+	if (h->conn)
+		proto_conn_free(h->conn);
+	free(h);
+}
+
+/* ---- features ---- */
+
+static const struct driver_info driver_builtin[] = {
+	{"qemu", "qemu", "", "",
+	 PROTO_FEAT_NATIVE_MOUNTS | PROTO_FEAT_EXTRA_NETWORKS | PROTO_FEAT_SNAPSHOTS |
+		 PROTO_FEAT_CLONE | PROTO_FEAT_SUSPEND,
+	 false, 0},
+	{"libvirt", "qemu", "", "", PROTO_FEAT_SUSPEND, false, 0},
+	{"lxd", "lxd", "", "", PROTO_FEAT_NATIVE_MOUNTS | PROTO_FEAT_EXTRA_NETWORKS, false, 0},
+	{"hyperv", "hyperv", "", "",
+	 PROTO_FEAT_NATIVE_MOUNTS | PROTO_FEAT_EXTRA_NETWORKS | PROTO_FEAT_SNAPSHOTS |
+		 PROTO_FEAT_CLONE | PROTO_FEAT_SUSPEND,
+	 false, 0},
+	{"virtualbox", "virtualbox", "", "",
+	 PROTO_FEAT_EXTRA_NETWORKS | PROTO_FEAT_SNAPSHOTS | PROTO_FEAT_CLONE | PROTO_FEAT_SUSPEND,
+	 false, 0},
+};
+
+const struct driver_info *driver_info_get(const char *driver)
+{
+	for (size_t i = 0; i < B->n_drivers; i++)
+		if (strcmp(B->drivers[i].driver, driver) == 0)
+			return &B->drivers[i];
+	for (size_t i = 0; i < sizeof(driver_builtin) / sizeof(driver_builtin[0]); i++)
+		if (strcmp(driver_builtin[i].driver, driver) == 0)
+			return &driver_builtin[i];
+	return NULL;
+}
+
+bool broker_has_feature(unsigned feature)
+{
+	const struct driver_info *d;
+
+	if (B->helper && (helper_get_state(B->helper) == HELPER_READY ||
+			  helper_get_state(B->helper) == HELPER_UNUSABLE))
+		return (helper_hello(B->helper)->features & feature) != 0;
+	d = driver_info_get(B->driver);
+	return d && (d->features & feature);
+}
+
+void driver_refusal(unsigned feature, const char *driver, char *buf, size_t len)
+{
+	const char *title = proto_feature_title(feature);
+	size_t tl = title ? strlen(title) : 0;
+	bool plural = tl > 0 && title[tl - 1] == 's';
+	char have[512] = "";
+	size_t used = 0;
+
+	for (const char *const *d = driver_names(); d && *d; d++) {
+		const struct driver_info *info = driver_info_get(*d);
+
+		if (!info || !(info->features & feature) || strcmp(*d, driver) == 0)
+			continue;
+		used += (size_t)snprintf(have + used, sizeof(have) - used, "%s%s", used ? ", " : "",
+					 *d);
+		if (used >= sizeof(have))
+			break;
+	}
+	if (have[0])
+		snprintf(buf, len, "%s %s not supported by the %s driver; drivers that have %s: %s",
+			 title ? title : "this feature", plural ? "are" : "is", driver,
+			 plural ? "them" : "it", have);
+	else
+		snprintf(buf, len, "%s %s not supported by the %s driver",
+			 title ? title : "this feature", plural ? "are" : "is", driver);
+}
+
+/* ---- --describe ---- */
+
+struct describe_run {
+	char path[4200];
+	int rank;
+};
+
+static void describe_on_done(void *ud, int status, const char *out)
+{
+	struct describe_run *run = ud;
+	struct driver_info d;
+	struct driver_info *grown;
+	size_t i;
+
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || util_parse_describe(out, &d) < 0) {
+		vlog(LOG_WARN_, "%s --describe gave no usable answer", run->path);
+		goto out_free;
+	}
+	snprintf(d.path, sizeof(d.path), "%s", run->path);
+	d.rank = run->rank;
+	for (i = 0; i < B->n_drivers; i++)
+		if (strcmp(B->drivers[i].driver, d.driver) == 0)
+			break;
+	if (i < B->n_drivers) {
+		if (B->drivers[i].rank > d.rank)
+			B->drivers[i] = d;
+		goto out_free;
+	}
+	grown = realloc(B->drivers, (B->n_drivers + 1) * sizeof(*grown));
+	if (!grown)
+		goto out_free;
+	B->drivers = grown;
+	B->drivers[B->n_drivers++] = d;
+	vlog(LOG_INFO_, "driver %s (scope %s, version %s) at %s", d.driver, d.scope, d.version,
+	     d.path);
+out_free:
+	free(run);
+}
+
+static void describe_dir(const char *dir, int rank, void *ud)
+{
+	DIR *dh = opendir(dir);
+	struct dirent *de;
+
+	if (!dh)
+		return;
+	while ((de = readdir(dh)) != NULL) {
+		size_t n = strlen(de->d_name);
+		struct describe_run *run;
+		char err[256];
+
+		if (n <= strlen("vmctl--helper") || strncmp(de->d_name, "vmctl-", 6) != 0 ||
+		    strcmp(de->d_name + n - 7, "-helper") != 0)
+			continue;
+		run = calloc(1, sizeof(*run));
+		if (!run)
+			break;
+		snprintf(run->path, sizeof(run->path), "%s/%s", dir, de->d_name);
+		run->rank = rank;
+		if (access(run->path, X_OK) != 0) {
+			free(run);
+			continue;
+		}
+		char *argv[] = {run->path, "--describe", NULL};
+		if (!child_run(argv, NULL, 10.0, describe_on_done, run, err, sizeof(err))) {
+			vlog(LOG_WARN_, "%s", err);
+			free(run);
+		}
+	}
+	closedir(dh);
+}
+
+void helper_describe_all(void)
+{
+	helper_for_each_dir(describe_dir, NULL);
+}

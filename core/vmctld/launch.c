@@ -1,0 +1,830 @@
+/*
+ * launch: validate, resolve the image, record the instance, make its
+ * cloud-init seed, have the helper create and start it, then wait until it
+ * answers SSH and cloud-init is done. Also the SSH readiness probe and the
+ * broker's SSH key pair.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "image.h"
+
+#define SSH_PROBE_INTERVAL 1.0
+#define SSH_PROBE_MAX 20.0 /* one probe never takes longer than this */
+
+/* ---- keys ---- */
+
+static int keys_load_pub(char *err, size_t errlen)
+{
+	char path[4300];
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s.pub", B->ssh_key);
+	rc = read_file(path, 16384, &text, &len);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", path, proto_strerror(rc));
+		return rc;
+	}
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+		text[--len] = '\0';
+	if (len == 0 || strchr(text, '\n')) {
+		free(text);
+		snprintf(err, errlen, "%s does not hold one public key", path);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	free(B->ssh_pubkey);
+	B->ssh_pubkey = text;
+	return 0;
+}
+
+static bool keys_present(void)
+{
+	char pub[4300];
+
+	snprintf(pub, sizeof(pub), "%s.pub", B->ssh_key);
+	return access(B->ssh_key, R_OK) == 0 && access(pub, R_OK) == 0;
+}
+
+/* ssh-keygen refuses to overwrite; a half-made pair is removed first. */
+static void keys_prepare(char **argv_out[])
+{
+	static char *argv[] = {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vmctl",
+			       "-f", NULL, NULL};
+	char pub[4300];
+
+	snprintf(pub, sizeof(pub), "%s.pub", B->ssh_key);
+	unlink(B->ssh_key);
+	unlink(pub);
+	argv[9] = B->ssh_key;
+	*argv_out = argv;
+}
+
+int keys_ensure_sync(char *err, size_t errlen)
+{
+	char dir[4100];
+	char **argv;
+	int rc, status;
+
+	snprintf(dir, sizeof(dir), "%s/ssh", B->data_dir);
+	snprintf(B->ssh_key, sizeof(B->ssh_key), "%s/id_ed25519", dir);
+	rc = mkdir_p(dir, 0700);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", dir, proto_strerror(rc));
+		return rc;
+	}
+	if (!keys_present()) {
+		keys_prepare(&argv);
+		vlog(LOG_INFO_, "creating the SSH key pair %s", B->ssh_key);
+		status = child_run_sync(argv);
+		if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			snprintf(err, errlen, "ssh-keygen could not create %s (is openssh-client installed?)",
+				 B->ssh_key);
+			return PROTO_E_IO;
+		}
+	}
+	return keys_load_pub(err, errlen);
+}
+
+struct keys_waiter {
+	struct keys_waiter *next;
+	void (*done)(void *ud, int err, const char *errmsg);
+	void *ud;
+};
+static struct keys_waiter *keys_waiters;
+
+static void keys_on_keygen(void *ud, int status, const char *out)
+{
+	char err[1024] = "";
+	int rc = PROTO_E_IO;
+
+	B->keygen_running = false;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		rc = keys_load_pub(err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "ssh-keygen could not create %.400s: %.400s", B->ssh_key, out);
+	while (keys_waiters) {
+		struct keys_waiter *w = keys_waiters;
+
+		keys_waiters = w->next;
+		w->done(w->ud, rc, err);
+		free(w);
+	}
+}
+
+void keys_ensure(void (*done)(void *ud, int err, const char *errmsg), void *ud)
+{
+	struct keys_waiter *w;
+	char err[1024];
+	char **argv;
+
+	if (keys_present() && B->ssh_pubkey) {
+		done(ud, 0, NULL);
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		done(ud, PROTO_E_NOMEM, "out of memory");
+		return;
+	}
+	w->done = done;
+	w->ud = ud;
+	w->next = keys_waiters;
+	keys_waiters = w;
+	if (B->keygen_running)
+		return;
+	keys_prepare(&argv);
+	vlog(LOG_INFO_, "the SSH key pair is missing; creating %s", B->ssh_key);
+	if (!child_run(argv, NULL, 60.0, keys_on_keygen, NULL, err, sizeof(err))) {
+		keys_waiters = w->next;
+		free(w);
+		done(ud, PROTO_E_IO, err);
+		return;
+	}
+	B->keygen_running = true;
+}
+
+/* ---- waiting for SSH ---- */
+
+struct ssh_wait {
+	char name[INSTANCE_NAME_MAX + 1];
+	char host[64];
+	char port[16];
+	bool cloud_init;
+	bool ssh_up;
+	ev_tstamp deadline;
+	double timeout_s;
+	struct creq *r;
+	struct child *child;
+	ev_timer retry_w;
+	ssh_wait_fn done;
+	void *ud;
+};
+
+static void ssh_wait_probe(struct ssh_wait *w);
+
+static void ssh_wait_finish(struct ssh_wait *w, int err, const char *msg)
+{
+	ssh_wait_fn done = w->done;
+	void *ud = w->ud;
+
+	ev_timer_stop(B->loop, &w->retry_w);
+	free(w);
+	done(ud, err, msg);
+}
+
+static void ssh_wait_timed_out(struct ssh_wait *w)
+{
+	char msg[512];
+	double waited = w->timeout_s;
+
+	if (w->ssh_up)
+		snprintf(msg, sizeof(msg), "timed out waiting for cloud-init on %s after %.0f s",
+			 w->name, waited);
+	else
+		snprintf(msg, sizeof(msg), "timed out waiting for %s to answer SSH after %.0f s",
+			 w->name, waited);
+	ssh_wait_finish(w, PROTO_E_TIMEOUT, msg);
+}
+
+static void ssh_wait_on_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	ssh_wait_probe(t->data);
+}
+
+static void ssh_wait_again(struct ssh_wait *w)
+{
+	if (ev_now(B->loop) + SSH_PROBE_INTERVAL >= w->deadline) {
+		ssh_wait_timed_out(w);
+		return;
+	}
+	ev_timer_set(&w->retry_w, SSH_PROBE_INTERVAL, 0);
+	ev_timer_start(B->loop, &w->retry_w);
+}
+
+static void ssh_wait_on_probe(void *ud, int status, const char *out)
+{
+	struct ssh_wait *w = ud;
+	int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+
+	w->child = NULL;
+	if (!w->ssh_up) {
+		if (code != 0) {
+			ssh_wait_again(w);
+			return;
+		}
+		w->ssh_up = true;
+		vlog(LOG_INFO_, "%s answers SSH", w->name);
+		if (!w->cloud_init) {
+			ssh_wait_finish(w, 0, NULL);
+			return;
+		}
+		creq_progress(w->r, -1, "Waiting for cloud-init");
+		ssh_wait_probe(w);
+		return;
+	}
+	/* 255 is ssh's own failure (connection lost): try again. */
+	if (code == 255 || code < 0) {
+		ssh_wait_again(w);
+		return;
+	}
+	if (code != 0)
+		creq_warning(w->r,
+			     "cloud-init on %s finished with errors (exit status %d); see "
+			     "/var/log/cloud-init-output.log in the instance",
+			     w->name, code);
+	ssh_wait_finish(w, 0, NULL);
+}
+
+static void ssh_wait_probe(struct ssh_wait *w)
+{
+	/* /run/cloud-init exists once cloud-init's generator ran in this boot; a
+	 * guest that has cloud-init installed but booted without it would make
+	 * `status --wait` wait forever. */
+	static const char cloud_init_cmd[] =
+		"if command -v cloud-init >/dev/null && [ -d /run/cloud-init ]; then "
+		"cloud-init status --wait >/dev/null; fi";
+	double left = w->deadline - ev_now(B->loop);
+	char login[128], err[256];
+	char *argv[] = {
+		"ssh", "-F", "/dev/null", "-i", B->ssh_key, "-o", "IdentitiesOnly=yes",
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", w->port, login,
+		w->ssh_up ? (char *)cloud_init_cmd : "true", NULL,
+	};
+
+	if (left <= 0) {
+		ssh_wait_timed_out(w);
+		return;
+	}
+	snprintf(login, sizeof(login), "ubuntu@%s", w->host);
+	/* cloud-init may take long; a bare probe never should. */
+	w->child = child_run(argv, NULL, w->ssh_up ? left : (left < SSH_PROBE_MAX ? left : SSH_PROBE_MAX),
+			     ssh_wait_on_probe, w, err, sizeof(err));
+	if (!w->child) {
+		vlog(LOG_WARN_, "%s", err);
+		ssh_wait_again(w);
+	}
+}
+
+struct ssh_wait *ssh_wait_start(const char *name, const char *host, int port, bool cloud_init,
+				ev_tstamp deadline, double timeout_s, struct creq *progress_r,
+				ssh_wait_fn done, void *ud)
+{
+	struct ssh_wait *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	snprintf(w->name, sizeof(w->name), "%s", name);
+	snprintf(w->host, sizeof(w->host), "%s", host && *host ? host : "127.0.0.1");
+	snprintf(w->port, sizeof(w->port), "%d", port);
+	w->cloud_init = cloud_init;
+	w->deadline = deadline;
+	w->timeout_s = timeout_s;
+	w->r = progress_r;
+	w->done = done;
+	w->ud = ud;
+	/* The first probe runs from the loop: done never runs before we return. */
+	ev_timer_init(&w->retry_w, ssh_wait_on_retry, 0, 0);
+	w->retry_w.data = w;
+	ev_timer_start(B->loop, &w->retry_w);
+	return w;
+}
+
+void ssh_wait_cancel(struct ssh_wait *w)
+{
+	if (!w)
+		return;
+	ev_timer_stop(B->loop, &w->retry_w);
+	child_cancel(w->child);
+	free(w);
+}
+
+/* ---- the NoCloud seed ---- */
+
+struct seed_run {
+	seed_done_fn done;
+	void *ud;
+};
+
+static void seed_on_genisoimage(void *ud, int status, const char *out)
+{
+	struct seed_run *run = ud;
+
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		run->done(run->ud, 0, NULL);
+	} else {
+		char how[64], msg[1024];
+		size_t n = strlen(out);
+
+		util_describe_status(status, how, sizeof(how));
+		while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+			n--;
+		snprintf(msg, sizeof(msg), "genisoimage %s while making the cloud-init seed%s%.*s",
+			 how, n ? ": " : "", (int)(n > 600 ? 600 : n), out);
+		run->done(run->ud, PROTO_E_IO, msg);
+	}
+	free(run);
+}
+
+int seed_make(const char *dir, const char *name, const char *user_cloud_init,
+	      seed_done_fn done, void *ud, char *err, size_t errlen)
+{
+	char path[4400], iso[4400], instance_id[INSTANCE_NAME_MAX + 16];
+	uint32_t rnd[2];
+	char *ours = NULL, *user_data = NULL, *meta = NULL;
+	struct seed_run *run = NULL;
+	int rc = PROTO_E_NOMEM;
+
+	if (!B->ssh_pubkey) {
+		snprintf(err, errlen, "the broker's SSH key is not ready");
+		return PROTO_E_INTERNAL;
+	}
+	util_random(rnd, sizeof(rnd));
+	snprintf(instance_id, sizeof(instance_id), "%s-%08x", name, rnd[0]);
+	ours = seed_user_data(B->ssh_pubkey);
+	if (!ours)
+		goto out_nomem;
+	user_data = seed_combine(ours, user_cloud_init, rnd[1]);
+	meta = seed_meta_data(name, instance_id);
+	run = calloc(1, sizeof(*run));
+	if (!user_data || !meta || !run)
+		goto out_nomem;
+	snprintf(path, sizeof(path), "%s/user-data", dir);
+	rc = atomic_write_file(path, user_data, strlen(user_data), 0600);
+	if (rc == 0) {
+		snprintf(path, sizeof(path), "%s/meta-data", dir);
+		rc = atomic_write_file(path, meta, strlen(meta), 0600);
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot write %s: %s", path, proto_strerror(rc));
+		goto out_free;
+	}
+	snprintf(iso, sizeof(iso), "%s/cloud-init.iso", dir);
+	run->done = done;
+	run->ud = ud;
+	{
+		char *argv[] = {"genisoimage", "-output", iso, "-volid", "cidata", "-joliet",
+				"-rock", "user-data", "meta-data", NULL};
+
+		if (!child_run(argv, dir, 120.0, seed_on_genisoimage, run, err, errlen)) {
+			rc = PROTO_E_IO;
+			goto out_free;
+		}
+	}
+	run = NULL;
+	rc = 0;
+	goto out_free;
+
+out_nomem:
+	snprintf(err, errlen, "out of memory");
+	rc = PROTO_E_NOMEM;
+out_free:
+	free(run);
+	free(ours);
+	free(user_data);
+	free(meta);
+	return rc;
+}
+
+/* ---- launch ---- */
+
+struct launch {
+	struct creq *r;
+	char name[INSTANCE_NAME_MAX + 1];
+	char *image;
+	char *cloud_init;
+	uint32_t cpus;
+	uint64_t memory, disk;
+	int64_t timeout;
+	ev_tstamp started;
+	unsigned gen;
+	char dir[4400];
+	struct ssh_wait *sw;
+	bool recorded;   /* the record and folder exist */
+	bool created;    /* instance.create succeeded */
+	int fail_err;
+	char fail_msg[2048];
+};
+
+static void launch_free(struct launch *l)
+{
+	busy_remove(l->name);
+	free(l->image);
+	free(l->cloud_init);
+	free(l);
+}
+
+static struct instance_record *launch_rec(struct launch *l)
+{
+	if (l->gen != B->scope_gen)
+		return NULL;
+	return registry_find(&B->reg, l->name);
+}
+
+static void launch_forget(struct launch *l)
+{
+	if (l->recorded && l->gen == B->scope_gen) {
+		remove_tree(l->dir);
+		registry_remove(&B->reg, l->name);
+		scope_save();
+	}
+	creq_fail(l->r, l->fail_err, "%s", l->fail_msg);
+	launch_free(l);
+}
+
+static void launch_on_rolled_back(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct launch *l = ud;
+
+	if (err < 0)
+		vlog(LOG_WARN_, "undoing the launch of %s: %s", l->name, errmsg);
+	launch_forget(l);
+}
+
+/* Launch failed before the VM could be used: undo everything so the name
+ * can be used again. */
+static void launch_fail(struct launch *l, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void launch_fail(struct launch *l, int err, const char *fmt, ...)
+{
+	struct instance_record *rec = launch_rec(l);
+	va_list ap;
+
+	l->fail_err = err < 0 ? err : PROTO_E_INTERNAL;
+	va_start(ap, fmt);
+	vsnprintf(l->fail_msg, sizeof(l->fail_msg), fmt, ap);
+	va_end(ap);
+	if (l->created && rec) {
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+
+		scope_pack_instance_params(&sb, rec, 0, &pk);
+		if (helper_call(B->helper, "instance.delete", &sb, BROKER_SHORT_DEADLINE,
+				launch_on_rolled_back, l)) {
+			msgpack_sbuffer_destroy(&sb);
+			return;
+		}
+		msgpack_sbuffer_destroy(&sb);
+	}
+	launch_forget(l);
+}
+
+static void launch_set_state(struct launch *l, const char *state)
+{
+	struct instance_record *rec = launch_rec(l);
+
+	if (rec && scope_set_state(rec, state))
+		scope_save();
+}
+
+static void launch_on_ssh(void *ud, int err, const char *errmsg)
+{
+	struct launch *l = ud;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	l->sw = NULL;
+	if (err == PROTO_E_TIMEOUT) {
+		creq_fail(l->r, PROTO_E_TIMEOUT, "%s; the instance is kept (see vmctl info %s)", errmsg,
+			  l->name);
+		launch_free(l);
+		return;
+	}
+	if (err < 0) {
+		creq_fail(l->r, err, "%s; the instance is kept (see vmctl info %s)", errmsg, l->name);
+		launch_free(l);
+		return;
+	}
+	vlog(LOG_INFO_, "launched %s in %.1f s", l->name, ev_now(B->loop) - l->started);
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	proto_pack_kv_str(&pk, "name", l->name);
+	creq_ok(l->r, &sb);
+	msgpack_sbuffer_destroy(&sb);
+	launch_free(l);
+}
+
+static void launch_on_info(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct launch *l = ud;
+	char host[64] = "127.0.0.1";
+	int64_t port = 0;
+
+	if (err < 0) {
+		creq_fail(l->r, err, "%s started, but its SSH address is unknown: %s; the instance is "
+			  "kept (see vmctl info %s)", l->name, errmsg, l->name);
+		launch_free(l);
+		return;
+	}
+	proto_get_str(result, "ssh_host", host, sizeof(host));
+	if (proto_get_int(result, "ssh_port", &port) < 0 || port <= 0 || port > 65535) {
+		creq_fail(l->r, PROTO_E_DRIVER, "the %s driver did not say where SSH of %s listens; "
+			  "the instance is kept (see vmctl info %s)", B->driver, l->name, l->name);
+		launch_free(l);
+		return;
+	}
+	creq_progress(l->r, -1, "Waiting for %s to answer SSH", l->name);
+	l->sw = ssh_wait_start(l->name, host, (int)port, true, l->started + (double)l->timeout,
+			       (double)l->timeout, l->r,
+			       launch_on_ssh, l);
+	if (!l->sw) {
+		creq_fail(l->r, PROTO_E_NOMEM, "out of memory");
+		launch_free(l);
+	}
+}
+
+static void launch_on_started(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct launch *l = ud;
+	struct instance_record *rec = launch_rec(l);
+	char state[32] = "running";
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	if (err < 0) {
+		launch_fail(l, err, "could not start %s: %s", l->name, errmsg);
+		return;
+	}
+	proto_get_str(result, "state", state, sizeof(state));
+	launch_set_state(l, state);
+	if (!rec) {
+		launch_fail(l, PROTO_E_INTERNAL, "%s vanished from the registry while launching", l->name);
+		return;
+	}
+	scope_pack_instance_params(&sb, rec, 0, &pk);
+	if (!helper_call(B->helper, "instance.info", &sb, BROKER_SHORT_DEADLINE, launch_on_info, l))
+		launch_fail(l, PROTO_E_NOMEM, "out of memory");
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void launch_on_created(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct launch *l = ud;
+	struct instance_record *rec = launch_rec(l);
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	if (err < 0) {
+		launch_fail(l, err, "could not create %s: %s", l->name, errmsg);
+		return;
+	}
+	l->created = true;
+	if (!rec) {
+		launch_fail(l, PROTO_E_INTERNAL, "%s vanished from the registry while launching", l->name);
+		return;
+	}
+	creq_progress(l->r, -1, "Starting %s", l->name);
+	scope_pack_instance_params(&sb, rec, 0, &pk);
+	if (!helper_call(B->helper, "instance.start", &sb, BROKER_START_DEADLINE, launch_on_started, l))
+		launch_fail(l, PROTO_E_NOMEM, "out of memory");
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void launch_on_seed(void *ud, int err, const char *errmsg)
+{
+	struct launch *l = ud;
+	struct instance_record *rec = launch_rec(l);
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	if (err < 0) {
+		launch_fail(l, err, "%s", errmsg);
+		return;
+	}
+	if (!rec) {
+		launch_fail(l, PROTO_E_INTERNAL, "%s vanished from the registry while launching", l->name);
+		return;
+	}
+	scope_pack_instance_params(&sb, rec, 0, &pk);
+	if (!helper_call(B->helper, "instance.create", &sb, BROKER_CREATE_DEADLINE, launch_on_created, l))
+		launch_fail(l, PROTO_E_NOMEM, "out of memory");
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void launch_on_keys(void *ud, int err, const char *errmsg)
+{
+	struct launch *l = ud;
+	char msg[1024];
+
+	if (err < 0) {
+		launch_fail(l, err, "%s", errmsg);
+		return;
+	}
+	if (seed_make(l->dir, l->name, l->cloud_init, launch_on_seed, l, msg, sizeof(msg)) < 0)
+		launch_fail(l, PROTO_E_IO, "%s", msg);
+}
+
+static int launch_record(struct launch *l, const struct image_spec *spec)
+{
+	struct instance_record *rec;
+	unsigned char rnd[3];
+	char mac[32], created[32];
+	int rc;
+
+	rc = mkdir_p(l->dir, 0700);
+	if (rc < 0)
+		return rc;
+	rec = registry_add(&B->reg, l->name);
+	if (!rec)
+		return PROTO_E_NOMEM;
+	l->recorded = true;
+	util_random(rnd, sizeof(rnd));
+	util_format_mac(rnd, mac, sizeof(mac));
+	util_iso_time(time(NULL), created, sizeof(created));
+	rec->cpus = l->cpus;
+	rec->memory = l->memory;
+	rec->disk = l->disk;
+	if (record_set(&rec->state, "starting") < 0 || record_set(&rec->image, spec->source) < 0 ||
+	    record_set(&rec->image_disk, spec->disk) < 0 ||
+	    record_set(&rec->image_format, spec->format) < 0 ||
+	    record_set(&rec->image_kernel, spec->kernel) < 0 ||
+	    record_set(&rec->image_initrd, spec->initrd) < 0 ||
+	    record_set(&rec->image_cmdline, spec->cmdline) < 0 ||
+	    record_set(&rec->image_sha256, spec->sha256) < 0 || record_set(&rec->mac, mac) < 0 ||
+	    record_set(&rec->created, created) < 0)
+		return PROTO_E_NOMEM;
+	return scope_save();
+}
+
+static void launch_on_image_progress(void *ud, double fraction, const char *text)
+{
+	struct launch *l = ud;
+
+	creq_progress(l->r, fraction, "%s", text);
+}
+
+static void launch_on_image(void *ud, int err, const char *errmsg, const struct image_spec *spec)
+{
+	struct launch *l = ud;
+	int rc;
+
+	if (err < 0) {
+		launch_fail(l, err, "%s", errmsg ? errmsg : proto_strerror(err));
+		return;
+	}
+	if (l->gen != B->scope_gen) {
+		launch_fail(l, PROTO_E_BUSY, "the driver was switched while %s was being launched",
+			    l->name);
+		return;
+	}
+	creq_progress(l->r, -1, "Creating %s", l->name);
+	rc = launch_record(l, spec);
+	if (rc < 0) {
+		launch_fail(l, rc, "could not record %s in %s: %s", l->name, B->registry_path,
+			    proto_strerror(rc));
+		return;
+	}
+	keys_ensure(launch_on_keys, l);
+}
+
+/* memory/disk: bytes as an int, or a size string ("1G"). */
+static int launch_size(struct creq *r, const msgpack_object *p, const char *key, uint64_t dflt,
+		       uint64_t min, uint64_t *out)
+{
+	const msgpack_object *v = proto_map_get(p, key);
+	char text[64], err[256], minbuf[32];
+
+	*out = dflt;
+	if (!v || v->type == MSGPACK_OBJECT_NIL)
+		return 0;
+	if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+		*out = v->via.u64;
+	} else if (proto_obj_str(v, text, sizeof(text)) == 0) {
+		if (parse_size(text, out, err, sizeof(err)) < 0) {
+			creq_fail(r, PROTO_E_INVALID_ARGUMENT, "%s: %s", key, err);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+	} else {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "%s must be a size in bytes", key);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (*out == 0) {
+		*out = dflt;
+		return 0;
+	}
+	if (*out < min) {
+		format_size(min, minbuf, sizeof(minbuf));
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "%s must be at least %s", key, minbuf);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	return 0;
+}
+
+static int launch_pick_name(char *buf, size_t len)
+{
+	for (int tries = 0; tries < 64; tries++) {
+		uint32_t rnd;
+
+		util_random(&rnd, sizeof(rnd));
+		if (tries < 48)
+			util_pick_name(rnd, buf, len);
+		else
+			snprintf(buf, len, "vm-%04x", rnd & 0xffff);
+		if (!registry_find(&B->reg, buf) && !busy_find(buf))
+			return 0;
+	}
+	return PROTO_E_ALREADY_EXISTS;
+}
+
+void op_launch(struct creq *r, const msgpack_object *p)
+{
+	struct launch *l = calloc(1, sizeof(*l));
+	struct instance_record *taken;
+	char err[1024];
+	int64_t cpus = 1;
+	int rc;
+
+	if (!l) {
+		creq_fail(r, PROTO_E_NOMEM, "out of memory");
+		return;
+	}
+	l->r = r;
+	l->gen = B->scope_gen;
+	l->started = ev_now(B->loop);
+	rc = proto_get_str(p, "name", l->name, sizeof(l->name));
+	if (rc == PROTO_E_INVALID_ARGUMENT) {
+		creq_fail(r, rc, "the instance name is too long (at most %d characters)",
+			  INSTANCE_NAME_MAX);
+		goto out_free;
+	}
+	if (rc == 0 && l->name[0] && validate_instance_name(l->name, err, sizeof(err)) < 0) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "%s", err);
+		goto out_free;
+	}
+	if (proto_get_int(p, "cpus", &cpus) == PROTO_E_INVALID_ARGUMENT || cpus < 0 || cpus > 1024) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "cpus must be a number from 1 to 1024");
+		goto out_free;
+	}
+	l->cpus = cpus ? (uint32_t)cpus : 1;
+	if (launch_size(r, p, "memory", 1ull << 30, MIN_MEMORY, &l->memory) < 0 ||
+	    launch_size(r, p, "disk", 5ull << 30, MIN_DISK, &l->disk) < 0)
+		goto out_free;
+	l->timeout = BROKER_LAUNCH_DEFAULT;
+	if (proto_get_int(p, "timeout", &l->timeout) == 0 && l->timeout <= 0)
+		l->timeout = BROKER_LAUNCH_DEFAULT;
+	l->cloud_init = proto_dup_str(p, "cloud_init");
+	if (l->cloud_init && cloudinit_validate(l->cloud_init, err, sizeof(err)) < 0) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "the cloud-init file is not usable: %s", err);
+		goto out_free;
+	}
+	l->image = proto_dup_str(p, "image");
+	if (!l->image || !l->image[0]) {
+		free(l->image);
+		l->image = strdup("lts");
+	}
+	if (!l->name[0] && launch_pick_name(l->name, sizeof(l->name)) < 0) {
+		creq_fail(r, PROTO_E_ALREADY_EXISTS, "could not find a free instance name; give one");
+		goto out_free;
+	}
+	taken = registry_find(&B->reg, l->name);
+	if (taken && taken->deleted) {
+		creq_fail(r, PROTO_E_ALREADY_EXISTS,
+			  "an instance named %s exists (deleted); recover it with vmctl recover %s "
+			  "or remove it for good with vmctl purge",
+			  l->name, l->name);
+		goto out_free;
+	}
+	if (taken || busy_find(l->name)) {
+		creq_fail(r, PROTO_E_ALREADY_EXISTS, "an instance named %s already exists", l->name);
+		goto out_free;
+	}
+	scope_instance_dir(l->name, l->dir, sizeof(l->dir));
+	if (access(l->dir, F_OK) == 0) {
+		creq_fail(r, PROTO_E_ALREADY_EXISTS,
+			  "%s already exists but no instance %s is registered; remove that folder or "
+			  "choose another name",
+			  l->dir, l->name);
+		goto out_free;
+	}
+	if (B->helper && (helper_get_state(B->helper) == HELPER_MISSING ||
+			  helper_get_state(B->helper) == HELPER_UNUSABLE)) {
+		creq_fail(r, PROTO_E_UNAVAILABLE, "%s", helper_why(B->helper));
+		goto out_free;
+	}
+	if (busy_add(l->name, "being launched") < 0) {
+		creq_fail(r, PROTO_E_NOMEM, "out of memory");
+		goto out_free;
+	}
+	vlog(LOG_INFO_, "launching %s from %s", l->name, l->image);
+	creq_progress(r, -1, "Retrieving image");
+	/* done may run (and free l) before image_resolve returns. */
+	image_resolve(B->images, l->image, launch_on_image_progress, launch_on_image, l);
+	return;
+
+out_free:
+	free(l->image);
+	free(l->cloud_init);
+	free(l);
+}

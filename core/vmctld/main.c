@@ -1,0 +1,253 @@
+/*
+ * vmctld start-up and shut-down: the lock, the socket, detaching, signals.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "image.h"
+
+#define SHUTDOWN_GRACE 8.0 /* seconds the helper gets to answer "shutdown" */
+
+static struct broker broker_state = {.listen_fd = -1};
+struct broker *B = &broker_state;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vmctld [--detach] [--foreground]\n"
+		   "  --detach      run in the background once listening (log in $VMCTL_DATA/vmctld.log)\n"
+		   "  --foreground  stay attached to the terminal, log on stderr (the default)\n");
+}
+
+/* Take DATA/vmctld.lock. 0 with *fd, 1 if another broker holds it. */
+static int take_lock(int *fd_out)
+{
+	char path[4200];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/vmctld.lock", B->data_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "vmctld: cannot open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return 1;
+		fprintf(stderr, "vmctld: cannot lock %s: %s\n", path, strerror(e));
+		return -1;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+/* Fork; the parent waits on a pipe until the child says it listens.
+ * Returns in the child with the write end in *ready_fd. */
+static int detach(int *ready_fd)
+{
+	char log_path[4200];
+	int pipefd[2];
+	pid_t pid;
+	int logfd, nullfd;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		fprintf(stderr, "vmctld: pipe: %s\n", strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "vmctld: fork: %s\n", strerror(errno));
+		return -1;
+	}
+	if (pid > 0) {
+		char c = 0;
+		ssize_t n;
+
+		close(pipefd[1]);
+		do
+			n = read(pipefd[0], &c, 1);
+		while (n < 0 && errno == EINTR);
+		if (n == 1 && c == 'R')
+			_exit(0);
+		fprintf(stderr, "vmctld: the broker failed to start; see %s/vmctld.log\n",
+			B->data_dir);
+		_exit(1);
+	}
+	close(pipefd[0]);
+	setsid();
+	snprintf(log_path, sizeof(log_path), "%s/vmctld.log", B->data_dir);
+	logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (logfd < 0 || nullfd < 0) {
+		fprintf(stderr, "vmctld: cannot open %s: %s\n", log_path, strerror(errno));
+		return -1;
+	}
+	dup2(nullfd, 0);
+	dup2(logfd, 1);
+	dup2(logfd, 2);
+	close(nullfd);
+	close(logfd);
+	*ready_fd = pipefd[1];
+	return 0;
+}
+
+static void broker_exit_now(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void broker_on_helper_stopped(void *ud)
+{
+	ev_timer_stop(B->loop, &B->exit_timer);
+	ev_break(B->loop, EVBREAK_ALL);
+}
+
+void broker_shutdown(void)
+{
+	if (B->shutting_down)
+		return;
+	B->shutting_down = true;
+	vlog(LOG_INFO_, "shutting down (running instances keep running)");
+	client_close_all();
+	ev_timer_init(&B->exit_timer, broker_exit_now, SHUTDOWN_GRACE, 0);
+	ev_timer_start(B->loop, &B->exit_timer);
+	if (B->helper)
+		helper_stop(B->helper, broker_on_helper_stopped, NULL);
+	else
+		ev_break(B->loop, EVBREAK_ALL);
+}
+
+static void broker_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	vlog(LOG_INFO_, "got signal %d", w->signum);
+	broker_shutdown();
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"detach", no_argument, NULL, 'd'},
+		{"foreground", no_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	bool want_detach = false, foreground = false;
+	char err[2048];
+	char images_dir[4200];
+	int lock_fd = -1, ready_fd = -1;
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, "dfhV", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'd':
+			want_detach = true;
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("vmctld %s\n", VMCTL_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	vlog_set_name("vmctld");
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+
+	if (data_dir(B->data_dir, sizeof(B->data_dir)) < 0) {
+		fprintf(stderr, "vmctld: cannot tell the data folder: set VMCTL_DATA or HOME\n");
+		return 1;
+	}
+	rc = mkdir_p(B->data_dir, 0700);
+	if (rc < 0) {
+		fprintf(stderr, "vmctld: cannot create %s: %s\n", B->data_dir, proto_strerror(rc));
+		return 1;
+	}
+	rc = take_lock(&lock_fd);
+	if (rc == 1) {
+		fprintf(stderr, "vmctld: another vmctld already serves %s\n", B->data_dir);
+		return 0;
+	}
+	if (rc < 0)
+		return 1;
+	if (want_detach && !foreground && detach(&ready_fd) < 0)
+		return 1;
+
+	if (getenv("VMCTL_HELPER_DEADLINE"))
+		B->deadline_cap = strtod(getenv("VMCTL_HELPER_DEADLINE"), NULL);
+	if (exe_dir(B->exe_dir, sizeof(B->exe_dir)) < 0)
+		snprintf(B->exe_dir, sizeof(B->exe_dir), "/usr/bin");
+	snprintf(B->sock_path, sizeof(B->sock_path), "%s/vmctld.sock", B->data_dir);
+	B->loop = ev_default_loop(EVFLAG_AUTO);
+	if (!B->loop) {
+		vlog(LOG_ERROR_, "cannot create the event loop");
+		return 1;
+	}
+	vlog(LOG_INFO_, "vmctld %s starting (pid %d, data %s)", VMCTL_VERSION, (int)getpid(),
+	     B->data_dir);
+	if (scope_init(err, sizeof(err)) < 0 || keys_ensure_sync(err, sizeof(err)) < 0 ||
+	    client_listen(err, sizeof(err)) < 0) {
+		vlog(LOG_ERROR_, "%s", err);
+		return 1;
+	}
+	snprintf(images_dir, sizeof(images_dir), "%s/images", B->data_dir);
+	mkdir_p(images_dir, 0700);
+	B->images = image_cache_new(B->loop, images_dir);
+	if (!B->images) {
+		vlog(LOG_ERROR_, "cannot set up the image cache in %s", images_dir);
+		return 1;
+	}
+	image_cache_set_mirror(B->images, settings_get(&B->settings, "local.image.mirror"));
+	ev_signal_init(&B->sigterm_w, broker_on_signal, SIGTERM);
+	ev_signal_start(B->loop, &B->sigterm_w);
+	ev_signal_init(&B->sigint_w, broker_on_signal, SIGINT);
+	ev_signal_start(B->loop, &B->sigint_w);
+
+	vlog(LOG_INFO_, "listening on %s", B->sock_path);
+	if (ready_fd >= 0) {
+		ssize_t n = write(ready_fd, "R", 1);
+
+		(void)n;
+		close(ready_fd);
+	}
+	helper_describe_all();
+	B->helper = helper_new(B->driver);
+	ev_run(B->loop, 0);
+
+	unlink(B->sock_path);
+	helper_free(B->helper);
+	B->helper = NULL;
+	helper_errpipes_free();
+	image_cache_free(B->images);
+	registry_free(&B->reg);
+	settings_free(&B->settings);
+	free(B->ssh_pubkey);
+	free(B->drivers);
+	while (B->busy)
+		busy_remove(B->busy->name);
+	vlog(LOG_INFO_, "stopped");
+	close(lock_fd);
+	return 0;
+}

@@ -1,0 +1,1157 @@
+/*
+ * CLI methods on instances: list, info, start, stop, restart, suspend,
+ * delete, recover, purge, ssh_info, networks, find; and the reconciliation
+ * of recorded states after a helper (re)starts.
+ *
+ * Operations on several instances run as one batch: every name is checked
+ * before anything is done, then one helper call per instance runs
+ * concurrently, and the request is answered when the last one finishes.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "image.h"
+
+enum batch_kind { BK_START, BK_STOP, BK_RESTART, BK_SUSPEND, BK_DELETE, BK_PURGE, BK_INFO };
+
+struct batch;
+
+struct batch_item {
+	struct batch *b;
+	char *name;
+	bool busy;        /* we hold the name in B->busy */
+	struct ssh_wait *sw;
+	int err;
+	char *errmsg;
+	/* info results */
+	char state[32];
+	char ssh_host[64];
+	int64_t ssh_port;
+	msgpack_sbuffer ipv4; /* packed array */
+};
+
+struct batch {
+	struct creq *r;
+	enum batch_kind kind;
+	unsigned gen;
+	bool force;
+	int64_t timeout;
+	ev_tstamp deadline;
+	size_t n, pending;
+	struct batch_item *items;
+};
+
+static const char *batch_verb[] = {
+	[BK_START] = "start", [BK_STOP] = "stop", [BK_RESTART] = "restart",
+	[BK_SUSPEND] = "suspend", [BK_DELETE] = "delete", [BK_PURGE] = "purge",
+	[BK_INFO] = "info",
+};
+
+static bool instance_dir_exists(const char *name)
+{
+	char dir[4400];
+	struct stat st;
+
+	scope_instance_dir(name, dir, sizeof(dir));
+	return stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The record of an item, or NULL if the scope changed or it is gone. */
+static struct instance_record *item_rec(struct batch_item *it)
+{
+	if (it->b->gen != B->scope_gen)
+		return NULL;
+	return registry_find(&B->reg, it->name);
+}
+
+static void batch_free(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct batch_item *it = &b->items[i];
+
+		if (it->busy)
+			busy_remove(it->name);
+		if (it->sw)
+			ssh_wait_cancel(it->sw);
+		free(it->name);
+		free(it->errmsg);
+		msgpack_sbuffer_destroy(&it->ipv4);
+	}
+	free(b->items);
+	free(b);
+}
+
+static void batch_answer_info(struct batch *b);
+
+static void batch_answer(struct batch *b)
+{
+	char msg[4096] = "";
+	size_t used = 0, n_failed = 0;
+	int err = 0;
+
+	if (b->kind == BK_INFO) {
+		batch_answer_info(b);
+		return;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		struct batch_item *it = &b->items[i];
+
+		if (it->err == 0)
+			continue;
+		n_failed++;
+		/* A timeout is the one error the CLI maps to its own exit code. */
+		if (err == 0 || it->err == PROTO_E_TIMEOUT)
+			err = it->err;
+		if (used < sizeof(msg))
+			used += (size_t)snprintf(msg + used, sizeof(msg) - used, "%s%s", used ? "; " : "",
+						 it->errmsg ? it->errmsg : proto_strerror(it->err));
+	}
+	if (n_failed == 0)
+		creq_ok(b->r, NULL);
+	else
+		creq_fail(b->r, err, "%s", msg);
+	b->r = NULL;
+	batch_free(b);
+}
+
+static void item_done(struct batch_item *it, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void item_done(struct batch_item *it, int err, const char *fmt, ...)
+{
+	struct batch *b = it->b;
+
+	if (it->busy) {
+		busy_remove(it->name);
+		it->busy = false;
+	}
+	it->err = err;
+	if (err < 0 && fmt) {
+		char msg[2048];
+		va_list ap;
+
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+		it->errmsg = strdup(msg);
+	}
+	if (--b->pending == 0)
+		batch_answer(b);
+}
+
+/* Pack {instance} plus extra pairs described by the caller. */
+static struct hcall *item_call(struct batch_item *it, struct instance_record *rec,
+			       const char *method, double deadline, proto_result_fn cb)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	struct hcall *c;
+	size_t extra = 0;
+
+	if (strcmp(method, "instance.stop") == 0)
+		extra = 2;
+	else if (strcmp(method, "instance.restart") == 0)
+		extra = 1;
+	scope_pack_instance_params(&sb, rec, extra, &pk);
+	if (strcmp(method, "instance.stop") == 0) {
+		proto_pack_kv_bool(&pk, "force", it->b->force);
+		proto_pack_kv_int(&pk, "timeout", it->b->timeout);
+	} else if (strcmp(method, "instance.restart") == 0) {
+		proto_pack_kv_int(&pk, "timeout", it->b->timeout);
+	}
+	c = helper_call(B->helper, method, &sb, deadline, cb, it);
+	msgpack_sbuffer_destroy(&sb);
+	return c;
+}
+
+/* Record the state a helper answered (or the one the method implies). */
+static void item_take_state(struct batch_item *it, const msgpack_object *result,
+			    const char *implied)
+{
+	struct instance_record *rec = item_rec(it);
+	char state[32];
+
+	if (!rec)
+		return;
+	if (proto_get_str(result, "state", state, sizeof(state)) < 0)
+		snprintf(state, sizeof(state), "%s", implied);
+	if (scope_set_state(rec, state))
+		scope_save();
+}
+
+static void item_on_ssh(void *ud, int err, const char *errmsg)
+{
+	struct batch_item *it = ud;
+
+	it->sw = NULL;
+	if (err < 0)
+		item_done(it, err, "%s", errmsg);
+	else
+		item_done(it, 0, NULL);
+}
+
+static void item_on_info_for_ssh(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct batch_item *it = ud;
+	char host[64] = "127.0.0.1";
+	int64_t port = 0;
+
+	if (err < 0) {
+		item_done(it, err, "%s: %s", it->name, errmsg);
+		return;
+	}
+	proto_get_str(result, "ssh_host", host, sizeof(host));
+	if (proto_get_int(result, "ssh_port", &port) < 0 || port <= 0 || port > 65535) {
+		/* The driver does not tell where SSH listens: nothing to wait for. */
+		item_done(it, 0, NULL);
+		return;
+	}
+	creq_progress(it->b->r, -1, "Waiting for %s to answer SSH", it->name);
+	it->sw = ssh_wait_start(it->name, host, (int)port, false, it->b->deadline,
+				(double)it->b->timeout, NULL, item_on_ssh, it);
+	if (!it->sw)
+		item_done(it, PROTO_E_NOMEM, "%s: out of memory", it->name);
+}
+
+static void item_on_started(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct batch_item *it = ud;
+	struct instance_record *rec;
+
+	if (err < 0) {
+		item_done(it, err, "could not %s %s: %s", batch_verb[it->b->kind], it->name, errmsg);
+		return;
+	}
+	item_take_state(it, result, "running");
+	rec = item_rec(it);
+	if (!rec) {
+		item_done(it, 0, NULL);
+		return;
+	}
+	if (it->busy) {
+		/* Waiting for SSH does not hold the instance: stop may interrupt it. */
+		busy_remove(it->name);
+		it->busy = false;
+	}
+	{
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+
+		scope_pack_instance_params(&sb, rec, 0, &pk);
+		if (!helper_call(B->helper, "instance.info", &sb, BROKER_SHORT_DEADLINE,
+				 item_on_info_for_ssh, it))
+			item_done(it, PROTO_E_NOMEM, "out of memory");
+		msgpack_sbuffer_destroy(&sb);
+	}
+}
+
+static void item_on_simple(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct batch_item *it = ud;
+	static const char *implied[] = {
+		[BK_STOP] = "stopped", [BK_SUSPEND] = "suspended",
+	};
+
+	if (err < 0) {
+		item_done(it, err, "could not %s %s: %s", batch_verb[it->b->kind], it->name, errmsg);
+		return;
+	}
+	item_take_state(it, result, implied[it->b->kind]);
+	item_done(it, 0, NULL);
+}
+
+static void item_on_soft_deleted(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct batch_item *it = ud;
+	struct instance_record *rec = item_rec(it);
+
+	if (err < 0) {
+		item_done(it, err, "could not stop %s to delete it: %s", it->name, errmsg);
+		return;
+	}
+	if (rec) {
+		char state[32] = "stopped";
+
+		proto_get_str(result, "state", state, sizeof(state));
+		record_set(&rec->state, state);
+		rec->deleted = true;
+		scope_save();
+	}
+	item_done(it, 0, NULL);
+}
+
+static void item_purge_record(struct batch_item *it)
+{
+	char dir[4400];
+	int rc;
+
+	if (!item_rec(it)) {
+		item_done(it, 0, NULL);
+		return;
+	}
+	scope_instance_dir(it->name, dir, sizeof(dir));
+	rc = remove_tree(dir);
+	if (rc < 0 && rc != PROTO_E_NOT_FOUND) {
+		item_done(it, rc, "could not remove %s: %s", dir, proto_strerror(rc));
+		return;
+	}
+	registry_remove(&B->reg, it->name);
+	scope_save();
+	vlog(LOG_INFO_, "purged %s", it->name);
+	item_done(it, 0, NULL);
+}
+
+static void item_on_helper_deleted(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct batch_item *it = ud;
+
+	if (err < 0 && err != PROTO_E_NOT_FOUND && instance_dir_exists(it->name)) {
+		item_done(it, err, "could not delete %s: %s", it->name, errmsg);
+		return;
+	}
+	if (err < 0)
+		vlog(LOG_WARN_, "instance.delete of %s: %s (purging the record anyway)", it->name,
+		     errmsg);
+	item_purge_record(it);
+}
+
+static void item_run(struct batch_item *it)
+{
+	struct batch *b = it->b;
+	struct instance_record *rec = item_rec(it);
+	struct busy *busy;
+	struct hcall *c = NULL;
+
+	if (!rec) {
+		item_done(it, PROTO_E_NOT_FOUND, "instance %s does not exist", it->name);
+		return;
+	}
+	busy = busy_find(it->name);
+	if (busy) {
+		item_done(it, PROTO_E_BUSY, "%s is busy (%s); try again later", it->name, busy->what);
+		return;
+	}
+	if (rec->deleted && b->kind != BK_DELETE && b->kind != BK_PURGE) {
+		item_done(it, PROTO_E_INVALID_STATE,
+			  "%s is deleted; recover it first with: vmctl recover %s", it->name, it->name);
+		return;
+	}
+	if (b->kind != BK_PURGE && !(b->kind == BK_DELETE && rec->deleted) &&
+	    !instance_dir_exists(it->name) && b->kind != BK_DELETE) {
+		item_done(it, PROTO_E_NOT_FOUND,
+			  "the folder of %s is missing (removed outside vmctl?); "
+			  "vmctl delete --purge %s forgets it",
+			  it->name, it->name);
+		return;
+	}
+	busy_add(it->name, "busy with another request");
+	it->busy = true;
+	switch (b->kind) {
+	case BK_START:
+		c = item_call(it, rec, "instance.start", BROKER_START_DEADLINE, item_on_started);
+		break;
+	case BK_RESTART:
+		c = item_call(it, rec, "instance.restart", b->timeout + BROKER_START_DEADLINE,
+			      item_on_started);
+		break;
+	case BK_STOP:
+		c = item_call(it, rec, "instance.stop", (b->force ? 0 : b->timeout) + BROKER_SHORT_DEADLINE,
+			      item_on_simple);
+		break;
+	case BK_SUSPEND:
+		c = item_call(it, rec, "instance.suspend", BROKER_START_DEADLINE, item_on_simple);
+		break;
+	case BK_DELETE:
+		if (rec->deleted) {
+			item_done(it, 0, NULL);
+			return;
+		}
+		if (!instance_dir_exists(it->name)) {
+			rec->deleted = true;
+			scope_save();
+			item_done(it, 0, NULL);
+			return;
+		}
+		b->force = true;
+		b->timeout = 0;
+		c = item_call(it, rec, "instance.stop", BROKER_SHORT_DEADLINE, item_on_soft_deleted);
+		break;
+	case BK_PURGE:
+		c = item_call(it, rec, "instance.delete", BROKER_SHORT_DEADLINE, item_on_helper_deleted);
+		break;
+	case BK_INFO:
+		break;
+	}
+	if (!c)
+		item_done(it, PROTO_E_NOMEM, "out of memory");
+}
+
+static struct batch *batch_new(struct creq *r, enum batch_kind kind, char **names, size_t n)
+{
+	struct batch *b = calloc(1, sizeof(*b));
+
+	if (!b || !(b->items = calloc(n ? n : 1, sizeof(*b->items)))) {
+		free(b);
+		names_free(names, n);
+		creq_fail(r, PROTO_E_NOMEM, "out of memory");
+		return NULL;
+	}
+	b->r = r;
+	b->kind = kind;
+	b->gen = B->scope_gen;
+	b->n = n;
+	for (size_t i = 0; i < n; i++) {
+		b->items[i].b = b;
+		b->items[i].name = names[i];
+		msgpack_sbuffer_init(&b->items[i].ipv4);
+	}
+	free(names);
+	return b;
+}
+
+static void batch_run(struct batch *b)
+{
+	if (b->n == 0) {
+		creq_ok(b->r, NULL);
+		batch_free(b);
+		return;
+	}
+	/* +1 so that items finishing at once do not answer before all started. */
+	b->pending = b->n + 1;
+	for (size_t i = 0; i < b->n; i++)
+		item_run(&b->items[i]);
+	if (--b->pending == 0)
+		batch_answer(b);
+}
+
+static int64_t param_timeout(const msgpack_object *p, int64_t dflt)
+{
+	int64_t t = 0;
+
+	if (proto_get_int(p, "timeout", &t) < 0 || t <= 0)
+		return dflt;
+	return t;
+}
+
+static void op_batch(struct creq *r, const msgpack_object *p, enum batch_kind kind,
+		     bool include_deleted, int64_t dflt_timeout)
+{
+	char **names;
+	size_t n;
+	struct batch *b;
+
+	if (creq_names(r, p, include_deleted, &names, &n) < 0)
+		return;
+	b = batch_new(r, kind, names, n);
+	if (!b)
+		return;
+	b->timeout = param_timeout(p, dflt_timeout);
+	b->deadline = ev_now(B->loop) + (double)b->timeout;
+	proto_get_bool(p, "force", &b->force);
+	batch_run(b);
+}
+
+void op_start(struct creq *r, const msgpack_object *p)
+{
+	op_batch(r, p, BK_START, false, BROKER_START_DEFAULT);
+}
+
+void op_restart(struct creq *r, const msgpack_object *p)
+{
+	op_batch(r, p, BK_RESTART, false, BROKER_START_DEFAULT);
+}
+
+void op_stop(struct creq *r, const msgpack_object *p)
+{
+	bool cancel = false;
+	int64_t minutes = 0;
+
+	proto_get_bool(p, "cancel", &cancel);
+	proto_get_int(p, "time", &minutes);
+	if (cancel || minutes > 0) {
+		creq_fail(r, PROTO_E_UNSUPPORTED,
+			  "delayed stops (--time, --cancel) are not supported by this vmctld yet");
+		return;
+	}
+	op_batch(r, p, BK_STOP, false, BROKER_STOP_DEFAULT);
+}
+
+void op_suspend(struct creq *r, const msgpack_object *p)
+{
+	if (!broker_has_feature(PROTO_FEAT_SUSPEND)) {
+		char msg[512];
+
+		driver_refusal(PROTO_FEAT_SUSPEND, B->driver, msg, sizeof(msg));
+		creq_fail(r, PROTO_E_UNSUPPORTED, "%s", msg);
+		return;
+	}
+	op_batch(r, p, BK_SUSPEND, false, BROKER_START_DEFAULT);
+}
+
+void op_delete(struct creq *r, const msgpack_object *p)
+{
+	bool purge = false;
+
+	proto_get_bool(p, "purge", &purge);
+	op_batch(r, p, purge ? BK_PURGE : BK_DELETE, purge, 0);
+}
+
+void op_purge(struct creq *r, const msgpack_object *p)
+{
+	char **names = NULL;
+	size_t n = 0;
+	struct batch *b;
+
+	for (size_t i = 0; i < B->reg.n; i++) {
+		char **grown;
+
+		if (!B->reg.v[i].deleted)
+			continue;
+		grown = realloc(names, (n + 1) * sizeof(*grown));
+		if (!grown || !(grown[n] = strdup(B->reg.v[i].name))) {
+			names_free(grown ? grown : names, n);
+			creq_fail(r, PROTO_E_NOMEM, "out of memory");
+			return;
+		}
+		names = grown;
+		n++;
+	}
+	b = batch_new(r, BK_PURGE, names, n);
+	if (b)
+		batch_run(b);
+}
+
+void op_recover(struct creq *r, const msgpack_object *p)
+{
+	char **names;
+	size_t n;
+	bool changed = false;
+
+	if (creq_names(r, p, true, &names, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct instance_record *rec = registry_find(&B->reg, names[i]);
+
+		if (!rec || !rec->deleted)
+			continue;
+		rec->deleted = false;
+		record_set(&rec->state, "stopped");
+		changed = true;
+	}
+	names_free(names, n);
+	if (changed && scope_save() < 0) {
+		creq_fail(r, PROTO_E_IO, "could not save %s", B->registry_path);
+		return;
+	}
+	creq_ok(r, NULL);
+}
+
+/* ---- info ---- */
+
+static void item_on_info(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct batch_item *it = ud;
+	const msgpack_object *ipv4;
+
+	if (err < 0) {
+		snprintf(it->state, sizeof(it->state), "unknown");
+		creq_warning(it->b->r, "could not get the state of %s: %s", it->name, errmsg);
+		item_done(it, 0, NULL);
+		return;
+	}
+	if (proto_get_str(result, "state", it->state, sizeof(it->state)) == 0) {
+		struct instance_record *rec = item_rec(it);
+
+		if (rec && scope_set_state(rec, it->state))
+			scope_save();
+	} else {
+		snprintf(it->state, sizeof(it->state), "unknown");
+	}
+	proto_get_str(result, "ssh_host", it->ssh_host, sizeof(it->ssh_host));
+	proto_get_int(result, "ssh_port", &it->ssh_port);
+	ipv4 = proto_map_get(result, "ipv4");
+	if (ipv4 && ipv4->type == MSGPACK_OBJECT_ARRAY) {
+		msgpack_packer pk;
+
+		msgpack_packer_init(&pk, &it->ipv4, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, ipv4->via.array.size);
+		for (uint32_t i = 0; i < ipv4->via.array.size; i++) {
+			if (ipv4->via.array.ptr[i].type == MSGPACK_OBJECT_STR)
+				msgpack_pack_object(&pk, ipv4->via.array.ptr[i]);
+			else
+				proto_pack_str(&pk, "");
+		}
+	}
+	item_done(it, 0, NULL);
+}
+
+static void batch_answer_info(struct batch *b)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	proto_pack_str(&pk, "instances");
+	msgpack_pack_array(&pk, b->n);
+	for (size_t i = 0; i < b->n; i++) {
+		struct batch_item *it = &b->items[i];
+		struct instance_record *rec = item_rec(it);
+		char dir[4400];
+
+		scope_instance_dir(it->name, dir, sizeof(dir));
+		msgpack_pack_map(&pk, 14);
+		proto_pack_kv_str(&pk, "name", it->name);
+		proto_pack_kv_str(&pk, "state", rec && rec->deleted ? "deleted" : it->state);
+		proto_pack_kv_str(&pk, "image", rec && rec->image ? rec->image : "");
+		proto_pack_kv_uint(&pk, "cpus", rec ? rec->cpus : 0);
+		proto_pack_kv_uint(&pk, "memory", rec ? rec->memory : 0);
+		proto_pack_kv_uint(&pk, "disk", rec ? rec->disk : 0);
+		proto_pack_str(&pk, "ipv4");
+		if (it->ipv4.size)
+			msgpack_sbuffer_write(&sb, it->ipv4.data, it->ipv4.size);
+		else
+			msgpack_pack_array(&pk, 0);
+		proto_pack_kv_int(&pk, "ssh_port", it->ssh_port);
+		proto_pack_kv_str(&pk, "ssh_host", it->ssh_host);
+		proto_pack_kv_str(&pk, "scope", B->scope);
+		proto_pack_kv_str(&pk, "driver", B->driver);
+		proto_pack_kv_str(&pk, "created", rec && rec->created ? rec->created : "");
+		proto_pack_kv_str(&pk, "mac", rec && rec->mac ? rec->mac : "");
+		proto_pack_kv_str(&pk, "dir", dir);
+	}
+	creq_ok(b->r, &sb);
+	msgpack_sbuffer_destroy(&sb);
+	b->r = NULL;
+	batch_free(b);
+}
+
+void op_info(struct creq *r, const msgpack_object *p)
+{
+	char **names;
+	size_t n;
+	struct batch *b;
+
+	if (creq_names(r, p, true, &names, &n) < 0)
+		return;
+	b = batch_new(r, BK_INFO, names, n);
+	if (!b)
+		return;
+	if (b->n == 0) {
+		batch_answer_info(b);
+		return;
+	}
+	b->pending = b->n + 1;
+	for (size_t i = 0; i < b->n; i++) {
+		struct batch_item *it = &b->items[i];
+		struct instance_record *rec = item_rec(it);
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+
+		if (rec->deleted) {
+			snprintf(it->state, sizeof(it->state), "deleted");
+			item_done(it, 0, NULL);
+			continue;
+		}
+		if (!instance_dir_exists(it->name)) {
+			snprintf(it->state, sizeof(it->state), "unknown");
+			creq_warning(r, "the folder of %s is missing (removed outside vmctl?); "
+				     "vmctl delete --purge %s forgets it", it->name, it->name);
+			item_done(it, 0, NULL);
+			continue;
+		}
+		scope_pack_instance_params(&sb, rec, 0, &pk);
+		if (!helper_call(B->helper, "instance.info", &sb, 15.0, item_on_info, it)) {
+			snprintf(it->state, sizeof(it->state), "unknown");
+			item_done(it, 0, NULL);
+		}
+		msgpack_sbuffer_destroy(&sb);
+	}
+	if (--b->pending == 0)
+		batch_answer(b);
+}
+
+/* ---- list ---- */
+
+struct list_req {
+	struct creq *r;         /* NULL once answered */
+	unsigned gen;
+	bool all_scopes;
+	bool answered;
+	bool call_done;
+	ev_timer wait_w;
+	void (*then)(void);     /* reconcile: what to do afterwards */
+};
+
+static void list_pack_scope_entry(msgpack_packer *pk, const struct instance_record *rec,
+				  const char *state, const char *scope)
+{
+	msgpack_pack_map(pk, 5);
+	proto_pack_kv_str(pk, "name", rec->name);
+	proto_pack_kv_str(pk, "state", state);
+	proto_pack_str(pk, "ipv4");
+	msgpack_pack_array(pk, 0);
+	proto_pack_kv_str(pk, "image", rec->image ? rec->image : "");
+	proto_pack_kv_str(pk, "scope", scope);
+}
+
+/* Records of the scopes that are not active, read from disk. */
+static void list_other_scopes(struct registry **out, char ***scopes, size_t *n)
+{
+	char dir[4200];
+	DIR *dh;
+	struct dirent *de;
+
+	*out = NULL;
+	*scopes = NULL;
+	*n = 0;
+	snprintf(dir, sizeof(dir), "%s/scopes", B->data_dir);
+	dh = opendir(dir);
+	if (!dh)
+		return;
+	while ((de = readdir(dh)) != NULL) {
+		char path[4500];
+		struct registry reg = {0};
+		struct registry *grown;
+		char **sgrown;
+
+		if (de->d_name[0] == '.' || strcmp(de->d_name, B->scope) == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/instances.yaml", dir, de->d_name);
+		if (access(path, R_OK) != 0 || registry_load(path, &reg) < 0)
+			continue;
+		grown = realloc(*out, (*n + 1) * sizeof(*grown));
+		if (grown)
+			*out = grown;
+		sgrown = realloc(*scopes, (*n + 1) * sizeof(*sgrown));
+		if (sgrown)
+			*scopes = sgrown;
+		if (!grown || !sgrown || !(sgrown[*n] = strdup(de->d_name))) {
+			registry_free(&reg);
+			break;
+		}
+		grown[*n] = reg;
+		(*n)++;
+	}
+	closedir(dh);
+}
+
+static void list_answer(struct list_req *l, bool live)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	struct registry *others = NULL;
+	char **scopes = NULL;
+	size_t n_others = 0, total = B->reg.n;
+
+	if (l->all_scopes) {
+		list_other_scopes(&others, &scopes, &n_others);
+		for (size_t i = 0; i < n_others; i++)
+			total += others[i].n;
+	}
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	proto_pack_str(&pk, "instances");
+	msgpack_pack_array(&pk, total);
+	for (size_t i = 0; i < B->reg.n; i++) {
+		const struct instance_record *rec = &B->reg.v[i];
+		const char *state = scope_shown_state(rec);
+
+		if (!rec->deleted && (!live || !instance_dir_exists(rec->name)))
+			state = "unknown";
+		list_pack_scope_entry(&pk, rec, state, B->scope);
+	}
+	for (size_t s = 0; s < n_others; s++) {
+		for (size_t i = 0; i < others[s].n; i++)
+			list_pack_scope_entry(&pk, &others[s].v[i], scope_shown_state(&others[s].v[i]),
+					      scopes[s]);
+		registry_free(&others[s]);
+		free(scopes[s]);
+	}
+	free(others);
+	free(scopes);
+	creq_ok(l->r, &sb);
+	msgpack_sbuffer_destroy(&sb);
+	l->r = NULL;
+	l->answered = true;
+}
+
+/* One warning, however many folders are missing. */
+static void list_warn_missing(struct creq *r)
+{
+	char names[512] = "";
+	const char *first = NULL;
+	size_t n = 0, used = 0, shown = 0;
+
+	for (size_t i = 0; i < B->reg.n; i++) {
+		const struct instance_record *rec = &B->reg.v[i];
+
+		if (rec->deleted || instance_dir_exists(rec->name))
+			continue;
+		if (!first)
+			first = rec->name;
+		n++;
+		if (shown < 5 && used < sizeof(names)) {
+			used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s",
+						 used ? ", " : "", rec->name);
+			shown++;
+		}
+	}
+	if (n == 1)
+		creq_warning(r, "the folder of %s is missing (removed outside vmctl?); "
+			     "vmctl delete --purge %s forgets it", first, first);
+	else if (n > 1)
+		creq_warning(r, "the folders of %zu instances are missing (%s%s; removed outside "
+			     "vmctl?); vmctl delete --purge NAME forgets one",
+			     n, names, n > shown ? ", ..." : "");
+}
+
+static void list_maybe_free(struct list_req *l)
+{
+	if (l->answered && l->call_done) {
+		ev_timer_stop(B->loop, &l->wait_w);
+		free(l);
+	}
+}
+
+static void list_on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct list_req *l = w->data;
+
+	if (l->r) {
+		creq_warning(l->r,
+			     "the %s helper did not answer within %.0f s; showing the last known "
+			     "states as unknown",
+			     B->driver, BROKER_LIST_WAIT);
+		list_answer(l, false);
+	}
+	list_maybe_free(l);
+}
+
+static void list_on_result(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct list_req *l = ud;
+	const msgpack_object *arr = proto_map_get(result, "instances");
+	bool changed = false;
+
+	l->call_done = true;
+	if (err == 0 && arr && arr->type == MSGPACK_OBJECT_ARRAY && l->gen == B->scope_gen) {
+		for (uint32_t i = 0; i < arr->via.array.size; i++) {
+			const msgpack_object *e = &arr->via.array.ptr[i];
+			char name[INSTANCE_NAME_MAX + 1], state[32];
+			struct instance_record *rec;
+
+			if (proto_get_str(e, "name", name, sizeof(name)) < 0 ||
+			    proto_get_str(e, "state", state, sizeof(state)) < 0)
+				continue;
+			rec = registry_find(&B->reg, name);
+			/* A launch in progress owns the state it reports. */
+			if (rec && !rec->deleted && !busy_find(name) && scope_set_state(rec, state))
+				changed = true;
+		}
+		if (changed)
+			scope_save();
+	}
+	if (l->r) {
+		if (err < 0)
+			creq_warning(l->r, "could not get states from the %s helper (%s); showing the "
+				     "last known states as unknown", B->driver, errmsg);
+		list_answer(l, err == 0);
+	} else if (err < 0) {
+		vlog(LOG_WARN_, "reconciling states: %s", errmsg);
+	}
+	if (l->then && l->gen == B->scope_gen)
+		l->then();
+	l->answered = true;
+	list_maybe_free(l);
+}
+
+/* One instances.list call with every live record. */
+static void list_start(struct list_req *l)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	size_t n = 0;
+
+	for (size_t i = 0; i < B->reg.n; i++)
+		if (!B->reg.v[i].deleted && instance_dir_exists(B->reg.v[i].name))
+			n++;
+	if (n == 0) {
+		l->call_done = true;
+		if (l->r)
+			list_answer(l, true);
+		if (l->then)
+			l->then();
+		l->answered = true;
+		list_maybe_free(l);
+		return;
+	}
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	proto_pack_str(&pk, "instances");
+	msgpack_pack_array(&pk, n);
+	for (size_t i = 0; i < B->reg.n; i++)
+		if (!B->reg.v[i].deleted && instance_dir_exists(B->reg.v[i].name))
+			scope_pack_instance(&pk, &B->reg.v[i]);
+	if (l->r) {
+		ev_timer_init(&l->wait_w, list_on_wait_timer, BROKER_LIST_WAIT, 0);
+		l->wait_w.data = l;
+		ev_timer_start(B->loop, &l->wait_w);
+	}
+	if (!helper_call(B->helper, "instances.list", &sb, BROKER_LIST_DEADLINE, list_on_result, l))
+		list_on_result(l, PROTO_E_NOMEM, "out of memory", NULL);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+void op_list(struct creq *r, const msgpack_object *p)
+{
+	struct list_req *l = calloc(1, sizeof(*l));
+
+	if (!l) {
+		creq_fail(r, PROTO_E_NOMEM, "out of memory");
+		return;
+	}
+	l->r = r;
+	l->gen = B->scope_gen;
+	proto_get_bool(p, "all_scopes", &l->all_scopes);
+	list_warn_missing(r);
+	list_start(l);
+}
+
+/* ---- reconciliation after a helper (re)start ---- */
+
+static void restore_on_started(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	char *name = ud;
+	struct instance_record *rec = registry_find(&B->reg, name);
+
+	if (err < 0) {
+		vlog(LOG_WARN_, "could not restore %s after the driver switch: %s", name, errmsg);
+	} else if (rec) {
+		char state[32] = "running";
+
+		proto_get_str(result, "state", state, sizeof(state));
+		scope_set_state(rec, state);
+		scope_save();
+		vlog(LOG_INFO_, "restored %s (%s)", name, state);
+	}
+	free(name);
+}
+
+void ops_restore_switched(void)
+{
+	bool changed = false;
+
+	for (size_t i = 0; i < B->reg.n; i++) {
+		struct instance_record *rec = &B->reg.v[i];
+		bool was_running;
+
+		if (!rec->switch_state)
+			continue;
+		was_running = strcmp(rec->switch_state, "running") == 0;
+		record_set(&rec->switch_state, NULL);
+		changed = true;
+		if (was_running && !rec->deleted && !util_state_active(rec->state)) {
+			msgpack_sbuffer sb;
+			msgpack_packer pk;
+			char *name = strdup(rec->name);
+
+			if (!name)
+				continue;
+			scope_pack_instance_params(&sb, rec, 0, &pk);
+			vlog(LOG_INFO_, "restoring %s to running", rec->name);
+			if (!helper_call(B->helper, "instance.start", &sb, BROKER_START_DEADLINE,
+					 restore_on_started, name))
+				free(name);
+			msgpack_sbuffer_destroy(&sb);
+		}
+	}
+	if (changed)
+		scope_save();
+}
+
+void ops_reconcile(void)
+{
+	struct list_req *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return;
+	l->gen = B->scope_gen;
+	l->then = ops_restore_switched;
+	list_start(l);
+}
+
+void broker_helper_ready(struct helper *h)
+{
+	if (h != B->helper)
+		return;
+	ops_reconcile();
+}
+
+/* ---- ssh_info, networks, find, version ---- */
+
+struct ssh_info_req {
+	struct creq *r;
+	char name[INSTANCE_NAME_MAX + 1];
+};
+
+static void ssh_info_on_result(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct ssh_info_req *s = ud;
+	char state[32] = "unknown", host[64] = "127.0.0.1";
+	int64_t port = 0;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	if (err < 0) {
+		creq_fail(s->r, err, "could not get the SSH address of %s: %s", s->name, errmsg);
+		goto out_free;
+	}
+	proto_get_str(result, "state", state, sizeof(state));
+	proto_get_str(result, "ssh_host", host, sizeof(host));
+	proto_get_int(result, "ssh_port", &port);
+	if (strcmp(state, "running") != 0) {
+		creq_fail(s->r, PROTO_E_INVALID_STATE,
+			  "%s is not running (it is %s); start it with: vmctl start %s", s->name, state,
+			  s->name);
+		goto out_free;
+	}
+	if (port <= 0) {
+		creq_fail(s->r, PROTO_E_UNAVAILABLE, "the %s driver does not tell where SSH of %s listens",
+			  B->driver, s->name);
+		goto out_free;
+	}
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 4);
+	proto_pack_kv_str(&pk, "host", host);
+	proto_pack_kv_int(&pk, "port", port);
+	proto_pack_kv_str(&pk, "user", "ubuntu");
+	proto_pack_kv_str(&pk, "key", B->ssh_key);
+	creq_ok(s->r, &sb);
+	msgpack_sbuffer_destroy(&sb);
+out_free:
+	free(s);
+}
+
+void op_ssh_info(struct creq *r, const msgpack_object *p)
+{
+	struct ssh_info_req *s;
+	struct instance_record *rec;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	char name[INSTANCE_NAME_MAX + 1];
+
+	if (proto_get_str(p, "name", name, sizeof(name)) == PROTO_E_INVALID_ARGUMENT) {
+		creq_fail(r, PROTO_E_NOT_FOUND, "no such instance (the name is too long)");
+		return;
+	}
+	if (!name[0]) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "ssh_info needs an instance name");
+		return;
+	}
+	rec = registry_find(&B->reg, name);
+	if (!rec) {
+		creq_fail(r, PROTO_E_NOT_FOUND, "instance \"%s\" does not exist (driver %s, scope %s)",
+			  name, B->driver, B->scope);
+		return;
+	}
+	if (rec->deleted) {
+		creq_fail(r, PROTO_E_INVALID_STATE,
+			  "%s is deleted; recover it first with: vmctl recover %s", name, name);
+		return;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		creq_fail(r, PROTO_E_NOMEM, "out of memory");
+		return;
+	}
+	s->r = r;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	scope_pack_instance_params(&sb, rec, 0, &pk);
+	if (!helper_call(B->helper, "instance.info", &sb, 15.0, ssh_info_on_result, s)) {
+		free(s);
+		creq_fail(r, PROTO_E_NOMEM, "out of memory");
+	}
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void networks_on_result(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct creq *r = ud;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	if (err < 0) {
+		creq_fail(r, err, "%s", errmsg);
+		return;
+	}
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_object(&pk, *result);
+	creq_ok(r, &sb);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+void op_networks(struct creq *r, const msgpack_object *p)
+{
+	if (!broker_has_feature(PROTO_FEAT_EXTRA_NETWORKS)) {
+		char msg[512];
+
+		driver_refusal(PROTO_FEAT_EXTRA_NETWORKS, B->driver, msg, sizeof(msg));
+		creq_fail(r, PROTO_E_UNSUPPORTED, "%s", msg);
+		return;
+	}
+	if (!helper_call(B->helper, "networks.list", NULL, BROKER_SHORT_DEADLINE, networks_on_result, r))
+		creq_fail(r, PROTO_E_NOMEM, "out of memory");
+}
+
+static void find_on_done(void *ud, int err, const char *errmsg, const char *packed, size_t len)
+{
+	struct creq *r = ud;
+	msgpack_sbuffer sb = {.size = len, .data = (char *)packed, .alloc = len};
+
+	if (err < 0) {
+		creq_fail(r, err, "%s", errmsg ? errmsg : proto_strerror(err));
+		return;
+	}
+	creq_ok(r, &sb);
+}
+
+void op_find(struct creq *r, const msgpack_object *p)
+{
+	char query[256] = "";
+
+	proto_get_str(p, "query", query, sizeof(query));
+	image_find(B->images, query, find_on_done, r);
+}
+
+void op_version(struct creq *r, const msgpack_object *p)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	const char *hv = "";
+
+	if (B->helper && helper_get_state(B->helper) == HELPER_READY)
+		hv = helper_hello(B->helper)->helper_version;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 5);
+	proto_pack_kv_str(&pk, "vmctld", VMCTL_VERSION);
+	proto_pack_kv_str(&pk, "driver", B->driver);
+	proto_pack_kv_str(&pk, "helper_version", hv);
+	proto_pack_kv_int(&pk, "protocol", PROTO_VERSION);
+	proto_pack_kv_str(&pk, "scope", B->scope);
+	creq_ok(r, &sb);
+	msgpack_sbuffer_destroy(&sb);
+}

@@ -1,0 +1,203 @@
+/*
+ * The active scope: its folder, its registry, the instance map the helpers
+ * receive, and the names some operation is holding.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+
+int scope_init(char *err, size_t errlen)
+{
+	const char *drv;
+	int rc;
+
+	snprintf(B->settings_path, sizeof(B->settings_path), "%s/settings.yaml", B->data_dir);
+	rc = settings_load_err(B->settings_path, &B->settings, err, errlen);
+	if (rc < 0)
+		return rc;
+	drv = settings_get(&B->settings, "local.driver");
+	if (!drv || !driver_canonical(drv))
+		drv = settings_default_driver();
+	return scope_enter(driver_canonical(drv), err, errlen);
+}
+
+int scope_enter(const char *driver, char *err, size_t errlen)
+{
+	struct registry fresh = {0};
+	char path[sizeof(B->registry_path)];
+	char dir[sizeof(B->scope_dir)];
+	const char *scope = driver_scope(driver);
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s/scopes/%s", B->data_dir, scope);
+	snprintf(path, sizeof(path), "%s/instances.yaml", dir);
+	rc = mkdir_p(dir, 0700);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", dir, proto_strerror(rc));
+		return rc;
+	}
+	rc = registry_load_err(path, &fresh, err, errlen);
+	if (rc < 0)
+		return rc;
+	registry_free(&B->reg);
+	B->reg = fresh;
+	snprintf(B->driver, sizeof(B->driver), "%s", driver);
+	snprintf(B->scope, sizeof(B->scope), "%s", scope);
+	snprintf(B->scope_dir, sizeof(B->scope_dir), "%s", dir);
+	snprintf(B->registry_path, sizeof(B->registry_path), "%s", path);
+	B->scope_gen++;
+	vlog(LOG_INFO_, "driver %s, scope %s: %zu instance(s) registered", driver, scope, B->reg.n);
+	return 0;
+}
+
+int scope_save(void)
+{
+	int rc = registry_save(B->registry_path, &B->reg);
+
+	if (rc < 0)
+		vlog(LOG_ERROR_, "cannot save %s: %s", B->registry_path, proto_strerror(rc));
+	return rc;
+}
+
+void scope_instance_dir(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/instances/%s", B->scope_dir, name);
+}
+
+/* "1000:1000,1001:1001" -> [[1000,1000],[1001,1001]] */
+static void scope_pack_idmap(msgpack_packer *pk, const char *map)
+{
+	size_t n = 0;
+	const char *p;
+
+	for (p = map; p && *p; p++)
+		if (*p == ':')
+			n++;
+	msgpack_pack_array(pk, n);
+	for (p = map; p && *p && n > 0; n--) {
+		char *end;
+		long long h = strtoll(p, &end, 10);
+		long long g = *end == ':' ? strtoll(end + 1, &end, 10) : 0;
+
+		msgpack_pack_array(pk, 2);
+		msgpack_pack_int64(pk, h);
+		msgpack_pack_int64(pk, g);
+		p = strchr(end, ',');
+		if (!p)
+			break;
+		p++;
+	}
+}
+
+void scope_pack_instance(msgpack_packer *pk, const struct instance_record *rec)
+{
+	char dir[4400], seed[4500];
+	size_t n_image = 2;
+
+	scope_instance_dir(rec->name, dir, sizeof(dir));
+	snprintf(seed, sizeof(seed), "%s/cloud-init.iso", dir);
+	msgpack_pack_map(pk, rec->n_mounts ? 10 : 9);
+	proto_pack_kv_str(pk, "name", rec->name);
+	proto_pack_kv_str(pk, "dir", dir);
+	proto_pack_kv_uint(pk, "cpus", rec->cpus);
+	proto_pack_kv_uint(pk, "memory", rec->memory);
+	proto_pack_kv_uint(pk, "disk", rec->disk);
+	proto_pack_kv_str(pk, "mac", rec->mac ? rec->mac : "");
+	proto_pack_str(pk, "image");
+	n_image += rec->image_kernel != NULL;
+	n_image += rec->image_initrd != NULL;
+	n_image += rec->image_cmdline != NULL;
+	msgpack_pack_map(pk, n_image);
+	proto_pack_kv_str(pk, "disk", rec->image_disk ? rec->image_disk : "");
+	proto_pack_kv_str(pk, "format", rec->image_format ? rec->image_format : "qcow2");
+	if (rec->image_kernel)
+		proto_pack_kv_str(pk, "kernel", rec->image_kernel);
+	if (rec->image_initrd)
+		proto_pack_kv_str(pk, "initrd", rec->image_initrd);
+	if (rec->image_cmdline)
+		proto_pack_kv_str(pk, "cmdline", rec->image_cmdline);
+	proto_pack_kv_str(pk, "seed", seed);
+	proto_pack_str(pk, "networks");
+	msgpack_pack_array(pk, 0);
+	if (rec->n_mounts) {
+		proto_pack_str(pk, "mounts");
+		msgpack_pack_array(pk, rec->n_mounts);
+		for (size_t i = 0; i < rec->n_mounts; i++) {
+			const struct mount_record *m = &rec->mounts[i];
+			char tag[32];
+
+			snprintf(tag, sizeof(tag), "vmctl%zu", i);
+			msgpack_pack_map(pk, 5);
+			proto_pack_kv_str(pk, "source", m->source);
+			proto_pack_kv_str(pk, "target", m->target);
+			proto_pack_kv_str(pk, "tag", tag);
+			proto_pack_str(pk, "uid_map");
+			scope_pack_idmap(pk, m->uid_map);
+			proto_pack_str(pk, "gid_map");
+			scope_pack_idmap(pk, m->gid_map);
+		}
+	}
+}
+
+void scope_pack_instance_params(msgpack_sbuffer *sb, const struct instance_record *rec,
+				size_t n_extra, msgpack_packer *pk_out)
+{
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(pk_out, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(pk_out, 1 + n_extra);
+	proto_pack_str(pk_out, "instance");
+	scope_pack_instance(pk_out, rec);
+}
+
+struct busy *busy_find(const char *name)
+{
+	for (struct busy *b = B->busy; b; b = b->next)
+		if (strcmp(b->name, name) == 0)
+			return b;
+	return NULL;
+}
+
+int busy_add(const char *name, const char *what)
+{
+	struct busy *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return PROTO_E_NOMEM;
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	b->what = what;
+	b->next = B->busy;
+	B->busy = b;
+	return 0;
+}
+
+void busy_remove(const char *name)
+{
+	for (struct busy **pp = &B->busy; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->name, name) == 0) {
+			struct busy *b = *pp;
+
+			*pp = b->next;
+			free(b);
+			return;
+		}
+	}
+}
+
+bool scope_set_state(struct instance_record *rec, const char *state)
+{
+	if (!state || (rec->state && strcmp(rec->state, state) == 0))
+		return false;
+	if (record_set(&rec->state, state) < 0)
+		return false;
+	return true;
+}
+
+const char *scope_shown_state(const struct instance_record *rec)
+{
+	if (rec->deleted)
+		return "deleted";
+	return rec->state ? rec->state : "unknown";
+}

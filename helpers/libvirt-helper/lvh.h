@@ -1,0 +1,117 @@
+/*
+ * vmctl-libvirt-helper: the libvirt driver. It shares the qemu scope: the
+ * instance folder, its qcow2 overlay DIR/disk.qcow2 and the cloud-init seed
+ * are the same files the qemu driver uses; this helper only defines a libvirt
+ * domain "vmctl-NAME" over them.
+ *
+ * Threads: the SDK's libev loop runs on the main thread, which also runs
+ * libvirt's event callbacks (event.c). Blocking libvirt calls (start,
+ * managed save, shutdown waits, connecting) run on short-lived worker
+ * threads (job.c) and hand their result back to the main thread, which alone
+ * talks to the broker.
+ */
+#ifndef LVH_H
+#define LVH_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libvirt/libvirt.h>
+#include <vmproto/vmh.h>
+
+#define LVH_DOMAIN_PREFIX "vmctl-"
+#define LVH_DEFAULT_NETWORK "vmctl"
+#define LVH_MAX_ADDRS 8
+
+/* The instance map of a request, copied out of the params (which live only
+ * during the handler). Optional strings are "" when absent. */
+struct lvh_instance {
+	char name[64];
+	char dir[PATH_MAX];
+	unsigned cpus;
+	uint64_t memory;
+	uint64_t disk;
+	char mac[32];
+	char image_disk[PATH_MAX];
+	char image_format[16];
+	char kernel[PATH_MAX];
+	char initrd[PATH_MAX];
+	char cmdline[1024];
+	char seed[PATH_MAX];
+};
+
+/* instance.c */
+/* Fill inst from params["instance"]; err gets a sentence for the user. */
+int inst_parse(const msgpack_object *params, struct lvh_instance *inst, char *err, size_t errlen);
+/* DIR/disk.qcow2 */
+int inst_overlay_path(const struct lvh_instance *inst, char *buf, size_t len);
+/* Create DIR/disk.qcow2 over the base image unless it exists (main thread
+ * only: it waits for qemu-img itself). */
+int inst_overlay_ensure(const struct lvh_instance *inst, char *err, size_t errlen);
+
+/* event.c */
+/* Make libvirt run its event callbacks on loop (before any connection). */
+int lvev_register(struct ev_loop *loop);
+
+/* job.c */
+/* Run fn(arg) on the main thread soon; callable from any thread. */
+int job_post(void (*fn)(void *arg), void *arg);
+/* Run work(arg) on a new thread, then done(arg) on the main thread. */
+int job_spawn(void (*work)(void *arg), void (*done)(void *arg), void *arg);
+int job_init(struct ev_loop *loop);
+
+/* conn.c */
+struct conn_settings {
+	char uri[512];
+	char network[64]; /* libvirt network for the default NIC */
+	char accel[16];   /* "auto", "kvm", "tcg" */
+};
+int conn_init(const struct conn_settings *s);
+void conn_fini(void);
+/* A reference to the live connection (virConnectClose it when done), or
+ * NULL with err saying why libvirt cannot be reached. Any thread. */
+virConnectPtr conn_get(char *err, size_t errlen);
+/* The live connection if there is one right now (no waiting), or NULL. */
+virConnectPtr conn_peek(void);
+const struct conn_settings *conn_settings(void);
+/* Whether domains get type 'kvm' on this connection (probed or forced). */
+bool conn_use_kvm(void);
+/* True when the URI names this machine's system daemon (qemu:///system). */
+bool conn_is_local_system(void);
+/* Wait up to timeout_s for the next lifecycle event (or a connection
+ * change); returns at once if one came after *gen. Worker threads only. */
+void conn_wait_event(unsigned long *gen, double timeout_s);
+unsigned long conn_event_gen(void);
+/* Last known state of an instance, kept to fill "old" in notifications. */
+void conn_note_state(const char *name, const char *dir, const char *state, bool notify);
+void conn_forget_state(const char *name);
+/* From a worker: note and notify on the main thread. */
+void conn_post_state(const char *name, const char *state);
+
+/* domain.c */
+/* "running", "stopped", ... for a libvirt state/reason. */
+const char *dom_state_name(int state, int reason, bool managed_save);
+/* State of the instance's domain; "stopped" if it has no domain. dir (may
+ * be NULL) is the instance folder, where the qemu driver marks a suspend. */
+int dom_query_state(virConnectPtr c, const char *name, const char *dir, const char **state,
+		    char *err, size_t errlen);
+/* Whether the qemu driver left the instance suspended (DIR/suspended). */
+bool dom_qemu_suspended(const char *dir);
+/* Whether the disk was written after libvirt's managed save was taken (it
+ * ran under the qemu driver since): restoring that save would corrupt it. */
+bool dom_save_is_stale(const struct lvh_instance *inst);
+/* The domain's XML for inst (malloc'd) or NULL. uuid: keep the identity of
+ * an existing definition (NULL: libvirt picks one). */
+char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid);
+/* Define (or redefine) the domain; returns it (virDomainFree it). */
+virDomainPtr dom_define(virConnectPtr c, const struct lvh_instance *inst, char *err, size_t errlen);
+/* Make sure the network for the NIC exists and runs. */
+int dom_network_ensure(virConnectPtr c, char *err, size_t errlen);
+/* The libvirt domain name of an instance. */
+void dom_name(const char *instance, char *buf, size_t len);
+/* PROTO_E_* for the thread's last libvirt error; message into err. */
+int dom_error(const char *what, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,856 @@
+/*
+ * vmctl-libvirt-helper: request handlers. Each handler copies what it needs
+ * out of the request, runs the libvirt calls on a worker thread (ops_*_work)
+ * and answers from the main thread (ops_done).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libvirt/virterror.h>
+
+#include "lvh.h"
+
+#define OPS_DEFAULT_STOP_TIMEOUT 60.0
+#define OPS_SSH_PORT 22
+/* Within the broker's start deadline (180 s), with room for the boot. */
+#define OPS_LEASE_WAIT 150.0
+
+enum ops_kind { OPS_STATE_RESULT, OPS_EMPTY_RESULT, OPS_INFO_RESULT, OPS_LIST_RESULT };
+
+struct ops_job {
+	struct vmh_req *req;
+	void (*work)(struct ops_job *job, virConnectPtr c);
+	enum ops_kind kind;
+	bool wait_for_conn; /* false: answer at once without a connection */
+	struct lvh_instance inst;
+	bool force;
+	double timeout;
+
+	int err;
+	char msg[1024];
+	const char *state;
+
+	/* instance.info */
+	char ipv4[LVH_MAX_ADDRS][64];
+	size_t n_ipv4;
+	char ssh_host[64];
+	long pid;
+
+	/* instances.list */
+	size_t n;
+	char (*names)[64];
+	char (*dirs)[PATH_MAX];
+	const char **states;
+};
+
+static int ops_fail(struct ops_job *job, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int ops_fail(struct ops_job *job, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(job->msg, sizeof(job->msg), fmt, ap);
+	va_end(ap);
+	job->err = err;
+	return err;
+}
+
+static int ops_libvirt_fail(struct ops_job *job, const char *what)
+{
+	char m[768];
+	int rc = dom_error(what, m, sizeof(m));
+	return ops_fail(job, rc, "%s: %s", job->inst.name, m);
+}
+
+static double ops_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The instance's domain, or NULL (job->err set unless it is just missing). */
+static virDomainPtr ops_lookup(struct ops_job *job, virConnectPtr c)
+{
+	char dname[96];
+	virDomainPtr d;
+
+	dom_name(job->inst.name, dname, sizeof(dname));
+	d = virDomainLookupByName(c, dname);
+	if (!d) {
+		char m[512];
+		int rc = dom_error("cannot look up the domain", m, sizeof(m));
+		if (rc != PROTO_E_NOT_FOUND)
+			ops_fail(job, rc, "%s: %s", job->inst.name, m);
+	}
+	return d;
+}
+
+static int ops_get_state(struct ops_job *job, virDomainPtr d, int *st, bool *saved)
+{
+	int reason, has;
+
+	if (virDomainGetState(d, st, &reason, 0) < 0)
+		return ops_libvirt_fail(job, "cannot read the domain state");
+	*saved = false;
+	if (*st == VIR_DOMAIN_SHUTOFF || *st == VIR_DOMAIN_CRASHED) {
+		has = virDomainHasManagedSaveImage(d, 0);
+		if (has < 0)
+			return ops_libvirt_fail(job, "cannot look for a saved state");
+		*saved = has > 0;
+	}
+	return 0;
+}
+
+/* Wait for the domain to be off, woken by lifecycle events; the periodic
+ * re-check only covers events lost while libvirtd restarts. */
+static int ops_wait_off(struct ops_job *job, virDomainPtr d, double timeout, bool *off)
+{
+	unsigned long gen = conn_event_gen();
+	double deadline = ops_now() + timeout;
+	bool saved;
+	int st;
+
+	for (;;) {
+		if (ops_get_state(job, d, &st, &saved) < 0)
+			return job->err;
+		*off = st == VIR_DOMAIN_SHUTOFF || st == VIR_DOMAIN_CRASHED;
+		double left = deadline - ops_now();
+		if (*off || left <= 0)
+			return 0;
+		conn_wait_event(&gen, left < 1.0 ? left : 1.0);
+	}
+}
+
+/* virDomainDestroy, where a domain that is already off counts as done (it
+ * may have stopped on its own between our look and the call). */
+static int ops_destroy(struct ops_job *job, virDomainPtr d)
+{
+	char m[512];
+	int rc;
+
+	if (virDomainDestroy(d) == 0)
+		return 0;
+	rc = dom_error("cannot force the domain off", m, sizeof(m));
+	if (rc == PROTO_E_INVALID_STATE && virDomainIsActive(d) == 0)
+		return 0;
+	virResetLastError();
+	return ops_fail(job, rc, "%s: %s", job->inst.name, m);
+}
+
+/* Graceful power-off, forced after timeout. */
+static int ops_power_off(struct ops_job *job, virDomainPtr d, double timeout)
+{
+	bool off = false;
+
+	if (virDomainShutdownFlags(d, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) < 0) {
+		char m[512];
+		int rc = dom_error("ACPI shutdown", m, sizeof(m));
+		if (rc != PROTO_E_INVALID_STATE)
+			return ops_fail(job, rc, "%s: %s", job->inst.name, m);
+		/* Already off between our look and the request. */
+	}
+	if (ops_wait_off(job, d, timeout, &off) < 0)
+		return job->err;
+	if (off)
+		return 0;
+	vmh_log(VMH_INFO, "%s did not power off within %.0f s; forcing it off", job->inst.name,
+		timeout);
+	return ops_destroy(job, d);
+}
+
+/* Define the domain over the instance's files, or refresh its definition
+ * from the instance map (cpus, memory, image) while it is off. */
+static virDomainPtr ops_define(struct ops_job *job, virConnectPtr c)
+{
+	char m[768];
+	virDomainPtr d = dom_define(c, &job->inst, m, sizeof(m));
+
+	if (!d)
+		ops_fail(job, PROTO_E_DRIVER, "%s: %s", job->inst.name, m);
+	return d;
+}
+
+static int ops_boot(struct ops_job *job, virConnectPtr c, virDomainPtr *dp, bool saved)
+{
+	char m[768];
+	int rc;
+
+	if ((rc = dom_network_ensure(c, m, sizeof(m))) < 0)
+		return ops_fail(job, rc, "%s: %s", job->inst.name, m);
+	if (!saved) {
+		virDomainPtr nd = ops_define(job, c);
+		if (!nd)
+			return job->err;
+		virDomainFree(*dp);
+		*dp = nd;
+	}
+	if (virDomainCreate(*dp) < 0) {
+		rc = dom_error(saved ? "cannot restore the saved state" : "cannot start the domain", m,
+			       sizeof(m));
+		if (saved)
+			return ops_fail(job, rc,
+					"%s: %s (`vmctl stop --force %s` discards the saved state)",
+					job->inst.name, m, job->inst.name);
+		return ops_fail(job, rc, "%s: %s", job->inst.name, m);
+	}
+	return 0;
+}
+
+/* The guest's IPv4 addresses from the network's DHCP leases; ssh_host is
+ * the one on the instance's own MAC if there is one. */
+static int ops_addresses(struct ops_job *job, virDomainPtr d)
+{
+	virDomainInterfacePtr *ifaces = NULL;
+	int n = virDomainInterfaceAddresses(d, &ifaces, VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0);
+
+	job->n_ipv4 = 0;
+	job->ssh_host[0] = '\0';
+	if (n < 0)
+		return ops_libvirt_fail(job, "cannot read DHCP leases");
+	for (int i = 0; i < n; i++) {
+		bool ours = job->inst.mac[0] && ifaces[i]->hwaddr &&
+			    strcasecmp(ifaces[i]->hwaddr, job->inst.mac) == 0;
+		for (unsigned j = 0; j < ifaces[i]->naddrs; j++) {
+			const virDomainIPAddress *a = &ifaces[i]->addrs[j];
+			if (a->type != VIR_IP_ADDR_TYPE_IPV4 || job->n_ipv4 >= LVH_MAX_ADDRS)
+				continue;
+			snprintf(job->ipv4[job->n_ipv4++], sizeof(job->ipv4[0]), "%s", a->addr);
+			if (ours || !job->ssh_host[0])
+				snprintf(job->ssh_host, sizeof(job->ssh_host), "%s", a->addr);
+		}
+		virDomainInterfaceFree(ifaces[i]);
+	}
+	free(ifaces);
+	return 0;
+}
+
+/* After a boot, wait (bounded) for the guest's DHCP lease: until it has
+ * one, nobody can know where its SSH listens. There is no lease event, so
+ * this looks every half second, or sooner if the domain changes state. */
+static void ops_wait_lease(struct ops_job *job, virDomainPtr d)
+{
+	unsigned long gen = conn_event_gen();
+	double deadline = ops_now() + OPS_LEASE_WAIT;
+
+	while (ops_now() < deadline) {
+		if (ops_addresses(job, d) < 0) {
+			job->err = 0; /* the start itself worked */
+			return;
+		}
+		if (job->ssh_host[0] || virDomainIsActive(d) != 1)
+			return;
+		conn_wait_event(&gen, 0.5);
+	}
+	vmh_log(VMH_WARN, "%s has no DHCP lease after %.0f s", job->inst.name, OPS_LEASE_WAIT);
+}
+
+/* ---- work, on worker threads ---- */
+
+static void ops_start_work(struct ops_job *job, virConnectPtr c)
+{
+	virDomainPtr d = ops_lookup(job, c);
+	bool saved;
+	int st;
+
+	if (!d && job->err)
+		return;
+	if (!d) {
+		/* First start under libvirt, e.g. created by the qemu driver. */
+		d = ops_define(job, c);
+		if (!d)
+			return;
+	}
+	if (ops_get_state(job, d, &st, &saved) < 0)
+		goto out_free;
+	switch (st) {
+	case VIR_DOMAIN_RUNNING:
+	case VIR_DOMAIN_BLOCKED:
+		break;
+	case VIR_DOMAIN_PAUSED:
+		if (virDomainResume(d) < 0)
+			ops_libvirt_fail(job, "cannot resume the domain");
+		break;
+	case VIR_DOMAIN_SHUTDOWN:
+		ops_fail(job, PROTO_E_INVALID_STATE, "%s is stopping; start it once it has stopped",
+			 job->inst.name);
+		break;
+	default:
+		if (saved && dom_save_is_stale(&job->inst)) {
+			vmh_log(VMH_WARN, "%s: the disk changed after libvirt saved the instance "
+					  "(it ran under another driver); discarding the saved state",
+				job->inst.name);
+			if (virDomainManagedSaveRemove(d, 0) < 0) {
+				ops_libvirt_fail(job, "cannot discard the stale saved state");
+				break;
+			}
+			saved = false;
+		}
+		if (!saved && dom_qemu_suspended(job->inst.dir)) {
+			ops_fail(job, PROTO_E_INVALID_STATE,
+				 "%s was suspended by the qemu driver, which alone can resume it "
+				 "(vmctl set local.driver=qemu); `vmctl stop --force %s` discards "
+				 "that state", job->inst.name, job->inst.name);
+			break;
+		}
+		conn_post_state(job->inst.name, "starting");
+		if (ops_boot(job, c, &d, saved) == 0)
+			ops_wait_lease(job, d);
+		break;
+	}
+	if (!job->err)
+		job->state = "running";
+out_free:
+	virDomainFree(d);
+}
+
+/* A suspend left by the qemu driver is dropped only when asked to. */
+static int ops_discard_qemu_suspend(struct ops_job *job)
+{
+	char path[PATH_MAX + 16];
+
+	if (!dom_qemu_suspended(job->inst.dir))
+		return 0;
+	if (!job->force)
+		return ops_fail(job, PROTO_E_INVALID_STATE,
+				"%s is suspended (by the qemu driver); stopping it would discard "
+				"its saved state (use --force for that)", job->inst.name);
+	snprintf(path, sizeof(path), "%s/suspended", job->inst.dir);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return ops_fail(job, PROTO_E_IO, "%s: cannot remove %s: %s", job->inst.name, path,
+				strerror(errno));
+	vmh_log(VMH_INFO, "%s: discarded the state the qemu driver had suspended", job->inst.name);
+	return 0;
+}
+
+static void ops_stop_work(struct ops_job *job, virConnectPtr c)
+{
+	virDomainPtr d = ops_lookup(job, c);
+	bool saved;
+	int st;
+
+	if (!d) {
+		if (!job->err && ops_discard_qemu_suspend(job) == 0)
+			job->state = "stopped";
+		return;
+	}
+	if (ops_get_state(job, d, &st, &saved) < 0)
+		goto out_free;
+	if ((st == VIR_DOMAIN_SHUTOFF || st == VIR_DOMAIN_CRASHED) && !saved &&
+	    ops_discard_qemu_suspend(job) < 0)
+		goto out_free;
+	if (st == VIR_DOMAIN_SHUTOFF || st == VIR_DOMAIN_CRASHED) {
+		if (saved && !job->force) {
+			ops_fail(job, PROTO_E_INVALID_STATE,
+				 "%s is suspended; stopping it would discard its saved state "
+				 "(use --force for that)", job->inst.name);
+			goto out_free;
+		}
+		if (saved && virDomainManagedSaveRemove(d, 0) < 0) {
+			ops_libvirt_fail(job, "cannot discard the saved state");
+			goto out_free;
+		}
+		if (saved)
+			conn_post_state(job->inst.name, "stopped");
+	} else if (job->force) {
+		if (ops_destroy(job, d) < 0)
+			goto out_free;
+	} else {
+		/* A paused guest cannot see the power button. */
+		if (st == VIR_DOMAIN_PAUSED && virDomainResume(d) < 0) {
+			ops_libvirt_fail(job, "cannot resume the paused domain");
+			goto out_free;
+		}
+		conn_post_state(job->inst.name, "stopping");
+		if (ops_power_off(job, d, job->timeout) < 0)
+			goto out_free;
+	}
+	job->state = "stopped";
+out_free:
+	virDomainFree(d);
+}
+
+static void ops_restart_work(struct ops_job *job, virConnectPtr c)
+{
+	virDomainPtr d = ops_lookup(job, c);
+	bool saved;
+	int st;
+
+	if (!d && job->err)
+		return;
+	if (!d) {
+		ops_start_work(job, c);
+		return;
+	}
+	if (ops_get_state(job, d, &st, &saved) < 0)
+		goto out_free;
+	conn_post_state(job->inst.name, "restarting");
+	if (st != VIR_DOMAIN_SHUTOFF && st != VIR_DOMAIN_CRASHED) {
+		if (st == VIR_DOMAIN_PAUSED && virDomainResume(d) < 0) {
+			ops_libvirt_fail(job, "cannot resume the paused domain");
+			goto out_free;
+		}
+		if (ops_power_off(job, d, job->timeout) < 0)
+			goto out_free;
+		saved = false;
+	}
+	if (ops_boot(job, c, &d, saved) == 0) {
+		ops_wait_lease(job, d);
+		job->state = "running";
+	}
+out_free:
+	virDomainFree(d);
+}
+
+static void ops_suspend_work(struct ops_job *job, virConnectPtr c)
+{
+	virDomainPtr d = ops_lookup(job, c);
+	bool saved;
+	int st;
+
+	if (!d) {
+		if (!job->err)
+			ops_fail(job, PROTO_E_INVALID_STATE,
+				 "%s is stopped; only a running instance can be suspended",
+				 job->inst.name);
+		return;
+	}
+	if (ops_get_state(job, d, &st, &saved) < 0)
+		goto out_free;
+	if (saved) {
+		job->state = "suspended";
+		goto out_free;
+	}
+	if (st == VIR_DOMAIN_SHUTOFF || st == VIR_DOMAIN_CRASHED) {
+		ops_fail(job, PROTO_E_INVALID_STATE,
+			 "%s is stopped; only a running instance can be suspended", job->inst.name);
+		goto out_free;
+	}
+	conn_post_state(job->inst.name, "suspending");
+	if (virDomainManagedSave(d, 0) < 0) {
+		const char *now = "unknown";
+		char m[256];
+		ops_libvirt_fail(job, "cannot save the domain");
+		if (dom_query_state(c, job->inst.name, job->inst.dir, &now, m, sizeof(m)) == 0)
+			conn_post_state(job->inst.name, now);
+		goto out_free;
+	}
+	job->state = "suspended";
+out_free:
+	virDomainFree(d);
+}
+
+static void ops_delete_work(struct ops_job *job, virConnectPtr c)
+{
+	virDomainPtr d = ops_lookup(job, c);
+	int active;
+
+	if (!d)
+		return;
+	active = virDomainIsActive(d);
+	if (active < 0) {
+		ops_libvirt_fail(job, "cannot read the domain state");
+		goto out_free;
+	}
+	if (active && ops_destroy(job, d) < 0)
+		goto out_free;
+	/* The disk and the seed stay: they belong to the scope, not to libvirt. */
+	if (virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+					  VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+					  VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
+					  VIR_DOMAIN_UNDEFINE_NVRAM) < 0)
+		ops_libvirt_fail(job, "cannot remove the domain definition");
+out_free:
+	virDomainFree(d);
+}
+
+static void ops_create_work(struct ops_job *job, virConnectPtr c)
+{
+	virDomainPtr d = ops_lookup(job, c);
+	bool saved = false;
+	int st = VIR_DOMAIN_SHUTOFF;
+
+	if (!d && job->err)
+		return;
+	if (d && ops_get_state(job, d, &st, &saved) < 0)
+		goto out_free;
+	/* A running or saved domain keeps its definition until it is off. */
+	if (d && (saved || (st != VIR_DOMAIN_SHUTOFF && st != VIR_DOMAIN_CRASHED)))
+		goto out_free;
+	virDomainFree(d);
+	d = ops_define(job, c);
+out_free:
+	if (d)
+		virDomainFree(d);
+}
+
+static void ops_state_work(struct ops_job *job, virConnectPtr c)
+{
+	char m[512];
+	int rc = dom_query_state(c, job->inst.name, job->inst.dir, &job->state, m, sizeof(m));
+
+	if (rc < 0)
+		ops_fail(job, rc, "%s: %s", job->inst.name, m);
+}
+
+static void ops_read_pid(struct ops_job *job)
+{
+	char path[256], buf[32], dname[96];
+	FILE *f;
+
+	if (!conn_is_local_system())
+		return;
+	dom_name(job->inst.name, dname, sizeof(dname));
+	snprintf(path, sizeof(path), "/run/libvirt/qemu/%s.pid", dname);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	if (fgets(buf, sizeof(buf), f))
+		job->pid = strtol(buf, NULL, 10);
+	fclose(f);
+}
+
+static void ops_info_work(struct ops_job *job, virConnectPtr c)
+{
+	virDomainPtr d;
+
+	ops_state_work(job, c);
+	if (job->err || strcmp(job->state, "running") != 0)
+		return;
+	d = ops_lookup(job, c);
+	if (!d)
+		return;
+	if (ops_addresses(job, d) < 0) {
+		/* Addresses are best effort: the state is still worth answering. */
+		vmh_log(VMH_WARN, "%s", job->msg);
+		job->err = 0;
+	}
+	ops_read_pid(job);
+	virDomainFree(d);
+}
+
+static void ops_list_work(struct ops_job *job, virConnectPtr c)
+{
+	char m[512];
+
+	for (size_t i = 0; i < job->n; i++) {
+		job->states[i] = "unknown";
+		if (c && dom_query_state(c, job->names[i], job->dirs[i], &job->states[i], m, sizeof(m)) < 0) {
+			vmh_log(VMH_WARN, "%s: %s", job->names[i], m);
+			job->states[i] = "unknown";
+		}
+	}
+}
+
+/* ---- dispatch ---- */
+
+static void ops_thread(void *arg)
+{
+	struct ops_job *job = arg;
+	char m[768];
+	virConnectPtr c = job->wait_for_conn ? conn_get(m, sizeof(m)) : conn_peek();
+
+	if (!c && job->wait_for_conn) {
+		ops_fail(job, PROTO_E_UNAVAILABLE, "%s", m);
+		return;
+	}
+	job->work(job, c);
+	if (c)
+		virConnectClose(c);
+}
+
+static void ops_free(struct ops_job *job)
+{
+	free(job->names);
+	free(job->dirs);
+	free(job->states);
+	free(job);
+}
+
+static void ops_done(void *arg)
+{
+	struct ops_job *job = arg;
+	msgpack_packer *pk;
+
+	if (job->err) {
+		vmh_fail(job->req, job->err, "%s", job->msg);
+		ops_free(job);
+		return;
+	}
+	pk = vmh_result(job->req);
+	switch (job->kind) {
+	case OPS_STATE_RESULT:
+		conn_note_state(job->inst.name, job->inst.dir, job->state, true);
+		msgpack_pack_map(pk, 1);
+		proto_pack_kv_str(pk, "state", job->state);
+		break;
+	case OPS_EMPTY_RESULT:
+		if (strcmp(vmh_method(job->req), "instance.delete") == 0)
+			conn_forget_state(job->inst.name);
+		msgpack_pack_map(pk, 0);
+		break;
+	case OPS_INFO_RESULT:
+		conn_note_state(job->inst.name, job->inst.dir, job->state, true);
+		msgpack_pack_map(pk, 5);
+		proto_pack_kv_str(pk, "state", job->state);
+		proto_pack_kv_str(pk, "ssh_host", job->ssh_host[0] ? job->ssh_host : NULL);
+		proto_pack_kv_int(pk, "ssh_port", OPS_SSH_PORT);
+		proto_pack_str(pk, "ipv4");
+		msgpack_pack_array(pk, job->n_ipv4);
+		for (size_t i = 0; i < job->n_ipv4; i++)
+			proto_pack_str(pk, job->ipv4[i]);
+		proto_pack_kv_int(pk, "pid", job->pid);
+		break;
+	case OPS_LIST_RESULT:
+		msgpack_pack_map(pk, 1);
+		proto_pack_str(pk, "instances");
+		msgpack_pack_array(pk, job->n);
+		for (size_t i = 0; i < job->n; i++) {
+			conn_note_state(job->names[i], job->dirs[i], job->states[i], false);
+			msgpack_pack_map(pk, 2);
+			proto_pack_kv_str(pk, "name", job->names[i]);
+			proto_pack_kv_str(pk, "state", job->states[i]);
+		}
+		break;
+	}
+	vmh_done(job->req);
+	ops_free(job);
+}
+
+static void ops_run(struct ops_job *job)
+{
+	int rc = job_spawn(ops_thread, ops_done, job);
+
+	if (rc < 0) {
+		vmh_fail(job->req, rc, "cannot start a worker thread");
+		ops_free(job);
+	}
+}
+
+/* Parse the common params; NULL after answering the request if they are bad. */
+static struct ops_job *ops_new(struct vmh_req *req, const msgpack_object *params,
+			       void (*work)(struct ops_job *, virConnectPtr), enum ops_kind kind)
+{
+	struct ops_job *job = calloc(1, sizeof(*job));
+	char m[512];
+	int rc;
+
+	if (!job) {
+		vmh_fail(req, PROTO_E_NOMEM, "out of memory");
+		return NULL;
+	}
+	job->req = req;
+	job->work = work;
+	job->kind = kind;
+	job->wait_for_conn = true;
+	rc = inst_parse(params, &job->inst, m, sizeof(m));
+	if (rc < 0) {
+		vmh_fail(req, rc, "%s", m);
+		free(job);
+		return NULL;
+	}
+	return job;
+}
+
+static bool ops_timeout(struct ops_job *job, const msgpack_object *params)
+{
+	int64_t t;
+	double d;
+
+	job->timeout = OPS_DEFAULT_STOP_TIMEOUT;
+	if (proto_get_int(params, "timeout", &t) == 0)
+		job->timeout = (double)t;
+	else if (proto_get_double(params, "timeout", &d) == 0)
+		job->timeout = d;
+	if (job->timeout < 0 || job->timeout > 86400) {
+		vmh_fail(job->req, PROTO_E_INVALID_ARGUMENT, "timeout must be between 0 and 86400 seconds");
+		free(job);
+		return false;
+	}
+	return true;
+}
+
+static void ops_disk_then_run(struct ops_job *job)
+{
+	char m[768];
+	int rc = inst_overlay_ensure(&job->inst, m, sizeof(m));
+
+	if (rc < 0) {
+		vmh_fail(job->req, rc, "%s", m);
+		free(job);
+		return;
+	}
+	ops_run(job);
+}
+
+static void on_create(struct vmh_req *req, const msgpack_object *params)
+{
+	struct ops_job *job = ops_new(req, params, ops_create_work, OPS_EMPTY_RESULT);
+	if (job)
+		ops_disk_then_run(job);
+}
+
+static void on_start(struct vmh_req *req, const msgpack_object *params)
+{
+	struct ops_job *job = ops_new(req, params, ops_start_work, OPS_STATE_RESULT);
+	if (job)
+		ops_disk_then_run(job);
+}
+
+static void on_stop(struct vmh_req *req, const msgpack_object *params)
+{
+	struct ops_job *job = ops_new(req, params, ops_stop_work, OPS_STATE_RESULT);
+	bool force = false;
+
+	if (!job || !ops_timeout(job, params))
+		return;
+	if (proto_get_bool(params, "force", &force) == PROTO_E_INVALID_ARGUMENT) {
+		vmh_fail(req, PROTO_E_INVALID_ARGUMENT, "'force' must be a boolean");
+		free(job);
+		return;
+	}
+	job->force = force;
+	ops_run(job);
+}
+
+static void on_restart(struct vmh_req *req, const msgpack_object *params)
+{
+	struct ops_job *job = ops_new(req, params, ops_restart_work, OPS_STATE_RESULT);
+	if (job && ops_timeout(job, params))
+		ops_disk_then_run(job);
+}
+
+static void on_suspend(struct vmh_req *req, const msgpack_object *params)
+{
+	struct ops_job *job = ops_new(req, params, ops_suspend_work, OPS_STATE_RESULT);
+	if (job)
+		ops_run(job);
+}
+
+static void on_delete(struct vmh_req *req, const msgpack_object *params)
+{
+	struct ops_job *job = ops_new(req, params, ops_delete_work, OPS_EMPTY_RESULT);
+	if (job)
+		ops_run(job);
+}
+
+static void on_state(struct vmh_req *req, const msgpack_object *params)
+{
+	struct ops_job *job = ops_new(req, params, ops_state_work, OPS_STATE_RESULT);
+	if (job)
+		ops_run(job);
+}
+
+static void on_info(struct vmh_req *req, const msgpack_object *params)
+{
+	struct ops_job *job = ops_new(req, params, ops_info_work, OPS_INFO_RESULT);
+	if (job)
+		ops_run(job);
+}
+
+static void on_list(struct vmh_req *req, const msgpack_object *params)
+{
+	const msgpack_object *arr = proto_map_get(params, "instances");
+	struct ops_job *job;
+	size_t n;
+
+	if (!arr || arr->type != MSGPACK_OBJECT_ARRAY) {
+		vmh_fail(req, PROTO_E_INVALID_ARGUMENT, "'instances' must be an array of instance maps");
+		return;
+	}
+	n = arr->via.array.size;
+	job = calloc(1, sizeof(*job));
+	if (!job)
+		goto out_nomem;
+	job->req = req;
+	job->work = ops_list_work;
+	job->kind = OPS_LIST_RESULT;
+	/* A daemon that is away makes instances "unknown", not the list fail. */
+	job->wait_for_conn = false;
+	job->names = calloc(n ? n : 1, sizeof(*job->names));
+	job->dirs = calloc(n ? n : 1, sizeof(*job->dirs));
+	job->states = calloc(n ? n : 1, sizeof(*job->states));
+	if (!job->names || !job->dirs || !job->states)
+		goto out_nomem;
+	for (size_t i = 0; i < n; i++) {
+		const msgpack_object *it = &arr->via.array.ptr[i];
+		if (proto_get_str(it, "dir", job->dirs[i], sizeof(job->dirs[0])) < 0)
+			job->dirs[i][0] = '\0';
+		if (proto_get_str(it, "name", job->names[i], sizeof(job->names[0])) < 0) {
+			vmh_fail(req, PROTO_E_INVALID_ARGUMENT, "instance %zu of 'instances' has no name",
+				 i);
+			ops_free(job);
+			return;
+		}
+	}
+	job->n = n;
+	ops_run(job);
+	return;
+out_nomem:
+	if (job)
+		ops_free(job);
+	vmh_fail(req, PROTO_E_NOMEM, "out of memory");
+}
+
+static void ops_setting(const msgpack_object *settings, const char *key, char *buf, size_t len,
+			const char *dflt)
+{
+	if (!settings || proto_get_str(settings, key, buf, len) < 0 || !buf[0])
+		snprintf(buf, len, "%s", dflt);
+}
+
+static int ops_init(const char *scope_dir, const msgpack_object *settings, char *why, size_t whylen)
+{
+	struct conn_settings s;
+	int rc;
+
+	memset(&s, 0, sizeof(s));
+	ops_setting(settings, "local.libvirt.uri", s.uri, sizeof(s.uri),
+		    geteuid() == 0 ? "qemu:///system" : "qemu:///session");
+	ops_setting(settings, "local.libvirt.network", s.network, sizeof(s.network),
+		    LVH_DEFAULT_NETWORK);
+	ops_setting(settings, "local.qemu.accel", s.accel, sizeof(s.accel), "auto");
+	for (char *p = s.accel; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (strcmp(s.accel, "qemu") == 0)
+		snprintf(s.accel, sizeof(s.accel), "tcg");
+
+	rc = conn_init(&s);
+	if (rc < 0) {
+		snprintf(why, whylen, "libvirt could not be initialised");
+		return PROTO_E_UNAVAILABLE;
+	}
+	vmh_log(VMH_INFO, "libvirt driver: uri %s, network %s, accel %s", s.uri, s.network, s.accel);
+	return 0;
+}
+
+static const struct vmh_ops ops = {
+	.ops_version = VMH_OPS_VERSION,
+	.driver = "libvirt",
+	.scope = "qemu",
+	.version = "0.1.0",
+	.init = ops_init,
+	.instances_list = on_list,
+	.instance_create = on_create,
+	.instance_start = on_start,
+	.instance_stop = on_stop,
+	.instance_suspend = on_suspend,
+	.instance_restart = on_restart,
+	.instance_delete = on_delete,
+	.instance_state = on_state,
+	.instance_info = on_info,
+	.fini = conn_fini,
+};
+
+int main(int argc, char **argv)
+{
+	return vmh_main(&ops, argc, argv);
+}

@@ -1,0 +1,886 @@
+/*
+ * instance.create/start/stop/suspend/restart/delete/state/info and
+ * instances.list. Long steps (qemu-img, qemu's start, waiting for a VM to
+ * go away) run from the loop; the request is answered when they end.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "qh.h"
+#include "vmcommon.h"
+
+#define STOP_DEFAULT_TIMEOUT 120
+#define STOP_POLL 0.1
+#define QUIT_GRACE 10.0     /* after "quit" or SIGKILL, how long until we give up */
+#define START_TIMEOUT 300.0 /* qemu's parent exits once the VM is set up (-loadvm included) */
+#define SAVEVM_TIMEOUT 600.0
+
+struct op;
+typedef void (*op_next_fn)(struct op *op);
+
+struct op {
+	struct vmh_req *req;
+	struct qh_inst inst;
+	bool claimed;
+	/* stop */
+	bool force;
+	bool forcing;
+	double timeout;
+	double deadline;
+	ev_timer poll;
+	op_next_fn after_stop; /* NULL: answer {state: stopped} */
+	/* start */
+	bool resume;
+	enum qh_accel accel;
+	int port_tries;
+	int tap_fds[16];
+	size_t n_tap_fds;
+	/* create */
+	uint64_t size;
+	/* what the broker was told before this operation */
+	const char *old_state;
+};
+
+static struct op *op_new(struct vmh_req *req, const msgpack_object *params)
+{
+	struct op *op = calloc(1, sizeof(*op));
+
+	if (!op) {
+		vmh_fail(req, PROTO_E_NOMEM, "out of memory");
+		return NULL;
+	}
+	op->req = req;
+	if (qh_inst_from_req(req, params, &op->inst) < 0) {
+		free(op);
+		return NULL;
+	}
+	return op;
+}
+
+static void op_free(struct op *op)
+{
+	ev_timer_stop(vmh_loop(), &op->poll);
+	if (op->claimed)
+		qh_busy_release(op->inst.dir);
+	for (size_t i = 0; i < op->n_tap_fds; i++)
+		close(op->tap_fds[i]);
+	qh_inst_free(&op->inst);
+	free(op);
+}
+
+/* Claim the instance for this operation or fail the request. */
+static int op_claim(struct op *op, const char *state)
+{
+	int rc = qh_busy_claim(op->inst.dir, state);
+
+	if (rc == PROTO_E_BUSY) {
+		vmh_fail(op->req, rc, "instance '%s' is busy %s", op->inst.name,
+			 qh_busy_state(op->inst.dir));
+		op->req = NULL;
+		op_free(op);
+		return rc;
+	}
+	if (rc < 0) {
+		vmh_fail(op->req, rc, "out of memory");
+		op->req = NULL;
+		op_free(op);
+		return rc;
+	}
+	op->claimed = true;
+	return 0;
+}
+
+static void op_answer_state(struct op *op, const char *state)
+{
+	msgpack_packer *pk = vmh_result(op->req);
+
+	msgpack_pack_map(pk, 1);
+	proto_pack_kv_str(pk, "state", state);
+	vmh_done(op->req);
+	op_free(op);
+}
+
+static void op_answer_empty(struct op *op)
+{
+	msgpack_pack_map(vmh_result(op->req), 0);
+	vmh_done(op->req);
+	op_free(op);
+}
+
+static void op_fail(struct op *op, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void op_fail(struct op *op, int err, const char *fmt, ...)
+{
+	char msg[QH_ERR * 2];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	vmh_log(VMH_WARN, "%s: %s: %s", op->inst.name, vmh_method(op->req), msg);
+	vmh_fail(op->req, err, "%s", msg);
+	op_free(op);
+}
+
+static bool file_exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* The first lines of a log, as one line for an error message. */
+static void log_excerpt(const char *path, char *buf, size_t len)
+{
+	char *text = NULL;
+	size_t n = 0;
+
+	buf[0] = '\0';
+	if (read_file(path, 1 << 20, &text, &n) < 0)
+		return;
+	while (n && (text[n - 1] == '\n' || text[n - 1] == ' '))
+		text[--n] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if (text[i] == '\n')
+			text[i] = ' ';
+	snprintf(buf, len, "%s", text);
+	free(text);
+}
+
+static int write_small(const struct qh_inst *inst, const char *file, const char *text)
+{
+	char path[QH_PATH];
+
+	qh_path(inst, file, path, sizeof(path));
+	return atomic_write_file(path, text, strlen(text), 0644);
+}
+
+static void remove_file(const struct qh_inst *inst, const char *file)
+{
+	char path[QH_PATH];
+
+	qh_path(inst, file, path, sizeof(path));
+	if (unlink(path) < 0 && errno != ENOENT)
+		vmh_log(VMH_WARN, "cannot remove %s: %s", path, strerror(errno));
+}
+
+/* ---- instance.create ---- */
+
+static void create_done(void *ud, const struct qh_run_result *r)
+{
+	struct op *op = ud;
+
+	if (r->status != 0) {
+		op_fail(op, PROTO_E_DRIVER, "qemu-img could not create the disk of '%s': %s",
+			op->inst.name, r->output);
+		return;
+	}
+	vmh_log(VMH_INFO, "%s: disk created (%llu bytes over %s)", op->inst.name,
+		(unsigned long long)op->size, op->inst.image_disk);
+	op_answer_empty(op);
+}
+
+static void create_got_info(void *ud, const struct qh_run_result *r)
+{
+	struct op *op = ud;
+	char disk[QH_PATH], size[32];
+	json_t *info;
+	json_error_t jerr;
+	json_int_t base_size;
+	int rc;
+
+	if (r->status != 0) {
+		op_fail(op, PROTO_E_DRIVER, "cannot read the image %s: %s", op->inst.image_disk,
+			r->output);
+		return;
+	}
+	info = json_loads(r->output, 0, &jerr);
+	base_size = json_integer_value(json_object_get(info, "virtual-size"));
+	json_decref(info);
+	if (base_size <= 0) {
+		op_fail(op, PROTO_E_DRIVER, "qemu-img did not report the size of %s",
+			op->inst.image_disk);
+		return;
+	}
+	op->size = op->inst.disk;
+	if (op->size < (uint64_t)base_size) {
+		/* A qcow2 overlay smaller than its base would cut the guest's file
+		 * system short: keep the image's own size. */
+		if (op->inst.disk)
+			vmh_log(VMH_INFO, "%s: disk %llu bytes is smaller than the image's %lld; using %lld",
+				op->inst.name, (unsigned long long)op->inst.disk, (long long)base_size,
+				(long long)base_size);
+		op->size = (uint64_t)base_size;
+	}
+	qh_path(&op->inst, QH_DISK, disk, sizeof(disk));
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)op->size);
+	char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", op->inst.image_format, "-b",
+			op->inst.image_disk, disk, size, NULL};
+	struct qh_run_opts opts = {.timeout_s = 120};
+
+	rc = qh_run(argv, &opts, create_done, op);
+	if (rc < 0)
+		op_fail(op, rc, "cannot run qemu-img");
+}
+
+void qh_instance_create(struct vmh_req *req, const msgpack_object *params)
+{
+	struct op *op = op_new(req, params);
+	char disk[QH_PATH];
+	int rc;
+
+	if (!op || op_claim(op, "stopped") < 0)
+		return;
+	qh_path(&op->inst, QH_DISK, disk, sizeof(disk));
+	if (file_exists(disk)) {
+		op_fail(op, PROTO_E_ALREADY_EXISTS, "instance '%s' already has a disk (%s)",
+			op->inst.name, disk);
+		return;
+	}
+	if (!file_exists(op->inst.image_disk)) {
+		op_fail(op, PROTO_E_NOT_FOUND, "image disk %s does not exist", op->inst.image_disk);
+		return;
+	}
+	rc = mkdir_p(op->inst.dir, 0755);
+	if (rc < 0) {
+		op_fail(op, rc, "cannot create %s: %s", op->inst.dir, strerror(errno));
+		return;
+	}
+	char *argv[] = {"qemu-img", "info", "--output=json", "-U", "-f", op->inst.image_format,
+			op->inst.image_disk, NULL};
+	struct qh_run_opts opts = {.timeout_s = 60};
+
+	rc = qh_run(argv, &opts, create_got_info, op);
+	if (rc < 0)
+		op_fail(op, rc, "cannot run qemu-img");
+}
+
+/* ---- instance.start ---- */
+
+/* A free TCP port on 127.0.0.1 for the SSH forward. */
+static int pick_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int port = PROTO_E_IO;
+
+	if (fd < 0)
+		return PROTO_E_IO;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+		port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static void start_finish(struct op *op)
+{
+	qh_notify_state(op->inst.name, op->inst.dir, "running");
+	op_answer_state(op, "running");
+}
+
+struct delvm_task {
+	char sock[QH_PATH];
+	char name[64];
+};
+
+static int delvm_task(void *arg, char *err, size_t errlen)
+{
+	struct delvm_task *t = arg;
+
+	return qh_hmp(t->sock, "delvm " QH_SUSPEND_TAG, 60.0, err, errlen);
+}
+
+static void delvm_done(void *ud, const struct qh_run_result *r)
+{
+	struct delvm_task *t = ud;
+
+	if (r->status != 0)
+		vmh_log(VMH_WARN, "%s: resumed, but the suspend snapshot stays: %s", t->name,
+			r->output);
+	free(t);
+}
+
+static void start_resumed(struct op *op)
+{
+	struct delvm_task *t = calloc(1, sizeof(*t));
+
+	remove_file(&op->inst, QH_SUSPENDED);
+	if (!t)
+		return;
+	/* The saved state was needed only to come back; drop it so that the disk
+	 * does not keep the VM's memory image. Freeing its clusters can take a
+	 * while: not on the loop. */
+	qh_path(&op->inst, QH_QMP, t->sock, sizeof(t->sock));
+	snprintf(t->name, sizeof(t->name), "%s", op->inst.name);
+	if (qh_run_task(delvm_task, t, 120.0, delvm_done, t) < 0)
+		free(t);
+}
+
+static void start_with_accel(void *ud, enum qh_accel accel);
+
+static void start_done(void *ud, const struct qh_run_result *r)
+{
+	struct op *op = ud;
+	char log[QH_PATH], text[QH_ERR];
+
+	for (size_t i = 0; i < op->n_tap_fds; i++)
+		close(op->tap_fds[i]);
+	op->n_tap_fds = 0;
+	qh_path(&op->inst, QH_LOG, log, sizeof(log));
+	if (r->status == 0 && qh_vm_pid(&op->inst)) {
+		vmh_log(VMH_INFO, "%s: qemu running (pid %d)%s", op->inst.name,
+			(int)qh_vm_pid(&op->inst), op->resume ? ", resumed" : "");
+		if (op->resume)
+			start_resumed(op);
+		start_finish(op);
+		return;
+	}
+	log_excerpt(log, text, sizeof(text));
+	qh_vm_cleanup(&op->inst);
+	/* The free port was taken between our check and qemu's bind: pick another. */
+	if (r->status != 0 && strstr(text, "host forwarding") && ++op->port_tries < 3) {
+		vmh_log(VMH_INFO, "%s: SSH port taken meanwhile; trying another", op->inst.name);
+		start_with_accel(op, op->accel);
+		return;
+	}
+	if (r->timed_out)
+		op_fail(op, PROTO_E_TIMEOUT, "qemu did not start '%s' within %.0f s", op->inst.name,
+			START_TIMEOUT);
+	else if (op->resume)
+		op_fail(op, PROTO_E_DRIVER,
+			"qemu could not resume '%s' from its suspended state: %s (a forced stop "
+			"discards the suspended state so that it can start afresh)",
+			op->inst.name, text[0] ? text : r->output);
+	else
+		op_fail(op, PROTO_E_DRIVER, "qemu could not start '%s': %s", op->inst.name,
+			text[0] ? text : "it exited without saying why");
+}
+
+/* Files the command line names must exist, or qemu's own message is vaguer. */
+static int start_check_files(struct op *op)
+{
+	const struct qh_inst *in = &op->inst;
+	char disk[QH_PATH];
+	struct stat st;
+
+	qh_path(in, QH_DISK, disk, sizeof(disk));
+	if (!file_exists(disk)) {
+		op_fail(op, PROTO_E_NOT_FOUND, "instance '%s' has no disk %s (create it first)",
+			in->name, disk);
+		return -1;
+	}
+	const char *need[] = {in->seed, in->image_kernel, in->image_initrd};
+	for (size_t i = 0; i < 3; i++) {
+		if (need[i] && !file_exists(need[i])) {
+			op_fail(op, PROTO_E_NOT_FOUND, "instance '%s': %s does not exist", in->name,
+				need[i]);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < in->n_mounts; i++) {
+		if (stat(in->mounts[i].source, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			op_fail(op, PROTO_E_NOT_FOUND, "instance '%s': mount source %s is not a folder",
+				in->name, in->mounts[i].source);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Extra NICs: as root the helper opens a tap on each bridge itself and
+ * hands qemu the fd; otherwise qemu-bridge-helper does it. */
+static int start_open_taps(struct op *op)
+{
+	char err[QH_ERR];
+
+	if (geteuid() != 0)
+		return 0;
+	if (op->inst.n_nets > sizeof(op->tap_fds) / sizeof(op->tap_fds[0])) {
+		op_fail(op, PROTO_E_INVALID_ARGUMENT, "instance '%s' has more than %zu extra networks",
+			op->inst.name, sizeof(op->tap_fds) / sizeof(op->tap_fds[0]));
+		return -1;
+	}
+	for (size_t i = 0; i < op->inst.n_nets; i++) {
+		int fd = qh_tap_open(op->inst.nets[i].name, err, sizeof(err));
+
+		if (fd < 0) {
+			op_fail(op, fd, "instance '%s': %s", op->inst.name, err);
+			return -1;
+		}
+		op->tap_fds[op->n_tap_fds++] = fd;
+	}
+	return 0;
+}
+
+static void start_with_accel(void *ud, enum qh_accel accel)
+{
+	struct op *op = ud;
+	char err[QH_ERR], port_text[16], log[QH_PATH], line[4096];
+	int keep[16], port, rc;
+	char **argv;
+
+	op->accel = accel;
+	if (start_check_files(op) < 0 || start_open_taps(op) < 0)
+		return;
+	port = pick_port();
+	if (port < 0) {
+		op_fail(op, PROTO_E_IO, "cannot find a free port for SSH");
+		return;
+	}
+	snprintf(port_text, sizeof(port_text), "%d\n", port);
+	rc = write_small(&op->inst, QH_SSH_PORT, port_text);
+	if (rc < 0) {
+		op_fail(op, rc, "cannot write %s/%s", op->inst.dir, QH_SSH_PORT);
+		return;
+	}
+	/* Passed fds land at 3, 4, ... in qemu (see qh_run). */
+	for (size_t i = 0; i < op->n_tap_fds; i++)
+		keep[i] = 3 + (int)i;
+	op->resume = qh_vm_suspended(&op->inst);
+	argv = qh_vm_argv(&op->inst, accel, port, op->resume, op->n_tap_fds ? keep : NULL, err,
+			  sizeof(err));
+	if (!argv) {
+		op_fail(op, PROTO_E_NOMEM, "%s", err);
+		return;
+	}
+	qh_vm_cleanup(&op->inst);
+	qh_argv_str(argv, line, sizeof(line));
+	vmh_log(VMH_INFO, "%s: %s", op->inst.name, line);
+	qh_path(&op->inst, QH_LOG, log, sizeof(log));
+	struct qh_run_opts opts = {
+		.log_path = log,
+		.new_session = true,
+		.timeout_s = START_TIMEOUT,
+		.keep_fds = op->tap_fds,
+		.n_keep_fds = op->n_tap_fds,
+	};
+	rc = qh_run(argv, &opts, start_done, op);
+	qh_argv_free(argv);
+	if (rc < 0)
+		op_fail(op, rc, "cannot run qemu-system-x86_64");
+}
+
+/* Start an instance this op has claimed. */
+static void start_begin(struct op *op)
+{
+	if (qh_vm_pid(&op->inst)) {
+		op_answer_state(op, "running");
+		return;
+	}
+	qh_accel_when_ready(start_with_accel, op);
+}
+
+void qh_instance_start(struct vmh_req *req, const msgpack_object *params)
+{
+	struct op *op = op_new(req, params);
+
+	if (!op || op_claim(op, "starting") < 0)
+		return;
+	start_begin(op);
+}
+
+/* ---- instance.stop ---- */
+
+static void stop_gone(struct op *op)
+{
+	ev_timer_stop(vmh_loop(), &op->poll);
+	qh_vm_cleanup(&op->inst);
+	vmh_log(VMH_INFO, "%s: qemu has exited", op->inst.name);
+	if (op->after_stop) {
+		op->after_stop(op);
+		return;
+	}
+	qh_notify_state(op->inst.name, op->inst.dir, "stopped");
+	op_answer_state(op, "stopped");
+}
+
+static double now(void)
+{
+	return ev_now(vmh_loop());
+}
+
+/* Power off at once: ask qemu to quit, kill it if the monitor does not answer. */
+static void stop_force(struct op *op)
+{
+	char sock[QH_PATH], err[QH_ERR];
+	pid_t pid = qh_vm_pid(&op->inst);
+
+	op->forcing = true;
+	op->deadline = now() + QUIT_GRACE;
+	if (!pid)
+		return;
+	qh_path(&op->inst, QH_QMP, sock, sizeof(sock));
+	if (qh_qmp(sock, "quit", NULL, 2.0, NULL, err, sizeof(err)) < 0) {
+		vmh_log(VMH_WARN, "%s: %s; killing qemu (pid %d)", op->inst.name, err, (int)pid);
+		kill(pid, SIGKILL);
+	}
+}
+
+static void stop_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct op *op = w->data;
+	pid_t pid = qh_vm_pid(&op->inst);
+
+	if (!pid) {
+		stop_gone(op);
+		return;
+	}
+	if (now() < op->deadline)
+		return;
+	if (!op->forcing) {
+		vmh_log(VMH_INFO, "%s: the guest did not power off within %.0f s; forcing it",
+			op->inst.name, op->timeout);
+		stop_force(op);
+		return;
+	}
+	if (op->deadline > 0 && now() < op->deadline + QUIT_GRACE) {
+		/* quit was accepted but qemu lingers: the last resort. */
+		kill(pid, SIGKILL);
+		return;
+	}
+	ev_timer_stop(loop, w);
+	op_fail(op, PROTO_E_TIMEOUT, "qemu (pid %d) of '%s' does not exit even when killed", (int)pid,
+		op->inst.name);
+}
+
+/* Stop the running VM of op, then call op->after_stop or answer. */
+static void stop_running(struct op *op)
+{
+	char sock[QH_PATH], err[QH_ERR];
+
+	ev_timer_init(&op->poll, stop_poll_cb, STOP_POLL, STOP_POLL);
+	op->poll.data = op;
+	ev_timer_start(vmh_loop(), &op->poll);
+	if (op->force) {
+		stop_force(op);
+		return;
+	}
+	op->deadline = now() + op->timeout;
+	qh_path(&op->inst, QH_QMP, sock, sizeof(sock));
+	if (qh_qmp(sock, "system_powerdown", NULL, 2.0, NULL, err, sizeof(err)) < 0) {
+		vmh_log(VMH_WARN, "%s: %s; forcing the stop", op->inst.name, err);
+		stop_force(op);
+	}
+}
+
+static int op_read_stop_params(struct op *op, const msgpack_object *params)
+{
+	int64_t timeout = STOP_DEFAULT_TIMEOUT;
+	bool force = false;
+
+	if ((proto_map_get(params, "force") && proto_get_bool(params, "force", &force) < 0) ||
+	    (proto_map_get(params, "timeout") && proto_get_int(params, "timeout", &timeout) < 0) ||
+	    timeout < 0) {
+		op_fail(op, PROTO_E_INVALID_ARGUMENT, "'force' must be a bool and 'timeout' seconds >= 0");
+		return -1;
+	}
+	op->force = force;
+	op->timeout = timeout ? (double)timeout : STOP_DEFAULT_TIMEOUT;
+	return 0;
+}
+
+static void discard_done(void *ud, const struct qh_run_result *r)
+{
+	struct op *op = ud;
+
+	if (r->status != 0)
+		vmh_log(VMH_WARN, "%s: could not delete the suspend snapshot: %s", op->inst.name,
+			r->output);
+	remove_file(&op->inst, QH_SUSPENDED);
+	vmh_log(VMH_INFO, "%s: suspended state discarded", op->inst.name);
+	if (op->after_stop) {
+		op->after_stop(op);
+		return;
+	}
+	qh_notify_state(op->inst.name, op->inst.dir, "stopped");
+	op_answer_state(op, "stopped");
+}
+
+/* Forget a suspended state (a forced stop of a suspended instance; delete):
+ * also the way out when a saved state cannot be restored. */
+static void discard_suspend(struct op *op)
+{
+	char disk[QH_PATH];
+	int rc;
+
+	qh_path(&op->inst, QH_DISK, disk, sizeof(disk));
+	char *argv[] = {"qemu-img", "snapshot", "-d", QH_SUSPEND_TAG, disk, NULL};
+	struct qh_run_opts opts = {.timeout_s = 120};
+
+	rc = qh_run(argv, &opts, discard_done, op);
+	if (rc < 0)
+		op_fail(op, rc, "cannot run qemu-img");
+}
+
+void qh_instance_stop(struct vmh_req *req, const msgpack_object *params)
+{
+	struct op *op = op_new(req, params);
+
+	if (!op || op_read_stop_params(op, params) < 0 || op_claim(op, "stopping") < 0)
+		return;
+	if (qh_vm_pid(&op->inst)) {
+		stop_running(op);
+		return;
+	}
+	if (qh_vm_suspended(&op->inst)) {
+		if (!op->force) {
+			op_fail(op, PROTO_E_INVALID_STATE,
+				"instance '%s' is suspended: start it, or stop it with force to discard "
+				"its suspended state",
+				op->inst.name);
+			return;
+		}
+		discard_suspend(op);
+		return;
+	}
+	qh_vm_cleanup(&op->inst);
+	op_answer_state(op, "stopped");
+}
+
+/* ---- instance.restart: a real reboot, the guest shuts down and boots again ---- */
+
+static void restart_after_stop(struct op *op)
+{
+	start_begin(op);
+}
+
+void qh_instance_restart(struct vmh_req *req, const msgpack_object *params)
+{
+	struct op *op = op_new(req, params);
+
+	if (!op || op_read_stop_params(op, params) < 0)
+		return;
+	op->force = false;
+	if (op_claim(op, "restarting") < 0)
+		return;
+	if (!qh_vm_pid(&op->inst) && qh_vm_suspended(&op->inst)) {
+		op_fail(op, PROTO_E_INVALID_STATE, "instance '%s' is suspended: start it instead",
+			op->inst.name);
+		return;
+	}
+	op->after_stop = restart_after_stop;
+	qh_notify_state(op->inst.name, op->inst.dir, "restarting");
+	if (!qh_vm_pid(&op->inst)) {
+		start_begin(op);
+		return;
+	}
+	stop_running(op);
+}
+
+/* ---- instance.suspend ---- */
+
+struct suspend_task {
+	char sock[QH_PATH];
+};
+
+/* In a child process: pause, save everything into the disk, keep it paused. */
+static int suspend_task(void *arg, char *err, size_t errlen)
+{
+	struct suspend_task *t = arg;
+	int rc;
+
+	rc = qh_qmp(t->sock, "stop", NULL, 10.0, NULL, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = qh_hmp(t->sock, "savevm " QH_SUSPEND_TAG, SAVEVM_TIMEOUT, err, errlen);
+	if (rc < 0) {
+		char ignored[QH_ERR];
+
+		qh_qmp(t->sock, "cont", NULL, 10.0, NULL, ignored, sizeof(ignored));
+	}
+	return rc;
+}
+
+static void suspend_after_quit(struct op *op)
+{
+	qh_notify_state(op->inst.name, op->inst.dir, "suspended");
+	op_answer_state(op, "suspended");
+}
+
+static void suspend_saved(void *ud, const struct qh_run_result *r)
+{
+	struct op *op = ud;
+	char stamp[64];
+	time_t t = time(NULL);
+	int rc;
+
+	if (r->status != 0) {
+		op_fail(op, r->timed_out ? PROTO_E_TIMEOUT : PROTO_E_DRIVER,
+			"qemu could not save the state of '%s': %s", op->inst.name,
+			r->output[0] ? r->output : "the monitor conversation failed");
+		return;
+	}
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ\n", gmtime(&t));
+	rc = write_small(&op->inst, QH_SUSPENDED, stamp);
+	if (rc < 0) {
+		op_fail(op, rc, "cannot write %s/%s; the VM stays paused", op->inst.dir, QH_SUSPENDED);
+		return;
+	}
+	vmh_log(VMH_INFO, "%s: state saved; stopping qemu", op->inst.name);
+	op->force = true;
+	op->after_stop = suspend_after_quit;
+	stop_running(op);
+}
+
+void qh_instance_suspend(struct vmh_req *req, const msgpack_object *params)
+{
+	struct op *op = op_new(req, params);
+	struct suspend_task *t;
+	int rc;
+
+	if (!op || op_claim(op, "suspending") < 0)
+		return;
+	if (!qh_vm_pid(&op->inst)) {
+		if (qh_vm_suspended(&op->inst))
+			op_answer_state(op, "suspended");
+		else
+			op_fail(op, PROTO_E_INVALID_STATE, "instance '%s' is not running", op->inst.name);
+		return;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		op_fail(op, PROTO_E_NOMEM, "out of memory");
+		return;
+	}
+	qh_path(&op->inst, QH_QMP, t->sock, sizeof(t->sock));
+	/* The child has its own copy of t after fork. */
+	rc = qh_run_task(suspend_task, t, SAVEVM_TIMEOUT + 30, suspend_saved, op);
+	free(t);
+	if (rc < 0)
+		op_fail(op, rc, "cannot start saving the state");
+}
+
+/* ---- instance.delete ---- */
+
+static void delete_files(struct op *op)
+{
+	static const char *const files[] = {QH_PIDFILE, QH_QMP, QH_SSH_PORT, QH_CONSOLE, QH_LOG,
+					    QH_SUSPENDED};
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		remove_file(&op->inst, files[i]);
+	vmh_log(VMH_INFO, "%s: runtime files removed", op->inst.name);
+	qh_notify_state(op->inst.name, op->inst.dir, "stopped");
+	op_answer_empty(op);
+}
+
+static void delete_after_stop(struct op *op)
+{
+	if (qh_vm_suspended(&op->inst)) {
+		op->after_stop = delete_files;
+		discard_suspend(op);
+		return;
+	}
+	delete_files(op);
+}
+
+void qh_instance_delete(struct vmh_req *req, const msgpack_object *params)
+{
+	struct op *op = op_new(req, params);
+
+	if (!op || op_claim(op, "stopping") < 0)
+		return;
+	op->force = true;
+	op->after_stop = delete_after_stop;
+	if (qh_vm_pid(&op->inst)) {
+		stop_running(op);
+		return;
+	}
+	delete_after_stop(op);
+}
+
+/* ---- instance.state, instance.info, instances.list ---- */
+
+void qh_instance_state(struct vmh_req *req, const msgpack_object *params)
+{
+	struct qh_inst inst;
+	msgpack_packer *pk;
+
+	if (qh_inst_from_req(req, params, &inst) < 0)
+		return;
+	pk = vmh_result(req);
+	msgpack_pack_map(pk, 1);
+	proto_pack_kv_str(pk, "state", qh_vm_state(&inst));
+	vmh_done(req);
+	qh_inst_free(&inst);
+}
+
+void qh_instance_info(struct vmh_req *req, const msgpack_object *params)
+{
+	struct qh_inst inst;
+	msgpack_packer *pk;
+	const char *state;
+	pid_t pid;
+
+	if (qh_inst_from_req(req, params, &inst) < 0)
+		return;
+	state = qh_vm_state(&inst);
+	pid = qh_vm_pid(&inst);
+	pk = vmh_result(req);
+	msgpack_pack_map(pk, 5);
+	proto_pack_kv_str(pk, "state", state);
+	proto_pack_kv_str(pk, "ssh_host", "127.0.0.1");
+	proto_pack_kv_int(pk, "ssh_port", pid ? qh_vm_ssh_port(&inst) : 0);
+	proto_pack_str(pk, "ipv4");
+	/* User-mode networking gives every guest the same address behind the
+	 * forwarded port. */
+	if (pid && !strcmp(state, "running")) {
+		msgpack_pack_array(pk, 1);
+		proto_pack_str(pk, "10.0.2.15");
+	} else {
+		msgpack_pack_array(pk, 0);
+	}
+	proto_pack_str(pk, "pid");
+	if (pid)
+		msgpack_pack_int64(pk, pid);
+	else
+		msgpack_pack_nil(pk);
+	vmh_done(req);
+	qh_inst_free(&inst);
+}
+
+void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
+{
+	const msgpack_object *arr = proto_map_get(params, "instances");
+	msgpack_packer *pk;
+	char err[QH_ERR];
+
+	if (!arr || arr->type != MSGPACK_OBJECT_ARRAY) {
+		vmh_fail(req, PROTO_E_INVALID_ARGUMENT, "'instances' must be an array of instance maps");
+		return;
+	}
+	pk = vmh_result(req);
+	msgpack_pack_map(pk, 1);
+	proto_pack_str(pk, "instances");
+	msgpack_pack_array(pk, arr->via.array.size);
+	for (uint32_t i = 0; i < arr->via.array.size; i++) {
+		const msgpack_object *m = &arr->via.array.ptr[i];
+		struct qh_inst inst;
+		char name[128] = "";
+
+		msgpack_pack_map(pk, 2);
+		if (qh_inst_parse(m, &inst, err, sizeof(err)) < 0) {
+			/* One bad record must not hide the others. */
+			proto_get_str(m, "name", name, sizeof(name));
+			vmh_log(VMH_WARN, "instances.list: %s", err);
+			proto_pack_kv_str(pk, "name", name);
+			proto_pack_kv_str(pk, "state", "unknown");
+			continue;
+		}
+		qh_watch(&inst);
+		proto_pack_kv_str(pk, "name", inst.name);
+		proto_pack_kv_str(pk, "state", qh_vm_state(&inst));
+		qh_inst_free(&inst);
+	}
+	vmh_done(req);
+}

@@ -1,0 +1,200 @@
+/*
+ * vmctl-qemu-helper: the qemu driver. Stateless: every request carries the
+ * whole instance map, and what a running VM needs to be found again lives in
+ * its instance folder (DIR/qemu.pid, DIR/qmp.sock, DIR/ssh-port, ...), so a
+ * restarted helper re-attaches to VMs that kept running.
+ */
+#ifndef QEMU_HELPER_H
+#define QEMU_HELPER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+#include <vmproto/vmh.h>
+
+#define QH_PATH 4096
+#define QH_ERR 1024
+#define QH_SUSPEND_TAG "vmctl-suspend"
+
+/* Files in the instance folder. */
+#define QH_DISK "disk.qcow2"
+#define QH_PIDFILE "qemu.pid"
+#define QH_QMP "qmp.sock"
+#define QH_SSH_PORT "ssh-port"
+#define QH_CONSOLE "console.log"
+#define QH_LOG "qemu.log"
+#define QH_SUSPENDED "suspended"
+#define QH_SNAPSHOTS "snapshots.json"
+
+struct qh_mount {
+	char *source;
+	char *target;
+	char *tag;
+};
+
+struct qh_net {
+	char *name; /* host bridge */
+	char *mode;
+	char *mac;
+};
+
+/* The instance map of a request, copied so that it outlives the request. */
+struct qh_inst {
+	char *name;
+	char *dir;
+	char *mac;
+	char *seed; /* NULL: none */
+	int64_t cpus;
+	uint64_t memory;
+	uint64_t disk;
+	char *image_disk;
+	char *image_format;
+	char *image_kernel; /* NULL: boot from the disk */
+	char *image_initrd;
+	char *image_cmdline;
+	struct qh_mount *mounts;
+	size_t n_mounts;
+	struct qh_net *nets;
+	size_t n_nets;
+};
+
+/* ---- inst.c ---- */
+
+/* Parse an instance map. 0 or PROTO_E_INVALID_ARGUMENT with err set. */
+int qh_inst_parse(const msgpack_object *map, struct qh_inst *inst, char *err, size_t errlen);
+/* Parse params["instance"]; on failure fails req and returns the error. */
+int qh_inst_from_req(struct vmh_req *req, const msgpack_object *params, struct qh_inst *inst);
+void qh_inst_free(struct qh_inst *inst);
+/* DIR/file into buf. */
+void qh_path(const struct qh_inst *inst, const char *file, char *buf, size_t len);
+/* Parse one mount map ({source, target, tag}). */
+int qh_mount_parse(const msgpack_object *map, struct qh_mount *m, char *err, size_t errlen);
+void qh_mount_free(struct qh_mount *m);
+/* Pack the instance's mounts as an array (for snapshot metadata). */
+json_t *qh_mounts_json(const struct qh_inst *inst);
+
+/* ---- run.c ---- */
+
+struct qh_run_result {
+	int status;     /* exit status 0-255; -1 if killed by a signal or not started */
+	int signal;     /* the signal that killed it, or 0 */
+	bool timed_out; /* killed because the deadline passed */
+	const char *output; /* stdout+stderr (captured mode), NUL-terminated, trimmed */
+};
+typedef void (*qh_run_cb)(void *ud, const struct qh_run_result *r);
+
+struct qh_run_opts {
+	const char *log_path; /* stdout+stderr go to this file (truncated) instead of being captured */
+	bool new_session;     /* setsid() in the child */
+	double timeout_s;     /* <= 0: none */
+	const int *keep_fds;  /* passed to the child as fds 3, 4, ... */
+	size_t n_keep_fds;
+};
+
+/* Run argv[0] (searched in PATH) without blocking the loop; cb runs exactly
+ * once, from the loop, when the child has exited. 0 or a PROTO_E_* code
+ * (then cb never runs). */
+int qh_run(char *const argv[], const struct qh_run_opts *opts, qh_run_cb cb, void *ud);
+/* Run fn(arg) in a forked child so that a blocking conversation (a long
+ * QMP command) does not stall the loop. fn returns 0 or a PROTO_E_* code
+ * and writes its message to err; cb gets status = -code and output = err. */
+typedef int (*qh_task_fn)(void *arg, char *err, size_t errlen);
+int qh_run_task(qh_task_fn fn, void *arg, double timeout_s, qh_run_cb cb, void *ud);
+/* Join argv into one line for logs. */
+void qh_argv_str(char *const argv[], char *buf, size_t len);
+
+/* ---- qmp.c ---- */
+
+/* One QMP command over DIR/qmp.sock: greeting, qmp_capabilities, cmd.
+ * args may be NULL (it is not consumed). *ret (may be NULL) receives the
+ * "return" value (caller decrefs). 0, PROTO_E_UNAVAILABLE (no socket or no
+ * answer), PROTO_E_TIMEOUT or PROTO_E_DRIVER (QMP error, message in err). */
+int qh_qmp(const char *sock_path, const char *cmd, json_t *args, double timeout_s,
+	   json_t **ret, char *err, size_t errlen);
+/* human-monitor-command; an HMP error message in the output counts as a failure. */
+int qh_hmp(const char *sock_path, const char *line, double timeout_s, char *err, size_t errlen);
+
+/* ---- accel.c ---- */
+
+enum qh_accel { QH_ACCEL_TCG, QH_ACCEL_KVM };
+/* Set from local.qemu.accel ("auto", "kvm", "tcg"); PROTO_E_INVALID_ARGUMENT otherwise. */
+int qh_accel_configure(const char *setting, char *err, size_t errlen);
+/* Call cb once the accelerator is known (at once if it is). The probe runs
+ * at most once per helper life. */
+typedef void (*qh_accel_cb)(void *ud, enum qh_accel accel);
+void qh_accel_when_ready(qh_accel_cb cb, void *ud);
+/* Start the probe now (when configured "auto"), so it is done by the first start. */
+void qh_accel_prepare(void);
+/* Run the probe for one accelerator synchronously; for --probe-accel. */
+int qh_accel_probe_sync(const char *accel, char *why, size_t whylen);
+const char *qh_accel_name(enum qh_accel accel);
+
+/* ---- vm.c ---- */
+
+/* The live qemu process of inst, or 0. */
+pid_t qh_vm_pid(const struct qh_inst *inst);
+/* "running", "stopped", "suspended", ... as the helper sees it now. */
+const char *qh_vm_state(const struct qh_inst *inst);
+bool qh_vm_suspended(const struct qh_inst *inst);
+/* The SSH port written at start, or 0. */
+int qh_vm_ssh_port(const struct qh_inst *inst);
+/* Build the qemu command line. NULL-terminated, free with qh_argv_free. */
+char **qh_vm_argv(const struct qh_inst *inst, enum qh_accel accel, int ssh_port, bool resume,
+		  const int *tap_fds, char *err, size_t errlen);
+void qh_argv_free(char **argv);
+/* Remove what a stopped qemu leaves behind (pid file, QMP socket). */
+void qh_vm_cleanup(const struct qh_inst *inst);
+
+/* ---- ops.c: per-instance operations in progress ---- */
+
+/* Claim inst->dir for an operation with a transient state ("starting",...).
+ * PROTO_E_BUSY if another operation holds it. */
+int qh_busy_claim(const char *dir, const char *state);
+void qh_busy_release(const char *dir);
+/* The transient state of an operation in progress, or NULL. */
+const char *qh_busy_state(const char *dir);
+/* Remember an instance whose state changes are worth notifying. */
+void qh_watch(const struct qh_inst *inst);
+/* Tell the broker about a state change and remember the new state. */
+void qh_notify_state(const char *name, const char *dir, const char *state);
+/* Forget everything (at exit). */
+void qh_ops_free(void);
+
+/* ---- lifecycle.c ---- */
+
+void qh_instances_list(struct vmh_req *req, const msgpack_object *params);
+void qh_instance_create(struct vmh_req *req, const msgpack_object *params);
+void qh_instance_start(struct vmh_req *req, const msgpack_object *params);
+void qh_instance_stop(struct vmh_req *req, const msgpack_object *params);
+void qh_instance_suspend(struct vmh_req *req, const msgpack_object *params);
+void qh_instance_restart(struct vmh_req *req, const msgpack_object *params);
+void qh_instance_delete(struct vmh_req *req, const msgpack_object *params);
+void qh_instance_state(struct vmh_req *req, const msgpack_object *params);
+void qh_instance_info(struct vmh_req *req, const msgpack_object *params);
+
+/* ---- snapshot.c ---- */
+
+void qh_snapshot_create(struct vmh_req *req, const msgpack_object *params);
+void qh_snapshot_list(struct vmh_req *req, const msgpack_object *params);
+void qh_snapshot_restore(struct vmh_req *req, const msgpack_object *params);
+void qh_snapshot_delete(struct vmh_req *req, const msgpack_object *params);
+
+/* ---- change.c ---- */
+
+void qh_instance_set(struct vmh_req *req, const msgpack_object *params);
+void qh_instance_mount(struct vmh_req *req, const msgpack_object *params);
+void qh_instance_umount(struct vmh_req *req, const msgpack_object *params);
+void qh_instance_network_add(struct vmh_req *req, const msgpack_object *params);
+void qh_instance_clone(struct vmh_req *req, const msgpack_object *params);
+void qh_networks_list(struct vmh_req *req, const msgpack_object *params);
+
+/* ---- net.c ---- */
+
+/* Open a tap device attached to bridge (root only). fd or PROTO_E_*. */
+int qh_tap_open(const char *bridge, char *err, size_t errlen);
+bool qh_is_bridge(const char *name);
+
+#endif

@@ -1,0 +1,107 @@
+# Shared by tests/e2e/test-libvirt-*.sh (sourced): a private virtlogd and
+# libvirtd started by the test as children (no systemd here) and stopped at
+# the end, with every domain the test defined removed.
+#
+# Environment: VMCTL_BIN_DIR (BUILD/bin; the helper is BUILD/libexec/vmctl),
+# VMCTL_TEST_IMAGES (default /var/cache/vmctl-test-images), E2E_KEEP=1 keeps
+# the daemons, the domains and the files for a post-mortem.
+
+set -u
+
+LV_NAME=$(basename "$0" .sh)
+LV_BIN=${VMCTL_BIN_DIR:?VMCTL_BIN_DIR must name the folder holding vmctl}
+LV_HELPER=${VMCTL_HELPER:-$LV_BIN/../libexec/vmctl/vmctl-libvirt-helper}
+LV_QEMU_HELPER=$LV_BIN/../libexec/vmctl/vmctl-qemu-helper
+LV_PY=/usr/bin/python3
+LV_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Instance names of this run start with this, so cleanup touches only ours.
+LVT_PREFIX=lvt$$
+export LVT_PREFIX LV_HELPER LV_QEMU_HELPER
+
+lv_log() { echo "[$LV_NAME $(date +%H:%M:%S)] $*" >&2; }
+lv_fail() {
+	lv_log "FAIL: $*"
+	exit 1
+}
+
+[ "$(id -u)" -eq 0 ] || lv_fail "must run as root (libvirtd, qemu:///system)"
+for t in libvirtd virtlogd virsh genisoimage ssh ssh-keygen qemu-img; do
+	command -v "$t" >/dev/null || lv_fail "$t is missing; run tools/install-deps.sh"
+done
+[ -x "$LV_HELPER" ] || lv_fail "$LV_HELPER is not built"
+"$LV_PY" -c 'import msgpack' 2>/dev/null || lv_fail "python3-msgpack is missing"
+[ -f "${VMCTL_TEST_IMAGES:-/var/cache/vmctl-test-images}/fast.qcow2" ] ||
+	lv_fail "test images missing (run tools/build-image.sh)"
+
+LV_RUN=$(mktemp -d "${TMPDIR:-/tmp}/vmctl-lv.XXXXXX")
+export LV_RUN
+
+lv_start_daemon() {
+	local name=$1 sock=$2
+	rm -f "$LV_RUN/$name.pid"
+	"$name" -d -p "$LV_RUN/$name.pid" || lv_fail "$name did not start"
+	for _ in $(seq 1 200); do
+		[ -s "$LV_RUN/$name.pid" ] && [ -S "$sock" ] && return 0
+		sleep 0.1
+	done
+	lv_fail "$name did not create $sock"
+}
+
+lv_start_libvirtd() { lv_start_daemon libvirtd /run/libvirt/libvirt-sock; }
+
+lv_stop_daemon() {
+	local name=$1 sig=${2:-TERM} pid
+	[ -s "$LV_RUN/$name.pid" ] || return 0
+	pid=$(cat "$LV_RUN/$name.pid")
+	kill -"$sig" "$pid" 2>/dev/null
+	for _ in $(seq 1 150); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	rm -f "$LV_RUN/$name.pid"
+}
+
+# PIDs whose command line contains $1.
+lv_pids_mentioning() {
+	local p
+	for p in /proc/[0-9]*; do
+		[ "${p#/proc/}" != "$$" ] || continue
+		tr '\0' '\n' 2>/dev/null <"$p/cmdline" | grep -qF -- "$1" && echo "${p#/proc/}"
+	done
+}
+
+lv_domains() { virsh -q list --all --name 2>/dev/null | grep "^vmctl-$LVT_PREFIX" || true; }
+
+lv_cleanup() {
+	local rc=$? d
+	trap - EXIT
+	if [ "${E2E_KEEP:-0}" = 1 ]; then
+		lv_log "keeping $LV_RUN, the daemons and the domains"
+		exit "$rc"
+	fi
+	if [ -S /run/libvirt/libvirt-sock ] && [ -s "$LV_RUN/libvirtd.pid" ]; then
+		for d in $(lv_domains); do
+			virsh -q destroy "$d" >/dev/null 2>&1
+			virsh -q undefine --managed-save "$d" >/dev/null 2>&1
+		done
+	fi
+	# QEMU processes of this run that a killed libvirtd left behind, and
+	# helpers still running.
+	for p in $(lv_pids_mentioning "vmctl-$LVT_PREFIX") $(lv_pids_mentioning "$LV_RUN/"); do
+		kill -KILL "$p" 2>/dev/null
+	done
+	lv_stop_daemon libvirtd
+	lv_stop_daemon virtlogd
+	rm -rf "$LV_RUN"
+	exit "$rc"
+}
+
+if pgrep -x libvirtd >/dev/null || pgrep -x virtlogd >/dev/null; then
+	lv_fail "a libvirtd or virtlogd is already running; these tests start and stop their own"
+fi
+trap lv_cleanup EXIT
+trap 'exit 130' INT TERM
+lv_start_daemon virtlogd /run/libvirt/virtlogd-sock
+lv_start_libvirtd
+lv_log "libvirtd and virtlogd running; work folder $LV_RUN"

@@ -1,0 +1,351 @@
+/*
+ * The broker's helper supervision, seen the way a user sees it: the real
+ * vmctld and vmctl binaries, with a scripted helper (Python, on the real
+ * protocol) that can be told to crash, hang or write garbage on a given
+ * method. Each test asserts on what vmctl prints and on the states it lists.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+
+#define PYTHON "/usr/bin/python3"
+
+/* A helper for any driver named by its file name (vmctl-DRIVER-helper).
+ * $FAKE_DIR/mode holds "METHOD crash|hang|garbage" lines. */
+static const char fake_helper[] =
+	"#!" PYTHON "\n"
+	"import sys, os, json, signal, msgpack\n"
+	"DRV = os.path.basename(sys.argv[0])[6:-7]\n"
+	"SCOPE = 'qemu' if DRV in ('qemu', 'libvirt') else DRV\n"
+	"FEATS = ['suspend'] if DRV == 'qemu' else []\n"
+	"if sys.argv[1:] == ['--describe']:\n"
+	"    print('driver %s\\nscope %s\\nversion 9.9\\nfeatures %s' % (DRV, SCOPE, ','.join(FEATS)))\n"
+	"    sys.exit(0)\n"
+	"D = os.environ['FAKE_DIR']\n"
+	"SF = os.path.join(D, 'states-' + SCOPE)\n"
+	"try:\n"
+	"    states = json.load(open(SF))\n"
+	"except Exception:\n"
+	"    states = {}\n"
+	"def mode(method):\n"
+	"    try:\n"
+	"        for line in open(os.path.join(D, 'mode')):\n"
+	"            k, _, v = line.strip().partition(' ')\n"
+	"            if k == method:\n"
+	"                return v\n"
+	"    except OSError:\n"
+	"        pass\n"
+	"    return 'ok'\n"
+	"unp = msgpack.Unpacker(raw=False)\n"
+	"out = sys.stdout.buffer\n"
+	"sys.stderr.write('fake %s helper up\\n' % DRV)\n"
+	"sys.stderr.flush()\n"
+	"while True:\n"
+	"    data = os.read(0, 65536)\n"
+	"    if not data:\n"
+	"        break\n"
+	"    unp.feed(data)\n"
+	"    for msg in unp:\n"
+	"        if msg[0] != 0:\n"
+	"            continue\n"
+	"        _, mid, method, params = msg\n"
+	"        m = mode(method)\n"
+	"        if m == 'hang':\n"
+	"            continue\n"
+	"        if m == 'garbage':\n"
+	"            out.write(b'\\xc1\\xc1')\n"
+	"            out.flush()\n"
+	"            continue\n"
+	"        if m == 'crash':\n"
+	"            os.kill(os.getpid(), signal.SIGKILL)\n"
+	"        name = params.get('instance', {}).get('name')\n"
+	"        res = {}\n"
+	"        if method == 'hello':\n"
+	"            res = dict(version=1, driver=DRV, scope=SCOPE, helper_version='9.9',\n"
+	"                       usable=True, why='', features=FEATS)\n"
+	"        elif method == 'instances.list':\n"
+	"            res = dict(instances=[dict(name=i['name'], state=states.get(i['name'], 'stopped'))\n"
+	"                                  for i in params['instances']])\n"
+	"        elif method in ('instance.start', 'instance.restart'):\n"
+	"            states[name] = 'running'\n"
+	"            res = dict(state='running')\n"
+	"        elif method == 'instance.stop':\n"
+	"            states[name] = 'stopped'\n"
+	"            res = dict(state='stopped')\n"
+	"        elif method == 'instance.suspend':\n"
+	"            states[name] = 'suspended'\n"
+	"            res = dict(state='suspended')\n"
+	"        elif method == 'instance.info':\n"
+	"            res = dict(state=states.get(name, 'stopped'), ssh_host='127.0.0.1', ssh_port=0,\n"
+	"                       ipv4=[], pid=0)\n"
+	"        elif method == 'shutdown':\n"
+	"            out.write(msgpack.packb([1, mid, None, {}]))\n"
+	"            out.flush()\n"
+	"            sys.exit(0)\n"
+	"        json.dump(states, open(SF, 'w'))\n"
+	"        out.write(msgpack.packb([1, mid, None, res]))\n"
+	"        out.flush()\n";
+
+static char test_data[256];
+static char helper_dir[300];
+static pid_t broker_pid;
+
+/* Output of the last vmctl run. */
+static char out[16384], err[16384];
+static int status;
+
+static void write_text(const char *path, const char *text, mode_t mode)
+{
+	cr_assert_eq(atomic_write_file(path, text, strlen(text), mode), 0, "writing %s", path);
+}
+
+static void set_mode(const char *text)
+{
+	char path[400];
+
+	snprintf(path, sizeof(path), "%s/mode", helper_dir);
+	write_text(path, text, 0644);
+}
+
+static void read_into(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = 0;
+
+	buf[0] = '\0';
+	if (!f)
+		return;
+	n = fread(buf, 1, len - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+}
+
+/* Run vmctl ARGS...; fills out, err and status (exit code). */
+static void vmctl(const char *args)
+{
+	char cmd[2048], o[400], e[400];
+	int rc;
+
+	snprintf(o, sizeof(o), "%s/out", helper_dir);
+	snprintf(e, sizeof(e), "%s/err", helper_dir);
+	snprintf(cmd, sizeof(cmd), "VMCTL_NO_AUTOSTART=1 %s %s >%s 2>%s </dev/null", VMCTL_BIN, args,
+		 o, e);
+	rc = system(cmd);
+	status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+	read_into(o, out, sizeof(out));
+	read_into(e, err, sizeof(err));
+}
+
+/* The STATE column of NAME in `vmctl list`. */
+static const char *listed_state(const char *name)
+{
+	static char state[32];
+	char *line;
+
+	vmctl("list");
+	state[0] = '\0';
+	for (line = out; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		char n[64], s[32];
+
+		if (sscanf(line, "%63s %31s", n, s) == 2 && strcmp(n, name) == 0) {
+			snprintf(state, sizeof(state), "%s", s);
+			break;
+		}
+	}
+	return state;
+}
+
+static void add_instance(struct registry *reg, const char *name)
+{
+	struct instance_record *rec = registry_add(reg, name);
+	char dir[512];
+
+	cr_assert_not_null(rec);
+	record_set(&rec->state, "stopped");
+	record_set(&rec->image, "file:///nowhere/disk.qcow2");
+	record_set(&rec->image_disk, "/nowhere/disk.qcow2");
+	record_set(&rec->image_format, "qcow2");
+	record_set(&rec->mac, "52:54:00:00:00:01");
+	record_set(&rec->created, "2026-11-27T10:00:00Z");
+	rec->cpus = 1;
+	rec->memory = 1ull << 30;
+	rec->disk = 5ull << 30;
+	snprintf(dir, sizeof(dir), "%s/scopes/qemu/instances/%s", test_data, name);
+	cr_assert_eq(mkdir_p(dir, 0700), 0);
+}
+
+static void start_broker(void)
+{
+	char sock[400];
+
+	snprintf(sock, sizeof(sock), "%s/vmctld.sock", test_data);
+	broker_pid = fork();
+	cr_assert_geq(broker_pid, 0);
+	if (broker_pid == 0) {
+		char log[400];
+		int fd;
+
+		snprintf(log, sizeof(log), "%s/vmctld.log", test_data);
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		dup2(fd, 2);
+		execl(VMCTLD_BIN, "vmctld", "--foreground", (char *)NULL);
+		_exit(127);
+	}
+	/* Ready when the socket answers (and the helper said hello). */
+	for (int i = 0; i < 100; i++) {
+		vmctl("version");
+		if (status == 0 && strstr(out, "9.9"))
+			return;
+		usleep(100 * 1000);
+	}
+	cr_assert(0, "vmctld did not come up: %s", err);
+}
+
+static void setup(void)
+{
+	char path[400];
+	struct registry reg = {0};
+
+	if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import msgpack' 2>/dev/null") != 0)
+		cr_skip_test("needs " PYTHON " with msgpack (python3-msgpack)");
+	snprintf(test_data, sizeof(test_data), "/tmp/test-broker-supervise.XXXXXX");
+	cr_assert_not_null(mkdtemp(test_data));
+	snprintf(helper_dir, sizeof(helper_dir), "%s/helpers", test_data);
+	cr_assert_eq(mkdir_p(helper_dir, 0700), 0);
+	snprintf(path, sizeof(path), "%s/vmctl-qemu-helper", helper_dir);
+	write_text(path, fake_helper, 0755);
+	snprintf(path, sizeof(path), "%s/vmctl-lxd-helper", helper_dir);
+	write_text(path, fake_helper, 0755);
+	set_mode("");
+	setenv("VMCTL_DATA", test_data, 1);
+	setenv("VMCTL_HELPER_PATH", helper_dir, 1);
+	setenv("FAKE_DIR", helper_dir, 1);
+	setenv("VMCTL_HELPER_DEADLINE", "3", 1);
+
+	snprintf(path, sizeof(path), "%s/settings.yaml", test_data);
+	write_text(path, "local.driver: qemu\n", 0600);
+	add_instance(&reg, "alpha");
+	add_instance(&reg, "beta");
+	snprintf(path, sizeof(path), "%s/scopes/qemu/instances.yaml", test_data);
+	cr_assert_eq(registry_save(path, &reg), 0);
+	registry_free(&reg);
+	start_broker();
+}
+
+static void teardown(void)
+{
+	if (broker_pid > 0) {
+		kill(broker_pid, SIGTERM);
+		waitpid(broker_pid, NULL, 0);
+		broker_pid = 0;
+	}
+	if (test_data[0] && getenv("KEEP_TEST_DATA") == NULL)
+		remove_tree(test_data);
+}
+
+TestSuite(broker_supervise, .init = setup, .fini = teardown, .timeout = 90);
+
+Test(broker_supervise, a_helper_crash_is_explained_and_the_helper_restarted)
+{
+	set_mode("instance.start crash\n");
+	vmctl("start alpha");
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "the qemu helper crashed (killed by signal 9) during instance.start; "
+			      "it has been restarted"),
+		  "stderr: %s", err);
+	set_mode("");
+	vmctl("start alpha");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_str_eq(listed_state("alpha"), "Running");
+}
+
+Test(broker_supervise, a_protocol_violation_kills_the_helper)
+{
+	set_mode("instance.stop garbage\n");
+	vmctl("stop alpha");
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "broke the protocol"), "stderr: %s", err);
+	cr_assert(strstr(err, "during instance.stop"), "stderr: %s", err);
+	set_mode("");
+	vmctl("stop alpha");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+}
+
+Test(broker_supervise, a_hung_helper_is_killed_at_the_deadline)
+{
+	set_mode("instance.suspend hang\n");
+	vmctl("suspend alpha");
+	cr_assert_eq(status, 5, "a hang is a timeout (exit 5); stderr: %s", err);
+	cr_assert(strstr(err, "did not answer instance.suspend within 3 s; it has been killed and "
+			      "restarted"),
+		  "stderr: %s", err);
+	set_mode("");
+	vmctl("suspend alpha");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_str_eq(listed_state("alpha"), "Suspended");
+}
+
+Test(broker_supervise, list_answers_within_5s_when_the_helper_hangs)
+{
+	struct timespec t0, t1;
+
+	set_mode("instances.list hang\n");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	vmctl("list");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_lt(t1.tv_sec - t0.tv_sec, 8);
+	cr_assert(strstr(out, "alpha") && strstr(out, "Unknown"), "stdout: %s", out);
+	cr_assert(strstr(err, "unknown"), "a warning says the states are unknown: %s", err);
+}
+
+Test(broker_supervise, one_unknown_name_fails_the_whole_request)
+{
+	vmctl("start alpha ghost");
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "ghost"), "stderr: %s", err);
+	cr_assert_str_eq(listed_state("alpha"), "Stopped", "alpha was started anyway");
+}
+
+Test(broker_supervise, a_missing_helper_leaves_the_driver_unchanged)
+{
+	vmctl("set local.driver=libvirt");
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "vmctl-libvirt-helper") && strstr(err, helper_dir), "stderr: %s", err);
+	vmctl("get local.driver");
+	cr_assert_eq(status, 0);
+	cr_assert_str_eq(out, "qemu\n");
+}
+
+Test(broker_supervise, switching_drivers_parks_and_restores_instances)
+{
+	vmctl("start alpha");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	vmctl("set local.driver=lxd");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	vmctl("list");
+	cr_assert_null(strstr(out, "alpha"), "the lxd scope starts empty: %s", out);
+	vmctl("list --all-scopes");
+	cr_assert(strstr(out, "alpha") && strstr(out, "Suspended"), "stdout: %s", out);
+	/* lxd has no suspend: refused, naming who has it. */
+	vmctl("suspend --all");
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "not supported by the lxd driver") && strstr(err, "qemu"),
+		  "stderr: %s", err);
+	vmctl("set local.driver=qemu");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	for (int i = 0; i < 50 && strcmp(listed_state("alpha"), "Running") != 0; i++)
+		usleep(100 * 1000);
+	cr_assert_str_eq(listed_state("alpha"), "Running");
+	cr_assert_str_eq(listed_state("beta"), "Stopped");
+}

@@ -1,0 +1,120 @@
+/*
+ * The broker's pure helpers: restart backoff, MAC and name formats, wait
+ * status sentences, --describe parsing, instance setting keys.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "broker.h"
+
+Test(broker_backoff, starts_at_100ms_and_doubles_to_5s)
+{
+	unsigned ms = backoff_next_ms(0, 0);
+
+	cr_assert_eq(ms, 100);
+	ms = backoff_next_ms(ms, 1.0);
+	cr_assert_eq(ms, 200);
+	ms = backoff_next_ms(ms, 1.0);
+	cr_assert_eq(ms, 400);
+	for (int i = 0; i < 20; i++)
+		ms = backoff_next_ms(ms, 0.5);
+	cr_assert_eq(ms, 5000, "backoff must stop at 5 s, got %u ms", ms);
+}
+
+Test(broker_backoff, resets_after_30s_up)
+{
+	cr_assert_eq(backoff_next_ms(5000, 29.0), 5000);
+	cr_assert_eq(backoff_next_ms(5000, 30.0), 100);
+}
+
+Test(broker_util, mac_is_qemu_local_prefix)
+{
+	unsigned char rnd[3] = {0xab, 0x01, 0xff};
+	char mac[32];
+
+	util_format_mac(rnd, mac, sizeof(mac));
+	cr_assert_str_eq(mac, "52:54:00:ab:01:ff");
+}
+
+Test(broker_util, picked_names_are_valid_instance_names)
+{
+	for (uint32_t r = 0; r < 5000; r += 7) {
+		char name[64], err[256];
+
+		util_pick_name(r * 2654435761u, name, sizeof(name));
+		cr_assert(validate_instance_name(name, err, sizeof(err)) == 0, "%s: %s", name, err);
+		cr_assert_not_null(strchr(name, '-'), "%s is not two words", name);
+	}
+}
+
+Test(broker_util, describes_wait_status)
+{
+	char buf[64];
+
+	util_describe_status(9, buf, sizeof(buf)); /* WIFSIGNALED, signal 9 */
+	cr_assert_str_eq(buf, "killed by signal 9");
+	util_describe_status(1 << 8, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "exited with status 1");
+}
+
+Test(broker_util, parses_describe_output)
+{
+	struct driver_info d;
+
+	cr_assert_eq(util_parse_describe("driver libvirt\nscope qemu\nversion 0.1.0\n"
+					 "features suspend,snapshots\n",
+					 &d),
+		     0);
+	cr_assert_str_eq(d.driver, "libvirt");
+	cr_assert_str_eq(d.scope, "qemu");
+	cr_assert_str_eq(d.version, "0.1.0");
+	cr_assert_eq(d.features, PROTO_FEAT_SUSPEND | PROTO_FEAT_SNAPSHOTS);
+	cr_assert(d.described);
+}
+
+Test(broker_util, describe_without_features_has_none)
+{
+	struct driver_info d;
+
+	cr_assert_eq(util_parse_describe("driver lxd\nscope lxd\nversion 1\nfeatures\n", &d), 0);
+	cr_assert_eq(d.features, 0);
+}
+
+Test(broker_util, describe_without_driver_is_refused)
+{
+	struct driver_info d;
+
+	cr_assert_eq(util_parse_describe("hello world\n", &d), PROTO_E_PROTOCOL);
+	cr_assert_eq(util_parse_describe("", &d), PROTO_E_PROTOCOL);
+}
+
+Test(broker_util, instance_keys)
+{
+	char name[64], prop[16];
+
+	cr_assert_eq(util_instance_key("local.web.cpus", name, sizeof(name), prop, sizeof(prop)), 0);
+	cr_assert_str_eq(name, "web");
+	cr_assert_str_eq(prop, "cpus");
+	cr_assert_eq(util_instance_key("local.db-1.memory", name, sizeof(name), prop, sizeof(prop)), 0);
+	cr_assert_str_eq(name, "db-1");
+	cr_assert_str_eq(prop, "memory");
+	cr_assert_eq(util_instance_key("local.driver", name, sizeof(name), prop, sizeof(prop)),
+		     PROTO_E_NOT_FOUND);
+	cr_assert_eq(util_instance_key("local.image.mirror", name, sizeof(name), prop, sizeof(prop)),
+		     PROTO_E_NOT_FOUND);
+	cr_assert_eq(util_instance_key("local.a.b.disk", name, sizeof(name), prop, sizeof(prop)),
+		     PROTO_E_NOT_FOUND);
+	cr_assert_eq(util_instance_key("client.web.cpus", name, sizeof(name), prop, sizeof(prop)),
+		     PROTO_E_NOT_FOUND);
+}
+
+Test(broker_util, active_states)
+{
+	cr_assert(util_state_active("running"));
+	cr_assert(util_state_active("starting"));
+	cr_assert_not(util_state_active("stopped"));
+	cr_assert_not(util_state_active("suspended"));
+	cr_assert_not(util_state_active(NULL));
+}

@@ -1,0 +1,159 @@
+/* vmctl's command table and the help printed from it, including docs/cli.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "vmctl.h"
+
+#define CLI_DOC VMCTL_SOURCE_DIR "/docs/cli.md"
+#define DOC_BEGIN "<!-- BEGIN GENERATED: vmctl help --markdown -->\n\n"
+#define DOC_END "\n<!-- END GENERATED -->"
+
+static char *print_to_string(void (*fn)(FILE *, const struct cmd_entry *),
+			     const struct cmd_entry *e)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	cr_assert_not_null(f);
+	fn(f, e);
+	fclose(f);
+	return buf;
+}
+
+static void overview(FILE *f, const struct cmd_entry *e)
+{
+	cmd_print_overview(f);
+}
+
+static void markdown(FILE *f, const struct cmd_entry *e)
+{
+	cmd_print_markdown(f);
+}
+
+Test(cli_help, docs_match_the_generated_reference)
+{
+	char *doc = NULL, *generated = print_to_string(markdown, NULL);
+	size_t len = 0;
+	FILE *f = fopen(CLI_DOC, "r");
+	char *begin, *end;
+
+	cr_assert_not_null(f, "cannot open %s", CLI_DOC);
+	cr_assert_eq(getdelim(&doc, &len, '\0', f) > 0, true);
+	fclose(f);
+	begin = strstr(doc, DOC_BEGIN);
+	cr_assert_not_null(begin, "docs/cli.md lacks the generated-section marker");
+	begin += strlen(DOC_BEGIN);
+	end = strstr(begin, DOC_END);
+	cr_assert_not_null(end, "docs/cli.md lacks the end marker");
+	*end = '\0';
+	cr_assert_str_eq(begin, generated,
+			 "docs/cli.md is out of date: regenerate it with 'vmctl help --markdown'");
+	free(doc);
+	free(generated);
+}
+
+Test(cli_help, every_command_is_complete)
+{
+	for (size_t i = 0; cmd_table[i] != NULL; i++) {
+		const struct cmd_entry *e = cmd_table[i];
+
+		cr_assert_not_null(e->name);
+		cr_assert_not_null(e->usage, "%s has no usage", e->name);
+		cr_assert_not_null(e->summary, "%s has no summary", e->name);
+		cr_assert_not_null(e->exec, "%s has no exec", e->name);
+		cr_assert(e->max_args < 0 || e->max_args >= e->min_args, "%s", e->name);
+	}
+}
+
+Test(cli_help, names_and_aliases_are_unique)
+{
+	for (size_t i = 0; cmd_table[i] != NULL; i++) {
+		const struct cmd_entry *e = cmd_table[i];
+
+		cr_assert_eq(cmd_find(e->name), e, "'%s' finds another command", e->name);
+		if (e->alias != NULL)
+			cr_assert_eq(cmd_find(e->alias), e, "'%s' finds another command", e->alias);
+	}
+	cr_assert_eq(cmd_find("ls"), cmd_find("list"));
+	cr_assert_null(cmd_find("frobnicate"));
+}
+
+Test(cli_help, options_do_not_clash)
+{
+	for (size_t i = 0; cmd_table[i] != NULL; i++) {
+		const struct cmd_entry *e = cmd_table[i];
+
+		for (size_t k = 0; e->options != NULL && e->options[k].name != NULL; k++) {
+			const struct cmd_option *o = &e->options[k];
+
+			cr_assert_str_neq(o->name, "help", "%s redefines --help", e->name);
+			cr_assert_neq(o->short_name, 'h', "%s redefines -h", e->name);
+			cr_assert_not_null(o->help, "%s --%s has no help", e->name, o->name);
+			for (size_t m = k + 1; e->options[m].name != NULL; m++) {
+				cr_assert_str_neq(o->name, e->options[m].name, "%s: --%s twice",
+						  e->name, o->name);
+				cr_assert(o->short_name == 0 ||
+						  o->short_name != e->options[m].short_name,
+					  "%s: -%c twice", e->name, o->short_name);
+			}
+		}
+	}
+}
+
+Test(cli_help, command_help_shows_usage_and_every_option)
+{
+	for (size_t i = 0; cmd_table[i] != NULL; i++) {
+		const struct cmd_entry *e = cmd_table[i];
+		char *help = print_to_string(cmd_print_help, e);
+		char usage[256];
+
+		snprintf(usage, sizeof(usage), "Usage: vmctl %s %s\n", e->name, e->usage);
+		cr_assert(strncmp(help, usage, strlen(usage)) == 0, "%s", help);
+		cr_assert(strstr(help, "-h, --help") != NULL, "%s", help);
+		for (size_t k = 0; e->options != NULL && e->options[k].name != NULL; k++) {
+			char label[128];
+
+			snprintf(label, sizeof(label), "--%s%s%s", e->options[k].name,
+				 e->options[k].arg != NULL ? " " : "",
+				 e->options[k].arg != NULL ? e->options[k].arg : "");
+			cr_assert(strstr(help, label) != NULL, "'%s' missing from:\n%s", label, help);
+		}
+		for (char *line = help; *line != '\0';) {
+			char *nl = strchr(line, '\n');
+
+			cr_assert_not_null(nl);
+			cr_assert_leq(nl - line, 79, "line too long in %s help: %.*s", e->name,
+				      (int)(nl - line), line);
+			line = nl + 1;
+		}
+		free(help);
+	}
+}
+
+Test(cli_help, overview_lists_every_command)
+{
+	char *text = print_to_string(overview, NULL);
+
+	for (size_t i = 0; cmd_table[i] != NULL; i++) {
+		char line[64];
+
+		snprintf(line, sizeof(line), "\n  %-12s%s", cmd_table[i]->name, "");
+		cr_assert(strstr(text, line) != NULL, "%s missing:\n%s", cmd_table[i]->name, text);
+	}
+	free(text);
+}
+
+Test(cli_help, launch_help_mentions_defaults)
+{
+	char *help = print_to_string(cmd_print_help, cmd_find("launch"));
+
+	cr_assert(strstr(help, "Default: 1G, minimum: 512M.") != NULL, "%s", help);
+	cr_assert(strstr(help, "(default\n                            300)") != NULL ||
+			  strstr(help, "(default 300)") != NULL,
+		  "%s", help);
+	free(help);
+}
