@@ -274,6 +274,10 @@ configure_tree() {
 		manage_etc_hosts: true
 		ssh_genkeytypes: [ ed25519, ecdsa ]
 		system_info:
+		  # DHCP inside systemd-networkd: ifupdown's dhclient scripts fork
+		  # hundreds of processes, minutes under a loaded emulator.
+		  network:
+		    renderers: [ networkd ]
 		  default_user:
 		    name: ubuntu
 		    lock_passwd: true
@@ -291,11 +295,14 @@ configure_tree() {
 		getty@tty1.service; do
 		ln -sf /dev/null "$root/etc/systemd/system/$unit"
 	done
+	mkdir -p "$root/etc/systemd/system/multi-user.target.wants" "$root/etc/systemd/system/sockets.target.wants"
+	ln -sf /lib/systemd/system/systemd-networkd.service "$root/etc/systemd/system/multi-user.target.wants/"
+	ln -sf /lib/systemd/system/systemd-networkd.socket "$root/etc/systemd/system/sockets.target.wants/"
 	mkdir -p "$root/etc/systemd/journald.conf.d"
 	printf '[Journal]\nStorage=volatile\n' >"$root/etc/systemd/journald.conf.d/50-vmctl.conf"
 
-	# When cloud-init is not running (fast boot), DHCP on eth0 still works
-	# with ifupdown; cloud-init writes its own interfaces.d file otherwise.
+	# Only the loopback for ifupdown: cloud-init configures eth0 through
+	# systemd-networkd (full boot), vmctl-fastinit with udhcpc (fast boot).
 	cat >"$root/etc/network/interfaces" <<-'EOF'
 		auto lo
 		iface lo inet loopback

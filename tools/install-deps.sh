@@ -13,6 +13,7 @@ PACKAGES=(
   kmod util-linux
   libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients dnsmasq-base iptables
   openssh-server
+  mtools grub-efi-amd64-bin ovmf fdisk
 )
 
 if [ "$(id -u)" -ne 0 ]; then

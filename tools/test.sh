@@ -29,8 +29,8 @@ build_and_unit() {
 	local dir=$1 label=$2
 	shift 2
 	step "$label: configure and build in $dir"
-	if ! cmake -S . -B "$dir" "$@" >"$dir.configure.log" 2>&1; then
-		cat "$dir.configure.log"
+	if ! cmake -S . -B "$dir" "$@" >"$dir/configure.log" 2>&1; then
+		cat "$dir/configure.log"
 		failed+=("$label build")
 		return 1
 	fi

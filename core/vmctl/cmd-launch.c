@@ -1,5 +1,6 @@
 /* vmctl launch: create and start an instance. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -37,7 +38,8 @@ static const struct cmd_option launch_options[] = {
 static const struct cmd_argument launch_arguments[] = {
 	{ "IMAGE",
 	  "What to run: a release alias (\"24.04\", \"lts\", \"release:noble\"), a local disk image "
-	  "(\"/path/disk.qcow2\", \"file:///path/disk.img\") or an http(s) URL. Default: lts." },
+	  "(\"/path/disk.qcow2\", \"./disk.img\", \"file:///path/disk.img\"; a relative path must "
+	  "contain a '/') or an http(s) URL. Default: lts." },
 	{ NULL, NULL },
 };
 
@@ -104,6 +106,35 @@ out_close:
 	return text != NULL ? 0 : PROTO_E_INVALID_ARGUMENT;
 }
 
+/*
+ * A local image is opened by the broker, whose working folder is not ours:
+ * send it an absolute path, and say now, not after a round trip, when the
+ * file is missing. Aliases and URLs go as they are.
+ */
+static int launch_image(const char *image, char *out, size_t len)
+{
+	const char *path = image;
+	char resolved[PATH_MAX];
+	struct stat st;
+
+	if (strncmp(image, "file://", 7) == 0)
+		path = image + 7;
+	else if (strstr(image, "://") != NULL || strchr(image, '/') == NULL)
+		return snprintf(out, len, "%s", image) < (int)len
+			       ? EXIT_OK
+			       : cmd_error(EXIT_USAGE, "the image name is too long");
+	if (realpath(path, resolved) == NULL)
+		return cmd_error(EXIT_USAGE, "cannot use image '%s': %s", image, strerror(errno));
+	if (stat(resolved, &st) < 0 || !S_ISREG(st.st_mode))
+		return cmd_error(EXIT_USAGE, "cannot use image '%s': not a regular file", image);
+	if (path != image)
+		return snprintf(out, len, "file://%s", resolved) < (int)len
+			       ? EXIT_OK
+			       : cmd_error(EXIT_USAGE, "the image path is too long");
+	snprintf(out, len, "%s", resolved);
+	return EXIT_OK;
+}
+
 static int launch_size(const char *what, const char *text, uint64_t min, uint64_t *out)
 {
 	char err[256], minbuf[32];
@@ -126,7 +157,7 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 	const char *cloud_init_path = args_get(a, "cloud-init");
 	uint64_t cpus = 1, memory, disk, timeout = LAUNCH_DEFAULT_TIMEOUT;
 	char *cloud_init = NULL;
-	char err[512];
+	char err[512], image_buf[PATH_MAX + 16];
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	struct cli_reply r;
@@ -136,6 +167,10 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 		return cmd_error(EXIT_USAGE, "%s", err);
 	if (image[0] == '\0')
 		return cmd_error(EXIT_USAGE, "the image name is empty");
+	rc = launch_image(image, image_buf, sizeof(image_buf));
+	if (rc != EXIT_OK)
+		return rc;
+	image = image_buf;
 	if (args_get(a, "cpus") != NULL &&
 	    args_parse_uint("--cpus", args_get(a, "cpus"), 1, LAUNCH_MAX_CPUS, &cpus, err,
 			    sizeof(err)) < 0)
@@ -176,8 +211,9 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 	proto_pack_kv_uint(&pk, "timeout", timeout);
 	free(cloud_init);
 
-	/* the broker keeps the deadline (it knows what is still running) */
-	rc = cli_request("launch", &sb, 0, &r);
+	/* The broker keeps the deadline (it knows what is still running); ours
+	 * is only a backstop against a broker that never answers. */
+	rc = cli_request("launch", &sb, (double)timeout + CLI_BACKSTOP, &r);
 	msgpack_sbuffer_destroy(&sb);
 	if (rc == EXIT_OK) {
 		char launched[INSTANCE_NAME_MAX + 1] = "";

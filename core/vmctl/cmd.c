@@ -315,7 +315,7 @@ int cmd_names_request(struct cmd_args *a, const char *method, const char *timeou
 	cmd_pack_names(&pk, a, all);
 	if (timeout_opt != NULL)
 		proto_pack_kv_uint(&pk, "timeout", timeout);
-	rc = cli_request(method, &sb, 0, &r);
+	rc = cli_request(method, &sb, timeout_opt != NULL ? (double)timeout + CLI_BACKSTOP : 0, &r);
 	msgpack_sbuffer_destroy(&sb);
 	cli_reply_free(&r);
 	return rc;

@@ -194,6 +194,10 @@ struct cli_reply {
 	const msgpack_object *result; /* when err == 0: the result map */
 };
 
+/* Seconds past a request's own --timeout before we stop waiting for the
+ * broker's answer (it normally answers at the timeout itself). */
+#define CLI_BACKSTOP 120
+
 /*
  * Send one request to the broker (connecting, and starting it, on first use)
  * and wait for the answer, showing progress and warning notifications.

@@ -425,7 +425,6 @@ struct image_op {
 	void *ud;
 	struct img_lookup *lookup;
 	ev_timer deferred; /* answers an already-cached image from the loop */
-	char *url;         /* a direct http(s) image */
 	struct image_spec spec;
 	struct img_download *dl[SLOT_COUNT];
 	int pending;
@@ -548,7 +547,6 @@ static void op_free(struct image_op *op)
 	if (op->next)
 		op->next->prev = op->prev;
 	spec_clear(&op->spec);
-	free(op->url);
 	free(op);
 }
 
@@ -1089,8 +1087,7 @@ static struct image_op *resolve_url(struct image_cache *c, const char *url, imag
 	name = strrchr(url, '/');
 	op->spec.source = strdup(url);
 	op->spec.description = strdup(name && name[1] ? name + 1 : url);
-	op->url = strdup(url);
-	if (!op->spec.source || !op->spec.description || !op->url) {
+	if (!op->spec.source || !op->spec.description) {
 		op_fail(op, PROTO_E_NOMEM, NULL);
 		return NULL;
 	}

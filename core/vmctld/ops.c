@@ -164,7 +164,11 @@ static struct hcall *item_call(struct batch_item *it, struct instance_record *re
 		proto_pack_kv_bool(&pk, "force", it->b->force);
 		proto_pack_kv_int(&pk, "timeout", it->b->timeout);
 	} else if (strcmp(method, "instance.restart") == 0) {
-		proto_pack_kv_int(&pk, "timeout", it->b->timeout);
+		/* --timeout bounds the wait for SSH; the graceful part of the
+		 * reboot gets the usual stop timeout. */
+		proto_pack_kv_int(&pk, "timeout", it->b->timeout < BROKER_STOP_DEFAULT
+							 ? it->b->timeout
+							 : BROKER_STOP_DEFAULT);
 	}
 	c = helper_call(B->helper, method, &sb, deadline, cb, it);
 	msgpack_sbuffer_destroy(&sb);
@@ -214,7 +218,9 @@ static void item_on_info_for_ssh(void *ud, int err, const char *errmsg, const ms
 		return;
 	}
 	creq_progress(it->b->r, -1, "Waiting for %s to answer SSH", it->name);
-	it->sw = ssh_wait_start(it->name, host, (int)port, false, it->b->deadline,
+	it->sw = ssh_wait_start(it->name, host, (int)port, false,
+				it->b->kind == BK_RESTART ? ev_now(B->loop) + (double)it->b->timeout
+							  : it->b->deadline,
 				(double)it->b->timeout, NULL, item_on_ssh, it);
 	if (!it->sw)
 		item_done(it, PROTO_E_NOMEM, "%s: out of memory", it->name);
@@ -358,7 +364,7 @@ static void item_run(struct batch_item *it)
 		c = item_call(it, rec, "instance.start", BROKER_START_DEADLINE, item_on_started);
 		break;
 	case BK_RESTART:
-		c = item_call(it, rec, "instance.restart", b->timeout + BROKER_START_DEADLINE,
+		c = item_call(it, rec, "instance.restart", BROKER_STOP_DEFAULT + BROKER_START_DEADLINE,
 			      item_on_started);
 		break;
 	case BK_STOP:

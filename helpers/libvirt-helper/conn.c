@@ -255,6 +255,10 @@ static void conn_reconcile_work(void *arg)
 	char err[256];
 	virConnectPtr c = conn_get(err, sizeof(err));
 
+	/* Folders are only meaningful on this machine. */
+	if (c && conn_is_local())
+		dom_collect_orphans(c);
+
 	for (size_t i = 0; i < r->n; i++) {
 		r->states[i] = "unknown";
 		if (c && dom_query_state(c, r->names[i], r->dirs[i][0] ? r->dirs[i] : NULL,
@@ -285,13 +289,11 @@ static void conn_reconcile(void)
 
 	for (struct conn_state_entry *e = cs.states; e; e = e->next)
 		n++;
-	if (!r || n == 0) {
-		free(r);
+	if (!r)
 		return;
-	}
-	r->names = calloc(n, sizeof(*r->names));
-	r->dirs = calloc(n, sizeof(*r->dirs));
-	r->states = calloc(n, sizeof(*r->states));
+	r->names = calloc(n ? n : 1, sizeof(*r->names));
+	r->dirs = calloc(n ? n : 1, sizeof(*r->dirs));
+	r->states = calloc(n ? n : 1, sizeof(*r->states));
 	if (!r->names || !r->dirs || !r->states)
 		goto out_free;
 	for (struct conn_state_entry *e = cs.states; e; e = e->next) {
@@ -555,6 +557,11 @@ bool conn_is_local_system(void)
 {
 	return strcmp(cs.set.uri, "qemu:///system") == 0 ||
 	       strncmp(cs.set.uri, "qemu:///system?", 15) == 0;
+}
+
+bool conn_is_local(void)
+{
+	return strncmp(cs.set.uri, "qemu:///", 8) == 0;
 }
 
 unsigned long conn_event_gen(void)

@@ -24,6 +24,7 @@
  * snapshot in disk.qcow2 that only that driver can resume). */
 #define DOM_QEMU_SUSPENDED "suspended"
 #define DOM_SAVE_SLACK_S 2
+#define DOM_METADATA_NS "https://vmctl.invalid/xmlns/libvirt/1"
 
 static pthread_mutex_t dom_net_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -219,8 +220,8 @@ char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid)
 	dom_put(f, "  <title>vmctl instance %s</title>\n", inst->name);
 	dom_put(f, "  <description>Managed by vmctl (libvirt driver). Disk and seed live in %s; "
 		   "use vmctl to change this domain.</description>\n", inst->dir);
-	dom_put(f, "  <metadata><vmctl:instance xmlns:vmctl='https://vmctl.invalid/xmlns/libvirt/1' "
-		   "name='%s' dir='%s'/></metadata>\n", inst->name, inst->dir);
+	dom_put(f, "  <metadata><vmctl:instance xmlns:vmctl='%s' name='%s' dir='%s'/></metadata>\n",
+		DOM_METADATA_NS, inst->name, inst->dir);
 	dom_put(f, "  <memory unit='b'>%llu</memory>\n", (unsigned long long)inst->memory);
 	dom_put(f, "  <vcpu placement='static'>%u</vcpu>\n", inst->cpus);
 	dom_put(f, "  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n");
@@ -369,4 +370,83 @@ int dom_network_ensure(virConnectPtr c, char *err, size_t errlen)
 out_unlock:
 	pthread_mutex_unlock(&dom_net_lock);
 	return rc;
+}
+
+/* The dir='...' attribute of our metadata element, unescaped. */
+static int dom_metadata_dir(virDomainPtr d, char *dir, size_t len)
+{
+	char *xml = virDomainGetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT, DOM_METADATA_NS, 0);
+	const char *p, *q;
+	size_t n = 0;
+	char quote;
+
+	if (!xml) {
+		virResetLastError();
+		return PROTO_E_NOT_FOUND;
+	}
+	p = strstr(xml, " dir=");
+	if (!p || (p[5] != '\'' && p[5] != '"')) {
+		free(xml);
+		return PROTO_E_NOT_FOUND;
+	}
+	quote = p[5];
+	for (q = p + 6; *q && *q != quote && n + 1 < len; q++) {
+		static const struct { const char *ent; char ch; } ents[] = {
+			{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&apos;", '\''}, {"&quot;", '"'},
+		};
+		char ch = *q;
+		for (size_t i = 0; ch == '&' && i < sizeof(ents) / sizeof(ents[0]); i++) {
+			size_t el = strlen(ents[i].ent);
+			if (strncmp(q, ents[i].ent, el) == 0) {
+				ch = ents[i].ch;
+				q += el - 1;
+				break;
+			}
+		}
+		dir[n++] = ch;
+	}
+	dir[n] = '\0';
+	free(xml);
+	return *q == quote && n > 0 ? 0 : PROTO_E_NOT_FOUND;
+}
+
+int dom_collect_orphans(virConnectPtr c)
+{
+	virDomainPtr *doms = NULL;
+	size_t plen = strlen(LVH_DOMAIN_PREFIX);
+	int n, removed = 0;
+
+	n = virConnectListAllDomains(c, &doms, VIR_CONNECT_LIST_DOMAINS_INACTIVE |
+						       VIR_CONNECT_LIST_DOMAINS_PERSISTENT);
+	if (n < 0) {
+		virResetLastError();
+		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *name = virDomainGetName(doms[i]);
+		char dir[PATH_MAX];
+		struct stat st;
+
+		/* Only domains that carry our metadata, whose instance folder is
+		 * gone for good (purged, possibly under the qemu driver). */
+		if (name && strncmp(name, LVH_DOMAIN_PREFIX, plen) == 0 &&
+		    dom_metadata_dir(doms[i], dir, sizeof(dir)) == 0 && dir[0] == '/' &&
+		    stat(dir, &st) < 0 && errno == ENOENT) {
+			if (virDomainUndefineFlags(doms[i], VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+								   VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+								   VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
+								   VIR_DOMAIN_UNDEFINE_NVRAM) == 0) {
+				vmh_log(VMH_INFO, "removed domain %s: its instance folder %s is gone",
+					name, dir);
+				removed++;
+			} else {
+				vmh_log(VMH_WARN, "cannot remove the orphaned domain %s: %s", name,
+					virGetLastErrorMessage());
+				virResetLastError();
+			}
+		}
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	return removed;
 }

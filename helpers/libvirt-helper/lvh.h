@@ -80,6 +80,8 @@ const struct conn_settings *conn_settings(void);
 bool conn_use_kvm(void);
 /* True when the URI names this machine's system daemon (qemu:///system). */
 bool conn_is_local_system(void);
+/* True when the URI names a daemon on this machine (qemu:///...). */
+bool conn_is_local(void);
 /* Wait up to timeout_s for the next lifecycle event (or a connection
  * change); returns at once if one came after *gen. Worker threads only. */
 void conn_wait_event(unsigned long *gen, double timeout_s);
@@ -109,6 +111,9 @@ char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid);
 virDomainPtr dom_define(virConnectPtr c, const struct lvh_instance *inst, char *err, size_t errlen);
 /* Make sure the network for the NIC exists and runs. */
 int dom_network_ensure(virConnectPtr c, char *err, size_t errlen);
+/* Undefine the inactive vmctl domains whose instance folder no longer
+ * exists (local URIs only); returns how many. */
+int dom_collect_orphans(virConnectPtr c);
 /* The libvirt domain name of an instance. */
 void dom_name(const char *instance, char *buf, size_t len);
 /* PROTO_E_* for the thread's last libvirt error; message into err. */

@@ -353,6 +353,8 @@ static void start_done(void *ud, const struct qh_run_result *r)
 		start_with_accel(op, op->accel);
 		return;
 	}
+	/* A restart that cannot start again leaves the instance stopped. */
+	qh_notify_state(op->inst.name, op->inst.dir, op->resume ? "suspended" : "stopped");
 	if (r->timed_out)
 		op_fail(op, PROTO_E_TIMEOUT, "qemu did not start '%s' within %.0f s", op->inst.name,
 			START_TIMEOUT);

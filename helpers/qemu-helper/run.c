@@ -237,9 +237,13 @@ int qh_run_task(qh_task_fn fn, void *arg, double timeout_s, qh_run_cb cb, void *
 		char err[QH_ERR] = "";
 		int rc;
 
-		close(pipefd[0]);
+		/* Keep only the answer pipe (as fd 3): a helper killed meanwhile must
+		 * not have its protocol pipe held open by this child. */
+		if (dup2(pipefd[1], 3) < 0)
+			_exit(127);
+		close_range(4, ~0u, 0);
 		rc = fn(arg, err, sizeof(err));
-		if (write(pipefd[1], err, strlen(err)) < 0)
+		if (write(3, err, strlen(err)) < 0)
 			_exit(127);
 		/* _exit: the parent's atexit handlers and stdio buffers are not ours. */
 		_exit(-rc);

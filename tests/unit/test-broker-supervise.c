@@ -319,9 +319,9 @@ Test(broker_supervise, one_unknown_name_fails_the_whole_request)
 
 Test(broker_supervise, a_missing_helper_leaves_the_driver_unchanged)
 {
-	vmctl("set local.driver=libvirt");
+	vmctl("set local.driver=hyperv");
 	cr_assert_neq(status, 0);
-	cr_assert(strstr(err, "vmctl-libvirt-helper") && strstr(err, helper_dir), "stderr: %s", err);
+	cr_assert(strstr(err, "vmctl-hyperv-helper") && strstr(err, helper_dir), "stderr: %s", err);
 	vmctl("get local.driver");
 	cr_assert_eq(status, 0);
 	cr_assert_str_eq(out, "qemu\n");

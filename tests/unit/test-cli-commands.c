@@ -92,6 +92,8 @@ static void run_stdin(struct run *r, const char *stdin_text, const char *const *
 		dup2(in, 0);
 		dup2(out, 1);
 		dup2(err, 2);
+		if (chdir(data) < 0)
+			_exit(125);
 		setenv("VMCTL_DATA", data, 1);
 		if (autostart)
 			unsetenv("VMCTL_NO_AUTOSTART");
@@ -490,6 +492,21 @@ Test(cli_local, launch_refuses_invalid_cloud_init)
 	assert_contains(r.err, "line");
 }
 
+Test(cli_local, launch_refuses_missing_image_file)
+{
+	struct run r;
+
+	RUN(&r, "launch", "/nonexistent/disk.qcow2");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "vmctl: cannot use image '/nonexistent/disk.qcow2': No such file or "
+			       "directory\n");
+	RUN(&r, "launch", "file:///nonexistent/disk.img");
+	cr_assert_eq(r.status, 2);
+	RUN(&r, "launch", "./");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "not a regular file");
+}
+
 Test(cli_local, valid_launch_without_broker_exits_3)
 {
 	struct run r;
@@ -660,18 +677,40 @@ Test(cli_broker, launch_sends_what_was_asked)
 	char path[256];
 	struct run r;
 
+	char image[256], want[300];
+
 	write_file("user-data", "#cloud-config\nhostname: hello\n", 0644);
+	write_file("img.qcow2", "", 0644);
 	snprintf(path, sizeof(path), "%s/user-data", data);
+	snprintf(image, sizeof(image), "file://%s/img.qcow2", data);
 	broker_start();
 	RUN(&r, "launch", "-n", "echo", "-c", "3", "-m", "1.5G", "-d", "8G", "--timeout", "60",
-	    "--cloud-init", path, "file:///img.qcow2");
+	    "--cloud-init", path, image);
 	cr_assert_eq(r.status, 1);
-	assert_contains(r.err, "\"image\"=>\"file:///img.qcow2\"");
+	snprintf(want, sizeof(want), "\"image\"=>\"%s\"", image);
+	assert_contains(r.err, want);
 	assert_contains(r.err, "\"cpus\"=>3,");
 	assert_contains(r.err, "\"memory\"=>1610612736,");
 	assert_contains(r.err, "\"disk\"=>8589934592,");
 	assert_contains(r.err, "\"timeout\"=>60}");
 	assert_contains(r.err, "\"cloud_init\"=>\"#cloud-config\nhostname: hello\n\"");
+}
+
+Test(cli_broker, launch_sends_local_images_as_absolute_paths)
+{
+	char want[256];
+	struct run r;
+
+	write_file("disk.qcow2", "not really qcow2", 0644);
+	broker_start();
+	RUN(&r, "launch", "-n", "echo", "./disk.qcow2");
+	snprintf(want, sizeof(want), "\"image\"=>\"%s/disk.qcow2\"", data);
+	assert_contains(r.err, want);
+	RUN(&r, "launch", "-n", "echo", "file://disk.qcow2");
+	snprintf(want, sizeof(want), "\"image\"=>\"file://%s/disk.qcow2\"", data);
+	assert_contains(r.err, want);
+	RUN(&r, "launch", "-n", "echo", "release:24.04");
+	assert_contains(r.err, "\"image\"=>\"release:24.04\"");
 }
 
 Test(cli_broker, launch_timeout_exits_5_and_keeps_instance)

@@ -847,3 +847,69 @@ Test(image, leftover_partial_downloads_are_removed_at_start)
 	cr_expect_neq(access(partial, F_OK), 0, "%s should have been removed", partial);
 	image_cache_free(c);
 }
+
+/* ---- the Ubuntu layout in detail ---- */
+
+Test(image, ubuntu_layout_disk_item_choice_and_architecture)
+{
+	struct result r = { 0 };
+	struct image_cache *c;
+	char want[65];
+
+	server_start(UBUNTU_FIXTURE);
+	c = cache_new();
+	/* 16.04 offers only uefi1.img; unsupported products still resolve. */
+	resolve(c, "xenial", &r);
+	cr_assert_eq(r.err, 0, "resolve failed: %s", r.errmsg);
+	sha256_file(UBUNTU_FIXTURE "/releases/server/releases/xenial/release-20210429/"
+				   "ubuntu-16.04-server-cloudimg-amd64.img", want);
+	cr_expect_str_eq(r.spec->sha256, want);
+	result_free(&r);
+
+	/* jammy exists for amd64 and arm64: this host gets amd64. */
+	resolve(c, "22.04", &r);
+	cr_assert_eq(r.err, 0, "resolve failed: %s", r.errmsg);
+	sha256_file(UBUNTU_FIXTURE "/releases/server/releases/jammy/release-20240514/"
+				   "ubuntu-22.04-server-cloudimg-amd64.img", want);
+	cr_expect_str_eq(r.spec->sha256, want);
+	cr_expect_eq(requests("/releases/server/releases/jammy/release-20240514/"
+			      "ubuntu-22.04-server-cloudimg-arm64.img"), 0);
+	result_free(&r);
+	image_cache_free(c);
+}
+
+Test(image, index_is_refreshed_after_its_interval_and_kept_when_the_remote_is_down)
+{
+	struct result r = { 0 };
+	struct image_cache *c;
+	struct image_tuning t = { .index_ttl = 0.5 };
+
+	server_start(UBUNTU_FIXTURE);
+	c = cache_new();
+	image_cache_tune(c, &t);
+	image_find(c, "noble", on_find, &r);
+	wait_for(&r, NULL);
+	cr_assert_eq(r.err, 0, "find failed: %s", r.errmsg);
+	result_free(&r);
+	cr_expect_eq(requests("/releases/streams/v1/index.json"), 1);
+
+	usleep(700000);
+	image_find(c, "noble", on_find, &r);
+	wait_for(&r, NULL);
+	cr_assert_eq(r.err, 0, "find failed: %s", r.errmsg);
+	result_free(&r);
+	cr_expect_eq(requests("/releases/streams/v1/index.json"), 2, "refreshed after the interval");
+
+	/* The mirror goes away: the last index still answers. */
+	kill(server_pid, SIGTERM);
+	waitpid(server_pid, NULL, 0);
+	server_pid = -1;
+	usleep(700000);
+	image_find(c, "noble", on_find, &r);
+	wait_for(&r, NULL);
+	cr_assert_eq(r.err, 0, "find failed: %s", r.errmsg);
+	struct found f[2];
+	cr_expect_eq(unpack_find(&r, f, 2), 1);
+	result_free(&r);
+	image_cache_free(c);
+}

@@ -10,7 +10,8 @@
  *               against a raw 1-byte pipe ping-pong between two processes
  *   throughput  pipelined requests per second, against a raw pipe echo of
  *               messages of the same size with the same number in flight
- *   registry    write an instance registry of N stopped instances
+ *   registry    write an instance registry of N stopped instances, with
+ *               their folders
  *   time        run a command R times and print its wall time (ms)
  */
 #include <errno.h>
@@ -139,6 +140,9 @@ static int bench_spawn(char *const argv[], int cpu, struct bench_child *ch)
 		char buf[65536];
 		ssize_t n;
 
+		/* Our own copies of the parent's ends would keep EOF away. */
+		close(to[1]);
+		close(from[0]);
 		if (cpu >= 0 && bench_pin(cpu) < 0)
 			_exit(127);
 		if (argv) {
@@ -626,6 +630,11 @@ static int bench_cmd_registry(int argc, char **argv)
 		snprintf(name, sizeof(name), "bench-%05lu", i);
 		snprintf(mac, sizeof(mac), "52:54:00:%02lx:%02lx:%02lx", (i >> 16) & 0xff,
 			 (i >> 8) & 0xff, i & 0xff);
+		/* The broker lists only instances whose folder exists. */
+		snprintf(path, sizeof(path), "%s/scopes/%s/instances/%s", data, scope, name);
+		ret = mkdir_p(path, 0700);
+		if (ret < 0)
+			goto out_free;
 		rec = registry_add(&reg, name);
 		if (!rec || record_set(&rec->state, "stopped") < 0 ||
 		    record_set(&rec->image, "file:///nonexistent/bench.qcow2") < 0 ||

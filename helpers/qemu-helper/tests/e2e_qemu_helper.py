@@ -197,6 +197,18 @@ def run(b):
     check(not os.path.exists(os.path.join(vm["dir"], "qemu.pid")), "no pid file left behind")
 
     check(b.call("instance.start", p) == {"state": "running"}, "start again")
+    check(b.ssh(vm, "echo before-reboot > /dev/shm/mark && echo ok") == "ok\n",
+          "a file in guest memory is written")
+    old_pid = b.call("instance.info", p)["pid"]
+    check(b.call("instance.restart", dict(p, timeout=120)) == {"state": "running"}, "restart")
+    check(b.call("instance.info", p)["pid"] != old_pid, "restart runs a new qemu")
+    check(b.ssh(vm, "cat /dev/shm/mark 2>/dev/null || echo rebooted") == "rebooted\n",
+          "the guest really rebooted (its memory is new)")
+    listed = b.call("instances.list", {"instances": [vm, b.instance("e2e-none", "52:54:00:e2:e0:09")]})
+    check(listed == {"instances": [{"name": "e2e-vm", "state": "running"},
+                                   {"name": "e2e-none", "state": "stopped"}]},
+          f"instances.list: {listed}")
+
     check(b.ssh(vm, "echo kept-in-memory > /dev/shm/mark && echo ok") == "ok\n",
           "a file in guest memory is written")
     check(b.call("instance.suspend", p) == {"state": "suspended"}, "suspend")
@@ -215,6 +227,9 @@ def run(b):
 
     r = b.call("instance.stop", dict(p, force=True))
     check(r == {"state": "stopped"}, "forced stop")
+    tags = subprocess.run(["qemu-img", "snapshot", "-l", disk], capture_output=True,
+                          text=True).stdout
+    check("vmctl-suspend" not in tags, "the saved state was dropped from the disk after resume")
 
     check(b.call("snapshot.create", dict(p, snapshot={"name": "s1", "comment": "c"})) == {},
           "snapshot of the stopped instance")

@@ -6,6 +6,7 @@ virtlogd, an instance folder with a NoCloud seed, SSH into the guest.
 """
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -170,23 +171,41 @@ class Daemons:
 IMAGES = os.environ.get("VMCTL_TEST_IMAGES", "/var/cache/vmctl-test-images")
 
 
-def image(variant="fast"):
+def image(variant="fast", into=None):
+    """The test image as an instance map's "image". With into, the files are
+    first hard-linked (else copied) there: an overlay names its base by path,
+    and a rebuild of the shared images during the test must not change the
+    base under a running guest."""
     base = os.path.join(IMAGES, variant)
     with open(base + ".cmdline") as f:
         cmdline = f.read().strip()
-    return {"disk": base + ".qcow2", "format": "qcow2", "kernel": base + ".vmlinuz",
-            "initrd": base + ".initrd", "cmdline": cmdline}
+    files = {}
+    for ext in ("qcow2", "vmlinuz", "initrd"):
+        src = base + "." + ext
+        if into:
+            dst = os.path.join(into, variant + "." + ext)
+            if not os.path.exists(dst):
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copyfile(src, dst)
+            src = dst
+        files[ext] = src
+    return {"disk": files["qcow2"], "format": "qcow2", "kernel": files["vmlinuz"],
+            "initrd": files["initrd"], "cmdline": cmdline}
 
 
 class Scope:
     """A scope folder with SSH keys and instance folders with NoCloud seeds."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="vmctl-lv-")
+        self.dir = tempfile.mkdtemp(prefix="scope-", dir=os.environ.get("LV_RUN"))
         os.chmod(self.dir, 0o700)
         self.key = os.path.join(self.dir, "id_ed25519")
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.key], check=True)
         self.macs = 0
+        self.images = os.path.join(self.dir, "images")
+        os.makedirs(self.images)
 
     def instance(self, name, variant="fast", memory=512 << 20, cpus=1):
         d = os.path.join(self.dir, "instances", name)
@@ -205,7 +224,7 @@ class Scope:
         mac = "52:54:00:%02x:%02x:%02x" % (os.getpid() & 0xff, (os.getpid() >> 8) & 0xff,
                                            self.macs)
         return {"name": name, "dir": d, "cpus": cpus, "memory": memory, "disk": 2 << 30,
-                "mac": mac, "image": image(variant), "seed": seed}
+                "mac": mac, "image": image(variant, self.images), "seed": seed}
 
     def ssh(self, host, port, command, timeout=30):
         return subprocess.run(

@@ -94,7 +94,27 @@ lv_cleanup() {
 	lv_stop_daemon libvirtd
 	lv_stop_daemon virtlogd
 	rm -rf "$LV_RUN"
+	# Sourced after tests/e2e/lib.sh: its cleanup (broker, helpers, data
+	# folder) runs last and exits with our status.
+	if declare -F e2e_cleanup >/dev/null; then
+		(exit "$rc")
+		e2e_cleanup
+	fi
 	exit "$rc"
+}
+
+# lv_image VARIANT: hard-link (else copy) the test image VARIANT and its
+# boot files into the work folder and print the disk's path. An overlay
+# names its base by path, so a rebuild of the shared images while the test
+# runs must not swap the base under its guests.
+lv_image() {
+	local v=${1:-fast} src=${VMCTL_TEST_IMAGES:-/var/cache/vmctl-test-images} e
+	mkdir -p "$LV_RUN/images"
+	for e in qcow2 vmlinuz initrd cmdline; do
+		ln "$src/$v.$e" "$LV_RUN/images/$v.$e" 2>/dev/null ||
+			cp "$src/$v.$e" "$LV_RUN/images/$v.$e" || lv_fail "cannot copy $src/$v.$e"
+	done
+	echo "$LV_RUN/images/$v.qcow2"
 }
 
 if pgrep -x libvirtd >/dev/null || pgrep -x virtlogd >/dev/null; then

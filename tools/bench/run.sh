@@ -1,0 +1,330 @@
+#!/usr/bin/env bash
+# Run the benchmarks of docs/performance.md and print one Markdown table:
+# each figure beside its reference, both measured in this run.
+#
+#   tools/bench/run.sh [--build DIR] [SECTION...]
+#
+# Sections (default: all): proto list cli memory restart launch switch
+# DIR is a CMake build tree (-DCMAKE_BUILD_TYPE=Release) holding bin/vmctl,
+# bin/vmctld, libexec/vmctl/ and tools/bench/ (default: build-bench beside
+# this script's source tree). Everything runs in private temporary folders:
+# its own VMCTL_DATA per measurement, and its own unprivileged libvirtd
+# (session mode) so that a system libvirtd, if any, is left alone.
+#
+# Environment:
+#   BENCH_IMAGES    fast test image folder (default /var/cache/vmctl-test-images)
+#   BENCH_REPEAT    repetitions of each timed command (default 20)
+#   BENCH_VMS       running VMs during the helper-restart figure (default 2)
+#   BENCH_KEEP=1    keep the temporary folder for a post-mortem
+set -u
+
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=$SRC/build-bench
+SECTIONS=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--build) BUILD=$(cd "$2" && pwd) || exit 2; shift 2 ;;
+	-h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+	*) SECTIONS+=("$1"); shift ;;
+	esac
+done
+[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(proto list cli memory restart launch switch)
+
+BENCH=$BUILD/tools/bench/vmctl-bench
+BENCH_HELPER=$BUILD/tools/bench/vmctl-bench-helper
+VMCTL=$BUILD/bin/vmctl
+IMAGES=${BENCH_IMAGES:-/var/cache/vmctl-test-images}
+REPEAT=${BENCH_REPEAT:-20}
+NVMS=${BENCH_VMS:-2}
+for f in "$BENCH" "$BENCH_HELPER"; do
+	[ -x "$f" ] || { echo "run.sh: $f is not built (cmake --build $BUILD)" >&2; exit 2; }
+done
+
+TMP=$(mktemp -d /tmp/vmctl-bench.XXXXXX)
+chmod 755 "$TMP"
+LV_PID= LOGD_PID=
+
+log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
+
+# ---- table ----
+
+row() { # figure ours reference ratio target met
+	printf '| %s | %s | %s | %s | %s | %s |\n' "$@"
+}
+skip() { # figure why
+	row "$1" "not measured: $2" "--" "--" "--" "--"
+}
+# ratio A B -> "A/B" with two decimals and an x
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "--" }'; }
+# le A B -> yes when A <= B
+le() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? "yes" : "no" }'; }
+# p50 in ms of COMMAND run REPEAT times
+p50_ms() { "$BENCH" time --repeat "$REPEAT" --warmup 2 -- "$@" | awk '{ print $1 }'; }
+now() { date +%s.%N; }
+elapsed_ms() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+
+# ---- vmctl: one private data folder at a time ----
+
+# Processes whose environment names data folder $1 (broker, helpers) or
+# whose command line mentions it (QEMU).
+data_pids() {
+	{
+		grep -lzxF "VMCTL_DATA=$1" /proc/[0-9]*/environ
+		grep -lzF "$1/" /proc/[0-9]*/cmdline
+	} 2>/dev/null | cut -d/ -f3 | sort -un | grep -vx "$$"
+}
+data_pids_named() { # data comm
+	local p
+	for p in $(data_pids "$1"); do
+		[ "$({ cat "/proc/$p/comm"; } 2>/dev/null)" = "$2" ] && echo "$p"
+	done
+}
+broker_pid() { data_pids_named "$1" vmctld | head -1; }
+helper_pid() { data_pids_named "$1" "$2" | head -1; } # data comm (cut at 15 chars)
+vmctl_in() { local d=$1; shift; VMCTL_DATA=$d "$VMCTL" "$@"; }
+
+# Stop everything of data folder $1: only vmctl's own processes and QEMU.
+data_stop() {
+	local pids p
+	pids=$(for p in $(data_pids "$1"); do
+		case $({ cat "/proc/$p/comm"; } 2>/dev/null) in
+		vmctld | vmctl-* | qemu-*) echo "$p" ;;
+		esac
+	done)
+	[ -n "$pids" ] || return 0
+	# shellcheck disable=SC2086
+	kill -TERM $pids 2>/dev/null
+	for _ in $(seq 1 50); do
+		pids=$(for p in $pids; do kill -0 "$p" 2>/dev/null && echo "$p"; done)
+		[ -n "$pids" ] || return 0
+		sleep 0.1
+	done
+	# shellcheck disable=SC2086
+	kill -KILL $pids 2>/dev/null
+}
+
+new_data() { # name -> path of a fresh data folder
+	local d=$TMP/data-$1
+	rm -rf "$d"
+	mkdir -p "$d"
+	echo "$d"
+}
+
+# ---- a private libvirtd (session mode, as nobody) ----
+
+LV_HOME=$TMP/libvirt
+LV_URI=qemu:///session
+# Run a command as nobody in the private libvirt environment.
+LV_RUN=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$LV_HOME" USER=nobody
+	XDG_RUNTIME_DIR="$LV_HOME/run" XDG_CONFIG_HOME="$LV_HOME/config"
+	XDG_CACHE_HOME="$LV_HOME/cache"
+	setpriv --reuid=65534 --regid=65534 --clear-groups --)
+virsh_cmd() { "${LV_RUN[@]}" virsh -q -c "$LV_URI" "$@"; }
+
+lv_start() {
+	[ -n "$LV_PID" ] && return 0
+	command -v libvirtd >/dev/null && command -v virsh >/dev/null || return 1
+	mkdir -p "$LV_HOME/run" "$LV_HOME/config" "$LV_HOME/cache"
+	chown -R 65534:65534 "$LV_HOME"
+	chmod 700 "$LV_HOME/run"
+	"${LV_RUN[@]}" libvirtd --timeout 0 >"$TMP/libvirtd.log" 2>&1 &
+	LV_PID=$!
+	for _ in $(seq 1 300); do
+		virsh_cmd uri >/dev/null 2>&1 && { log "libvirtd up (pid $LV_PID)"; return 0; }
+		kill -0 "$LV_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	log "libvirtd did not start; its log:"; tail -5 "$TMP/libvirtd.log" >&2
+	LV_PID=
+	return 1
+}
+
+lv_stop() {
+	local p
+	[ -n "$LV_PID" ] || return 0
+	for p in $(virsh_cmd list --name 2>/dev/null); do virsh_cmd destroy "$p" >/dev/null 2>&1; done
+	kill -TERM "$LV_PID" 2>/dev/null
+	wait "$LV_PID" 2>/dev/null
+	# virtlogd is started by libvirtd in session mode; it is ours too.
+	for p in $(pgrep -u 65534 -x virtlogd); do
+		grep -qzxF "XDG_RUNTIME_DIR=$LV_HOME/run" "/proc/$p/environ" 2>/dev/null && kill -TERM "$p"
+	done
+	LV_PID=
+}
+
+# Make the set of defined domains exactly bench-lv-00000 .. N-1.
+lv_define_n() {
+	local n=$1 have i
+	have=$(virsh_cmd list --all --name | grep -c '^bench-lv-')
+	if [ "$have" -gt "$n" ]; then
+		for i in $(seq "$n" $((have - 1))); do
+			virsh_cmd undefine "$(printf 'bench-lv-%05d' "$i")" >/dev/null
+		done
+	fi
+	for ((i = have; i < n; i++)); do
+		cat >"$LV_HOME/dom.xml" <<EOF
+<domain type='qemu'>
+  <name>$(printf 'bench-lv-%05d' "$i")</name>
+  <memory unit='MiB'>512</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/nonexistent/bench.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+  </devices>
+</domain>
+EOF
+		chown 65534:65534 "$LV_HOME/dom.xml"
+		virsh_cmd define "$LV_HOME/dom.xml" >/dev/null || return 1
+	done
+}
+
+cleanup() {
+	local d
+	trap - EXIT
+	lv_stop
+	for d in "$TMP"/data-*; do [ -d "$d" ] && data_stop "$d"; done
+	pkill -TERM -f "$TMP/plain/" 2>/dev/null
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- sections ----
+
+sec_proto() {
+	local cpus
+	cpus=$(nproc)
+	"$BENCH" rtt --helper "$BENCH_HELPER" --cpus 0,0
+	if [ "$cpus" -gt 1 ]; then
+		"$BENCH" rtt --helper "$BENCH_HELPER" --cpus 0,1
+	else
+		skip "helper round trip, two cores" "one CPU"
+	fi
+	"$BENCH" throughput --helper "$BENCH_HELPER"
+}
+
+# vmctl list with N instances against virsh list --all with N domains.
+LIST_MS=() VIRSH_MS=()
+sec_list() {
+	local n d t v have_lv=0 i
+	[ -x "$VMCTL" ] || { skip "vmctl list" "vmctl is not built"; return; }
+	lv_start && have_lv=1
+	for n in 1 100 1000; do
+		d=$(new_data "list-$n")
+		"$BENCH" registry "$d" "$n"
+		vmctl_in "$d" version >/dev/null 2>&1 || { skip "vmctl list, $n instances" "the broker did not start"; continue; }
+		t=$(VMCTL_DATA=$d p50_ms "$VMCTL" list)
+		if [ "$n" = 1000 ]; then
+			# Keep this broker for the memory figure.
+			MEM_DATA=$d
+		else
+			data_stop "$d"
+		fi
+		v=
+		if [ $have_lv = 1 ] && lv_define_n "$n"; then
+			# The timer runs as nobody too, so that only virsh is timed.
+			v=$("${LV_RUN[@]}" "$BENCH" time --repeat "$REPEAT" -- \
+				virsh -q -c "$LV_URI" list --all | awk '{ print $1 }')
+		fi
+		LIST_MS+=("$t") VIRSH_MS+=("${v:-0}")
+		if [ -n "$v" ]; then
+			if [ "$n" = 1000 ]; then
+				row "vmctl list, $n instances" "$t ms" "$v ms (virsh list --all)" "$(ratio "$t" "$v")" "<= 0.33x" "$(le "$t" "$(awk -v v="$v" 'BEGIN { print v / 3 }')")"
+			else
+				row "vmctl list, $n instances" "$t ms" "$v ms (virsh list --all)" "$(ratio "$t" "$v")" "--" "--"
+			fi
+		else
+			row "vmctl list, $n instances" "$t ms" "not measured: no libvirtd" "--" "--" "--"
+		fi
+	done
+	# Cost per instance: the slope between 1 and 100, and between 100 and 1000.
+	if [ ${#LIST_MS[@]} = 3 ]; then
+		for i in 1 2; do
+			local n0=$((i == 1 ? 1 : 100)) n1=$((i == 1 ? 100 : 1000))
+			t=$(awk -v a="${LIST_MS[i - 1]}" -v b="${LIST_MS[i]}" -v n0=$n0 -v n1=$n1 'BEGIN { printf "%.1f", (b - a) * 1000 / (n1 - n0) }')
+			v=$(awk -v a="${VIRSH_MS[i - 1]}" -v b="${VIRSH_MS[i]}" -v n0=$n0 -v n1=$n1 'BEGIN { printf "%.1f", (b - a) * 1000 / (n1 - n0) }')
+			row "list cost per instance, $n0 to $n1" "$t us" "$v us (virsh)" "$(ratio "$t" "$v")" "--" "--"
+		done
+	fi
+}
+
+# vmctl version with the broker up, and from cold (no broker: it starts one).
+sec_cli() {
+	local d t r cold=() i t0 med
+	[ -x "$VMCTL" ] || { skip "CLI round trip" "vmctl is not built"; return; }
+	d=$(new_data cli)
+	vmctl_in "$d" version >/dev/null 2>&1 || { skip "CLI round trip" "the broker did not start"; return; }
+	t=$(VMCTL_DATA=$d p50_ms "$VMCTL" version)
+	r=$(p50_ms /bin/true)
+	row "vmctl version, broker up" "$t ms" "$r ms (fork+exec of /bin/true)" "$(ratio "$t" "$r")" "--" "--"
+	for i in $(seq 1 5); do
+		data_stop "$d"
+		rm -f "$d/vmctld.sock"
+		t0=$(now)
+		vmctl_in "$d" version >/dev/null 2>&1 || { skip "vmctl version, cold" "the broker did not start"; return; }
+		cold+=("$(elapsed_ms "$t0")")
+	done
+	data_stop "$d"
+	med=$(printf '%s\n' "${cold[@]}" | sort -n | sed -n 3p)
+	row "vmctl version, cold (starts the broker)" "$med ms" "$t ms (broker up)" "$(ratio "$med" "$t")" "--" "--"
+}
+
+# Peak RSS of the broker and its helper holding 1000 instances, against
+# libvirtd holding 1000 domains.
+MEM_DATA=
+sec_memory() {
+	local b h bk hk lk
+	if [ -z "$MEM_DATA" ]; then
+		MEM_DATA=$(new_data list-1000)
+		"$BENCH" registry "$MEM_DATA" 1000
+		vmctl_in "$MEM_DATA" version >/dev/null 2>&1
+		for _ in 1 2 3; do vmctl_in "$MEM_DATA" list >/dev/null 2>&1; done
+	fi
+	b=$(broker_pid "$MEM_DATA")
+	h=$(helper_pid "$MEM_DATA" vmctl-qemu-help)
+	[ -n "$b" ] || { skip "peak RSS, vmctld" "no broker"; return; }
+	bk=$(hwm_kib "$b") hk=$(hwm_kib "$h")
+	lk=
+	if lv_start && lv_define_n 1000; then
+		virsh_cmd list --all >/dev/null
+		lk=$(hwm_kib "$LV_PID")
+	fi
+	if [ -n "$lk" ]; then
+		row "peak RSS, vmctld, 1000 instances" "$(mib "$bk")" "$(mib "$lk") (libvirtd, 1000 domains)" "$(ratio "$bk" "$lk")" "< 8 MiB" "$(le "$bk" 8191)"
+		row "peak RSS, qemu helper, 1000 instances" "$(mib "$hk")" "$(mib "$lk") (libvirtd, 1000 domains)" "$(ratio "$hk" "$lk")" "< 6 MiB" "$(le "$hk" 6143)"
+	else
+		row "peak RSS, vmctld, 1000 instances" "$(mib "$bk")" "not measured: no libvirtd" "--" "< 8 MiB" "$(le "$bk" 8191)"
+		row "peak RSS, qemu helper, 1000 instances" "$(mib "$hk")" "not measured: no libvirtd" "--" "< 6 MiB" "$(le "$hk" 6143)"
+	fi
+	if command -v lxd >/dev/null; then
+		skip "peak RSS, lxd" "lxd is installed but not driven by this script"
+	else
+		skip "peak RSS, lxd (reference)" "the lxd package is not installed"
+	fi
+	data_stop "$MEM_DATA"
+	MEM_DATA=
+}
+
+main() {
+	local s
+	log "build $BUILD; temporary folder $TMP; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "| figure | vmctl | reference (same run) | ratio | target | met |"
+	echo "|---|---|---|---|---|---|"
+	for s in "${SECTIONS[@]}"; do
+		if declare -F "sec_$s" >/dev/null; then
+			log "section $s"
+			"sec_$s"
+		else
+			echo "run.sh: unknown section $s" >&2
+		fi
+	done
+}
+
+main
