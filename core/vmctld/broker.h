@@ -272,4 +272,56 @@ void op_keys(struct creq *r, const msgpack_object *p);
 /* Settings as {STR: STR} for hello. */
 void config_pack_settings(msgpack_packer *pk);
 
+/* ---- op-common.c: shared by the op-*.c operations ---- */
+/* Answer r with the driver refusal of docs/protocol.md if the active driver
+ * lacks feature; true if it did. */
+bool opx_refuse_feature(struct creq *r, unsigned feature);
+/* The live record of name, or NULL with r answered (unknown, deleted, busy,
+ * folder missing). */
+struct instance_record *opx_instance(struct creq *r, const char *name);
+/* Answer r and return true unless rec is recorded as stopped; what: "a snapshot". */
+bool opx_refuse_unless_stopped(struct creq *r, const struct instance_record *rec, const char *what);
+/* helper_call with params {instance}. */
+struct hcall *opx_call(const struct instance_record *rec, const char *method, double deadline,
+		       proto_result_fn cb, void *ud);
+
+/* ---- op-snapshot.c ---- */
+void op_snapshot(struct creq *r, const msgpack_object *p);
+void op_restore(struct creq *r, const msgpack_object *p);
+void op_snapshots(struct creq *r, const msgpack_object *p);
+/* "local.NAME.SNAP.name|comment" -> parts; 0 or PROTO_E_NOT_FOUND. */
+int snapshot_setting_key(const char *key, char *name, size_t namelen, char *snap, size_t snaplen,
+			 char *prop, size_t proplen);
+void snapshot_setting_get(struct creq *r, const char *name, const char *snap, const char *prop);
+void snapshot_setting_set(struct creq *r, const char *name, const char *snap, const char *prop);
+
+/* ---- op-clone.c ---- */
+void op_clone(struct creq *r, const msgpack_object *p);
+
+/* ---- op-mount.c ---- */
+void op_mount(struct creq *r, const msgpack_object *p);
+void op_umount(struct creq *r, const msgpack_object *p);
+int mount_record_add(struct instance_record *rec, const char *source, const char *target,
+		     const char *uid_map, const char *gid_map);
+/* rec's mounts become from's (from is left without mounts). */
+void mount_records_replace(struct instance_record *rec, struct instance_record *from);
+int mount_records_copy(struct instance_record *dst, const struct instance_record *src);
+/* Pack "mounts": [{source, target, type, uid_map, gid_map}] for info. */
+void mount_pack_info(msgpack_packer *pk, const struct instance_record *rec);
+typedef void (*mount_done_fn)(void *ud, int err, const char *errmsg);
+/* After a start: mount the instance's native mounts inside the guest over
+ * SSH. false (done will not run) when it has none; else done runs once. */
+bool mount_activate(const char *name, mount_done_fn done, void *ud);
+
+/* ---- op-stop-delay.c ---- */
+/* stop, with time (minutes) and cancel; plain stops go on to op_stop. */
+void op_stop_delayed(struct creq *r, const msgpack_object *p);
+/* "delayed shutdown" for a running instance with a pending delayed stop. */
+const char *stop_delay_shown_state(const char *name, const char *state);
+
+/* ---- op-resize.c ---- */
+/* set/get with the per-instance keys; other keys go on to op_set/op_get. */
+void op_set_instance(struct creq *r, const msgpack_object *p);
+void op_get_instance(struct creq *r, const msgpack_object *p);
+
 #endif

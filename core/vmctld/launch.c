@@ -18,7 +18,7 @@
 #include "image.h"
 
 #define SSH_PROBE_INTERVAL 1.0
-#define SSH_PROBE_MAX 20.0 /* one probe never takes longer than this */
+#define SSH_PROBE_MAX 30.0 /* one probe never takes longer than this */
 
 /* ---- keys ---- */
 
@@ -257,7 +257,7 @@ static void ssh_wait_probe(struct ssh_wait *w)
 	char login[128], err[256];
 	char *argv[] = {
 		"ssh", "-F", "/dev/null", "-i", B->ssh_key, "-o", "IdentitiesOnly=yes",
-		"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "StrictHostKeyChecking=no",
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "StrictHostKeyChecking=no",
 		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", w->port, login,
 		w->ssh_up ? (char *)cloud_init_cmd : "true", NULL,
 	};

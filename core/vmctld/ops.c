@@ -190,6 +190,16 @@ static void item_take_state(struct batch_item *it, const msgpack_object *result,
 		scope_save();
 }
 
+/* A mount that fails in the guest does not fail the start. */
+static void item_on_mounted(void *ud, int err, const char *errmsg)
+{
+	struct batch_item *it = ud;
+
+	if (err < 0)
+		creq_warning(it->b->r, "%s", errmsg);
+	item_done(it, 0, NULL);
+}
+
 static void item_on_ssh(void *ud, int err, const char *errmsg)
 {
 	struct batch_item *it = ud;
@@ -197,7 +207,7 @@ static void item_on_ssh(void *ud, int err, const char *errmsg)
 	it->sw = NULL;
 	if (err < 0)
 		item_done(it, err, "%s", errmsg);
-	else
+	else if (!mount_activate(it->name, item_on_mounted, it))
 		item_done(it, 0, NULL);
 }
 
@@ -614,9 +624,10 @@ static void batch_answer_info(struct batch *b)
 		char dir[4400];
 
 		scope_instance_dir(it->name, dir, sizeof(dir));
-		msgpack_pack_map(&pk, 14);
+		msgpack_pack_map(&pk, 15);
 		proto_pack_kv_str(&pk, "name", it->name);
-		proto_pack_kv_str(&pk, "state", rec && rec->deleted ? "deleted" : it->state);
+		proto_pack_kv_str(&pk, "state", rec && rec->deleted ? "deleted"
+							 : stop_delay_shown_state(it->name, it->state));
 		proto_pack_kv_str(&pk, "image", rec && rec->image ? rec->image : "");
 		proto_pack_kv_uint(&pk, "cpus", rec ? rec->cpus : 0);
 		proto_pack_kv_uint(&pk, "memory", rec ? rec->memory : 0);
@@ -633,6 +644,7 @@ static void batch_answer_info(struct batch *b)
 		proto_pack_kv_str(&pk, "created", rec && rec->created ? rec->created : "");
 		proto_pack_kv_str(&pk, "mac", rec && rec->mac ? rec->mac : "");
 		proto_pack_kv_str(&pk, "dir", dir);
+		mount_pack_info(&pk, rec);
 	}
 	creq_ok(b->r, &sb);
 	msgpack_sbuffer_destroy(&sb);
@@ -774,7 +786,7 @@ static void list_answer(struct list_req *l, bool live)
 
 		if (!rec->deleted && (!live || !instance_dir_exists(rec->name)))
 			state = "unknown";
-		list_pack_scope_entry(&pk, rec, state, B->scope);
+		list_pack_scope_entry(&pk, rec, stop_delay_shown_state(rec->name, state), B->scope);
 	}
 	for (size_t s = 0; s < n_others; s++) {
 		for (size_t i = 0; i < others[s].n; i++)

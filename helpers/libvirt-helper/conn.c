@@ -530,9 +530,15 @@ virConnectPtr conn_get(char *err, size_t errlen)
 	return c;
 }
 
-virConnectPtr conn_peek(void)
+virConnectPtr conn_peek(double wait_s)
 {
+	struct timespec until;
+
+	conn_deadline(&until, wait_s);
 	pthread_mutex_lock(&cs.lock);
+	while (!cs.conn && cs.connecting && !cs.stopping)
+		if (pthread_cond_timedwait(&cs.cond, &cs.lock, &until) == ETIMEDOUT)
+			break;
 	virConnectPtr c = cs.conn;
 	if (c)
 		virConnectRef(c);

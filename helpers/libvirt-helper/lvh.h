@@ -73,8 +73,9 @@ void conn_fini(void);
 /* A reference to the live connection (virConnectClose it when done), or
  * NULL with err saying why libvirt cannot be reached. Any thread. */
 virConnectPtr conn_get(char *err, size_t errlen);
-/* The live connection if there is one right now (no waiting), or NULL. */
-virConnectPtr conn_peek(void);
+/* The live connection, or NULL; waits up to wait_s only for an attempt
+ * already under way (the first one takes seconds), never for a retry. */
+virConnectPtr conn_peek(double wait_s);
 const struct conn_settings *conn_settings(void);
 /* Whether domains get type 'kvm' on this connection (probed or forced). */
 bool conn_use_kvm(void);

@@ -16,10 +16,12 @@
 
 #include "lvh.h"
 
-#define OPS_DEFAULT_STOP_TIMEOUT 60.0
+#define OPS_DEFAULT_STOP_TIMEOUT 120.0
 #define OPS_SSH_PORT 22
 /* Within the broker's start deadline (180 s), with room for the boot. */
 #define OPS_LEASE_WAIT 150.0
+/* Within the broker's list deadline (30 s). */
+#define OPS_LIST_WAIT 15.0
 
 enum ops_kind { OPS_STATE_RESULT, OPS_EMPTY_RESULT, OPS_INFO_RESULT, OPS_LIST_RESULT };
 
@@ -46,6 +48,8 @@ struct ops_job {
 	size_t n;
 	char (*names)[64];
 	char (*dirs)[PATH_MAX];
+	char (*macs)[32];
+	char (*list_ipv4)[64];
 	const char **states;
 };
 
@@ -392,6 +396,13 @@ static void ops_restart_work(struct ops_job *job, virConnectPtr c)
 	}
 	if (ops_get_state(job, d, &st, &saved) < 0)
 		goto out_free;
+	if (saved || ((st == VIR_DOMAIN_SHUTOFF || st == VIR_DOMAIN_CRASHED) &&
+		      dom_qemu_suspended(job->inst.dir))) {
+		ops_fail(job, PROTO_E_INVALID_STATE,
+			 "%s is suspended; start it to resume it, or stop it with --force to "
+			 "discard its saved state", job->inst.name);
+		goto out_free;
+	}
 	conn_post_state(job->inst.name, "restarting");
 	if (st != VIR_DOMAIN_SHUTOFF && st != VIR_DOMAIN_CRASHED) {
 		if (st == VIR_DOMAIN_PAUSED && virDomainResume(d) < 0) {
@@ -400,7 +411,6 @@ static void ops_restart_work(struct ops_job *job, virConnectPtr c)
 		}
 		if (ops_power_off(job, d, job->timeout) < 0)
 			goto out_free;
-		saved = false;
 	}
 	if (ops_boot(job, c, &d, saved) == 0) {
 		ops_wait_lease(job, d);
@@ -547,6 +557,23 @@ static void ops_list_work(struct ops_job *job, virConnectPtr c)
 			vmh_log(VMH_WARN, "%s: %s", job->names[i], m);
 			job->states[i] = "unknown";
 		}
+		/* Addresses too, as the qemu driver gives them: one call fewer
+		 * per instance for the broker's list. */
+		if (strcmp(job->states[i], "running") == 0) {
+			char dname[96];
+			dom_name(job->names[i], dname, sizeof(dname));
+			virDomainPtr d = virDomainLookupByName(c, dname);
+			if (d) {
+				struct ops_job one = {0};
+				snprintf(one.inst.name, sizeof(one.inst.name), "%s", job->names[i]);
+				snprintf(one.inst.mac, sizeof(one.inst.mac), "%s", job->macs[i]);
+				if (ops_addresses(&one, d) == 0 && one.ssh_host[0])
+					snprintf(job->list_ipv4[i], sizeof(job->list_ipv4[0]), "%s",
+						 one.ssh_host);
+				virDomainFree(d);
+			}
+			virResetLastError();
+		}
 	}
 }
 
@@ -556,7 +583,7 @@ static void ops_thread(void *arg)
 {
 	struct ops_job *job = arg;
 	char m[768];
-	virConnectPtr c = job->wait_for_conn ? conn_get(m, sizeof(m)) : conn_peek();
+	virConnectPtr c = job->wait_for_conn ? conn_get(m, sizeof(m)) : conn_peek(OPS_LIST_WAIT);
 
 	if (!c && job->wait_for_conn) {
 		ops_fail(job, PROTO_E_UNAVAILABLE, "%s", m);
@@ -571,6 +598,8 @@ static void ops_free(struct ops_job *job)
 {
 	free(job->names);
 	free(job->dirs);
+	free(job->macs);
+	free(job->list_ipv4);
 	free(job->states);
 	free(job);
 }
@@ -601,13 +630,18 @@ static void ops_done(void *arg)
 		conn_note_state(job->inst.name, job->inst.dir, job->state, true);
 		msgpack_pack_map(pk, 5);
 		proto_pack_kv_str(pk, "state", job->state);
+		/* Port 0 and pid nil when not running, as the qemu driver says. */
 		proto_pack_kv_str(pk, "ssh_host", job->ssh_host[0] ? job->ssh_host : NULL);
-		proto_pack_kv_int(pk, "ssh_port", OPS_SSH_PORT);
+		proto_pack_kv_int(pk, "ssh_port", strcmp(job->state, "running") == 0 ? OPS_SSH_PORT : 0);
 		proto_pack_str(pk, "ipv4");
 		msgpack_pack_array(pk, job->n_ipv4);
 		for (size_t i = 0; i < job->n_ipv4; i++)
 			proto_pack_str(pk, job->ipv4[i]);
-		proto_pack_kv_int(pk, "pid", job->pid);
+		proto_pack_str(pk, "pid");
+		if (job->pid > 0)
+			msgpack_pack_int64(pk, job->pid);
+		else
+			msgpack_pack_nil(pk);
 		break;
 	case OPS_LIST_RESULT:
 		msgpack_pack_map(pk, 1);
@@ -615,9 +649,13 @@ static void ops_done(void *arg)
 		msgpack_pack_array(pk, job->n);
 		for (size_t i = 0; i < job->n; i++) {
 			conn_note_state(job->names[i], job->dirs[i], job->states[i], false);
-			msgpack_pack_map(pk, 2);
+			msgpack_pack_map(pk, 3);
 			proto_pack_kv_str(pk, "name", job->names[i]);
 			proto_pack_kv_str(pk, "state", job->states[i]);
+			proto_pack_str(pk, "ipv4");
+			msgpack_pack_array(pk, job->list_ipv4[i][0] ? 1 : 0);
+			if (job->list_ipv4[i][0])
+				proto_pack_str(pk, job->list_ipv4[i]);
 		}
 		break;
 	}
@@ -777,13 +815,17 @@ static void on_list(struct vmh_req *req, const msgpack_object *params)
 	job->wait_for_conn = false;
 	job->names = calloc(n ? n : 1, sizeof(*job->names));
 	job->dirs = calloc(n ? n : 1, sizeof(*job->dirs));
+	job->macs = calloc(n ? n : 1, sizeof(*job->macs));
+	job->list_ipv4 = calloc(n ? n : 1, sizeof(*job->list_ipv4));
 	job->states = calloc(n ? n : 1, sizeof(*job->states));
-	if (!job->names || !job->dirs || !job->states)
+	if (!job->names || !job->dirs || !job->macs || !job->list_ipv4 || !job->states)
 		goto out_nomem;
 	for (size_t i = 0; i < n; i++) {
 		const msgpack_object *it = &arr->via.array.ptr[i];
 		if (proto_get_str(it, "dir", job->dirs[i], sizeof(job->dirs[0])) < 0)
 			job->dirs[i][0] = '\0';
+		if (proto_get_str(it, "mac", job->macs[i], sizeof(job->macs[0])) < 0)
+			job->macs[i][0] = '\0';
 		if (proto_get_str(it, "name", job->names[i], sizeof(job->names[0])) < 0) {
 			vmh_fail(req, PROTO_E_INVALID_ARGUMENT, "instance %zu of 'instances' has no name",
 				 i);

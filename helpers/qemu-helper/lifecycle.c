@@ -44,7 +44,7 @@ struct op {
 	bool resume;
 	enum qh_accel accel;
 	int port_tries;
-	int tap_fds[16];
+	int tap_fds[QH_MAX_KEEP_FDS];
 	size_t n_tap_fds;
 	/* create */
 	uint64_t size;
@@ -428,7 +428,7 @@ static void start_with_accel(void *ud, enum qh_accel accel)
 {
 	struct op *op = ud;
 	char err[QH_ERR], port_text[16], log[QH_PATH], line[4096];
-	int keep[16], port, rc;
+	int keep[QH_MAX_KEEP_FDS], port, rc;
 	char **argv;
 
 	op->accel = accel;
@@ -817,6 +817,18 @@ void qh_instance_state(struct vmh_req *req, const msgpack_object *params)
 	qh_inst_free(&inst);
 }
 
+/* User-mode networking gives every guest the same address behind the
+ * forwarded port; there is none while the VM is not running. */
+static void pack_ipv4(msgpack_packer *pk, const char *state)
+{
+	if (!strcmp(state, "running")) {
+		msgpack_pack_array(pk, 1);
+		proto_pack_str(pk, "10.0.2.15");
+	} else {
+		msgpack_pack_array(pk, 0);
+	}
+}
+
 void qh_instance_info(struct vmh_req *req, const msgpack_object *params)
 {
 	struct qh_inst inst;
@@ -834,14 +846,7 @@ void qh_instance_info(struct vmh_req *req, const msgpack_object *params)
 	proto_pack_kv_str(pk, "ssh_host", "127.0.0.1");
 	proto_pack_kv_int(pk, "ssh_port", pid ? qh_vm_ssh_port(&inst) : 0);
 	proto_pack_str(pk, "ipv4");
-	/* User-mode networking gives every guest the same address behind the
-	 * forwarded port. */
-	if (pid && !strcmp(state, "running")) {
-		msgpack_pack_array(pk, 1);
-		proto_pack_str(pk, "10.0.2.15");
-	} else {
-		msgpack_pack_array(pk, 0);
-	}
+	pack_ipv4(pk, pid ? state : "stopped");
 	proto_pack_str(pk, "pid");
 	if (pid)
 		msgpack_pack_int64(pk, pid);
@@ -870,18 +875,26 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 		struct qh_inst inst;
 		char name[128] = "";
 
-		msgpack_pack_map(pk, 2);
+		const char *state;
+
+		msgpack_pack_map(pk, 3);
 		if (qh_inst_parse(m, &inst, err, sizeof(err)) < 0) {
 			/* One bad record must not hide the others. */
 			proto_get_str(m, "name", name, sizeof(name));
 			vmh_log(VMH_WARN, "instances.list: %s", err);
 			proto_pack_kv_str(pk, "name", name);
 			proto_pack_kv_str(pk, "state", "unknown");
+			proto_pack_str(pk, "ipv4");
+			msgpack_pack_array(pk, 0);
 			continue;
 		}
 		qh_watch(&inst);
+		state = qh_vm_state(&inst);
 		proto_pack_kv_str(pk, "name", inst.name);
-		proto_pack_kv_str(pk, "state", qh_vm_state(&inst));
+		proto_pack_kv_str(pk, "state", state);
+		/* Optional, as in instance.info: saves the broker a call per instance. */
+		proto_pack_str(pk, "ipv4");
+		pack_ipv4(pk, state);
 		qh_inst_free(&inst);
 	}
 	vmh_done(req);

@@ -18,6 +18,7 @@
 #define QH_PATH 4096
 #define QH_ERR 1024
 #define QH_SUSPEND_TAG "vmctl-suspend"
+#define QH_MAX_KEEP_FDS 16 /* fds passed to a child: one tap per extra NIC */
 
 /* Files in the instance folder. */
 #define QH_DISK "disk.qcow2"
@@ -91,7 +92,7 @@ struct qh_run_opts {
 	bool new_session;     /* setsid() in the child */
 	double timeout_s;     /* <= 0: none */
 	const int *keep_fds;  /* passed to the child as fds 3, 4, ... */
-	size_t n_keep_fds;
+	size_t n_keep_fds;    /* at most QH_MAX_KEEP_FDS */
 };
 
 /* Run argv[0] (searched in PATH) without blocking the loop; cb runs exactly

@@ -108,14 +108,14 @@ static void run_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void run_child_setup(const struct qh_run_opts *o, int out_fd)
 {
 	int null_fd = open("/dev/null", O_RDONLY);
-	int moved[16];
-	size_t n = o && o->n_keep_fds < 16 ? o->n_keep_fds : 0;
+	int moved[QH_MAX_KEEP_FDS];
+	size_t n = o && o->n_keep_fds <= QH_MAX_KEEP_FDS ? o->n_keep_fds : 0;
 
 	if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
 		_exit(127);
 	/* Move the fds to pass above the range they will land in, then into place. */
 	for (size_t i = 0; i < n; i++) {
-		moved[i] = fcntl(o->keep_fds[i], F_DUPFD, 3 + 16);
+		moved[i] = fcntl(o->keep_fds[i], F_DUPFD, 3 + QH_MAX_KEEP_FDS);
 		if (moved[i] < 0)
 			_exit(127);
 	}

@@ -70,12 +70,20 @@ qemu_pids() {
 helper_pids() { e2e_pids_named vmctl-qemu-help; }
 broker_pids() { e2e_pids_named vmctld; }
 
+# Is the process running (a zombie, not yet reaped by whoever inherited it,
+# is not)?
+alive() {
+	local st
+	st=$({ awk '/^State:/ { print $2 }' "/proc/$1/status"; } 2>/dev/null)
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
 e2e_cleanup() {
 	local rc=$? pids p
 	trap - EXIT
 	if [ "$rc" -ne 0 ]; then
 		e2e_log "exit status $rc; the broker's log ends with:"
-		tail -n 40 "$VMCTL_DATA/vmctld.log" 2>/dev/null >&2
+		tail -n 40 "$VMCTL_DATA/vmctld.log" >&2 2>/dev/null
 		for f in "$VMCTL_DATA"/scopes/*/instances/*/console.log; do
 			[ -f "$f" ] || continue
 			e2e_log "console of ${f%/console.log}:"

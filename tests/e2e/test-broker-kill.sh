@@ -15,7 +15,7 @@ e2e_log "killing broker $broker (QEMU $qemu)"
 # shellcheck disable=SC2086
 kill -KILL $broker
 sleep 1
-kill -0 "$qemu" 2>/dev/null || fail "QEMU died with the broker"
+alive "$qemu" || fail "QEMU died with the broker"
 
 # The first command after the crash brings the broker back by itself.
 vmctl list

@@ -17,7 +17,7 @@ e2e_log "killing helper $helper (QEMU $qemu)"
 kill -KILL $helper
 
 sleep 1
-kill -0 "$qemu" 2>/dev/null || fail "QEMU died with its helper"
+alive "$qemu" || fail "QEMU died with its helper"
 
 wait_until 60 state_is survivor Running ||
 	fail "the instance is not listed Running after the helper was killed (last: '$STATE')"
@@ -34,6 +34,6 @@ expect_rc 0
 vmctl stop survivor
 expect_rc 0
 expect_state survivor Stopped
-kill -0 "$qemu" 2>/dev/null && fail "QEMU still runs after stop"
+alive "$qemu" && fail "QEMU still runs after stop"
 
 e2e_log PASS

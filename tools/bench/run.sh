@@ -4,7 +4,7 @@
 #
 #   tools/bench/run.sh [--build DIR] [SECTION...]
 #
-# Sections (default: all): proto list cli memory restart launch switch
+# Sections (default: all, in this order): proto list memory cli launch restart switch
 # DIR is a CMake build tree (-DCMAKE_BUILD_TYPE=Release) holding bin/vmctl,
 # bin/vmctld, libexec/vmctl/ and tools/bench/ (default: build-bench beside
 # this script's source tree). Everything runs in private temporary folders:
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
 	*) SECTIONS+=("$1"); shift ;;
 	esac
 done
-[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(proto list cli memory restart launch switch)
+[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(proto list memory cli launch restart switch)
 
 BENCH=$BUILD/tools/bench/vmctl-bench
 BENCH_HELPER=$BUILD/tools/bench/vmctl-bench-helper
@@ -155,19 +155,17 @@ lv_stop() {
 	LV_PID=
 }
 
-# Make the set of defined domains exactly bench-lv-00000 .. N-1.
+# Make the set of defined domains exactly bench-lv-00000 .. N-1. One virsh
+# reads all the commands: a virsh per domain would take minutes.
 lv_define_n() {
 	local n=$1 have i
 	have=$(virsh_cmd list --all --name | grep -c '^bench-lv-')
-	if [ "$have" -gt "$n" ]; then
-		for i in $(seq "$n" $((have - 1))); do
-			virsh_cmd undefine "$(printf 'bench-lv-%05d' "$i")" >/dev/null
-		done
-	fi
-	for ((i = have; i < n; i++)); do
-		cat >"$LV_HOME/dom.xml" <<EOF
+	{
+		for ((i = n; i < have; i++)); do printf 'undefine bench-lv-%05d\n' "$i"; done
+		for ((i = have; i < n; i++)); do
+			sed "s/@NAME@/$(printf 'bench-lv-%05d' "$i")/" >"$LV_HOME/dom-$i.xml" <<'EOF'
 <domain type='qemu'>
-  <name>$(printf 'bench-lv-%05d' "$i")</name>
+  <name>@NAME@</name>
   <memory unit='MiB'>512</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
@@ -180,9 +178,13 @@ lv_define_n() {
   </devices>
 </domain>
 EOF
-		chown 65534:65534 "$LV_HOME/dom.xml"
-		virsh_cmd define "$LV_HOME/dom.xml" >/dev/null || return 1
-	done
+			echo "define $LV_HOME/dom-$i.xml"
+		done
+	} >"$LV_HOME/define.cmds"
+	chown 65534:65534 "$LV_HOME"/dom-*.xml 2>/dev/null
+	"${LV_RUN[@]}" virsh -q -c "$LV_URI" <"$LV_HOME/define.cmds" >/dev/null || return 1
+	rm -f "$LV_HOME"/dom-*.xml
+	[ "$(virsh_cmd list --all --name | grep -c '^bench-lv-')" = "$n" ]
 }
 
 cleanup() {
@@ -190,7 +192,7 @@ cleanup() {
 	trap - EXIT
 	lv_stop
 	for d in "$TMP"/data-*; do [ -d "$d" ] && data_stop "$d"; done
-	pkill -TERM -f "$TMP/plain/" 2>/dev/null
+	[ -n "$PLAIN_PID" ] && kill "$PLAIN_PID" 2>/dev/null
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
@@ -310,6 +312,225 @@ sec_memory() {
 	fi
 	data_stop "$MEM_DATA"
 	MEM_DATA=
+}
+
+# ---- launch to SSH-ready ----
+
+SSH_OPTS=(-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+	-o LogLevel=ERROR -o ConnectTimeout=2)
+# Wait until `ssh ubuntu@127.0.0.1 -p PORT true` works with key $2 (limit s).
+ssh_wait() { # port key limit
+	local start=$SECONDS
+	until ssh -i "$2" -p "$1" "${SSH_OPTS[@]}" ubuntu@127.0.0.1 true </dev/null 2>/dev/null; do
+		[ $((SECONDS - start)) -lt "$3" ] || return 1
+		sleep 0.1
+	done
+}
+free_port() { # a TCP port nothing listens on
+	local p
+	for p in $(shuf -i 20000-40000 -n 50); do
+		ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
+	done
+}
+qemu_pids_of() { # data
+	local p
+	for p in $(data_pids "$1"); do
+		case $({ cat "/proc/$p/comm"; } 2>/dev/null) in qemu-system-*) echo "$p" ;; esac
+	done
+}
+
+LAUNCH_DATA= PLAIN_PID=
+sec_launch() {
+	local d inst pid t_vmctl t_plain t_virsh args=() a i port newport key base disk seed m smp P
+	[ -x "$VMCTL" ] || { skip "launch to SSH-ready" "vmctl is not built"; return; }
+	[ -f "$IMAGES/fast.qcow2" ] || { skip "launch to SSH-ready" "no fast image in $IMAGES (tools/build-image.sh)"; return; }
+	d=$(new_data launch)
+	LAUNCH_DATA=$d
+	key=$d/ssh/id_ed25519
+	vmctl_in "$d" version >/dev/null 2>&1 || { skip "launch to SSH-ready" "the broker did not start"; return; }
+	# vmctl launch returns once SSH answers.
+	local t0
+	t0=$(now)
+	vmctl_in "$d" launch "$IMAGES/fast.qcow2" --name bl --timeout 600 >/dev/null 2>"$TMP/launch.err" ||
+		{ skip "launch to SSH-ready" "vmctl launch failed: $(tail -1 "$TMP/launch.err")"; return; }
+	t_vmctl=$(elapsed_ms "$t0")
+	vmctl_in "$d" exec bl -- true >/dev/null 2>&1 || log "warning: vmctl exec after launch failed"
+
+	# The same QEMU command line, on a fresh overlay of the same base disk,
+	# with another forwarded port.
+	pid=$(qemu_pids_of "$d" | head -1)
+	inst=$d/scopes/qemu/instances/bl
+	mapfile -d '' args <"/proc/$pid/cmdline"
+	vmctl_in "$d" stop bl >/dev/null 2>&1
+	P=$TMP/plain
+	mkdir -p "$P"
+	for f in "$inst"/*; do
+		case $f in
+		*.qcow2)
+			base=$(qemu-img info -U --output=json "$f" | sed -n 's/.*"backing-filename": "\(.*\)",*/\1/p' | head -1)
+			if [ -n "$base" ]; then
+				qemu-img create -q -f qcow2 -F qcow2 -b "$base" "$P/${f##*/}"
+			else
+				cp "$f" "$P/"
+			fi
+			;;
+		*.iso | *seed*) cp "$f" "$P/" ;;
+		esac
+	done
+	newport=$(free_port)
+	for i in "${!args[@]}"; do
+		a=${args[i]//$inst/$P}
+		a=$(printf '%s' "$a" | sed -E "s/hostfwd=tcp:127.0.0.1:[0-9]+-:22/hostfwd=tcp:127.0.0.1:$newport-:22/")
+		args[i]=$a
+		[ "${args[i - 1]:-}" = "-m" ] && m=$a
+		[ "${args[i - 1]:-}" = "-smp" ] && smp=$a
+	done
+	printf '%q ' "${args[@]}" >"$TMP/plain.cmdline"
+	t0=$(now)
+	if "${args[@]}" >/dev/null 2>"$TMP/plain.err" && ssh_wait "$newport" "$key" 600; then
+		t_plain=$(elapsed_ms "$t0")
+	fi
+	PLAIN_PID=$(cat "$P"/*pid* 2>/dev/null | head -1)
+	[ -n "$PLAIN_PID" ] && kill "$PLAIN_PID" 2>/dev/null
+	if [ -n "${t_plain:-}" ]; then
+		row "launch to SSH-ready, fast image" "$t_vmctl ms" "$t_plain ms (same qemu command line)" "$(ratio "$t_vmctl" "$t_plain")" "overhead < 5%" "$(le "$t_vmctl" "$(awk -v p="$t_plain" 'BEGIN { print p * 1.05 }')")"
+	else
+		row "launch to SSH-ready, fast image" "$t_vmctl ms" "not measured: plain qemu failed ($(tail -1 "$TMP/plain.err"))" "--" "overhead < 5%" "--"
+	fi
+
+	# virsh start of a domain with the same kernel, disk, seed, CPUs and memory.
+	if lv_start; then
+		local V=$LV_HOME/vm
+		mkdir -p "$V"
+		for f in "$P"/*; do
+			case $f in
+			*.qcow2)
+				base=$(qemu-img info -U --output=json "$f" | sed -n 's/.*"backing-filename": "\(.*\)",*/\1/p' | head -1)
+				qemu-img create -q -f qcow2 -F qcow2 -b "$base" "$V/disk.qcow2" ;;
+			*.iso | *seed*) cp "$f" "$V/seed.img" ;;
+			esac
+		done
+		newport=$(free_port)
+		m=${m%%[!0-9]*}
+		cat >"$V/dom.xml" <<EOF
+<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>bench-launch</name>
+  <memory unit='MiB'>${m:-1024}</memory>
+  <vcpu>${smp%%[!0-9]*}</vcpu>
+  <cpu mode='maximum'/>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$IMAGES/fast.vmlinuz</kernel>
+    <initrd>$IMAGES/fast.initrd</initrd>
+    <cmdline>$(cat "$IMAGES/fast.cmdline")</cmdline>
+  </os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$V/disk.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='$V/seed.img'/>
+      <target dev='vdb' bus='virtio'/>
+      <readonly/>
+    </disk>
+    <serial type='file'><source path='$V/console.log'/></serial>
+    <graphics type='none'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-netdev'/>
+    <qemu:arg value='user,id=bn0,hostfwd=tcp:127.0.0.1:$newport-:22'/>
+    <qemu:arg value='-device'/>
+    <qemu:arg value='virtio-net-pci,netdev=bn0'/>
+  </qemu:commandline>
+</domain>
+EOF
+		chown -R 65534:65534 "$V"
+		if virsh_cmd define "$V/dom.xml" >/dev/null 2>"$TMP/virsh.err"; then
+			t0=$(now)
+			if virsh_cmd start bench-launch >/dev/null 2>>"$TMP/virsh.err" && ssh_wait "$newport" "$key" 600; then
+				t_virsh=$(elapsed_ms "$t0")
+			fi
+			virsh_cmd destroy bench-launch >/dev/null 2>&1
+			virsh_cmd undefine bench-launch >/dev/null 2>&1
+		fi
+		if [ -n "${t_virsh:-}" ]; then
+			row "launch to SSH-ready, fast image" "$t_vmctl ms" "$t_virsh ms (virsh start)" "$(ratio "$t_vmctl" "$t_virsh")" "--" "--"
+		else
+			skip "virsh start to SSH-ready" "$(tail -1 "$TMP/virsh.err")"
+		fi
+	fi
+}
+
+# ---- helper restart after SIGKILL ----
+
+# ms from SIGKILL of the helper until `vmctl list` shows every instance of
+# data folder $1 running again, through a new helper.
+restart_ms() { # data nrunning
+	local d=$1 n=$2 h t0 nh out
+	h=$(helper_pid "$d" vmctl-qemu-help)
+	[ -n "$h" ] || return 1
+	t0=$(now)
+	kill -KILL "$h"
+	for _ in $(seq 1 3000); do
+		nh=$(helper_pid "$d" vmctl-qemu-help)
+		if [ -n "$nh" ] && [ "$nh" != "$h" ]; then
+			out=$(vmctl_in "$d" list 2>&1) &&
+				! printf '%s\n' "$out" | grep -qiE 'warning|unknown' &&
+				[ "$(printf '%s\n' "$out" | grep -c ' Running ')" = "$n" ] &&
+				{ elapsed_ms "$t0"; return 0; }
+		fi
+		sleep 0.01
+	done
+	return 1
+}
+
+sec_restart() {
+	local d t0 t_n i
+	[ -x "$VMCTL" ] || { skip "helper restart" "vmctl is not built"; return; }
+	d=$(new_data restart0)
+	vmctl_in "$d" version >/dev/null 2>&1 || { skip "helper restart" "the broker did not start"; return; }
+	vmctl_in "$d" list >/dev/null 2>&1
+	t0=$(restart_ms "$d" 0) || { skip "helper restart" "the helper did not come back"; data_stop "$d"; return; }
+	data_stop "$d"
+	d=${LAUNCH_DATA:-}
+	if [ -z "$d" ] || ! [ -f "$IMAGES/fast.qcow2" ]; then
+		row "helper restart after SIGKILL, 0 VMs" "$t0 ms" "--" "--" "--" "--"
+		return
+	fi
+	vmctl_in "$d" start bl >/dev/null 2>&1
+	for ((i = 1; i < NVMS; i++)); do
+		vmctl_in "$d" launch "$IMAGES/fast.qcow2" --name "bl$i" --timeout 600 >/dev/null 2>&1
+	done
+	if [ "$(vmctl_in "$d" list 2>/dev/null | grep -c ' Running ')" != "$NVMS" ]; then
+		row "helper restart after SIGKILL, 0 VMs" "$t0 ms" "--" "--" "--" "--"
+		skip "helper restart with $NVMS VMs" "could not start $NVMS VMs"
+		return
+	fi
+	t_n=$(restart_ms "$d" "$NVMS") || { skip "helper restart with $NVMS VMs" "the VMs did not show running again"; return; }
+	row "helper restart after SIGKILL, $NVMS VMs re-attached" "$t_n ms" "$t0 ms (0 VMs)" "$(ratio "$t_n" "$t0")" "--" "--"
+}
+
+# ---- scope switch ----
+
+sec_switch() {
+	local d t0 to_lv to_q
+	[ -x "$VMCTL" ] || { skip "scope switch" "vmctl is not built"; return; }
+	d=$(new_data switch)
+	vmctl_in "$d" version >/dev/null 2>&1 || { skip "scope switch" "the broker did not start"; return; }
+	t0=$(now)
+	vmctl_in "$d" set local.driver=libvirt >/dev/null 2>"$TMP/switch.err" || { skip "scope switch" "$(tail -1 "$TMP/switch.err")"; data_stop "$d"; return; }
+	to_lv=$(elapsed_ms "$t0")
+	t0=$(now)
+	vmctl_in "$d" set local.driver=qemu >/dev/null 2>"$TMP/switch.err" || { skip "scope switch back" "$(tail -1 "$TMP/switch.err")"; data_stop "$d"; return; }
+	to_q=$(elapsed_ms "$t0")
+	local t_get
+	t_get=$(VMCTL_DATA=$d p50_ms "$VMCTL" get local.driver)
+	row "scope switch qemu -> libvirt" "$to_lv ms" "$t_get ms (vmctl get)" "$(ratio "$to_lv" "$t_get")" "--" "--"
+	row "scope switch libvirt -> qemu" "$to_q ms" "$t_get ms (vmctl get)" "$(ratio "$to_q" "$t_get")" "--" "--"
+	data_stop "$d"
 }
 
 main() {

@@ -57,8 +57,22 @@ class Bench:
         self.tmp = tempfile.mkdtemp(prefix="e2e-qemu-helper.")
         self.scope = os.path.join(self.tmp, "scope")
         self.key = os.path.join(self.tmp, "key")
+        self.images = self.pin_images()
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.key], check=True)
         self.helper = None
+
+    def pin_images(self):
+        """Private names for the image files: tools/build-image.sh replaces them
+        in place, and an overlay whose base changes under it is garbage."""
+        folder = os.path.join(self.tmp, "images")
+        os.makedirs(folder)
+        for f in ("fast.qcow2", "fast.vmlinuz", "fast.initrd", "fast.cmdline"):
+            src, dst = os.path.join(IMAGES, f), os.path.join(folder, f)
+            try:
+                os.link(src, dst)  # same file, kept even when the original is replaced
+            except OSError:
+                shutil.copyfile(src, dst)
+        return folder
 
     def seed(self, name):
         folder = os.path.join(self.tmp, "seed-" + name)
@@ -76,14 +90,14 @@ class Bench:
         return iso
 
     def instance(self, name, mac):
-        with open(os.path.join(IMAGES, "fast.cmdline")) as f:
+        with open(os.path.join(self.images, "fast.cmdline")) as f:
             cmdline = f.read().strip()
         return {
             "name": name, "dir": os.path.join(self.scope, "instances", name),
             "cpus": 1, "memory": 512 << 20, "disk": 2 << 30, "mac": mac,
-            "image": {"disk": os.path.join(IMAGES, "fast.qcow2"), "format": "qcow2",
-                      "kernel": os.path.join(IMAGES, "fast.vmlinuz"),
-                      "initrd": os.path.join(IMAGES, "fast.initrd"), "cmdline": cmdline},
+            "image": {"disk": os.path.join(self.images, "fast.qcow2"), "format": "qcow2",
+                      "kernel": os.path.join(self.images, "fast.vmlinuz"),
+                      "initrd": os.path.join(self.images, "fast.initrd"), "cmdline": cmdline},
             "seed": self.seed(name),
         }
 
@@ -205,9 +219,9 @@ def run(b):
     check(b.ssh(vm, "cat /dev/shm/mark 2>/dev/null || echo rebooted") == "rebooted\n",
           "the guest really rebooted (its memory is new)")
     listed = b.call("instances.list", {"instances": [vm, b.instance("e2e-none", "52:54:00:e2:e0:09")]})
-    check(listed == {"instances": [{"name": "e2e-vm", "state": "running"},
-                                   {"name": "e2e-none", "state": "stopped"}]},
-          f"instances.list: {listed}")
+    check(listed == {"instances": [
+        {"name": "e2e-vm", "state": "running", "ipv4": ["10.0.2.15"]},
+        {"name": "e2e-none", "state": "stopped", "ipv4": []}]}, f"instances.list: {listed}")
 
     check(b.ssh(vm, "echo kept-in-memory > /dev/shm/mark && echo ok") == "ok\n",
           "a file in guest memory is written")

@@ -117,8 +117,9 @@ lv_image() {
 	echo "$LV_RUN/images/$v.qcow2"
 }
 
-if pgrep -x libvirtd >/dev/null || pgrep -x virtlogd >/dev/null; then
-	lv_fail "a libvirtd or virtlogd is already running; these tests start and stop their own"
+# The system daemons run as root; a user's session daemons do not collide.
+if pgrep -u 0 -x libvirtd >/dev/null || pgrep -u 0 -x virtlogd >/dev/null; then
+	lv_fail "a system libvirtd or virtlogd is already running; these tests start and stop their own"
 fi
 trap lv_cleanup EXIT
 trap 'exit 130' INT TERM
