@@ -6,6 +6,7 @@
 #   tools/build-image.sh [--verify[=fast,full]] [--force] [OUTDIR]
 #
 # OUTDIR defaults to $VMCTL_TEST_IMAGES, else /var/cache/vmctl-test-images.
+# VMCTL_DEBIAN_MIRROR overrides the mirror taken from apt's sources.
 # It receives two images, each a qcow2 disk with direct-boot files beside it
 # (the convention of core/vmctld/image.h):
 #
@@ -45,7 +46,6 @@ for t in debootstrap mkfs.ext4 qemu-img xz cpio depmod modprobe flock sha256sum;
 	command -v "$t" >/dev/null || die "$t is missing; run tools/install-deps.sh"
 done
 [ -x /bin/busybox ] || die "/bin/busybox is missing (package busybox-static)"
-/bin/busybox ls --help 2>&1 | grep -q static || true
 
 # Packages of the guest. debootstrap does not resolve virtual packages, hence
 # python3-cffi-backend; without dbus and libpam-systemd logind ignores the ACPI
@@ -73,9 +73,12 @@ pick_kernel() {
 }
 kver=$(pick_kernel)
 [ -n "$kver" ] || die "no installed kernel with modules in /boot and /lib/modules (package linux-image-amd64)"
-# 9p and virtio must exist as modules or built in (Debian's cloud kernel lacks 9p).
-grep -qE '^CONFIG_VIRTIO_BLK=[ym]' "/boot/config-$kver" 2>/dev/null ||
-	die "kernel $kver has no virtio-blk; install linux-image-amd64"
+# virtio and 9p must exist, as modules or built in (Debian's cloud kernel
+# lacks 9p).
+for opt in VIRTIO_BLK VIRTIO_NET 9P_FS; do
+	grep -qE "^CONFIG_$opt=[ym]" "/boot/config-$kver" 2>/dev/null ||
+		die "kernel $kver lacks CONFIG_$opt; install linux-image-amd64"
+done
 
 suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
 [ -n "$suite" ] || die "cannot tell the Debian release from /etc/os-release"
@@ -119,10 +122,12 @@ exec 9>"$build/lock"
 flock 9
 
 base_key=$(printf '%s\n' "$suite" "$mirror" "$GUEST_PACKAGES" minbase-1 | sha256sum | cut -c1-16)
+# Comments do not count: editing one must not replace images in use.
 image_key=$(
 	{
 		echo "$base_key" "$kver"
-		sha256sum "$0" "/boot/vmlinuz-$kver" /bin/busybox | cut -d' ' -f1
+		grep -v '^[[:space:]]*#' "$0"
+		sha256sum "/boot/vmlinuz-$kver" /bin/busybox | cut -d' ' -f1
 	} | sha256sum | cut -c1-16
 )
 
@@ -136,9 +141,11 @@ outputs_present() {
 	[ -s "$outdir/kernel-release" ]
 }
 
+# $VMCTL_IMAGE_STATUS_FILE, when set, receives the paths of the images
+# (for whoever waits for them).
 write_status() {
-	local f=/work/team/image-builder-status.txt
-	[ -d /work/team ] || return 0
+	local f=${VMCTL_IMAGE_STATUS_FILE:-}
+	[ -n "$f" ] || return 0
 	{
 		echo "images built $(date -u +%Y-%m-%dT%H:%M:%SZ) kernel $kver key $image_key"
 		for v in full fast; do

@@ -46,7 +46,7 @@ vmctl() {
 }
 
 step "running vmctl (data folder $VMCTL_DATA; this host emulates the CPU, so the boot takes about 30 s)"
-vmctl launch "$images/full.qcow2" --name demo --timeout 600
+vmctl launch "$images/full.qcow2" --name demo --timeout 900
 vmctl exec demo -- uname -a
 vmctl exec demo -- cat /etc/os-release
 vmctl list

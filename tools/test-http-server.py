@@ -15,6 +15,12 @@ how to misbehave for it:
      "/y.img": {"mode": "stall", "bytes": 1000},     # send 1000 bytes, then nothing (held open)
      "/z.img": {"mode": "status", "status": 404},    # answer that HTTP status
      "/w.img": {"mode": "slow", "rate": 65536}}      # at most this many bytes per second
+
+A rule with "times": N misbehaves on the first N requests of its path only;
+"ranges": false makes the server ignore range requests on that path (always).
+Positions in "bytes" count from the start of the file, also for a range
+request ("Range: bytes=N-", answered 206), which the log shows as
+"GET PATH 206 bytes=N-".
 """
 import argparse
 import json
@@ -36,11 +42,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet on stderr; the log file is what counts
         pass
 
-    def record(self, status):
+    def record(self, status, note=""):
         if not self.server.log_path:
             return
         with self.server.log_lock, open(self.server.log_path, "a") as f:
-            f.write(f"{self.command} {self.path} {status}\n")
+            f.write(f"{self.command} {self.path} {status}{' ' + note if note else ''}\n")
             f.flush()
 
     def rule(self, path):
@@ -51,7 +57,14 @@ class Handler(BaseHTTPRequestHandler):
                 rules = json.load(f)
         except (OSError, ValueError):
             return None
-        return rules.get(path)
+        rule = rules.get(path)
+        if rule and "times" in rule:
+            with self.server.log_lock:
+                seen = self.server.rule_hits.get(path, 0)
+                self.server.rule_hits[path] = seen + 1
+            if seen >= int(rule["times"]):
+                rule = {k: v for k, v in rule.items() if k != "mode"}
+        return rule
 
     def fail(self, status):
         body = f"{status}\n".encode()
@@ -80,18 +93,31 @@ class Handler(BaseHTTPRequestHandler):
             self.fail(404)
             return
         size = os.path.getsize(full)
-        self.record(200)
-        self.send_response(200)
+        start = 0
+        rng = self.headers.get("Range", "")
+        if rule.get("ranges") is False:
+            rng = ""  # a server that ignores range requests
+        if rng.startswith("bytes=") and rng.endswith("-") and rng[6:-1].isdigit():
+            start = int(rng[6:-1])
+            if start >= size:
+                self.fail(416)
+                return
+        self.record(206 if start else 200, rng if start else "")
+        self.send_response(206 if start else 200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(size))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(size - start))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
         self.end_headers()
         if self.command == "HEAD":
             return
         limit = int(rule.get("bytes", size)) if mode in ("truncate", "stall") else size
         rate = int(rule.get("rate", 0)) if mode == "slow" else 0
-        sent = 0
+        sent = start
         try:
             with open(full, "rb") as f:
+                f.seek(start)
                 while sent < limit:
                     data = f.read(min(CHUNK, limit - sent))
                     if not data:
@@ -111,6 +137,16 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # Clients that hang up (tests cancelling, timing out) are expected.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def main():
     ap = argparse.ArgumentParser(description="HTTP server for vmctl's image tests")
     ap.add_argument("--root", required=True)
@@ -120,13 +156,13 @@ def main():
     ap.add_argument("--rules")
     args = ap.parse_args()
 
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", args.port), Handler)
     server.root = args.root
     server.log_path = args.log
     server.rules_path = args.rules
     server.log_lock = threading.Lock()
     server.stopping = threading.Event()
+    server.rule_hits = {}
     if args.port_file:
         tmp = args.port_file + ".tmp"
         with open(tmp, "w") as f:

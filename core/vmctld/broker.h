@@ -86,6 +86,7 @@ struct broker {
 
 	struct busy *busy;
 	bool switching;          /* a driver switch is in progress */
+	char switch_note[160];   /* what it is, for the requests it refuses */
 	bool shutting_down;
 	int listen_fd;
 	ev_io listen_w;
@@ -173,7 +174,8 @@ void helper_free(struct helper *h);
 void helper_errpipes_free(void);
 /* Call method on the active helper. While it restarts the call waits (up to
  * BROKER_QUEUE_WAIT); a crash answers it with a sentence saying what
- * happened. cb runs exactly once, never before this returns. */
+ * happened. cb runs exactly once, never before this returns. NULL (and cb
+ * never runs) when h is NULL or memory runs out. */
 struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sbuffer *params,
 			  double deadline_s, proto_result_fn cb, void *ud);
 /* Called after every successful hello (start-up, restart, driver switch). */
@@ -312,6 +314,9 @@ typedef void (*mount_done_fn)(void *ud, int err, const char *errmsg);
 /* After a start: mount the instance's native mounts inside the guest over
  * SSH. false (done will not run) when it has none; else done runs once. */
 bool mount_activate(const char *name, mount_done_fn done, void *ud);
+/* Before a suspend: unmount them in the guest (QEMU refuses to save a VM
+ * whose 9p mounts are in use); same contract as mount_activate. */
+bool mount_deactivate(const char *name, mount_done_fn done, void *ud);
 
 /* ---- op-stop-delay.c ---- */
 /* stop, with time (minutes) and cancel; plain stops go on to op_stop. */

@@ -271,8 +271,7 @@ static void client_on_request(struct proto_conn *conn, void *ud, uint64_t msgid,
 		return;
 	}
 	if (m->needs_scope && B->switching) {
-		creq_fail(r, PROTO_E_BUSY,
-			  "the driver is being switched to %s; try again in a moment", B->driver);
+		creq_fail(r, PROTO_E_BUSY, "%s; try again in a moment", B->switch_note);
 		return;
 	}
 	vlog(LOG_DEBUG_, "request %s", method);

@@ -249,6 +249,7 @@ static void config_switch_driver(struct creq *r, const char *value)
 	snprintf(s->from, sizeof(s->from), "%s", B->driver);
 	snprintf(s->to, sizeof(s->to), "%s", to);
 	B->switching = true;
+	snprintf(B->switch_note, sizeof(B->switch_note), "the driver is being switched to %s", to);
 	same_scope = strcmp(driver_scope(to), B->scope) == 0;
 	/* Another driver of the same scope cannot resume this one's saved state. */
 	can_suspend = !same_scope && broker_has_feature(PROTO_FEAT_SUSPEND);
@@ -285,6 +286,53 @@ static void config_switch_driver(struct creq *r, const char *value)
 	}
 	if (--s->pending == 0)
 		dswitch_swap(s);
+}
+
+/* "local.qemu.accel" while qemu is active: the helper got its settings in
+ * hello, so it must be restarted to see the new value. */
+static bool config_is_driver_key(const char *key)
+{
+	size_t n = strlen(B->driver);
+
+	return strncmp(key, "local.", 6) == 0 && strncmp(key + 6, B->driver, n) == 0 &&
+	       key[6 + n] == '.';
+}
+
+struct helper_restart {
+	struct creq *r;
+	struct helper *old;
+};
+
+static void config_on_helper_stopped(void *ud)
+{
+	struct helper_restart *hr = ud;
+
+	helper_free(hr->old);
+	B->helper = helper_new(B->driver);
+	B->switching = false;
+	creq_ok(hr->r, NULL);
+	free(hr);
+}
+
+static void config_restart_helper(struct creq *r, const char *key)
+{
+	struct helper_restart *hr = calloc(1, sizeof(*hr));
+
+	if (!hr || B->busy || !B->helper) {
+		/* Not now: the value is saved and the next helper start reads it. */
+		free(hr);
+		creq_warning(r, "%s takes effect when the %s helper next starts", key, B->driver);
+		creq_ok(r, NULL);
+		return;
+	}
+	vlog(LOG_INFO_, "restarting the %s helper to apply %s", B->driver, key);
+	hr->r = r;
+	hr->old = B->helper;
+	B->helper = NULL;
+	B->switching = true;
+	snprintf(B->switch_note, sizeof(B->switch_note),
+		 "the %s helper is restarting to apply %s", B->driver, key);
+	helper_stop(hr->old, config_on_helper_stopped, hr);
 }
 
 void op_set(struct creq *r, const msgpack_object *p)
@@ -325,5 +373,9 @@ void op_set(struct creq *r, const msgpack_object *p)
 	}
 	if (strcmp(key, "local.image.mirror") == 0)
 		image_cache_set_mirror(B->images, value);
+	if (config_is_driver_key(key)) {
+		config_restart_helper(r, key);
+		return;
+	}
 	creq_ok(r, NULL);
 }

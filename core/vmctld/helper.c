@@ -53,7 +53,9 @@ struct helper {
 	ev_timer stop_w;
 	struct proto_hello hello;
 	char why[1024];
-	struct hcall *calls;
+	struct hcall *calls;      /* oldest first */
+	struct hcall *calls_tail;
+	size_t n_queued;          /* calls in HC_QUEUED */
 	unsigned backoff_ms;
 	ev_tstamp up_since;
 	bool alive;       /* a process exists and has not been reaped */
@@ -227,7 +229,19 @@ static void hcall_unlink(struct hcall *c)
 		h->calls = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	else if (h->calls_tail == c)
+		h->calls_tail = c->prev;
 	c->next = c->prev = NULL;
+}
+
+/* Every state change of a call goes through here, to keep n_queued right. */
+static void hcall_set_state(struct hcall *c, enum hcall_state st)
+{
+	if (c->st == HC_QUEUED && st != HC_QUEUED)
+		c->h->n_queued--;
+	else if (c->st != HC_QUEUED && st == HC_QUEUED)
+		c->h->n_queued++;
+	c->st = st;
 }
 
 static void hcall_complete(struct hcall *c, int err, const char *errmsg, const msgpack_object *result)
@@ -236,6 +250,7 @@ static void hcall_complete(struct hcall *c, int err, const char *errmsg, const m
 	void *ud = c->ud;
 
 	ev_timer_stop(B->loop, &c->wait_w);
+	hcall_set_state(c, HC_FAILED);
 	hcall_unlink(c);
 	free(c->params);
 	free(c->errmsg);
@@ -259,7 +274,7 @@ static void hcall_on_failed_timer(struct ev_loop *loop, ev_timer *w, int revents
 static void hcall_fail_later(struct hcall *c, int err, const char *msg)
 {
 	ev_timer_stop(B->loop, &c->wait_w);
-	c->st = HC_FAILED;
+	hcall_set_state(c, HC_FAILED);
 	c->err = err;
 	free(c->errmsg);
 	c->errmsg = strdup(msg ? msg : proto_strerror(err));
@@ -278,6 +293,11 @@ static void hcall_send(struct hcall *c)
 	ev_timer_stop(B->loop, &c->wait_w);
 	rc = proto_call(h->conn, c->method, c->params, c->params_len, c->deadline, hcall_on_result,
 			c, &c->msgid);
+	if (rc == PROTO_E_BUSY) {
+		/* PROTO_MAX_INFLIGHT calls are out: this one goes when one returns. */
+		hcall_set_state(c, HC_QUEUED);
+		return;
+	}
 	if (rc < 0) {
 		char msg[256];
 
@@ -286,7 +306,19 @@ static void hcall_send(struct hcall *c)
 		hcall_fail_later(c, rc, msg);
 		return;
 	}
-	c->st = HC_SENT;
+	hcall_set_state(c, HC_SENT);
+}
+
+/* Send the waiting calls, oldest first, as far as the in-flight limit allows. */
+static void helper_flush(struct helper *h)
+{
+	for (struct hcall *c = h->calls; c && h->n_queued > 0; c = c->next) {
+		if (c->st != HC_QUEUED)
+			continue;
+		hcall_send(c);
+		if (c->st == HC_QUEUED)
+			break;
+	}
 }
 
 static void helper_kill(struct helper *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -297,7 +329,7 @@ static void hcall_on_result(void *ud, int err, const char *errmsg, const msgpack
 	struct helper *h = c->h;
 
 	if (err == PROTO_E_TIMEOUT && !h->dying) {
-		c->st = HC_PARKED;
+		hcall_set_state(c, HC_PARKED);
 		c->timed_out = true;
 		helper_kill(h, "hung (no answer to %s within %.0f s) and was killed", c->method,
 			    c->deadline);
@@ -305,10 +337,12 @@ static void hcall_on_result(void *ud, int err, const char *errmsg, const msgpack
 	}
 	if (err == PROTO_E_UNAVAILABLE && (h->dying || !h->conn || !proto_conn_is_open(h->conn))) {
 		/* The helper is gone; the answer waits until we know how it died. */
-		c->st = HC_PARKED;
+		hcall_set_state(c, HC_PARKED);
 		return;
 	}
 	hcall_complete(c, err, errmsg, result);
+	if (h->n_queued > 0 && h->state == HELPER_READY && h->conn && proto_conn_is_open(h->conn))
+		helper_flush(h);
 }
 
 static void hcall_on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -330,13 +364,17 @@ static void hcall_on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
 struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sbuffer *params,
 			  double deadline_s, proto_result_fn cb, void *ud)
 {
-	struct hcall *c = calloc(1, sizeof(*c));
+	struct hcall *c;
 
+	/* No active helper (it is being replaced, or the broker is exiting). */
+	if (!h)
+		return NULL;
+	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->h = h;
 	snprintf(c->method, sizeof(c->method), "%s", method);
-	if (h->state == HELPER_READY && h->conn) {
+	if (h->state == HELPER_READY && h->conn && h->n_queued == 0) {
 		/* Sent at once: the params need not be kept (a list of 1,000
 		 * instances is a few hundred KiB). */
 		c->params = params ? params->data : NULL;
@@ -357,10 +395,13 @@ struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sb
 	c->ud = ud;
 	ev_timer_init(&c->wait_w, hcall_on_wait_timer, BROKER_QUEUE_WAIT, 0);
 	c->wait_w.data = c;
-	c->next = h->calls;
-	if (h->calls)
-		h->calls->prev = c;
-	h->calls = c;
+	c->st = HC_FAILED; /* not queued yet, for hcall_set_state */
+	c->prev = h->calls_tail;
+	if (h->calls_tail)
+		h->calls_tail->next = c;
+	else
+		h->calls = c;
+	h->calls_tail = c;
 
 	if (h->state == HELPER_MISSING) {
 		char err[1024];
@@ -376,15 +417,29 @@ struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sb
 	}
 	switch (h->state) {
 	case HELPER_READY:
+		if (h->n_queued > 0) {
+			/* Behind the ones already waiting for a free slot. */
+			hcall_set_state(c, HC_QUEUED);
+			break;
+		}
 		hcall_send(c);
-		if (c->params == (params ? params->data : NULL)) {
-			c->params = NULL;
-			c->params_len = 0;
+		if (c->params && c->params == (params ? params->data : NULL)) {
+			if (c->st == HC_QUEUED) {
+				/* Not sent after all: keep a copy. */
+				c->params = malloc(params->size);
+				if (c->params)
+					memcpy(c->params, params->data, params->size);
+				else
+					hcall_fail_later(c, PROTO_E_NOMEM, "out of memory");
+			} else {
+				c->params = NULL;
+				c->params_len = 0;
+			}
 		}
 		break;
 	case HELPER_STARTING:
 	case HELPER_RESTARTING:
-		c->st = HC_QUEUED;
+		hcall_set_state(c, HC_QUEUED);
 		ev_timer_start(B->loop, &c->wait_w);
 		break;
 	case HELPER_UNUSABLE:
@@ -526,6 +581,13 @@ static void helper_on_request(struct proto_conn *conn, void *ud, uint64_t msgid,
 		    NULL, 0);
 }
 
+static double helper_hello_deadline(void)
+{
+	if (B->deadline_cap > 0 && B->deadline_cap < BROKER_HELLO_DEADLINE)
+		return B->deadline_cap;
+	return BROKER_HELLO_DEADLINE;
+}
+
 static const struct proto_conn_ops helper_conn_ops = {
 	.request = helper_on_request,
 	.notify = helper_on_notify,
@@ -539,8 +601,7 @@ static void helper_on_hello(void *ud, int err, const char *errmsg, const msgpack
 	if (h->dying || h->state != HELPER_STARTING)
 		return;
 	if (err == PROTO_E_TIMEOUT) {
-		helper_kill(h, "did not answer hello within %.0f s and was killed",
-			    BROKER_HELLO_DEADLINE);
+		helper_kill(h, "did not answer hello within %.0f s and was killed", helper_hello_deadline());
 		return;
 	}
 	if (err < 0) {
@@ -573,9 +634,7 @@ static void helper_on_hello(void *ud, int err, const char *errmsg, const msgpack
 	}
 	vlog(LOG_INFO_, "the %s %s (pid %d) is ready", h->name, h->hello.helper_version,
 	     (int)h->pid);
-	for (struct hcall *c = h->calls; c; c = c->next)
-		if (c->st == HC_QUEUED)
-			hcall_send(c);
+	helper_flush(h);
 	broker_helper_ready(h);
 }
 
@@ -594,10 +653,7 @@ static void helper_send_hello(struct helper *h)
 	proto_pack_kv_str(&pk, "scope_dir", B->scope_dir);
 	proto_pack_str(&pk, "settings");
 	config_pack_settings(&pk);
-	rc = proto_call_sb(h->conn, "hello", &sb,
-			   B->deadline_cap > 0 && B->deadline_cap < BROKER_HELLO_DEADLINE ? B->deadline_cap
-											  : BROKER_HELLO_DEADLINE,
-			   helper_on_hello, h, NULL);
+	rc = proto_call_sb(h->conn, "hello", &sb, helper_hello_deadline(), helper_on_hello, h, NULL);
 	msgpack_sbuffer_destroy(&sb);
 	if (rc < 0)
 		helper_kill(h, "could not be sent hello (%s)", proto_strerror(rc));
@@ -730,6 +786,10 @@ static void helper_finish_death(struct helper *h)
 			hcall_complete(c, PROTO_E_UNAVAILABLE, msg, NULL);
 		}
 	}
+	/* Calls that were waiting for a free slot now wait for the restart. */
+	for (struct hcall *c = h->calls; c; c = c->next)
+		if (c->st == HC_QUEUED && !ev_is_active(&c->wait_w))
+			ev_timer_start(B->loop, &c->wait_w);
 	ev_timer_set(&h->restart_w, h->backoff_ms / 1000.0, 0);
 	ev_timer_start(B->loop, &h->restart_w);
 }

@@ -3,7 +3,9 @@
  * the broker's libev loop (curl tells us which sockets and which timeout to
  * watch; libev tells curl when they are ready). Nothing here blocks.
  * Each transfer hashes its body with SHA-256 as it arrives and retries
- * transient failures with exponential backoff, starting over each time.
+ * transient failures with exponential backoff. A file transfer cut short
+ * resumes where it stopped (an HTTP range request), so the hash simply goes
+ * on; a server that ignores ranges makes it start over.
  */
 #include "image-internal.h"
 
@@ -44,6 +46,8 @@ struct img_xfer {
 	size_t mem_len, mem_cap;
 	EVP_MD_CTX *md;
 	uint64_t bytes;
+	uint64_t resume_from; /* bytes kept from earlier attempts (files only) */
+	bool no_resume;       /* the server ignored a range request */
 	int attempt;
 	bool in_multi;
 	bool cancelled;
@@ -267,13 +271,13 @@ static int xfer_progress_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl
 {
 	struct img_xfer *x = ud;
 	curl_off_t speed = 0;
-	uint64_t total = dltotal > 0 ? (uint64_t)dltotal : x->expect_size;
+	uint64_t total = dltotal > 0 ? x->resume_from + (uint64_t)dltotal : x->expect_size;
 
 	if (x->cancelled)
 		return 1;
 	if (x->progress && dlnow > 0) {
 		curl_easy_getinfo(x->easy, CURLINFO_SPEED_DOWNLOAD_T, &speed);
-		x->progress(x->ud, (uint64_t)dlnow, total, (double)speed);
+		x->progress(x->ud, x->resume_from + (uint64_t)dlnow, total, (double)speed);
 	}
 	return x->cancelled ? 1 : 0;
 }
@@ -293,10 +297,19 @@ static int xfer_reset_body(struct img_xfer *x)
 
 static int xfer_begin(struct img_xfer *x)
 {
-	int rc = xfer_reset_body(x);
+	int rc = 0;
 
+	/* Keep what arrived if the file can simply be continued. */
+	if (x->fd >= 0 && x->bytes > 0 && !x->no_resume && x->write_err == 0) {
+		x->resume_from = x->bytes;
+		x->curl_err[0] = '\0';
+	} else {
+		x->resume_from = 0;
+		rc = xfer_reset_body(x);
+	}
 	if (rc < 0)
 		return rc;
+	curl_easy_setopt(x->easy, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x->resume_from);
 	x->attempt++;
 	if (curl_multi_add_handle(x->f->multi, x->easy) != CURLM_OK)
 		return PROTO_E_INTERNAL;
@@ -381,8 +394,9 @@ static int xfer_outcome(struct img_xfer *x, CURLcode cc, bool *transient)
 		curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
 		if (clen > 0)
 			snprintf(x->errmsg, sizeof(x->errmsg),
-				 "download of %s was cut short: received %llu of %lld bytes", x->url,
-				 (unsigned long long)x->bytes, (long long)clen);
+				 "download of %s was cut short: received %llu of %llu bytes", x->url,
+				 (unsigned long long)x->bytes,
+				 (unsigned long long)(x->resume_from + (uint64_t)clen));
 		else
 			snprintf(x->errmsg, sizeof(x->errmsg), "download of %s was cut short: %s", x->url,
 				 detail);
@@ -402,6 +416,13 @@ static int xfer_outcome(struct img_xfer *x, CURLcode cc, bool *transient)
 	case CURLE_SEND_ERROR:
 	case CURLE_SSL_CONNECT_ERROR:
 		snprintf(x->errmsg, sizeof(x->errmsg), "download of %s failed: %s", x->url, detail);
+		*transient = true;
+		return PROTO_E_UNAVAILABLE;
+	case CURLE_RANGE_ERROR:
+		/* Asked to resume, the server sent the whole file again: start over. */
+		snprintf(x->errmsg, sizeof(x->errmsg),
+			 "download of %s failed: the server cannot resume a transfer", x->url);
+		x->no_resume = true;
 		*transient = true;
 		return PROTO_E_UNAVAILABLE;
 	case CURLE_UNSUPPORTED_PROTOCOL:

@@ -69,7 +69,7 @@ struct img_streams {
 	struct img_fetcher *f;
 	char *dir;
 	double ttl;
-	char arch[32];
+	char arch[sizeof(((struct utsname *)0)->machine)];
 	struct img_remote remotes[2];
 	struct img_lookup *ready; /* answered on the next loop iteration */
 	ev_timer ready_timer;

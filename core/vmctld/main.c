@@ -237,8 +237,13 @@ int main(int argc, char **argv)
 	ev_run(B->loop, 0);
 
 	unlink(B->sock_path);
-	helper_free(B->helper);
-	B->helper = NULL;
+	{
+		struct helper *h = B->helper;
+
+		/* Callbacks run while it is freed must not find it active. */
+		B->helper = NULL;
+		helper_free(h);
+	}
 	helper_errpipes_free();
 	image_cache_free(B->images);
 	registry_free(&B->reg);

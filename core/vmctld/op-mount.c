@@ -405,6 +405,7 @@ void op_umount(struct creq *r, const msgpack_object *p)
 struct mount_act {
 	char name[INSTANCE_NAME_MAX + 1];
 	unsigned gen;
+	bool unmount; /* before a suspend: QEMU cannot save a VM with a 9p mount in use */
 	mount_done_fn done;
 	void *ud;
 };
@@ -424,18 +425,19 @@ static void mount_act_on_ssh(void *ud, int status, const char *out)
 	char how[64], msg[1024];
 
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		vlog(LOG_INFO_, "%s: native mounts active in the guest", a->name);
+		vlog(LOG_INFO_, "%s: native mounts %s in the guest", a->name,
+		     a->unmount ? "unmounted" : "active");
 		mount_act_finish(a, 0, NULL);
 		return;
 	}
 	util_describe_status(status, how, sizeof(how));
-	snprintf(msg, sizeof(msg), "the mounts of %s could not be activated in the guest (ssh %s): %.600s",
-		 a->name, how, out);
+	snprintf(msg, sizeof(msg), "the mounts of %s could not be %s in the guest (ssh %s): %.600s",
+		 a->name, a->unmount ? "unmounted" : "mounted", how, out);
 	mount_act_finish(a, PROTO_E_DRIVER, msg);
 }
 
 /* One shell script: for each mount, make the folder and mount the tag there. */
-static char *mount_act_script(const struct instance_record *rec)
+static char *mount_act_script(const struct instance_record *rec, bool unmount)
 {
 	size_t cap = 64, used = 0;
 	char *s;
@@ -446,7 +448,11 @@ static char *mount_act_script(const struct instance_record *rec)
 	if (!s)
 		return NULL;
 	used += (size_t)snprintf(s, cap, "set -e; ");
-	for (size_t i = 0; i < rec->n_mounts; i++)
+	for (size_t i = 0; unmount && i < rec->n_mounts; i++)
+		used += (size_t)snprintf(s + used, cap - used,
+					 "if mountpoint -q '%s'; then sudo umount '%s'; fi; ",
+					 rec->mounts[i].target, rec->mounts[i].target);
+	for (size_t i = 0; !unmount && i < rec->n_mounts; i++)
 		used += (size_t)snprintf(s + used, cap - used,
 					 "sudo mkdir -p '%s'; mountpoint -q '%s' || sudo mount -t 9p "
 					 "-o trans=virtio,version=9p2000.L,msize=262144 vmctl%zu '%s'; ",
@@ -479,7 +485,7 @@ static void mount_act_on_info(void *ud, int err, const char *errmsg, const msgpa
 	}
 	snprintf(port, sizeof(port), "%lld", (long long)p);
 	snprintf(login, sizeof(login), "ubuntu@%s", host);
-	script = mount_act_script(rec);
+	script = mount_act_script(rec, a->unmount);
 	if (!script) {
 		mount_act_finish(a, PROTO_E_NOMEM, "out of memory");
 		return;
@@ -501,7 +507,7 @@ static void mount_act_on_info(void *ud, int err, const char *errmsg, const msgpa
 	free(script);
 }
 
-bool mount_activate(const char *name, mount_done_fn done, void *ud)
+static bool mount_act_start(const char *name, bool unmount, mount_done_fn done, void *ud)
 {
 	struct instance_record *rec = registry_find(&B->reg, name);
 	struct mount_act *a;
@@ -513,6 +519,7 @@ bool mount_activate(const char *name, mount_done_fn done, void *ud)
 		return false;
 	snprintf(a->name, sizeof(a->name), "%s", name);
 	a->gen = B->scope_gen;
+	a->unmount = unmount;
 	a->done = done;
 	a->ud = ud;
 	if (!opx_call(rec, "instance.info", BROKER_SHORT_DEADLINE, mount_act_on_info, a)) {
@@ -520,4 +527,14 @@ bool mount_activate(const char *name, mount_done_fn done, void *ud)
 		return false;
 	}
 	return true;
+}
+
+bool mount_activate(const char *name, mount_done_fn done, void *ud)
+{
+	return mount_act_start(name, false, done, ud);
+}
+
+bool mount_deactivate(const char *name, mount_done_fn done, void *ud)
+{
+	return mount_act_start(name, true, done, ud);
 }

@@ -9,6 +9,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,9 @@ static void batch_free(struct batch *b)
 		msgpack_sbuffer_destroy(&it->ipv4);
 	}
 	free(b->items);
+	/* A batch over hundreds of instances leaves free heap pages behind. */
+	if (b->n > 64)
+		malloc_trim(0);
 	free(b);
 }
 
@@ -283,6 +287,52 @@ static void item_on_simple(void *ud, int err, const char *errmsg, const msgpack_
 	item_done(it, 0, NULL);
 }
 
+/* A suspend that failed after the guest's native mounts were unmounted:
+ * mount them again, then report the failure. */
+static void item_on_remounted(void *ud, int err, const char *errmsg)
+{
+	struct batch_item *it = ud;
+	char *why = it->errmsg;
+
+	it->errmsg = NULL;
+	if (err < 0)
+		creq_warning(it->b->r, "%s", errmsg);
+	item_done(it, it->err, "%s", why ? why : "could not suspend");
+	free(why);
+}
+
+static void item_on_suspended_unmounted(void *ud, int err, const char *errmsg,
+					const msgpack_object *result)
+{
+	struct batch_item *it = ud;
+	char msg[2048];
+
+	if (err == 0) {
+		item_on_simple(ud, err, errmsg, result);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "could not suspend %s: %s", it->name, errmsg);
+	it->err = err;
+	it->errmsg = strdup(msg);
+	if (!mount_activate(it->name, item_on_remounted, it))
+		item_on_remounted(it, 0, NULL);
+}
+
+/* QEMU cannot save a VM whose 9p mounts are in use: unmount them first. */
+static void item_on_unmounted(void *ud, int err, const char *errmsg)
+{
+	struct batch_item *it = ud;
+	struct instance_record *rec = item_rec(it);
+
+	if (err < 0) {
+		item_done(it, err, "could not suspend %s: %s; it keeps running", it->name, errmsg);
+		return;
+	}
+	if (!rec || !item_call(it, rec, "instance.suspend", BROKER_START_DEADLINE,
+			       item_on_suspended_unmounted))
+		item_done(it, PROTO_E_NOMEM, "out of memory");
+}
+
 static void item_on_soft_deleted(void *ud, int err, const char *errmsg, const msgpack_object *result)
 {
 	struct batch_item *it = ud;
@@ -382,6 +432,9 @@ static void item_run(struct batch_item *it)
 			      item_on_simple);
 		break;
 	case BK_SUSPEND:
+		if (rec->n_mounts && util_state_active(rec->state) &&
+		    mount_deactivate(it->name, item_on_unmounted, it))
+			return;
 		c = item_call(it, rec, "instance.suspend", BROKER_START_DEADLINE, item_on_simple);
 		break;
 	case BK_DELETE:
@@ -838,6 +891,8 @@ static void list_maybe_free(struct list_req *l)
 	if (l->answered && l->call_done) {
 		ev_timer_stop(B->loop, &l->wait_w);
 		free(l);
+		if (B->reg.n > 64)
+			malloc_trim(0);
 	}
 }
 

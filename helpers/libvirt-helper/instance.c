@@ -18,6 +18,9 @@
 
 extern char **environ;
 
+/* The internal snapshot the qemu driver saves a suspended VM in. */
+#define INST_QEMU_SUSPEND_TAG "vmctl-suspend"
+
 static bool inst_name_ok(const char *name)
 {
 	size_t n = strlen(name);
@@ -248,5 +251,47 @@ int inst_overlay_ensure(const struct lvh_instance *inst, char *err, size_t errle
 			 out[0] ? out : "qemu-img failed");
 		unlink(overlay);
 	}
+	return rc;
+}
+
+int inst_overlay_resize(const struct lvh_instance *inst, uint64_t size, char *err, size_t errlen)
+{
+	char overlay[PATH_MAX + 16], text[32], out[512];
+	struct stat st;
+	int rc;
+
+	if (inst_overlay_path(inst, overlay, sizeof(overlay)) < 0 || stat(overlay, &st) < 0) {
+		snprintf(err, errlen, "%s has no disk %s/disk.qcow2", inst->name, inst->dir);
+		return PROTO_E_NOT_FOUND;
+	}
+	snprintf(text, sizeof(text), "%" PRIu64, size);
+	/* Without --shrink, qemu-img refuses to make the disk smaller. */
+	char *argv[] = {"qemu-img", "resize", "-q", "-f", "qcow2", overlay, text, NULL};
+	rc = inst_run(argv, out, sizeof(out), false);
+	if (rc < 0 && strstr(out, "--shrink")) {
+		snprintf(err, errlen, "the disk of %s can only grow, not shrink", inst->name);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (rc < 0)
+		snprintf(err, errlen, "qemu-img could not resize the disk of %s: %s", inst->name,
+			 out[0] ? out : "failed");
+	else
+		vmh_log(VMH_INFO, "%s: disk resized to %s bytes", inst->name, text);
+	return rc;
+}
+
+int inst_qemu_suspend_discard(const struct lvh_instance *inst, char *err, size_t errlen)
+{
+	char overlay[PATH_MAX + 16], out[512];
+	int rc;
+
+	if (inst_overlay_path(inst, overlay, sizeof(overlay)) < 0)
+		return PROTO_E_INVALID_ARGUMENT;
+	/* The qemu driver keeps a suspended VM's RAM in this internal snapshot;
+	 * without its marker it is dead weight in the disk. */
+	char *argv[] = {"qemu-img", "snapshot", "-d", INST_QEMU_SUSPEND_TAG, overlay, NULL};
+	rc = inst_run(argv, out, sizeof(out), false);
+	if (rc < 0)
+		snprintf(err, errlen, "%s", out[0] ? out : "qemu-img snapshot -d failed");
 	return rc;
 }

@@ -51,6 +51,13 @@ int inst_overlay_path(const struct lvh_instance *inst, char *buf, size_t len);
  * only: it waits for qemu-img itself). */
 int inst_overlay_ensure(const struct lvh_instance *inst, char *err, size_t errlen);
 
+/* Grow DIR/disk.qcow2 to size bytes (main thread only). */
+int inst_overlay_resize(const struct lvh_instance *inst, uint64_t size, char *err, size_t errlen);
+
+/* Delete the qemu driver's suspend snapshot from the disk (any thread: the
+ * helper has no child watcher that could reap qemu-img first). */
+int inst_qemu_suspend_discard(const struct lvh_instance *inst, char *err, size_t errlen);
+
 /* event.c */
 /* Make libvirt run its event callbacks on loop (before any connection). */
 int lvev_register(struct ev_loop *loop);

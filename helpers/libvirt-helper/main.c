@@ -5,6 +5,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <libvirt/virterror.h>
 
 #include "lvh.h"
+#include "vmcommon.h"
 
 #define OPS_DEFAULT_STOP_TIMEOUT 120.0
 #define OPS_SSH_PORT 22
@@ -23,7 +25,7 @@
 /* Within the broker's list deadline (30 s). */
 #define OPS_LIST_WAIT 15.0
 
-enum ops_kind { OPS_STATE_RESULT, OPS_EMPTY_RESULT, OPS_INFO_RESULT, OPS_LIST_RESULT };
+enum ops_kind { OPS_STATE_RESULT, OPS_EMPTY_RESULT, OPS_INFO_RESULT, OPS_LIST_RESULT, OPS_SET_RESULT };
 
 struct ops_job {
 	struct vmh_req *req;
@@ -33,6 +35,8 @@ struct ops_job {
 	struct lvh_instance inst;
 	bool force;
 	double timeout;
+	char set_key[16]; /* instance.set */
+	uint64_t set_value;
 
 	int err;
 	char msg[1024];
@@ -319,7 +323,7 @@ out_free:
 /* A suspend left by the qemu driver is dropped only when asked to. */
 static int ops_discard_qemu_suspend(struct ops_job *job)
 {
-	char path[PATH_MAX + 16];
+	char path[PATH_MAX + 16], m[512];
 
 	if (!dom_qemu_suspended(job->inst.dir))
 		return 0;
@@ -327,6 +331,9 @@ static int ops_discard_qemu_suspend(struct ops_job *job)
 		return ops_fail(job, PROTO_E_INVALID_STATE,
 				"%s is suspended (by the qemu driver); stopping it would discard "
 				"its saved state (use --force for that)", job->inst.name);
+	if (inst_qemu_suspend_discard(&job->inst, m, sizeof(m)) < 0)
+		vmh_log(VMH_WARN, "%s: could not delete the qemu driver's saved state from the disk: %s",
+			job->inst.name, m);
 	snprintf(path, sizeof(path), "%s/suspended", job->inst.dir);
 	if (unlink(path) < 0 && errno != ENOENT)
 		return ops_fail(job, PROTO_E_IO, "%s: cannot remove %s: %s", job->inst.name, path,
@@ -502,6 +509,40 @@ out_free:
 		virDomainFree(d);
 }
 
+static void ops_set_work(struct ops_job *job, virConnectPtr c)
+{
+	virDomainPtr d = ops_lookup(job, c);
+	int st = VIR_DOMAIN_SHUTOFF;
+	bool saved = false;
+
+	if (!d && job->err)
+		return;
+	if (d && ops_get_state(job, d, &st, &saved) < 0)
+		goto out_free;
+	if (saved || dom_qemu_suspended(job->inst.dir) ||
+	    (st != VIR_DOMAIN_SHUTOFF && st != VIR_DOMAIN_CRASHED)) {
+		/* A running guest would not see it, a saved one must come back
+		 * with the devices it was saved with. */
+		ops_fail(job, PROTO_E_INVALID_STATE,
+			 "%s is %s; libvirt takes new specs at its start: stop it first",
+			 job->inst.name, saved || st == VIR_DOMAIN_SHUTOFF ? "suspended" : "running");
+		goto out_free;
+	}
+	if (strcmp(job->set_key, "cpus") == 0)
+		job->inst.cpus = (unsigned)job->set_value;
+	else if (strcmp(job->set_key, "memory") == 0)
+		job->inst.memory = job->set_value;
+	/* Keep an existing definition in step; start redefines it anyway. */
+	if (d && strcmp(job->set_key, "disk") != 0) {
+		virDomainPtr nd = ops_define(job, c);
+		if (nd)
+			virDomainFree(nd);
+	}
+out_free:
+	if (d)
+		virDomainFree(d);
+}
+
 static void ops_state_work(struct ops_job *job, virConnectPtr c)
 {
 	char m[512];
@@ -642,6 +683,19 @@ static void ops_done(void *arg)
 			msgpack_pack_int64(pk, job->pid);
 		else
 			msgpack_pack_nil(pk);
+		break;
+	case OPS_SET_RESULT:
+		if (strcmp(job->set_key, "disk") == 0) {
+			char m[768];
+			int rc = inst_overlay_resize(&job->inst, job->set_value, m, sizeof(m));
+			if (rc < 0) {
+				/* Nothing packed yet: the failure is the only answer. */
+				vmh_fail(job->req, rc, "%s", m);
+				ops_free(job);
+				return;
+			}
+		}
+		msgpack_pack_map(pk, 0);
 		break;
 	case OPS_LIST_RESULT:
 		msgpack_pack_map(pk, 1);
@@ -794,6 +848,48 @@ static void on_info(struct vmh_req *req, const msgpack_object *params)
 		ops_run(job);
 }
 
+static void on_set(struct vmh_req *req, const msgpack_object *params)
+{
+	const msgpack_object *v = proto_map_get(params, "value");
+	struct ops_job *job = ops_new(req, params, ops_set_work, OPS_SET_RESULT);
+	char text[64], m[256];
+	int rc = 0;
+
+	if (!job)
+		return;
+	if (proto_get_str(params, "key", job->set_key, sizeof(job->set_key)) < 0 ||
+	    (strcmp(job->set_key, "cpus") && strcmp(job->set_key, "memory") &&
+	     strcmp(job->set_key, "disk"))) {
+		vmh_fail(req, PROTO_E_INVALID_ARGUMENT, "'key' must be cpus, memory or disk");
+		goto out_free;
+	}
+	if (v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+		job->set_value = v->via.u64;
+	else if (v && v->type == MSGPACK_OBJECT_STR && proto_obj_str(v, text, sizeof(text)) == 0)
+		rc = strcmp(job->set_key, "cpus") == 0
+			     ? (sscanf(text, "%" SCNu64, &job->set_value) == 1 ? 0 : PROTO_E_INVALID_ARGUMENT)
+			     : parse_size(text, &job->set_value, m, sizeof(m));
+	else
+		rc = PROTO_E_INVALID_ARGUMENT;
+	if (rc == 0 && strcmp(job->set_key, "cpus") == 0 && (job->set_value < 1 || job->set_value > 512))
+		rc = PROTO_E_INVALID_ARGUMENT;
+	if (rc == 0 && strcmp(job->set_key, "memory") == 0 && job->set_value < (64ull << 20))
+		rc = PROTO_E_INVALID_ARGUMENT;
+	if (rc == 0 && job->set_value == 0)
+		rc = PROTO_E_INVALID_ARGUMENT;
+	if (rc < 0) {
+		vmh_fail(req, PROTO_E_INVALID_ARGUMENT,
+			 "%s: 'value' must be %s", job->set_key,
+			 strcmp(job->set_key, "cpus") == 0 ? "a CPU count from 1 to 512"
+							   : "a byte count or a size like 20G (at least 64M of memory)");
+		goto out_free;
+	}
+	ops_run(job);
+	return;
+out_free:
+	free(job);
+}
+
 static void on_list(struct vmh_req *req, const msgpack_object *params)
 {
 	const msgpack_object *arr = proto_map_get(params, "instances");
@@ -889,6 +985,7 @@ static const struct vmh_ops ops = {
 	.instance_delete = on_delete,
 	.instance_state = on_state,
 	.instance_info = on_info,
+	.instance_set = on_set,
 	.fini = conn_fini,
 };
 

@@ -475,7 +475,17 @@ static void start_with_accel(void *ud, enum qh_accel accel)
 /* Start an instance this op has claimed. */
 static void start_begin(struct op *op)
 {
+	char sock[QH_PATH], err[QH_ERR];
+	json_t *ret = NULL;
+
 	if (qh_vm_pid(&op->inst)) {
+		/* A VM left paused (a suspend that failed half-way) runs on. */
+		qh_path(&op->inst, QH_QMP, sock, sizeof(sock));
+		if (qh_qmp(sock, "query-status", NULL, 2.0, &ret, err, sizeof(err)) == 0 &&
+		    json_is_false(json_object_get(ret, "running")) &&
+		    qh_qmp(sock, "cont", NULL, 2.0, NULL, err, sizeof(err)) < 0)
+			vmh_log(VMH_WARN, "%s: cannot resume the paused VM: %s", op->inst.name, err);
+		json_decref(ret);
 		op_answer_state(op, "running");
 		return;
 	}

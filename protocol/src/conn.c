@@ -27,6 +27,9 @@
 #define CONN_READ_CHUNK 65536u
 /* An error message longer than this is cut: it is meant for a human. */
 #define CONN_MAX_ERRMSG 65536u
+/* Pipe capacity asked for, so that a large message (instances.list with a
+ * thousand instances) crosses in one wake-up instead of one per 64 KiB. */
+#define CONN_PIPE_SIZE (1024 * 1024)
 
 enum { MSG_REQUEST = 0, MSG_RESPONSE = 1, MSG_NOTIFY = 2 };
 
@@ -46,6 +49,11 @@ struct proto_conn {
 	int rfd, wfd;
 	bool wsock; /* send() with MSG_NOSIGNAL instead of write() */
 	ev_io rio, wio;
+	/* While messages read in one go are delivered, what the callbacks
+	 * send is only queued, then written with one write(); flush_w writes
+	 * it before the loop next blocks, should a callback run a nested loop. */
+	bool batching;
+	ev_prepare flush_w;
 	const struct proto_conn_ops *ops;
 	void *ud;
 
@@ -60,7 +68,9 @@ struct proto_conn {
 	char *wbuf;
 	size_t woff, wlen, wcap;
 
-	struct conn_call *calls; /* ours, awaiting an answer */
+	/* Ours, awaiting an answer, oldest first: answers mostly come in order,
+	 * so the one looked for is near the head even with many in flight. */
+	struct conn_call *calls, **calls_tail;
 	unsigned ncalls;
 	uint64_t next_msgid;
 
@@ -71,6 +81,18 @@ struct proto_conn {
 };
 
 static const msgpack_object conn_nil = {.type = MSGPACK_OBJECT_NIL};
+
+/* Take the call at *pp out of the pending list and return it. */
+static struct conn_call *conn_call_unlink(struct proto_conn *c, struct conn_call **pp)
+{
+	struct conn_call *call = *pp;
+
+	*pp = call->next;
+	if (!*pp)
+		c->calls_tail = pp;
+	c->ncalls--;
+	return call;
+}
 
 /* ---- lifetime ---- */
 
@@ -93,6 +115,7 @@ static void conn_destroy(struct proto_conn *c)
 	conn_flush_once(c);
 	ev_io_stop(c->loop, &c->rio);
 	ev_io_stop(c->loop, &c->wio);
+	ev_prepare_stop(c->loop, &c->flush_w);
 	while (c->calls) {
 		struct conn_call *call = c->calls;
 
@@ -126,6 +149,7 @@ static void conn_close_fds(struct proto_conn *c)
 {
 	ev_io_stop(c->loop, &c->rio);
 	ev_io_stop(c->loop, &c->wio);
+	ev_prepare_stop(c->loop, &c->flush_w);
 	if (c->rfd >= 0)
 		close(c->rfd);
 	if (c->wfd >= 0 && c->wfd != c->rfd)
@@ -147,10 +171,8 @@ static void conn_shutdown(struct proto_conn *c, int err, const char *why)
 	c->npeer = 0;
 
 	while (c->calls && !c->doomed) {
-		struct conn_call *call = c->calls;
+		struct conn_call *call = conn_call_unlink(c, &c->calls);
 
-		c->calls = call->next;
-		c->ncalls--;
 		ev_timer_stop(c->loop, &call->timer);
 		call->cb(call->ud, PROTO_E_UNAVAILABLE, c->why, &conn_nil);
 		free(call);
@@ -173,6 +195,17 @@ static int conn_set_flags(int fd)
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents);
+
+/* Best effort: a pipe that stays at its default size still works. */
+static void conn_grow_pipe(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
+	    fcntl(fd, F_GETPIPE_SZ) < (int)CONN_PIPE_SIZE)
+		fcntl(fd, F_SETPIPE_SZ, (int)CONN_PIPE_SIZE);
+}
 
 struct proto_conn *proto_conn_new(struct ev_loop *loop, int rfd, int wfd,
 				  const struct proto_conn_ops *ops, void *ud)
@@ -192,6 +225,9 @@ struct proto_conn *proto_conn_new(struct ev_loop *loop, int rfd, int wfd,
 	if (conn_set_flags(rfd) < 0 || conn_set_flags(wfd) < 0)
 		goto out_free_rbuf;
 	c->wsock = fstat(wfd, &st) == 0 && S_ISSOCK(st.st_mode);
+	conn_grow_pipe(rfd);
+	if (wfd != rfd)
+		conn_grow_pipe(wfd);
 	c->loop = loop;
 	c->rfd = rfd;
 	c->wfd = wfd;
@@ -199,11 +235,14 @@ struct proto_conn *proto_conn_new(struct ev_loop *loop, int rfd, int wfd,
 	c->ud = ud;
 	c->open = true;
 	c->next_msgid = 1;
+	c->calls_tail = &c->calls;
 	skim_reset(&c->skim);
 	ev_io_init(&c->rio, conn_read_cb, rfd, EV_READ);
 	c->rio.data = c;
 	ev_io_init(&c->wio, conn_write_cb, wfd, EV_WRITE);
 	c->wio.data = c;
+	ev_prepare_init(&c->flush_w, conn_flush_cb);
+	c->flush_w.data = c;
 	ev_io_start(loop, &c->rio);
 	return c;
 
@@ -327,10 +366,31 @@ static int conn_reserve_write(struct proto_conn *c, size_t n)
 	return 0;
 }
 
+/* Write what is queued now; the write watcher takes the rest, or reports
+ * a failure from the loop. */
+static void conn_kick_write(struct proto_conn *c)
+{
+	ev_prepare_stop(c->loop, &c->flush_w);
+	if (c->wlen == c->woff || ev_is_active(&c->wio))
+		return;
+	if (conn_write_some(c) < 0) {
+		ev_io_start(c->loop, &c->wio);
+		ev_feed_event(c->loop, &c->wio, EV_WRITE);
+	} else if (c->wlen > 0) {
+		ev_io_start(c->loop, &c->wio);
+	}
+}
+
+static void conn_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	conn_kick_write(w->data);
+}
+
 /*
  * Queue one message made of a header and a body, and try to send it at
- * once. A write failure is not reported here: the write watcher is fed so
- * that the conn closes from the loop, never inside the caller's call.
+ * once (or after the batch, while delivering messages read in one go). A
+ * write failure is not reported here: the write watcher is fed so that the
+ * conn closes from the loop, never inside the caller's call.
  */
 static int conn_queue(struct proto_conn *c, const char *hdr, size_t hlen,
 		      const char *body, size_t blen)
@@ -352,12 +412,11 @@ static int conn_queue(struct proto_conn *c, const char *hdr, size_t hlen,
 
 	if (ev_is_active(&c->wio))
 		return 0;
-	if (conn_write_some(c) < 0) {
-		ev_io_start(c->loop, &c->wio);
-		ev_feed_event(c->loop, &c->wio, EV_WRITE);
-	} else if (c->wlen > 0) {
-		ev_io_start(c->loop, &c->wio);
+	if (c->batching) {
+		ev_prepare_start(c->loop, &c->flush_w);
+		return 0;
 	}
+	conn_kick_write(c);
 	return 0;
 }
 
@@ -430,8 +489,8 @@ int proto_call(struct proto_conn *c, const char *method, const char *params,
 		goto out_free_call;
 	msgpack_sbuffer_destroy(&sb);
 
-	call->next = c->calls;
-	c->calls = call;
+	*c->calls_tail = call;
+	c->calls_tail = &call->next;
 	c->ncalls++;
 	if (timeout_s > 0)
 		ev_timer_start(c->loop, &call->timer);
@@ -451,9 +510,7 @@ void proto_cancel(struct proto_conn *c, uint64_t msgid)
 
 	if (!pp)
 		return;
-	struct conn_call *call = *pp;
-	*pp = call->next;
-	c->ncalls--;
+	struct conn_call *call = conn_call_unlink(c, pp);
 	ev_timer_stop(c->loop, &call->timer);
 	free(call);
 }
@@ -568,8 +625,7 @@ static void conn_call_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (!pp)
 		return;
-	*pp = call->next;
-	c->ncalls--;
+	conn_call_unlink(c, pp);
 	snprintf(text, sizeof(text), "no answer to %s within %g seconds", call->method,
 		 call->timeout_s);
 	conn_enter(c);
@@ -657,9 +713,7 @@ static void conn_on_response(struct proto_conn *c, const msgpack_object *m)
 	pp = conn_call_find(c, id->via.u64);
 	if (!pp)
 		goto out_free_text;
-	call = *pp;
-	*pp = call->next;
-	c->ncalls--;
+	call = conn_call_unlink(c, pp);
 	ev_timer_stop(c->loop, &call->timer);
 	if (err)
 		call->cb(call->ud, err, text ? text : proto_strerror(err), &conn_nil);
@@ -724,6 +778,7 @@ static void conn_process(struct proto_conn *c)
 {
 	size_t start = 0;
 
+	c->batching = true;
 	while (conn_live(c)) {
 		const char *why = NULL;
 		long n = skim_resume(&c->skim, c->rbuf + start, c->rlen - start, &why);
@@ -731,6 +786,7 @@ static void conn_process(struct proto_conn *c)
 		if (n == 0)
 			break;
 		if (n < 0) {
+			c->batching = false;
 			conn_shutdown(c, PROTO_E_PROTOCOL, why);
 			return;
 		}
@@ -738,8 +794,10 @@ static void conn_process(struct proto_conn *c)
 		start += (size_t)n;
 		skim_reset(&c->skim);
 	}
+	c->batching = false;
 	if (!conn_live(c))
 		return;
+	conn_kick_write(c);
 	memmove(c->rbuf, c->rbuf + start, c->rlen - start);
 	c->rlen -= start;
 	/* One big message should not pin megabytes for the conn's lifetime. */

@@ -38,6 +38,7 @@ static struct {
 	bool quitting;
 	int exit_status;
 	ev_check quit_check;
+	ev_idle quit_idle;
 	ev_timer quit_timer;
 	struct vmh_req *reqs;
 } vmh;
@@ -131,10 +132,26 @@ void vmh_log(enum vmh_level level, const char *fmt, ...)
 
 /* ---- leaving ---- */
 
+static bool vmh_flushed(void)
+{
+	return !proto_conn_is_open(vmh.conn) || proto_conn_pending_bytes(vmh.conn) == 0;
+}
+
 static void vmh_quit_check_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
-	if (!proto_conn_is_open(vmh.conn) || proto_conn_pending_bytes(vmh.conn) == 0)
+	if (vmh_flushed())
 		ev_break(loop, EVBREAK_ALL);
+}
+
+/* The conn may hold the last answer until the loop's next turn (it batches
+ * what handlers send); the idle watcher looks once it has been written,
+ * and leaves the waiting for a slow broker to the check watcher. */
+static void vmh_quit_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	if (vmh_flushed())
+		ev_break(loop, EVBREAK_ALL);
+	else
+		ev_idle_stop(loop, w);
 }
 
 static void vmh_quit_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -150,11 +167,12 @@ static void vmh_quit(int status)
 		return;
 	vmh.quitting = true;
 	vmh.exit_status = status;
-	if (!proto_conn_is_open(vmh.conn) || proto_conn_pending_bytes(vmh.conn) == 0) {
+	if (vmh_flushed()) {
 		ev_break(vmh.loop, EVBREAK_ALL);
 		return;
 	}
 	ev_check_start(vmh.loop, &vmh.quit_check);
+	ev_idle_start(vmh.loop, &vmh.quit_idle);
 	ev_timer_start(vmh.loop, &vmh.quit_timer);
 }
 
@@ -552,6 +570,7 @@ int vmh_main(const struct vmh_ops *ops, int argc, char **argv)
 		return 1;
 	}
 	ev_check_init(&vmh.quit_check, vmh_quit_check_cb);
+	ev_idle_init(&vmh.quit_idle, vmh_quit_idle_cb);
 	ev_timer_init(&vmh.quit_timer, vmh_quit_timer_cb, VMH_FLUSH_TIMEOUT, 0);
 
 	ev_run(vmh.loop, 0);
@@ -559,6 +578,7 @@ int vmh_main(const struct vmh_ops *ops, int argc, char **argv)
 	if (ops->fini)
 		ops->fini();
 	ev_check_stop(vmh.loop, &vmh.quit_check);
+	ev_idle_stop(vmh.loop, &vmh.quit_idle);
 	ev_timer_stop(vmh.loop, &vmh.quit_timer);
 	while (vmh.reqs)
 		vmh_req_free(vmh.reqs);

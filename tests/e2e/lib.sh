@@ -19,7 +19,7 @@ FAST_IMAGE=$IMAGES/fast.qcow2
 FULL_IMAGE=$IMAGES/full.qcow2
 # Launches under emulation on a busy 2-core machine: generous, still bounded.
 FAST_TIMEOUT=${E2E_FAST_TIMEOUT:-240}
-FULL_TIMEOUT=${E2E_FULL_TIMEOUT:-600}
+FULL_TIMEOUT=${E2E_FULL_TIMEOUT:-900}
 
 # Last command run by `run`.
 OUT= ERR= RC=0

@@ -349,3 +349,48 @@ Test(broker_supervise, switching_drivers_parks_and_restores_instances)
 	cr_assert_str_eq(listed_state("alpha"), "Running");
 	cr_assert_str_eq(listed_state("beta"), "Stopped");
 }
+
+Test(broker_supervise, delete_recover_purge)
+{
+	char dir[512];
+
+	vmctl("start alpha");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	vmctl("delete alpha");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_str_eq(listed_state("alpha"), "Deleted");
+	/* A deleted instance still holds its name. */
+	snprintf(dir, sizeof(dir), "%s/disk.img", test_data);
+	write_text(dir, "not really a disk", 0644);
+	snprintf(dir, sizeof(dir), "launch %s/disk.img --name alpha", test_data);
+	vmctl(dir);
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "alpha") && strstr(err, "recover"), "stderr: %s", err);
+	vmctl("start alpha");
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "deleted"), "stderr: %s", err);
+	vmctl("recover alpha");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_str_eq(listed_state("alpha"), "Stopped");
+	vmctl("delete --purge alpha");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_str_eq(listed_state("alpha"), "", "alpha is still listed");
+	snprintf(dir, sizeof(dir), "%s/scopes/qemu/instances/alpha", test_data);
+	cr_assert_neq(access(dir, F_OK), 0, "%s is still there", dir);
+}
+
+Test(broker_supervise, a_folder_removed_behind_our_back_does_not_break_list)
+{
+	char dir[512];
+
+	snprintf(dir, sizeof(dir), "%s/scopes/qemu/instances/beta", test_data);
+	cr_assert_eq(remove_tree(dir), 0);
+	vmctl("list");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert(strstr(out, "alpha"), "stdout: %s", out);
+	cr_assert_str_eq(listed_state("beta"), "Unknown");
+	cr_assert(strstr(err, "beta") && strstr(err, "missing"), "stderr: %s", err);
+	vmctl("delete --purge beta");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_str_eq(listed_state("beta"), "");
+}

@@ -913,3 +913,73 @@ Test(image, index_is_refreshed_after_its_interval_and_kept_when_the_remote_is_do
 	result_free(&r);
 	image_cache_free(c);
 }
+
+/* ---- resuming ---- */
+
+/* Log lines for path whose status (and range) match exactly. */
+static int requests_with(const char *path, const char *status_and_range)
+{
+	FILE *f = fopen(log_path, "r");
+	char line[1024], want[1024];
+	int n = 0;
+
+	if (!f)
+		return 0;
+	snprintf(want, sizeof(want), "GET %s %s\n", path, status_and_range);
+	while (fgets(line, sizeof(line), f))
+		n += strcmp(line, want) == 0;
+	fclose(f);
+	return n;
+}
+
+Test(image, cut_download_resumes_where_it_stopped)
+{
+	struct result r = { 0 };
+	struct image_cache *c;
+	char path[PATH_MAX + 64], want[65];
+
+	make_disk("fast", 1 << 20);
+	publish("fast");
+	set_rules("{\"" FAST_DISK "\": {\"mode\": \"truncate\", \"bytes\": 300000, \"times\": 1}}");
+	server_start(www);
+	c = cache_new();
+	resolve(c, "fast", &r);
+	cr_assert_eq(r.err, 0, "resolve failed: %s", r.errmsg);
+	snprintf(path, sizeof(path), "%s/fast.qcow2", src);
+	sha256_file(path, want);
+	cr_expect_str_eq(r.spec->sha256, want);
+	sha256_file(r.spec->disk, want);
+	cr_expect_str_eq(r.spec->sha256, want, "the resumed file is whole");
+	cr_expect_eq(requests(FAST_DISK), 2);
+	cr_expect_eq(requests_with(FAST_DISK, "206 bytes=300000-"), 1,
+		     "the second request asks for the rest only");
+	result_free(&r);
+	image_cache_free(c);
+}
+
+Test(image, server_ignoring_ranges_makes_the_download_start_over)
+{
+	struct result r = { 0 };
+	struct image_cache *c;
+	struct image_tuning t = { .attempts = 3 };
+	char path[PATH_MAX + 64], want[65];
+
+	make_disk("fast", 1 << 20);
+	publish("fast");
+	set_rules("{\"" FAST_DISK "\": {\"mode\": \"truncate\", \"bytes\": 300000, \"times\": 1, "
+		  "\"ranges\": false}}");
+	server_start(www);
+	c = cache_new();
+	image_cache_tune(c, &t);
+	resolve(c, "fast", &r);
+	cr_assert_eq(r.err, 0, "resolve failed: %s", r.errmsg);
+	snprintf(path, sizeof(path), "%s/fast.qcow2", src);
+	sha256_file(path, want);
+	cr_expect_str_eq(r.spec->sha256, want);
+	cr_expect_eq(requests_with(FAST_DISK, "200"), 3, "cut, refused resume, whole file: %d GETs",
+		     requests(FAST_DISK));
+
+	cr_expect_eq(cached_files(), 1);
+	result_free(&r);
+	image_cache_free(c);
+}

@@ -170,6 +170,21 @@ def pid_alive(pid):
         return False
 
 
+def qmp_command(sock_path, command):
+    """One QMP command straight to qemu, bypassing the helper."""
+    import socket
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(sock_path)
+        f = s.makefile("rw")
+        f.readline()  # greeting
+        for cmd in ("qmp_capabilities", command):
+            f.write(json.dumps({"execute": cmd}) + "\n")
+            f.flush()
+            while "return" not in json.loads(f.readline()):
+                pass
+
+
 def virtual_size(path):
     out = subprocess.run(["qemu-img", "info", "-U", "--output=json", path],
                          capture_output=True, text=True, check=True).stdout
@@ -239,8 +254,18 @@ def run(b):
     check(b.call("instance.mount", dict(p, mount={"source": b.tmp, "target": "/m", "tag": "m0"}))
           is None and b.error_code() == 11, "no mount on a running instance")
 
+    # The guest powers itself off (the ACPI button pressed behind the helper's
+    # back): the helper notices through the process's exit.
+    b.helper.notifications.clear()
+    qmp_command(os.path.join(vm["dir"], "qmp.sock"), "system_powerdown")
+    stopped = ["state", {"name": "e2e-vm", "old": "running", "new": "stopped"}]
+    deadline = time.monotonic() + 120
+    while stopped not in b.helper.notifications and time.monotonic() < deadline:
+        b.helper.idle(1)
+    check(stopped in b.helper.notifications, "a VM that powers itself off is notified as stopped")
+
     r = b.call("instance.stop", dict(p, force=True))
-    check(r == {"state": "stopped"}, "forced stop")
+    check(r == {"state": "stopped"}, "a forced stop of a stopped instance answers stopped")
     tags = subprocess.run(["qemu-img", "snapshot", "-l", disk], capture_output=True,
                           text=True).stdout
     check("vmctl-suspend" not in tags, "the saved state was dropped from the disk after resume")

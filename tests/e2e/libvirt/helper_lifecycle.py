@@ -122,9 +122,22 @@ def run(h, scope, prefix):
     host, port = scope.wait_ssh(h, inst)
     r = scope.ssh(host, port, f"kill -0 {sleeper} 2>/dev/null && echo alive || echo gone")
     check(r.stdout.strip() == "gone", "after stop/start the guest booted afresh")
+    expect_error(lambda: h.call("instance.set", {"instance": inst, "key": "cpus", "value": 2}),
+                 E_INVALID_STATE, "instance.set refuses a running instance")
     r = h.call("instance.stop", {"instance": inst, "force": True})
     check(r["state"] == "stopped" and virsh("domstate", dom) == "shut off",
           "a forced stop powers off at once")
+
+    # instance.set on the stopped instance.
+    h.call("instance.set", {"instance": inst, "key": "cpus", "value": 2})
+    check("<vcpu placement='static'>2</vcpu>" in virsh("dumpxml", dom),
+          "instance.set cpus=2 updated the domain definition")
+    h.call("instance.set", {"instance": inst, "key": "disk", "value": "3G"})
+    info = subprocess.run(["qemu-img", "info", "-U", disk], stdout=subprocess.PIPE,
+                          text=True).stdout
+    check("virtual size: 3 GiB" in info, "instance.set disk=3G grew the overlay")
+    expect_error(lambda: h.call("instance.set", {"instance": inst, "key": "disk", "value": "1G"}),
+                 1, "instance.set refuses to shrink the disk")
 
     # delete: the domain goes, the files stay for the broker to remove.
     h.call("instance.delete", {"instance": inst})

@@ -240,8 +240,13 @@ class Scope:
         last = None
         while time.time() < deadline:
             info = helper.call("instance.info", {"instance": inst})
-            if info.get("ssh_host"):
-                r = self.ssh(info["ssh_host"], info["ssh_port"], "true", timeout=15)
+            if info.get("ssh_host") and info.get("ssh_port"):
+                try:
+                    r = self.ssh(info["ssh_host"], info["ssh_port"], "true", timeout=20)
+                except subprocess.TimeoutExpired:
+                    # A port forward accepts before the guest's sshd exists.
+                    last = "no SSH banner within 20 s"
+                    continue
                 if r.returncode == 0:
                     return info["ssh_host"], info["ssh_port"]
                 last = r.stderr.strip()

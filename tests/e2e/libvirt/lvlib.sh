@@ -33,6 +33,11 @@ done
 [ -f "${VMCTL_TEST_IMAGES:-/var/cache/vmctl-test-images}/fast.qcow2" ] ||
 	lv_fail "test images missing (run tools/build-image.sh)"
 
+# The system daemons run as root; a user's session daemons do not collide.
+if pgrep -u 0 -x libvirtd >/dev/null || pgrep -u 0 -x virtlogd >/dev/null; then
+	lv_fail "a system libvirtd or virtlogd is already running; these tests start and stop their own"
+fi
+
 LV_RUN=$(mktemp -d "${TMPDIR:-/tmp}/vmctl-lv.XXXXXX")
 export LV_RUN
 
@@ -117,10 +122,6 @@ lv_image() {
 	echo "$LV_RUN/images/$v.qcow2"
 }
 
-# The system daemons run as root; a user's session daemons do not collide.
-if pgrep -u 0 -x libvirtd >/dev/null || pgrep -u 0 -x virtlogd >/dev/null; then
-	lv_fail "a system libvirtd or virtlogd is already running; these tests start and stop their own"
-fi
 trap lv_cleanup EXIT
 trap 'exit 130' INT TERM
 lv_start_daemon virtlogd /run/libvirt/virtlogd-sock
