@@ -6,7 +6,8 @@
 #   tools/build-image.sh [--verify[=fast,full]] [--force] [OUTDIR]
 #
 # OUTDIR defaults to $VMCTL_TEST_IMAGES, else /var/cache/vmctl-test-images.
-# VMCTL_DEBIAN_MIRROR overrides the mirror taken from apt's sources.
+# VMCTL_DEBIAN_MIRROR overrides the mirror taken from apt's sources;
+# VMCTL_IMAGE_STATUS_FILE, when set, receives the image paths once built.
 # It receives two images, each a qcow2 disk with direct-boot files beside it
 # (the convention of core/vmctld/image.h):
 #
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
 	--verify) verify=1 ;;
 	--verify=*) verify=1 verify_variants=${1#--verify=} ;;
 	--force) force=1 ;;
-	-h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	-*) die "unknown option $1 (try --help)" ;;
 	*) outdir=$1 ;;
 	esac

@@ -1203,10 +1203,16 @@ static void find_on_done(void *ud, int err, const char *errmsg, const char *pack
 
 void op_find(struct creq *r, const msgpack_object *p)
 {
-	char query[256] = "";
+	char query[256] = "", remote[64] = "", what[330];
 
 	proto_get_str(p, "query", query, sizeof(query));
-	image_find(B->images, query, find_on_done, r);
+	proto_get_str(p, "remote", remote, sizeof(remote));
+	/* The CLI sends REMOTE:STRING split in two; the resolver takes it joined. */
+	if (remote[0])
+		snprintf(what, sizeof(what), "%s:%s", remote, query);
+	else
+		snprintf(what, sizeof(what), "%s", query);
+	image_find(B->images, what, find_on_done, r);
 }
 
 void op_version(struct creq *r, const msgpack_object *p)

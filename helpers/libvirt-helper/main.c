@@ -31,7 +31,7 @@ struct ops_job {
 	struct vmh_req *req;
 	void (*work)(struct ops_job *job, virConnectPtr c);
 	enum ops_kind kind;
-	bool wait_for_conn; /* false: answer at once without a connection */
+	bool wait_for_conn; /* false: no connection makes states unknown, not an error */
 	struct lvh_instance inst;
 	bool force;
 	double timeout;
@@ -215,15 +215,17 @@ static int ops_boot(struct ops_job *job, virConnectPtr c, virDomainPtr *dp, bool
 
 /* The guest's IPv4 addresses from the network's DHCP leases; ssh_host is
  * the one on the instance's own MAC if there is one. */
-static int ops_addresses(struct ops_job *job, virDomainPtr d)
+static int ops_addresses_from(struct ops_job *job, virDomainPtr d, unsigned source)
 {
 	virDomainInterfacePtr *ifaces = NULL;
-	int n = virDomainInterfaceAddresses(d, &ifaces, VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0);
+	int n = virDomainInterfaceAddresses(d, &ifaces, source, 0);
 
 	job->n_ipv4 = 0;
 	job->ssh_host[0] = '\0';
 	if (n < 0)
-		return ops_libvirt_fail(job, "cannot read DHCP leases");
+		return ops_libvirt_fail(job, source == VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE
+						     ? "cannot read DHCP leases"
+						     : "cannot read the host's ARP table");
 	for (int i = 0; i < n; i++) {
 		bool ours = job->inst.mac[0] && ifaces[i]->hwaddr &&
 			    strcasecmp(ifaces[i]->hwaddr, job->inst.mac) == 0;
@@ -239,6 +241,20 @@ static int ops_addresses(struct ops_job *job, virDomainPtr d)
 	}
 	free(ifaces);
 	return 0;
+}
+
+static int ops_addresses(struct ops_job *job, virDomainPtr d)
+{
+	int rc = ops_addresses_from(job, d, VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE);
+
+	/* A guest restored after its lease ran out keeps using the address
+	 * until it renews; the host's ARP table still knows it. */
+	if (rc == 0 && job->n_ipv4 == 0 &&
+	    ops_addresses_from(job, d, VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP) < 0) {
+		job->err = 0;
+		virResetLastError();
+	}
+	return rc;
 }
 
 /* After a boot, wait (bounded) for the guest's DHCP lease: until it has

@@ -95,8 +95,9 @@ static void watch_exit_cb(struct ev_loop *loop, ev_io *io, int revents)
 	struct qh_inst inst = {.name = w->name, .dir = w->dir};
 
 	watch_disarm(w);
-	/* An operation in progress (stop, suspend, restart) reports for itself. */
-	if (qh_busy_state(w->dir))
+	/* An operation in progress (stop, suspend, restart) reports for itself,
+	 * and one that just ended has already told the broker. */
+	if (qh_busy_state(w->dir) || strcmp(w->state, "running"))
 		return;
 	if (qh_vm_pid(&inst))
 		return;

@@ -60,17 +60,32 @@ Test(argv, kvm_uses_the_host_cpu)
 	qh_argv_free(argv);
 }
 
+#define KERNEL_BOOT                                                                               \
+	"{\"name\": \"k\", \"dir\": \"/d/k\", \"image\": {\"disk\": \"/img/b\","                 \
+	" \"kernel\": \"/img/vmlinuz\", \"initrd\": \"/img/initrd\","                             \
+	" \"cmdline\": \"root=/dev/vda console=ttyS0\"}}"
+
 Test(argv, direct_kernel_boot)
 {
-	char **argv = build("{\"name\": \"k\", \"dir\": \"/d/k\", \"image\": {\"disk\": \"/img/b\","
-			    " \"kernel\": \"/img/vmlinuz\", \"initrd\": \"/img/initrd\","
-			    " \"cmdline\": \"root=/dev/vda console=ttyS0\"}}",
-			    QH_ACCEL_TCG, 1, false);
+	char **argv = build(KERNEL_BOOT, QH_ACCEL_KVM, 1, false);
 
 	cr_expect(qhtest_has_pair(argv, "-kernel", "/img/vmlinuz"));
 	cr_expect(qhtest_has_pair(argv, "-initrd", "/img/initrd"));
 	cr_expect(qhtest_has_pair(argv, "-append", "root=/dev/vda console=ttyS0"));
 	cr_expect(!qhtest_has(argv, "if=none,id=seed,format=raw,readonly=on,file="), "no seed given");
+	qh_argv_free(argv);
+}
+
+Test(argv, emulated_guests_skip_the_timer_check)
+{
+	char **argv = build(KERNEL_BOOT, QH_ACCEL_TCG, 1, false);
+
+	cr_expect(qhtest_has_pair(argv, "-append", "root=/dev/vda console=ttyS0 no_timer_check"));
+	qh_argv_free(argv);
+	argv = build("{\"name\": \"k\", \"dir\": \"/d/k\", \"image\": {\"disk\": \"/img/b\","
+		     " \"kernel\": \"/img/vmlinuz\", \"cmdline\": \"no_timer_check quiet\"}}",
+		     QH_ACCEL_TCG, 1, false);
+	cr_expect(qhtest_has_pair(argv, "-append", "no_timer_check quiet"), "not added twice");
 	qh_argv_free(argv);
 }
 

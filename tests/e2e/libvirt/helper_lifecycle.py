@@ -65,7 +65,7 @@ def run(h, scope, prefix):
           "the domain uses the overlay, the seed and the instance's MAC")
     check(virsh("domstate", dom) == "shut off", "a created instance is shut off")
     st = h.call("instances.list", {"instances": [inst]})
-    check(st == {"instances": [{"name": name, "state": "stopped"}]},
+    check([(i["name"], i["state"]) for i in st["instances"]] == [(name, "stopped")],
           f"instances.list says stopped ({st})")
 
     # start, SSH, a process that must survive the suspend.
@@ -80,6 +80,9 @@ def run(h, scope, prefix):
     info = h.call("instance.info", {"instance": inst})
     check(info["state"] == "running" and host in info["ipv4"] and info["pid"] > 0,
           f"instance.info gives state, addresses and the QEMU pid ({info})")
+    st = h.call("instances.list", {"instances": [inst]})
+    check(st["instances"][0]["state"] == "running" and st["instances"][0]["ipv4"] == [host],
+          f"instances.list gives the running instance's address ({st})")
     r = scope.ssh(host, port, "hostname")
     check(r.returncode == 0 and r.stdout.strip() == name, "exec over SSH runs in the guest")
     r = scope.ssh(host, port, "nohup sleep 100000 >/dev/null 2>&1 & echo $!")

@@ -33,6 +33,11 @@ done
 [ -f "${VMCTL_TEST_IMAGES:-/var/cache/vmctl-test-images}/fast.qcow2" ] ||
 	lv_fail "test images missing (run tools/build-image.sh)"
 
+# One system libvirtd at a time: tests of several ctest runs take turns.
+exec {LV_LOCK_FD}>"${LV_LOCK:-/run/lock/vmctl-e2e-libvirt.lock}" || lv_fail "cannot open the lock file"
+lv_log "waiting for other libvirt tests to finish"
+flock -w "${LV_LOCK_WAIT:-1800}" "$LV_LOCK_FD" || lv_fail "another libvirt test held the lock too long"
+
 # The system daemons run as root; a user's session daemons do not collide.
 if pgrep -u 0 -x libvirtd >/dev/null || pgrep -u 0 -x virtlogd >/dev/null; then
 	lv_fail "a system libvirtd or virtlogd is already running; these tests start and stop their own"
@@ -44,7 +49,8 @@ export LV_RUN
 lv_start_daemon() {
 	local name=$1 sock=$2
 	rm -f "$LV_RUN/$name.pid"
-	"$name" -d -p "$LV_RUN/$name.pid" || lv_fail "$name did not start"
+	# Not handing the daemon our lock: it must end with this test.
+	"$name" -d -p "$LV_RUN/$name.pid" {LV_LOCK_FD}>&- || lv_fail "$name did not start"
 	for _ in $(seq 1 200); do
 		[ -s "$LV_RUN/$name.pid" ] && [ -S "$sock" ] && return 0
 		sleep 0.1
