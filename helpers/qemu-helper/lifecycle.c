@@ -4,6 +4,7 @@
  * go away) run from the loop; the request is answered when they end.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -368,6 +369,74 @@ static void start_done(void *ud, const struct qh_run_result *r)
 			text[0] ? text : "it exited without saying why");
 }
 
+/* Copy src to dst through a temporary name, so that a crash never leaves a
+ * half-written variable store that the firmware would then refuse. */
+static int copy_file(const char *src, const char *dst, char *err, size_t errlen)
+{
+	char tmp[QH_PATH], buf[65536];
+	int in, out, rc = -1;
+	ssize_t n;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", dst);
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", src, strerror(errno));
+		return -1;
+	}
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (out < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+		goto out_close_in;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0) {
+		if (write(out, buf, (size_t)n) != n) {
+			snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+			goto out_close_out;
+		}
+	}
+	if (n < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", src, strerror(errno));
+		goto out_close_out;
+	}
+	if (fsync(out) < 0 || rename(tmp, dst) < 0) {
+		snprintf(err, errlen, "cannot write %s: %s", dst, strerror(errno));
+		goto out_close_out;
+	}
+	rc = 0;
+out_close_out:
+	close(out);
+	if (rc < 0)
+		unlink(tmp);
+out_close_in:
+	close(in);
+	return rc;
+}
+
+/* An image without a kernel boots through UEFI firmware; its variable store
+ * is created from the firmware's template on the first start and kept. */
+static int start_prepare_firmware(struct op *op)
+{
+	char vars[QH_PATH], err[QH_ERR];
+
+	if (op->inst.image_kernel)
+		return 0;
+	if (!file_exists(QH_OVMF_CODE) || !file_exists(QH_OVMF_VARS)) {
+		op_fail(op, PROTO_E_NOT_FOUND,
+			"instance '%s' boots through UEFI firmware, but %s or %s is missing "
+			"(install the ovmf package)",
+			op->inst.name, QH_OVMF_CODE, QH_OVMF_VARS);
+		return -1;
+	}
+	qh_path(&op->inst, QH_EFI_VARS, vars, sizeof(vars));
+	if (file_exists(vars))
+		return 0;
+	if (copy_file(QH_OVMF_VARS, vars, err, sizeof(err)) < 0) {
+		op_fail(op, PROTO_E_IO, "instance '%s': %s", op->inst.name, err);
+		return -1;
+	}
+	return 0;
+}
+
 /* Files the command line names must exist, or qemu's own message is vaguer. */
 static int start_check_files(struct op *op)
 {
@@ -432,7 +501,8 @@ static void start_with_accel(void *ud, enum qh_accel accel)
 	char **argv;
 
 	op->accel = accel;
-	if (start_check_files(op) < 0 || start_open_taps(op) < 0)
+	if (start_check_files(op) < 0 || start_prepare_firmware(op) < 0 ||
+	    start_open_taps(op) < 0)
 		return;
 	port = pick_port();
 	if (port < 0) {
@@ -777,7 +847,7 @@ void qh_instance_suspend(struct vmh_req *req, const msgpack_object *params)
 static void delete_files(struct op *op)
 {
 	static const char *const files[] = {QH_PIDFILE, QH_QMP, QH_SSH_PORT, QH_CONSOLE, QH_LOG,
-					    QH_SUSPENDED};
+					    QH_SUSPENDED, QH_EFI_VARS};
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		remove_file(&op->inst, files[i]);

@@ -29,6 +29,11 @@
 #define QH_LOG "qemu.log"
 #define QH_SUSPENDED "suspended"
 #define QH_SNAPSHOTS "snapshots.json"
+#define QH_EFI_VARS "efivars.fd" /* firmware boot only: this instance's UEFI variables */
+
+/* Firmware for images without a kernel; the variable store is copied per instance. */
+#define QH_OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"
+#define QH_OVMF_VARS "/usr/share/OVMF/OVMF_VARS_4M.fd"
 
 struct qh_mount {
 	char *source;

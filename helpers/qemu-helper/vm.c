@@ -320,6 +320,12 @@ char **qh_vm_argv(const struct qh_inst *inst, enum qh_accel accel, int ssh_port,
 			       inst->image_cmdline && skip_timer_check ? " " : "",
 			       skip_timer_check ? "no_timer_check" : "");
 		}
+	} else {
+		/* No kernel: the image boots itself through UEFI firmware, which
+		 * keeps its boot entries in the instance's own variable store. */
+		av_path(&a, "-drive", "if=pflash,format=raw,readonly=on,file=", QH_OVMF_CODE, "");
+		qh_path(inst, QH_EFI_VARS, path, sizeof(path));
+		av_path(&a, "-drive", "if=pflash,format=raw,file=", path, "");
 	}
 	if (resume) {
 		av_add(&a, "-loadvm");

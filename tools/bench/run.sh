@@ -318,25 +318,17 @@ sec_memory() {
 # ---- launch to SSH-ready ----
 
 SSH_OPTS=(-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-	-o LogLevel=ERROR -o ConnectTimeout=2)
-# Wait until `ssh ubuntu@127.0.0.1 -p PORT true` works with key $2 (limit s).
-# Until the guest's SSH banner shows, only bash's own /dev/tcp looks (no
-# process is started), so the probe takes no CPU from the booting guest.
+	-o LogLevel=ERROR -o ConnectTimeout=15)
+# Wait until `ssh ubuntu@127.0.0.1 -p PORT true` works with key $2 (limit s),
+# probing as the broker does (once a second, 15 s connect timeout), so that
+# both sides pay the same for probing. (Probing the banner through bash's
+# /dev/tcp while the guest was booting left its SSH unreachable.)
 ssh_wait() { # port key limit
-	local start=$SECONDS line
-	while [ $((SECONDS - start)) -lt "$3" ]; do
-		line=
-		if exec 3<>"/dev/tcp/127.0.0.1/$1"; then
-			read -r -t 2 -u 3 line
-			exec 3<&-
-		fi 2>/dev/null
-		if [[ $line == SSH-* ]] &&
-			ssh -i "$2" -p "$1" "${SSH_OPTS[@]}" ubuntu@127.0.0.1 true </dev/null 2>/dev/null; then
-			return 0
-		fi
-		sleep 0.2
+	local start=$SECONDS
+	until ssh -i "$2" -p "$1" "${SSH_OPTS[@]}" ubuntu@127.0.0.1 true </dev/null 2>/dev/null; do
+		[ $((SECONDS - start)) -lt "$3" ] || return 1
+		sleep 1
 	done
-	return 1
 }
 free_port() { # a TCP port nothing listens on
 	local p
@@ -516,9 +508,10 @@ sec_restart() {
 		return
 	fi
 	# The launch section left stopped instances bl0, bl1, ...: start NVMS.
+	# Re-attaching is about the QEMU processes: a guest still booting counts.
 	for ((i = 0; i < NVMS; i++)); do
-		vmctl_in "$d" start "bl$i" >/dev/null 2>&1 ||
-			vmctl_in "$d" launch "$IMAGES/fast.qcow2" --name "bl$i" --timeout 600 >/dev/null 2>&1
+		vmctl_in "$d" start "bl$i" --timeout 20 >/dev/null 2>&1 ||
+			vmctl_in "$d" launch "$IMAGES/fast.qcow2" --name "bl$i" --timeout 20 >/dev/null 2>&1
 	done
 	if [ "$(vmctl_in "$d" list 2>/dev/null | grep -c ' Running ')" != "$NVMS" ]; then
 		row "helper restart after SIGKILL, 0 VMs" "$t0 ms" "--" "--" "--" "--"

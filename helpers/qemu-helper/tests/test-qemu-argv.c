@@ -76,6 +76,30 @@ Test(argv, direct_kernel_boot)
 	qh_argv_free(argv);
 }
 
+Test(argv, an_image_without_a_kernel_boots_through_uefi_firmware)
+{
+	char **argv = build(SIMPLE, QH_ACCEL_TCG, 40022, false);
+
+	cr_expect(qhtest_has_pair(argv, "-drive",
+				  "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"));
+	cr_expect(qhtest_has_pair(argv, "-drive", "if=pflash,format=raw,file=/d/web/efivars.fd"),
+		  "the variable store is the instance's own, writable copy");
+	cr_expect(!qhtest_has(argv, "-append"));
+	cr_expect(qhtest_has_pair(argv, "-drive", "if=none,id=disk0,format=qcow2,discard=unmap,file=/d/web/disk.qcow2"),
+		  "the disk is attached the same way as for a kernel boot");
+	cr_expect(qhtest_has_pair(argv, "-device", "virtio-blk-pci,drive=disk0,bootindex=1"));
+	qh_argv_free(argv);
+}
+
+Test(argv, a_kernel_boot_uses_no_firmware_drives)
+{
+	char **argv = build(KERNEL_BOOT, QH_ACCEL_TCG, 1, false);
+
+	for (size_t i = 0; argv[i]; i++)
+		cr_expect(!strstr(argv[i], "if=pflash"), "unexpected firmware drive: %s", argv[i]);
+	qh_argv_free(argv);
+}
+
 Test(argv, emulated_guests_skip_the_timer_check)
 {
 	char **argv = build(KERNEL_BOOT, QH_ACCEL_TCG, 1, false);

@@ -35,7 +35,7 @@ done
 
 # One system libvirtd at a time: tests of several ctest runs take turns.
 exec {LV_LOCK_FD}>"${LV_LOCK:-/run/lock/vmctl-e2e-libvirt.lock}" || lv_fail "cannot open the lock file"
-lv_log "waiting for other libvirt tests to finish"
+lv_log "taking the libvirt test lock (other libvirt tests go first)"
 flock -w "${LV_LOCK_WAIT:-1800}" "$LV_LOCK_FD" || lv_fail "another libvirt test held the lock too long"
 
 # The system daemons run as root; a user's session daemons do not collide.
@@ -73,13 +73,11 @@ lv_stop_daemon() {
 	rm -f "$LV_RUN/$name.pid"
 }
 
-# PIDs whose command line contains $1.
+# PIDs whose command line contains $1 (a path or name of this run; a dot
+# in it matching any character is harmless). One pgrep, not a process per
+# /proc entry: on a busy host that scan took tens of seconds.
 lv_pids_mentioning() {
-	local p
-	for p in /proc/[0-9]*; do
-		[ "${p#/proc/}" != "$$" ] || continue
-		tr '\0' '\n' 2>/dev/null <"$p/cmdline" | grep -qF -- "$1" && echo "${p#/proc/}"
-	done
+	pgrep -f -- "$1" | grep -vx "$$" || true
 }
 
 lv_domains() { virsh -q list --all --name 2>/dev/null | grep "^vmctl-$LVT_PREFIX" || true; }
