@@ -18,7 +18,10 @@
 #include "image.h"
 
 #define SSH_PROBE_INTERVAL 1.0
-#define SSH_PROBE_MAX 30.0 /* one probe never takes longer than this */
+/* One probe never takes longer than this. A login on a loaded systemd guest
+ * can take over 30 s (pam_systemd starts the user manager): killing it
+ * sooner would retry forever. */
+#define SSH_PROBE_MAX 120.0
 
 /* ---- keys ---- */
 

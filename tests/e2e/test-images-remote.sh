@@ -85,13 +85,14 @@ for f in "$VMCTL_DATA"/images/*; do
 	[ -f "$f" ] || continue
 	base=$(basename "$f")
 	case $base in
-	.partial-*) fail "a partial download was left behind: $base" ;;
 	*.qcow2 | *.img | *.vmlinuz | *.initrd)
 		sum=$(sha256sum "$f" | cut -d' ' -f1)
 		[ "$sum" = "${base%.*}" ] || fail "cached $base holds content with sha256 $sum" ;;
 	esac
 done
-ls -A "$VMCTL_DATA/images" | grep -q '^\.partial-' && fail "a partial download was left behind"
+for f in "$VMCTL_DATA"/images/.partial-*; do
+	[ ! -e "$f" ] || fail "a partial download was left behind: $(basename "$f")"
+done
 
 vmctl delete --purge a b
 expect_rc 0

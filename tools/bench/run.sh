@@ -15,6 +15,7 @@
 #   BENCH_IMAGES    fast test image folder (default /var/cache/vmctl-test-images)
 #   BENCH_REPEAT    repetitions of each timed command (default 20)
 #   BENCH_VMS       running VMs during the helper-restart figure (default 2)
+#   BENCH_LAUNCH_ROUNDS  launches of each kind, fastest reported (default 2)
 #   BENCH_KEEP=1    keep the temporary folder for a post-mortem
 set -u
 
@@ -24,7 +25,7 @@ SECTIONS=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) BUILD=$(cd "$2" && pwd) || exit 2; shift 2 ;;
-	-h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
 	-*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	*) SECTIONS+=("$1"); shift ;;
 	esac
