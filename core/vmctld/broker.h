@@ -329,4 +329,15 @@ const char *stop_delay_shown_state(const char *name, const char *state);
 void op_set_instance(struct creq *r, const msgpack_object *p);
 void op_get_instance(struct creq *r, const msgpack_object *p);
 
+/* ---- ops.c (shared) ---- */
+/* Records of the scopes that are not active, read from disk: n registries
+ * and their scope names, all owned by the caller. */
+void list_other_scopes(struct registry **out, char ***scopes, size_t *n);
+
+/* ---- prune.c ---- */
+/* Remove cached images unused for local.image.prune-after, now and then
+ * every few hours; images any instance of any scope uses are kept. */
+void prune_start(void);
+void prune_stop(void);
+
 #endif

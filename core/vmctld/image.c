@@ -974,16 +974,25 @@ int image_cache_prune(struct image_cache *c, const char *const *in_use, double m
 			closedir(d);
 			return PROTO_E_NOMEM;
 		}
-		for (size_t i = 0; in_use && in_use[i]; i++)
-			if (strcmp(in_use[i], p) == 0)
-				used = true;
+		if (stat(p, &st) < 0) {
+			free(p);
+			continue;
+		}
+		/* Compared as files, not strings: the same image may be named
+		 * through another path (a symlinked data folder). */
+		for (size_t i = 0; in_use && in_use[i] && !used; i++) {
+			struct stat ust;
+
+			used = strcmp(in_use[i], p) == 0 ||
+			       (stat(in_use[i], &ust) == 0 && ust.st_dev == st.st_dev &&
+				ust.st_ino == st.st_ino);
+		}
 		/* A file some op is about to hand out is in use too. */
 		for (struct image_op *op = c->ops; op && !used; op = op->next)
 			used = (op->spec.disk && strcmp(op->spec.disk, p) == 0) ||
 			       (op->spec.kernel && strcmp(op->spec.kernel, p) == 0) ||
 			       (op->spec.initrd && strcmp(op->spec.initrd, p) == 0);
-		if (!used && stat(p, &st) == 0 && difftime(now, st.st_mtime) > max_age &&
-		    unlink(p) == 0)
+		if (!used && difftime(now, st.st_mtime) > max_age && unlink(p) == 0)
 			removed++;
 		free(p);
 	}

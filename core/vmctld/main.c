@@ -220,6 +220,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	image_cache_set_mirror(B->images, settings_get(&B->settings, "local.image.mirror"));
+	prune_start();
 	ev_signal_init(&B->sigterm_w, broker_on_signal, SIGTERM);
 	ev_signal_start(B->loop, &B->sigterm_w);
 	ev_signal_init(&B->sigint_w, broker_on_signal, SIGINT);
@@ -245,6 +246,7 @@ int main(int argc, char **argv)
 		helper_free(h);
 	}
 	helper_errpipes_free();
+	prune_stop();
 	image_cache_free(B->images);
 	registry_free(&B->reg);
 	settings_free(&B->settings);

@@ -775,7 +775,7 @@ static void list_pack_scope_entry(msgpack_packer *pk, const struct instance_reco
 }
 
 /* Records of the scopes that are not active, read from disk. */
-static void list_other_scopes(struct registry **out, char ***scopes, size_t *n)
+void list_other_scopes(struct registry **out, char ***scopes, size_t *n)
 {
 	char dir[4200];
 	DIR *dh;
