@@ -762,14 +762,19 @@ struct list_req {
 	void (*then)(void);     /* reconcile: what to do afterwards */
 };
 
+/* ipv4: the helper's array of addresses for this instance, or NULL. */
 static void list_pack_scope_entry(msgpack_packer *pk, const struct instance_record *rec,
-				  const char *state, const char *scope)
+				  const char *state, const char *scope,
+				  const msgpack_object *ipv4)
 {
 	msgpack_pack_map(pk, 5);
 	proto_pack_kv_str(pk, "name", rec->name);
 	proto_pack_kv_str(pk, "state", state);
 	proto_pack_str(pk, "ipv4");
-	msgpack_pack_array(pk, 0);
+	if (ipv4 && ipv4->type == MSGPACK_OBJECT_ARRAY)
+		msgpack_pack_object(pk, *ipv4);
+	else
+		msgpack_pack_array(pk, 0);
 	proto_pack_kv_str(pk, "image", rec->image ? rec->image : "");
 	proto_pack_kv_str(pk, "scope", scope);
 }
@@ -815,7 +820,8 @@ void list_other_scopes(struct registry **out, char ***scopes, size_t *n)
 	closedir(dh);
 }
 
-static void list_answer(struct list_req *l, bool live)
+/* ipv4: NULL, or one entry per record of B->reg (the helper's addresses). */
+static void list_answer(struct list_req *l, bool live, const msgpack_object *const *ipv4)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -839,12 +845,13 @@ static void list_answer(struct list_req *l, bool live)
 
 		if (!rec->deleted && (!live || !instance_dir_exists(rec->name)))
 			state = "unknown";
-		list_pack_scope_entry(&pk, rec, stop_delay_shown_state(rec->name, state), B->scope);
+		list_pack_scope_entry(&pk, rec, stop_delay_shown_state(rec->name, state), B->scope,
+				      ipv4 && live ? ipv4[i] : NULL);
 	}
 	for (size_t s = 0; s < n_others; s++) {
 		for (size_t i = 0; i < others[s].n; i++)
 			list_pack_scope_entry(&pk, &others[s].v[i], scope_shown_state(&others[s].v[i]),
-					      scopes[s]);
+					      scopes[s], NULL);
 		registry_free(&others[s]);
 		free(scopes[s]);
 	}
@@ -905,7 +912,7 @@ static void list_on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
 			     "the %s helper did not answer within %.0f s; showing the last known "
 			     "states as unknown",
 			     B->driver, BROKER_LIST_WAIT);
-		list_answer(l, false);
+		list_answer(l, false, NULL);
 	}
 	list_maybe_free(l);
 }
@@ -914,10 +921,13 @@ static void list_on_result(void *ud, int err, const char *errmsg, const msgpack_
 {
 	struct list_req *l = ud;
 	const msgpack_object *arr = proto_map_get(result, "instances");
+	const msgpack_object **ipv4 = NULL;
 	bool changed = false;
+	size_t hint = 0;
 
 	l->call_done = true;
 	if (err == 0 && arr && arr->type == MSGPACK_OBJECT_ARRAY && l->gen == B->scope_gen) {
+		ipv4 = calloc(B->reg.n ? B->reg.n : 1, sizeof(*ipv4));
 		for (uint32_t i = 0; i < arr->via.array.size; i++) {
 			const msgpack_object *e = &arr->via.array.ptr[i];
 			char name[INSTANCE_NAME_MAX + 1], state[32];
@@ -926,7 +936,17 @@ static void list_on_result(void *ud, int err, const char *errmsg, const msgpack_
 			if (proto_get_str(e, "name", name, sizeof(name)) < 0 ||
 			    proto_get_str(e, "state", state, sizeof(state)) < 0)
 				continue;
-			rec = registry_find(&B->reg, name);
+			/* Answers come in request order, which is registry order:
+			 * look just past the last match before searching. */
+			if (hint < B->reg.n && strcmp(B->reg.v[hint].name, name) == 0)
+				rec = &B->reg.v[hint];
+			else
+				rec = registry_find(&B->reg, name);
+			if (rec) {
+				hint = (size_t)(rec - B->reg.v) + 1;
+				if (ipv4)
+					ipv4[rec - B->reg.v] = proto_map_get(e, "ipv4");
+			}
 			/* A launch in progress owns the state it reports. */
 			if (rec && !rec->deleted && !busy_find(name) && scope_set_state(rec, state))
 				changed = true;
@@ -938,10 +958,11 @@ static void list_on_result(void *ud, int err, const char *errmsg, const msgpack_
 		if (err < 0)
 			creq_warning(l->r, "could not get states from the %s helper (%s); showing the "
 				     "last known states as unknown", B->driver, errmsg);
-		list_answer(l, err == 0);
+		list_answer(l, err == 0, ipv4);
 	} else if (err < 0) {
 		vlog(LOG_WARN_, "reconciling states: %s", errmsg);
 	}
+	free(ipv4);
 	if (l->then && l->gen == B->scope_gen)
 		l->then();
 	l->answered = true;
@@ -961,7 +982,7 @@ static void list_start(struct list_req *l)
 	if (n == 0) {
 		l->call_done = true;
 		if (l->r)
-			list_answer(l, true);
+			list_answer(l, true, NULL);
 		if (l->then)
 			l->then();
 		l->answered = true;

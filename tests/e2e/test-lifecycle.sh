@@ -9,6 +9,9 @@ release=$(image_kernel_release)
 launch_fast life
 expect_rc 0
 expect_state life Running
+# The guest's address shows in list (user-mode networking gives 10.0.2.15).
+vmctl list
+expect_out '^life +Running +10\.0\.2\.15 '
 
 vmctl exec life -- uname -r
 expect_rc 0
