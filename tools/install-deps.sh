@@ -14,7 +14,7 @@ PACKAGES=(
   libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients dnsmasq-base iptables
   openssh-server
   mtools grub-efi-amd64-bin ovmf fdisk
-  iproute2
+  iproute2 curl time
 )
 
 if [ "$(id -u)" -ne 0 ]; then

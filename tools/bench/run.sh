@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
 	*) SECTIONS+=("$1"); shift ;;
 	esac
 done
-[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(proto list memory cli launch restart switch)
+[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(proto list memory cli download launch restart switch)
 
 BENCH=$BUILD/tools/bench/vmctl-bench
 BENCH_HELPER=$BUILD/tools/bench/vmctl-bench-helper
@@ -541,6 +541,39 @@ sec_switch() {
 	row "scope switch qemu -> libvirt" "$to_lv ms" "$t_get ms (vmctl get)" "$(ratio "$to_lv" "$t_get")" "--" "--"
 	row "scope switch libvirt -> qemu" "$to_q ms" "$t_get ms (vmctl get)" "$(ratio "$to_q" "$t_get")" "--" "--"
 	data_stop "$d"
+}
+
+# ---- image download ----
+
+# The broker's download path (vmctl-bench-fetch: libcurl multi on libev,
+# SHA-256 while writing) against `curl -o` of the same file from the same
+# loopback server; the fastest of 3 each.
+sec_download() {
+	local fetch=$BUILD/tools/bench/vmctl-bench-fetch www port i out ours=0 ref=0 t bytes
+	[ -x "$fetch" ] || { skip "image download" "vmctl-bench-fetch is not built"; return; }
+	www=$TMP/www
+	mkdir -p "$www"
+	head -c $((512 << 20)) /dev/urandom >"$www/disk.img"
+	python3 "$SRC/tools/test-http-server.py" --root "$www" --port-file "$TMP/http.port" \
+		--log "$TMP/http.log" >/dev/null 2>&1 &
+	local server=$!
+	for i in $(seq 50); do [ -s "$TMP/http.port" ] && break; sleep 0.1; done
+	port=$(cat "$TMP/http.port" 2>/dev/null)
+	[ -n "$port" ] || { skip "image download" "the HTTP server did not start"; kill $server; return; }
+	for i in 1 2 3; do
+		rm -rf "$TMP/cache"
+		out=$("$fetch" "http://127.0.0.1:$port/disk.img" "$TMP/cache") || { skip "image download" "the fetch failed"; kill $server; return; }
+		bytes=${out% *} t=${out#* }
+		ours=$(awk -v b="$bytes" -v t="$t" -v m="$ours" 'BEGIN { r = b / t / 1048576; print (r > m) ? r : m }')
+		rm -f "$TMP/curl.out"
+		t=$( { /usr/bin/time -f %e curl -s -o "$TMP/curl.out" "http://127.0.0.1:$port/disk.img"; } 2>&1 )
+		ref=$(awk -v b="$bytes" -v t="$t" -v m="$ref" 'BEGIN { r = (t > 0) ? b / t / 1048576 : 0; print (r > m) ? r : m }')
+	done
+	kill $server 2>/dev/null
+	rm -rf "$TMP/cache" "$TMP/curl.out" "$www"
+	row "image download, 512 MiB over loopback (verified, cached)" \
+		"$(printf '%.0f MiB/s' "$ours")" "$(printf '%.0f MiB/s' "$ref") (curl -o)" \
+		"$(ratio "$ours" "$ref")" "--" "--"
 }
 
 main() {
