@@ -290,6 +290,7 @@ struct hcall *opx_call(const struct instance_record *rec, const char *method, do
 /* ---- op-snapshot.c ---- */
 void op_snapshot(struct creq *r, const msgpack_object *p);
 void op_restore(struct creq *r, const msgpack_object *p);
+void op_snapshot_delete(struct creq *r, const msgpack_object *p);
 void op_snapshots(struct creq *r, const msgpack_object *p);
 /* "local.NAME.SNAP.name|comment" -> parts; 0 or PROTO_E_NOT_FOUND. */
 int snapshot_setting_key(const char *key, char *name, size_t namelen, char *snap, size_t snaplen,

@@ -55,6 +55,7 @@ static const struct method methods[] = {
 	{"find", op_find, false},
 	{"snapshot", op_snapshot, true},
 	{"restore", op_restore, true},
+	{"snapshot_delete", op_snapshot_delete, true},
 	{"snapshots", op_snapshots, true},
 	{"clone", op_clone, true},
 	{"mount", op_mount, true},

@@ -351,6 +351,61 @@ void op_restore(struct creq *r, const msgpack_object *p)
 		snap_fail(s, PROTO_E_NOMEM, "out of memory");
 }
 
+/* ---- snapshot_delete (vmctl delete --purge NAME.SNAPSHOT) ---- */
+
+static void snapdel_on_deleted(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct snap_req *s = ud;
+
+	if (err < 0) {
+		snap_fail(s, err, "could not delete snapshot %s.%s: %s", s->name, s->snap, errmsg);
+		return;
+	}
+	vlog(LOG_INFO_, "snapshot %s.%s deleted", s->name, s->snap);
+	creq_ok(s->r, NULL);
+	s->r = NULL;
+	snap_free(s);
+}
+
+static void snapdel_on_list(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct snap_req *s = ud;
+
+	if (err < 0) {
+		snap_fail(s, err, "could not list the snapshots of %s: %s", s->name, errmsg);
+		return;
+	}
+	if (!snap_listed(result, s->snap)) {
+		snap_fail(s, PROTO_E_NOT_FOUND, "%s has no snapshot named %s (vmctl info %s "
+			  "--snapshots lists them)", s->name, s->snap, s->name);
+		return;
+	}
+	if (!snap_call(s, "snapshot.delete", s->snap, NULL, snapdel_on_deleted))
+		snap_fail(s, PROTO_E_NOMEM, "out of memory");
+}
+
+void op_snapshot_delete(struct creq *r, const msgpack_object *p)
+{
+	char snap[SNAP_NAME_MAX + 2] = "", err[256];
+	struct snap_req *s;
+	int rc;
+
+	rc = proto_get_str(p, "snapshot", snap, sizeof(snap));
+	if (rc < 0 || snap_validate_name(snap, err, sizeof(err)) < 0) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "%s",
+			  rc == PROTO_E_NOT_FOUND ? "snapshot_delete needs a snapshot name"
+			  : rc < 0		  ? "a snapshot name has at most 63 characters"
+						  : err);
+		return;
+	}
+	s = snap_begin(r, p, "a snapshot deletion");
+	if (!s)
+		return;
+	snprintf(s->snap, sizeof(s->snap), "%.63s", snap);
+	if (!opx_call(snap_rec(s), "snapshot.list", BROKER_SHORT_DEADLINE, snapdel_on_list, s))
+		snap_fail(s, PROTO_E_NOMEM, "out of memory");
+}
+
 /* ---- snapshots ---- */
 
 struct snaps_req {

@@ -94,5 +94,23 @@ expect_rc 0
 start_snap
 notes
 [ "$NOTES" = "one three " ] || fail "after restoring snapshot3 the notes are '$NOTES', expected 'one three '"
+vmctl stop snap
+expect_rc 0
+
+# Deleting a snapshot: it cannot be recovered, so it takes --purge.
+vmctl delete snap.snapshot3
+expect_rc 2
+expect_err 'use .vmctl delete --purge snap\.snapshot3'
+vmctl list --snapshots
+expect_out 'snapshot3'
+vmctl delete --purge snap.snapshot3
+expect_rc 0
+vmctl list --snapshots
+expect_rc 0
+expect_no_out 'snapshot3'
+expect_out 'first'
+vmctl delete --purge snap.nosuch
+expect_error 'no snapshot named nosuch'
+expect_listed snap
 
 e2e_log PASS
