@@ -93,6 +93,23 @@ static bool snap_listed(const msgpack_object *list, const char *name)
 	return false;
 }
 
+/* After snapshot.list: true if s->snap is there; else s is answered with
+ * the reason and freed. */
+static bool snap_expect_listed(struct snap_req *s, int err, const char *errmsg,
+			       const msgpack_object *result)
+{
+	if (err < 0) {
+		snap_fail(s, err, "could not list the snapshots of %s: %s", s->name, errmsg);
+		return false;
+	}
+	if (!snap_listed(result, s->snap)) {
+		snap_fail(s, PROTO_E_NOT_FOUND, "%s has no snapshot named %s (vmctl info %s "
+			  "--snapshots lists them)", s->name, s->snap, s->name);
+		return false;
+	}
+	return true;
+}
+
 /* snapshotN with the lowest N above the number of snapshots that is free. */
 static void snap_pick_name(const msgpack_object *list, char *buf, size_t len)
 {
@@ -307,15 +324,8 @@ static void restore_on_list(void *ud, int err, const char *errmsg, const msgpack
 	struct snap_req *s = ud;
 	char comment[128];
 
-	if (err < 0) {
-		snap_fail(s, err, "could not list the snapshots of %s: %s", s->name, errmsg);
+	if (!snap_expect_listed(s, err, errmsg, result))
 		return;
-	}
-	if (!snap_listed(result, s->snap)) {
-		snap_fail(s, PROTO_E_NOT_FOUND, "%s has no snapshot named %s (vmctl info %s "
-			  "--snapshots lists them)", s->name, s->snap, s->name);
-		return;
-	}
 	if (s->destructive) {
 		restore_run(s);
 		return;
@@ -371,15 +381,8 @@ static void snapdel_on_list(void *ud, int err, const char *errmsg, const msgpack
 {
 	struct snap_req *s = ud;
 
-	if (err < 0) {
-		snap_fail(s, err, "could not list the snapshots of %s: %s", s->name, errmsg);
+	if (!snap_expect_listed(s, err, errmsg, result))
 		return;
-	}
-	if (!snap_listed(result, s->snap)) {
-		snap_fail(s, PROTO_E_NOT_FOUND, "%s has no snapshot named %s (vmctl info %s "
-			  "--snapshots lists them)", s->name, s->snap, s->name);
-		return;
-	}
 	if (!snap_call(s, "snapshot.delete", s->snap, NULL, snapdel_on_deleted))
 		snap_fail(s, PROTO_E_NOMEM, "out of memory");
 }
