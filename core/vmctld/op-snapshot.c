@@ -215,6 +215,28 @@ static struct snap_req *snap_begin(struct creq *r, const msgpack_object *p, cons
 	return s;
 }
 
+/* snap_begin() for a request naming an existing snapshot ("snapshot" key). */
+static struct snap_req *snap_begin_named(struct creq *r, const msgpack_object *p,
+					 const char *what, const char *missing)
+{
+	char snap[SNAP_NAME_MAX + 2] = "", err[256];
+	struct snap_req *s;
+	int rc;
+
+	rc = proto_get_str(p, "snapshot", snap, sizeof(snap));
+	if (rc < 0 || snap_validate_name(snap, err, sizeof(err)) < 0) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "%s",
+			  rc == PROTO_E_NOT_FOUND ? missing
+			  : rc < 0		  ? "a snapshot name has at most 63 characters"
+						  : err);
+		return NULL;
+	}
+	s = snap_begin(r, p, what);
+	if (s)
+		snprintf(s->snap, sizeof(s->snap), "%.63s", snap);
+	return s;
+}
+
 void op_snapshot(struct creq *r, const msgpack_object *p)
 {
 	char snap[SNAP_NAME_MAX + 2] = "", err[256];
@@ -339,22 +361,11 @@ static void restore_on_list(void *ud, int err, const char *errmsg, const msgpack
 
 void op_restore(struct creq *r, const msgpack_object *p)
 {
-	char snap[SNAP_NAME_MAX + 2] = "", err[256];
-	struct snap_req *s;
-	int rc;
+	struct snap_req *s = snap_begin_named(r, p, "a restore",
+					      "restore needs a snapshot (NAME.SNAPSHOT)");
 
-	rc = proto_get_str(p, "snapshot", snap, sizeof(snap));
-	if (rc < 0 || snap_validate_name(snap, err, sizeof(err)) < 0) {
-		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "%s",
-			  rc == PROTO_E_NOT_FOUND ? "restore needs a snapshot (NAME.SNAPSHOT)"
-			  : rc < 0		  ? "a snapshot name has at most 63 characters"
-						  : err);
-		return;
-	}
-	s = snap_begin(r, p, "a restore");
 	if (!s)
 		return;
-	snprintf(s->snap, sizeof(s->snap), "%.63s", snap);
 	s->restore = true;
 	proto_get_bool(p, "destructive", &s->destructive);
 	if (!opx_call(snap_rec(s), "snapshot.list", BROKER_SHORT_DEADLINE, restore_on_list, s))
@@ -389,22 +400,11 @@ static void snapdel_on_list(void *ud, int err, const char *errmsg, const msgpack
 
 void op_snapshot_delete(struct creq *r, const msgpack_object *p)
 {
-	char snap[SNAP_NAME_MAX + 2] = "", err[256];
-	struct snap_req *s;
-	int rc;
+	struct snap_req *s = snap_begin_named(r, p, "a snapshot deletion",
+					      "snapshot_delete needs a snapshot name");
 
-	rc = proto_get_str(p, "snapshot", snap, sizeof(snap));
-	if (rc < 0 || snap_validate_name(snap, err, sizeof(err)) < 0) {
-		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "%s",
-			  rc == PROTO_E_NOT_FOUND ? "snapshot_delete needs a snapshot name"
-			  : rc < 0		  ? "a snapshot name has at most 63 characters"
-						  : err);
-		return;
-	}
-	s = snap_begin(r, p, "a snapshot deletion");
 	if (!s)
 		return;
-	snprintf(s->snap, sizeof(s->snap), "%.63s", snap);
 	if (!opx_call(snap_rec(s), "snapshot.list", BROKER_SHORT_DEADLINE, snapdel_on_list, s))
 		snap_fail(s, PROTO_E_NOMEM, "out of memory");
 }
