@@ -768,6 +768,16 @@ static struct ops_job *ops_new(struct vmh_req *req, const msgpack_object *params
 	return job;
 }
 
+/* The requests that need nothing but the instance. */
+static void ops_new_run(struct vmh_req *req, const msgpack_object *params,
+			void (*work)(struct ops_job *, virConnectPtr), enum ops_kind kind)
+{
+	struct ops_job *job = ops_new(req, params, work, kind);
+
+	if (job)
+		ops_run(job);
+}
+
 static bool ops_timeout(struct ops_job *job, const msgpack_object *params)
 {
 	int64_t t;
@@ -838,30 +848,22 @@ static void on_restart(struct vmh_req *req, const msgpack_object *params)
 
 static void on_suspend(struct vmh_req *req, const msgpack_object *params)
 {
-	struct ops_job *job = ops_new(req, params, ops_suspend_work, OPS_STATE_RESULT);
-	if (job)
-		ops_run(job);
+	ops_new_run(req, params, ops_suspend_work, OPS_STATE_RESULT);
 }
 
 static void on_delete(struct vmh_req *req, const msgpack_object *params)
 {
-	struct ops_job *job = ops_new(req, params, ops_delete_work, OPS_EMPTY_RESULT);
-	if (job)
-		ops_run(job);
+	ops_new_run(req, params, ops_delete_work, OPS_EMPTY_RESULT);
 }
 
 static void on_state(struct vmh_req *req, const msgpack_object *params)
 {
-	struct ops_job *job = ops_new(req, params, ops_state_work, OPS_STATE_RESULT);
-	if (job)
-		ops_run(job);
+	ops_new_run(req, params, ops_state_work, OPS_STATE_RESULT);
 }
 
 static void on_info(struct vmh_req *req, const msgpack_object *params)
 {
-	struct ops_job *job = ops_new(req, params, ops_info_work, OPS_INFO_RESULT);
-	if (job)
-		ops_run(job);
+	ops_new_run(req, params, ops_info_work, OPS_INFO_RESULT);
 }
 
 static void on_set(struct vmh_req *req, const msgpack_object *params)
