@@ -3,7 +3,11 @@
  * half-working KVM aborts or crawls), so "auto" picks KVM only after a tiny
  * guest really ran under it: a 64 KiB firmware whose reset vector writes a
  * byte to an isa-debug-exit port, which makes qemu exit with a status
- * derived from that byte. The answer is kept for the helper's life.
+ * derived from that byte. The answer is kept for the helper's life, and in
+ * SCOPE_DIR/accel-probe for the next helpers: qemu starting a guest costs
+ * a fifth of a second of CPU at every helper (re)start otherwise. The file
+ * is trusted only for the same qemu binary (size, mtime), kernel release
+ * and /dev/kvm (its ctime changes at every boot).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +27,8 @@
 #define ACCEL_PROBE_BYTE 0x2a
 /* isa-debug-exit: qemu exits with (value << 1) | 1. */
 #define ACCEL_PROBE_STATUS ((ACCEL_PROBE_BYTE << 1) | 1)
+#define ACCEL_CACHE_FILE "accel-probe"
+#define ACCEL_CACHE_VERSION "1"
 
 enum accel_mode { ACCEL_AUTO, ACCEL_KVM, ACCEL_TCG };
 
@@ -37,6 +45,7 @@ static struct {
 	enum qh_accel chosen;
 	char bios[64];
 	struct accel_waiter *waiters;
+	char cache_dir[QH_PATH]; /* "" : no cache */
 } accel;
 
 const char *qh_accel_name(enum qh_accel a)
@@ -163,23 +172,114 @@ static void accel_decide(enum qh_accel chosen, const char *why)
 	}
 }
 
+void qh_accel_cache_in(const char *dir)
+{
+	snprintf(accel.cache_dir, sizeof(accel.cache_dir), "%s", dir ? dir : "");
+}
+
+/* What the probe's answer depends on, as one line ("" if unknown). */
+static void accel_cache_key(char *key, size_t len)
+{
+	const char *path = getenv("PATH");
+	char prog[QH_PATH];
+	struct stat q, kvm;
+	struct utsname u;
+	bool found = false;
+
+	key[0] = '\0';
+	if (!path || !*path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	while (*path && !found) {
+		size_t n = strcspn(path, ":");
+
+		snprintf(prog, sizeof(prog), "%.*s/qemu-system-x86_64", (int)n, path);
+		found = stat(prog, &q) == 0 && S_ISREG(q.st_mode);
+		path += n + (path[n] == ':');
+	}
+	if (!found || stat("/dev/kvm", &kvm) < 0 || uname(&u) < 0)
+		return;
+	snprintf(key, len, "v%s %s %lld %lld.%09ld %s %lld.%09ld", ACCEL_CACHE_VERSION, prog,
+		 (long long)q.st_size, (long long)q.st_mtim.tv_sec, q.st_mtim.tv_nsec, u.release,
+		 (long long)kvm.st_ctim.tv_sec, kvm.st_ctim.tv_nsec);
+}
+
+/* The file holds the key line, then "kvm" or "tcg", then why. */
+static bool accel_cache_read(const char *key)
+{
+	char path[QH_PATH + 32], text[2048], *chosen, *why;
+	size_t n;
+	FILE *f;
+
+	if (!accel.cache_dir[0] || !key[0])
+		return false;
+	snprintf(path, sizeof(path), "%s/%s", accel.cache_dir, ACCEL_CACHE_FILE);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	chosen = strchr(text, '\n');
+	if (!chosen)
+		return false;
+	*chosen++ = '\0';
+	why = strchr(chosen, '\n');
+	if (!why || strcmp(text, key) != 0)
+		return false;
+	*why++ = '\0';
+	why[strcspn(why, "\n")] = '\0';
+	if (strcmp(chosen, "kvm") && strcmp(chosen, "tcg"))
+		return false;
+	vmh_log(VMH_DEBUG, "accelerator probe answer from %s", path);
+	accel_decide(strcmp(chosen, "kvm") ? QH_ACCEL_TCG : QH_ACCEL_KVM, why);
+	return true;
+}
+
+/* Best effort: without the file the next helper probes again. */
+static void accel_cache_write(const char *key, enum qh_accel chosen, const char *why)
+{
+	char path[QH_PATH + 32], tmp[QH_PATH + 64];
+	FILE *f;
+	bool ok;
+
+	if (!accel.cache_dir[0] || !key[0])
+		return;
+	snprintf(path, sizeof(path), "%s/%s", accel.cache_dir, ACCEL_CACHE_FILE);
+	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+	f = fopen(tmp, "we");
+	if (!f)
+		return;
+	ok = fprintf(f, "%s\n%s\n%s\n", key, qh_accel_name(chosen), why) > 0;
+	ok = fclose(f) == 0 && ok;
+	if (!ok || rename(tmp, path) < 0)
+		unlink(tmp);
+}
+
 static void accel_probe_done(void *ud, const struct qh_run_result *r)
 {
-	char why[512];
+	char why[512], key[QH_PATH + 256];
+	enum qh_accel chosen = QH_ACCEL_TCG;
 
 	unlink(accel.bios);
 	if (r->status == ACCEL_PROBE_STATUS && !r->timed_out) {
-		accel_decide(QH_ACCEL_KVM, "a test guest ran under KVM");
-		return;
+		chosen = QH_ACCEL_KVM;
+		snprintf(why, sizeof(why), "a test guest ran under KVM");
+	} else {
+		accel_explain(r, why, sizeof(why));
 	}
-	accel_explain(r, why, sizeof(why));
-	accel_decide(QH_ACCEL_TCG, why);
+	/* A probe that timed out may have met a busy host, not a broken KVM. */
+	if (!r->timed_out) {
+		accel_cache_key(key, sizeof(key));
+		accel_cache_write(key, chosen, why);
+	}
+	accel_decide(chosen, why);
 }
 
 void qh_accel_prepare(void)
 {
 	const char *absent;
 	char *argv[20];
+	char key[QH_PATH + 256];
 	struct qh_run_opts opts = {.timeout_s = ACCEL_PROBE_TIMEOUT};
 
 	if (accel.known || accel.probing)
@@ -189,6 +289,9 @@ void qh_accel_prepare(void)
 		accel_decide(QH_ACCEL_TCG, absent);
 		return;
 	}
+	accel_cache_key(key, sizeof(key));
+	if (accel_cache_read(key))
+		return;
 	accel.probing = true;
 	if (accel_write_bios(accel.bios, sizeof(accel.bios)) < 0) {
 		accel_decide(QH_ACCEL_TCG, "cannot write the KVM test firmware");

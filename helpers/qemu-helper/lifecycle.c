@@ -950,6 +950,7 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 	msgpack_pack_map(pk, 1);
 	proto_pack_str(pk, "instances");
 	msgpack_pack_array(pk, arr->via.array.size);
+	qh_vm_batch(true);
 	for (uint32_t i = 0; i < arr->via.array.size; i++) {
 		const msgpack_object *m = &arr->via.array.ptr[i];
 		struct qh_inst inst;
@@ -968,8 +969,8 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 			msgpack_pack_array(pk, 0);
 			continue;
 		}
-		qh_watch(&inst);
-		state = qh_vm_state(&inst);
+		/* One look at the pid file serves the watch and the state. */
+		state = qh_vm_state_known(&inst, qh_watch_pid(&inst));
 		proto_pack_kv_str(pk, "name", inst.name);
 		proto_pack_kv_str(pk, "state", state);
 		/* Optional, as in instance.info: saves the broker a call per instance. */
@@ -977,5 +978,6 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 		pack_ipv4(pk, state);
 		qh_inst_free(&inst);
 	}
+	qh_vm_batch(false);
 	vmh_done(req);
 }

@@ -46,6 +46,7 @@ static int main_init(const char *scope_dir, const msgpack_object *settings, char
 		return PROTO_E_UNAVAILABLE;
 	}
 	/* Probe now so that the answer is ready by the first start. */
+	qh_accel_cache_in(scope_dir);
 	qh_accel_prepare();
 	return 0;
 }

@@ -27,11 +27,17 @@ struct watched {
 	char state[16];
 	int pidfd; /* -1 when not watching a process */
 	ev_io io;
-	struct watched *next;
+	struct watched *next; /* in its hash bucket */
 };
 
 static struct busy *busy_list;
-static struct watched *watch_list;
+
+/* Watches by folder: instances.list looks up every instance on every call. */
+static struct {
+	struct watched **v;
+	size_t n_buckets; /* a power of two, or 0 */
+	size_t n;
+} watches;
 
 int qh_busy_claim(const char *dir, const char *state)
 {
@@ -72,12 +78,66 @@ const char *qh_busy_state(const char *dir)
 	return NULL;
 }
 
+static size_t watch_hash(const char *dir)
+{
+	size_t h = 14695981039346656037u; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)dir; *p; p++)
+		h = (h ^ *p) * 1099511628211u;
+	return h;
+}
+
 static struct watched *watch_find(const char *dir)
 {
-	for (struct watched *w = watch_list; w; w = w->next)
+	if (!watches.n_buckets)
+		return NULL;
+	for (struct watched *w = watches.v[watch_hash(dir) & (watches.n_buckets - 1)]; w; w = w->next)
 		if (!strcmp(w->dir, dir))
 			return w;
 	return NULL;
+}
+
+/* Keep about one watch per bucket; if memory runs out the chains grow. */
+static void watch_grow(void)
+{
+	size_t nb = watches.n_buckets ? watches.n_buckets * 2 : 64;
+	struct watched **v = calloc(nb, sizeof(*v));
+
+	if (!v)
+		return;
+	for (size_t i = 0; i < watches.n_buckets; i++) {
+		while (watches.v[i]) {
+			struct watched *w = watches.v[i];
+			size_t b = watch_hash(w->dir) & (nb - 1);
+
+			watches.v[i] = w->next;
+			w->next = v[b];
+			v[b] = w;
+		}
+	}
+	free(watches.v);
+	watches.v = v;
+	watches.n_buckets = nb;
+}
+
+/* false (and w freed) when there is no table to hold it. */
+static bool watch_insert(struct watched *w)
+{
+	size_t b;
+
+	if (watches.n >= watches.n_buckets)
+		watch_grow();
+	if (!watches.n_buckets) {
+		free(w->name);
+		free(w->dir);
+		free(w);
+		return false;
+	}
+	b = watch_hash(w->dir) & (watches.n_buckets - 1);
+	w->next = watches.v[b];
+	watches.v[b] = w;
+	watches.n++;
+	return true;
 }
 
 static void watch_disarm(struct watched *w)
@@ -106,16 +166,12 @@ static void watch_exit_cb(struct ev_loop *loop, ev_io *io, int revents)
 	qh_notify_state(w->name, w->dir, qh_vm_suspended(&inst) ? "suspended" : "stopped");
 }
 
-static void watch_arm(struct watched *w)
+/* pid: qh_vm_pid() of the instance, just read. */
+static void watch_arm_pid(struct watched *w, pid_t pid)
 {
-	struct qh_inst inst = {.name = w->name, .dir = w->dir};
-	pid_t pid;
 	int fd;
 
-	if (w->pidfd >= 0)
-		return;
-	pid = qh_vm_pid(&inst);
-	if (!pid)
+	if (w->pidfd >= 0 || !pid)
 		return;
 	fd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (fd < 0)
@@ -126,30 +182,45 @@ static void watch_arm(struct watched *w)
 	ev_io_start(vmh_loop(), &w->io);
 }
 
-void qh_watch(const struct qh_inst *inst)
+static void watch_arm(struct watched *w)
+{
+	struct qh_inst inst = {.name = w->name, .dir = w->dir};
+
+	if (w->pidfd < 0)
+		watch_arm_pid(w, qh_vm_pid(&inst));
+}
+
+pid_t qh_watch_pid(const struct qh_inst *inst)
 {
 	struct watched *w = watch_find(inst->dir);
+	pid_t pid = qh_vm_pid(inst);
 
 	if (!w) {
 		w = calloc(1, sizeof(*w));
 		if (!w)
-			return;
+			return pid;
 		w->name = strdup(inst->name);
 		w->dir = strdup(inst->dir);
 		if (!w->name || !w->dir) {
 			free(w->name);
 			free(w->dir);
 			free(w);
-			return;
+			return pid;
 		}
 		w->pidfd = -1;
-		w->next = watch_list;
-		watch_list = w;
 		/* The state before this helper did anything: the "old" of the next change. */
 		snprintf(w->state, sizeof(w->state), "%s",
-			 qh_vm_pid(inst) ? "running" : qh_vm_suspended(inst) ? "suspended" : "stopped");
+			 pid ? "running" : qh_vm_suspended(inst) ? "suspended" : "stopped");
+		if (!watch_insert(w))
+			return pid;
 	}
-	watch_arm(w);
+	watch_arm_pid(w, pid);
+	return pid;
+}
+
+void qh_watch(const struct qh_inst *inst)
+{
+	(void)qh_watch_pid(inst);
 }
 
 void qh_notify_state(const char *name, const char *dir, const char *state)
@@ -168,15 +239,20 @@ void qh_notify_state(const char *name, const char *dir, const char *state)
 
 void qh_ops_free(void)
 {
-	while (watch_list) {
-		struct watched *w = watch_list;
+	for (size_t i = 0; i < watches.n_buckets; i++) {
+		while (watches.v[i]) {
+			struct watched *w = watches.v[i];
 
-		watch_list = w->next;
-		watch_disarm(w);
-		free(w->name);
-		free(w->dir);
-		free(w);
+			watches.v[i] = w->next;
+			watch_disarm(w);
+			free(w->name);
+			free(w->dir);
+			free(w);
+		}
 	}
+	free(watches.v);
+	watches.v = NULL;
+	watches.n_buckets = watches.n = 0;
 	while (busy_list) {
 		struct busy *b = busy_list;
 

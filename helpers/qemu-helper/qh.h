@@ -203,4 +203,16 @@ void qh_networks_list(struct vmh_req *req, const msgpack_object *params);
 int qh_tap_open(const char *bridge, char *err, size_t errlen);
 bool qh_is_bridge(const char *name);
 
+/* ---- additions: one pidfile read per instance for instances.list ---- */
+
+/* qh_vm_state() for a pid the caller has just read with qh_vm_pid(). */
+const char *qh_vm_state_known(const struct qh_inst *inst, pid_t pid);
+/* qh_watch(), returning qh_vm_pid(inst) read on the way. */
+pid_t qh_watch_pid(const struct qh_inst *inst);
+/* on: until called with off, files of instances are looked up relative to
+ * their parent folder, kept open (for loops over many instances). */
+void qh_vm_batch(bool on);
+/* Keep the answer of the KVM probe in dir (the scope folder) for later helpers. */
+void qh_accel_cache_in(const char *dir);
+
 #endif

@@ -1,5 +1,6 @@
 /* One VM as qemu runs it: its command line, its process, its state. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,20 +13,72 @@
 
 #define VM_QMP_TIMEOUT 1.5
 
-/* Read DIR/file into buf; 0 or -1. */
+/* During a batch the parent folder of the instances stays open, so that
+ * looking at a file of each one walks two path components, not the whole
+ * path (instances.list with 1,000 instances spent half its time there). */
+static struct {
+	bool on;
+	int fd; /* -1: not open */
+	char parent[QH_PATH];
+} vm_batch = {.fd = -1};
+
+void qh_vm_batch(bool on)
+{
+	if (vm_batch.fd >= 0)
+		close(vm_batch.fd);
+	vm_batch.fd = -1;
+	vm_batch.parent[0] = '\0';
+	vm_batch.on = on;
+}
+
+/* The folder fd to resolve rel against: the batch's, or AT_FDCWD with
+ * the whole path. */
+static int vm_at(const struct qh_inst *inst, const char *file, char *rel, size_t len)
+{
+	const char *slash = strrchr(inst->dir, '/');
+	size_t plen = slash ? (size_t)(slash - inst->dir) : 0;
+
+	if (vm_batch.on && slash && plen > 0 && plen < sizeof(vm_batch.parent)) {
+		if (strncmp(vm_batch.parent, inst->dir, plen) != 0 || vm_batch.parent[plen] != '\0') {
+			if (vm_batch.fd >= 0)
+				close(vm_batch.fd);
+			memcpy(vm_batch.parent, inst->dir, plen);
+			vm_batch.parent[plen] = '\0';
+			vm_batch.fd = open(vm_batch.parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		}
+		if (vm_batch.fd >= 0) {
+			snprintf(rel, len, "%s/%s", slash + 1, file);
+			return vm_batch.fd;
+		}
+	}
+	qh_path(inst, file, rel, len);
+	return AT_FDCWD;
+}
+
+/* Read DIR/file into buf; 0 or -1. A plain read(): instances.list asks
+ * this of every instance, most of which have no file to read. */
 static int vm_read_small(const struct qh_inst *inst, const char *file, char *buf, size_t len)
 {
 	char path[QH_PATH];
-	FILE *f;
-	size_t n;
+	size_t got = 0;
+	ssize_t n;
+	int fd, at;
 
-	qh_path(inst, file, path, sizeof(path));
-	f = fopen(path, "re");
-	if (!f)
+	at = vm_at(inst, file, path, sizeof(path));
+	fd = openat(at, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return -1;
-	n = fread(buf, 1, len - 1, f);
-	fclose(f);
-	buf[n] = '\0';
+	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			close(fd);
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
 	return 0;
 }
 
@@ -70,9 +123,9 @@ pid_t qh_vm_pid(const struct qh_inst *inst)
 bool qh_vm_suspended(const struct qh_inst *inst)
 {
 	char path[QH_PATH];
+	int at = vm_at(inst, QH_SUSPENDED, path, sizeof(path));
 
-	qh_path(inst, QH_SUSPENDED, path, sizeof(path));
-	return access(path, F_OK) == 0;
+	return faccessat(at, path, F_OK, 0) == 0;
 }
 
 int qh_vm_ssh_port(const struct qh_inst *inst)
@@ -107,6 +160,12 @@ static const char *vm_map_status(const char *s)
 
 const char *qh_vm_state(const struct qh_inst *inst)
 {
+	/* An operation in progress answers without looking at the process. */
+	return qh_vm_state_known(inst, qh_busy_state(inst->dir) ? 0 : qh_vm_pid(inst));
+}
+
+const char *qh_vm_state_known(const struct qh_inst *inst, pid_t pid)
+{
 	const char *busy = qh_busy_state(inst->dir);
 	char sock[QH_PATH], err[QH_ERR];
 	json_t *ret = NULL;
@@ -114,7 +173,7 @@ const char *qh_vm_state(const struct qh_inst *inst)
 
 	if (busy)
 		return busy;
-	if (!qh_vm_pid(inst))
+	if (!pid)
 		return qh_vm_suspended(inst) ? "suspended" : "stopped";
 	qh_path(inst, QH_QMP, sock, sizeof(sock));
 	if (qh_qmp(sock, "query-status", NULL, VM_QMP_TIMEOUT, &ret, err, sizeof(err)) < 0) {
