@@ -170,17 +170,83 @@ void qh_instance_set(struct vmh_req *req, const msgpack_object *params)
 
 /* ---- instance.mount / instance.umount ---- */
 
+/*
+ * 9p cannot translate ids: with security_model=none qemu serves the host's
+ * owners as they are and, when it runs as root, gives a file the guest
+ * creates the guest user's ids (as another user qemu cannot chown, so the
+ * file stays qemu's). Neither QEMU's fsdev nor the guest's v9fs mount has an
+ * id translation, and the guest's 9p client allows no idmapped mount. So
+ * the only map that holds is an id onto itself, and as another user than
+ * root only that user's own id. Anything else is refused rather than
+ * recorded and ignored.
+ */
+static int mount_check_idmap(const msgpack_object *mount, const char *key, const char *what,
+			     unsigned self, char *err, size_t errlen)
+{
+	const msgpack_object *arr = proto_map_get(mount, key);
+
+	if (!arr || arr->type == MSGPACK_OBJECT_NIL)
+		return 0;
+	if (arr->type != MSGPACK_OBJECT_ARRAY) {
+		snprintf(err, errlen, "'%s' must be a list of [HOST, GUEST]", key);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	for (uint32_t i = 0; i < arr->via.array.size; i++) {
+		const msgpack_object *pair = &arr->via.array.ptr[i];
+		uint64_t host, guest;
+
+		if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2 ||
+		    pair->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+		    pair->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+			snprintf(err, errlen, "'%s' must be a list of [HOST, GUEST]", key);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+		host = pair->via.array.ptr[0].via.u64;
+		guest = pair->via.array.ptr[1].via.u64;
+		if (host != guest) {
+			snprintf(err, errlen,
+				 "the qemu driver cannot map host %s %llu to guest %s %llu: its native "
+				 "mounts (9p) show the host's %ss unchanged in the guest. Only a map of "
+				 "an id onto itself (%llu:%llu) holds; give the guest user the host "
+				 "user's %s instead",
+				 what, (unsigned long long)host, what, (unsigned long long)guest, what,
+				 (unsigned long long)host, (unsigned long long)host, what);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+		if (self != 0 && host != self) {
+			snprintf(err, errlen,
+				 "the qemu driver runs as %s %u, not root: files the guest creates in a "
+				 "native mount belong to %s %u on the host, so only the map %u:%u holds, "
+				 "not %llu:%llu",
+				 what, self, what, self, self, self, (unsigned long long)host,
+				 (unsigned long long)guest);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+	}
+	return 0;
+}
+
 void qh_instance_mount(struct vmh_req *req, const msgpack_object *params)
 {
+	const msgpack_object *mount = proto_map_get(params, "mount");
 	struct qh_mount m;
 	struct change *c;
 	struct stat st;
 	char err[QH_ERR];
 	int rc;
 
-	rc = qh_mount_parse(proto_map_get(params, "mount"), &m, err, sizeof(err));
+	rc = qh_mount_parse(mount, &m, err, sizeof(err));
 	if (rc < 0) {
 		vmh_fail(req, rc, "%s", err);
+		return;
+	}
+	rc = mount_check_idmap(mount, "uid_map", "uid", (unsigned)geteuid(), err, sizeof(err));
+	if (rc == 0)
+		rc = mount_check_idmap(mount, "gid_map", "gid", (unsigned)getegid(), err,
+				       sizeof(err));
+	if (rc < 0) {
+		vmh_fail(req, rc, "%s", err);
+		qh_mount_free(&m);
 		return;
 	}
 	if (stat(m.source, &st) < 0 || !S_ISDIR(st.st_mode)) {

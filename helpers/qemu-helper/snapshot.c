@@ -6,6 +6,8 @@
  *   {"head": NAME|null, "snapshots": [{name, comment, created, parent,
  *                                      cpus, memory, disk, mounts}]}
  * "head" is the snapshot the disk last came from: the parent of the next.
+ * mounts are the instance map's: [{source, target, tag, uid_map, gid_map}],
+ * the id maps as [[HOST, GUEST]...]; a restore hands them back to the broker.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,12 +23,14 @@ struct snap_op {
 	struct qh_inst inst;
 	char name[128];
 	char *comment;
+	json_t *mounts; /* create: the instance's mounts when it was asked */
 };
 
 static void snap_free(struct snap_op *s)
 {
 	qh_busy_release(s->inst.dir);
 	qh_inst_free(&s->inst);
+	json_decref(s->mounts);
 	free(s->comment);
 	free(s);
 }
@@ -96,6 +100,88 @@ static json_t *snap_find(json_t *meta, const char *name, size_t *index)
 		}
 	}
 	return NULL;
+}
+
+/* [[H,G]...] of a mount map as JSON; pairs that are not two ids are left out
+ * (the broker only sends well-formed ones). */
+static json_t *snap_idmap_json(const msgpack_object *arr)
+{
+	json_t *out = json_array();
+
+	for (uint32_t i = 0; out && arr && arr->type == MSGPACK_OBJECT_ARRAY && i < arr->via.array.size;
+	     i++) {
+		const msgpack_object *pair = &arr->via.array.ptr[i];
+
+		if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2 ||
+		    pair->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+		    pair->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+		    pair->via.array.ptr[0].via.u64 > UINT32_MAX ||
+		    pair->via.array.ptr[1].via.u64 > UINT32_MAX)
+			continue;
+		json_array_append_new(out, json_pack("[I, I]",
+						     (json_int_t)pair->via.array.ptr[0].via.u64,
+						     (json_int_t)pair->via.array.ptr[1].via.u64));
+	}
+	return out;
+}
+
+/* The instance map's mounts with their id maps, as snapshots.json keeps them
+ * (qh_inst keeps no id maps: qemu's command line has no use for them). */
+static json_t *snap_mounts_json(const msgpack_object *params)
+{
+	const msgpack_object *arr = proto_map_get(proto_map_get(params, "instance"), "mounts");
+	json_t *out = json_array();
+
+	for (uint32_t i = 0; out && arr && arr->type == MSGPACK_OBJECT_ARRAY && i < arr->via.array.size;
+	     i++) {
+		const msgpack_object *m = &arr->via.array.ptr[i];
+		char *source = proto_dup_str(m, "source"), *target = proto_dup_str(m, "target");
+		char *tag = proto_dup_str(m, "tag");
+
+		if (source && target)
+			json_array_append_new(
+				out, json_pack("{s:s, s:s, s:s, s:o, s:o}", "source", source, "target",
+					       target, "tag", tag ? tag : "", "uid_map",
+					       snap_idmap_json(proto_map_get(m, "uid_map")), "gid_map",
+					       snap_idmap_json(proto_map_get(m, "gid_map"))));
+		free(source);
+		free(target);
+		free(tag);
+	}
+	return out;
+}
+
+/* Pack [[H,G]...] from snapshots.json. */
+static void snap_pack_idmap(msgpack_packer *pk, const json_t *arr)
+{
+	const json_t *pair;
+	size_t i;
+
+	msgpack_pack_array(pk, json_array_size(arr));
+	json_array_foreach(arr, i, pair) {
+		msgpack_pack_array(pk, 2);
+		msgpack_pack_uint64(pk, (uint64_t)json_integer_value(json_array_get(pair, 0)));
+		msgpack_pack_uint64(pk, (uint64_t)json_integer_value(json_array_get(pair, 1)));
+	}
+}
+
+/* "mounts": [{source, target, uid_map, gid_map}] of a snapshot entry. */
+static void snap_pack_mounts(msgpack_packer *pk, const json_t *mounts)
+{
+	const json_t *m;
+	size_t i;
+
+	proto_pack_str(pk, "mounts");
+	msgpack_pack_array(pk, json_array_size(mounts));
+	json_array_foreach(mounts, i, m) {
+		msgpack_pack_map(pk, 4);
+		proto_pack_kv_str(pk, "source", snap_str(m, "source"));
+		proto_pack_kv_str(pk, "target", snap_str(m, "target"));
+		proto_pack_str(pk, "uid_map");
+		snap_pack_idmap(pk, json_object_get(m, "uid_map"));
+		proto_pack_str(pk, "gid_map");
+		snap_pack_idmap(pk, json_object_get(m, "gid_map"));
+	}
 }
 
 /* Parse the request, claim the instance, and require it stopped. */
@@ -182,11 +268,11 @@ static void create_done(void *ud, const struct qh_run_result *r)
 	}
 	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
 	meta = snap_load(&s->inst);
-	entry = json_pack("{s:s, s:s, s:s, s:O, s:I, s:I, s:I, s:o}", "name", s->name, "comment",
+	entry = json_pack("{s:s, s:s, s:s, s:O, s:I, s:I, s:I, s:O}", "name", s->name, "comment",
 			  s->comment ? s->comment : "", "created", created, "parent",
 			  json_object_get(meta, "head"), "cpus", (json_int_t)s->inst.cpus, "memory",
 			  (json_int_t)s->inst.memory, "disk", (json_int_t)s->inst.disk, "mounts",
-			  qh_mounts_json(&s->inst));
+			  s->mounts);
 	if (!entry) {
 		json_decref(meta);
 		snap_fail(s, PROTO_E_NOMEM, "out of memory");
@@ -212,6 +298,11 @@ void qh_snapshot_create(struct vmh_req *req, const msgpack_object *params)
 
 	if (!s)
 		return;
+	s->mounts = snap_mounts_json(params);
+	if (!s->mounts) {
+		snap_fail(s, PROTO_E_NOMEM, "out of memory");
+		return;
+	}
 	meta = snap_load(&s->inst);
 	if (snap_find(meta, s->name, NULL)) {
 		json_decref(meta);
@@ -261,7 +352,7 @@ void qh_snapshot_list(struct vmh_req *req, const msgpack_object *params)
 static void restore_done(void *ud, const struct qh_run_result *r)
 {
 	struct snap_op *s = ud;
-	json_t *meta, *e;
+	json_t *meta, *e, *mounts;
 	msgpack_packer *pk;
 
 	if (r->status != 0) {
@@ -275,13 +366,17 @@ static void restore_done(void *ud, const struct qh_run_result *r)
 		vmh_log(VMH_WARN, "%s: cannot record '%s' as the current snapshot", s->inst.name,
 			s->name);
 	vmh_log(VMH_INFO, "%s: snapshot '%s' restored", s->inst.name, s->name);
-	/* The specs the instance had then, for the broker to take back. */
+	/* The specs the instance had then, for the broker to take back. A
+	 * snapshot recorded without mounts leaves the current ones alone. */
 	e = snap_find(meta, s->name, NULL);
+	mounts = json_object_get(e, "mounts");
 	pk = vmh_result(s->req);
-	msgpack_pack_map(pk, 3);
+	msgpack_pack_map(pk, json_is_array(mounts) ? 4 : 3);
 	proto_pack_kv_int(pk, "cpus", json_integer_value(json_object_get(e, "cpus")));
 	proto_pack_kv_int(pk, "memory", json_integer_value(json_object_get(e, "memory")));
 	proto_pack_kv_int(pk, "disk", json_integer_value(json_object_get(e, "disk")));
+	if (json_is_array(mounts))
+		snap_pack_mounts(pk, mounts);
 	json_decref(meta);
 	vmh_done(s->req);
 	snap_free(s);
