@@ -56,6 +56,16 @@ static const struct {
 };
 #define REGISTRY_N_MOUNT_FIELDS (sizeof(registry_mount_fields) / sizeof(registry_mount_fields[0]))
 
+static const struct {
+	const char *name;
+	size_t offset;
+} registry_network_fields[] = {
+	{ "name", offsetof(struct network_record, name) },
+	{ "mode", offsetof(struct network_record, mode) },
+	{ "mac", offsetof(struct network_record, mac) },
+};
+#define REGISTRY_N_NETWORK_FIELDS (sizeof(registry_network_fields) / sizeof(registry_network_fields[0]))
+
 int record_set(char **field, const char *value)
 {
 	char *copy = NULL;
@@ -78,6 +88,16 @@ static void registry_mount_free(struct mount_record *m)
 	free(m->gid_map);
 }
 
+void network_records_free(struct network_record *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].mode);
+		free(v[i].mac);
+	}
+	free(v);
+}
+
 void record_free(struct instance_record *rec)
 {
 	if (!rec)
@@ -89,6 +109,7 @@ void record_free(struct instance_record *rec)
 	for (size_t i = 0; i < rec->n_mounts; i++)
 		registry_mount_free(&rec->mounts[i]);
 	free(rec->mounts);
+	network_records_free(rec->networks, rec->n_networks);
 	memset(rec, 0, sizeof(*rec));
 }
 
@@ -194,7 +215,7 @@ static int registry_take_field(struct yio_reader *rd, struct instance_record *re
 			       const struct registry_field *f)
 {
 	void *at = (char *)rec + f->offset;
-	uint64_t v;
+	uint64_t v = 0;
 	int rc;
 
 	if (!yio_is_scalar(rd))
@@ -294,11 +315,87 @@ static int registry_parse_mounts(struct yio_reader *rd, struct instance_record *
 	}
 }
 
+static int registry_parse_network(struct yio_reader *rd, struct instance_record *rec)
+{
+	struct network_record *net, *grown;
+	unsigned seen = 0;
+	int rc;
+
+	if (rd->ev.type != YAML_MAPPING_START_EVENT)
+		return yio_fail(rd, "each network of instance \"%s\" must be a mapping (name, mode, mac)",
+				rec->name);
+	/* Capacity is implied: double whenever the count reaches a power of two. */
+	if ((rec->n_networks & (rec->n_networks - 1)) == 0) {
+		size_t cap = rec->n_networks ? rec->n_networks * 2 : 1;
+
+		grown = realloc(rec->networks, cap * sizeof(*grown));
+		if (!grown)
+			return yio_fail(rd, "out of memory");
+		rec->networks = grown;
+	}
+	net = &rec->networks[rec->n_networks++];
+	memset(net, 0, sizeof(*net));
+
+	for (;;) {
+		size_t i;
+
+		if ((rc = yio_next(rd)) < 0)
+			return rc;
+		if (rd->ev.type == YAML_MAPPING_END_EVENT)
+			break;
+		if (!yio_is_scalar(rd))
+			return yio_fail(rd, "network keys must be plain text");
+		for (i = 0; i < REGISTRY_N_NETWORK_FIELDS; i++)
+			if (!strcmp(yio_scalar(rd), registry_network_fields[i].name))
+				break;
+		if (i == REGISTRY_N_NETWORK_FIELDS)
+			return yio_fail(rd, "unknown network field \"%.40s\" (allowed: name, mode, mac)",
+					yio_scalar(rd));
+		if (seen & (1u << i))
+			return yio_fail(rd, "network field %s is given twice", registry_network_fields[i].name);
+		seen |= 1u << i;
+		if ((rc = yio_next(rd)) < 0)
+			return rc;
+		if (!yio_is_scalar(rd))
+			return yio_fail(rd, "network field %s must be a single value",
+					registry_network_fields[i].name);
+		rc = registry_take_string(rd, registry_network_fields[i].name,
+					  (char **)((char *)net + registry_network_fields[i].offset));
+		if (rc < 0)
+			return rc;
+	}
+	/* A NIC the broker cannot name or address would only fail at start. */
+	if (!net->name || !net->mac)
+		return yio_fail(rd, "a network of instance \"%s\" needs a name and a mac", rec->name);
+	if (net->mode && strcmp(net->mode, "auto") != 0 && strcmp(net->mode, "manual") != 0)
+		return yio_fail(rd, "network mode of instance \"%s\" must be auto or manual, not \"%.40s\"",
+				rec->name, net->mode);
+	return 0;
+}
+
+static int registry_parse_networks(struct yio_reader *rd, struct instance_record *rec)
+{
+	int rc;
+
+	if (yio_is_scalar(rd) && yio_scalar_is_null(rd))
+		return 0;
+	if (rd->ev.type != YAML_SEQUENCE_START_EVENT)
+		return yio_fail(rd, "networks of instance \"%s\" must be a list", rec->name);
+	for (;;) {
+		if ((rc = yio_next(rd)) < 0)
+			return rc;
+		if (rd->ev.type == YAML_SEQUENCE_END_EVENT)
+			return 0;
+		if ((rc = registry_parse_network(rd, rec)) < 0)
+			return rc;
+	}
+}
+
 /* At the event after the instance's name. */
 static int registry_parse_record(struct yio_reader *rd, struct instance_record *rec)
 {
 	uint32_t seen = 0;
-	bool seen_mounts = false;
+	bool seen_mounts = false, seen_networks = false;
 	int rc;
 
 	if (yio_is_scalar(rd) && yio_scalar_is_null(rd))
@@ -322,6 +419,14 @@ static int registry_parse_record(struct yio_reader *rd, struct instance_record *
 				return yio_fail(rd, "mounts of instance \"%s\" are given twice", rec->name);
 			seen_mounts = true;
 			if ((rc = yio_next(rd)) < 0 || (rc = registry_parse_mounts(rd, rec)) < 0)
+				return rc;
+			continue;
+		}
+		if (!strcmp(key, "networks")) {
+			if (seen_networks)
+				return yio_fail(rd, "networks of instance \"%s\" are given twice", rec->name);
+			seen_networks = true;
+			if ((rc = yio_next(rd)) < 0 || (rc = registry_parse_networks(rd, rec)) < 0)
 				return rc;
 			continue;
 		}
@@ -522,6 +627,23 @@ static void registry_write_record(struct yio_writer *w, const struct instance_re
 				if (!v)
 					continue;
 				yio_plain(w, registry_mount_fields[j].name);
+				yio_string(w, v);
+			}
+			yio_map_end(w);
+		}
+		yio_seq_end(w);
+	}
+	if (rec->n_networks > 0) {
+		yio_plain(w, "networks");
+		yio_seq_start(w);
+		for (size_t i = 0; i < rec->n_networks; i++) {
+			yio_map_start(w);
+			for (size_t j = 0; j < REGISTRY_N_NETWORK_FIELDS; j++) {
+				const char *v = *(char *const *)((const char *)&rec->networks[i] +
+								 registry_network_fields[j].offset);
+				if (!v)
+					continue;
+				yio_plain(w, registry_network_fields[j].name);
 				yio_string(w, v);
 			}
 			yio_map_end(w);

@@ -94,6 +94,13 @@ struct mount_record {
 	char *gid_map;
 };
 
+/* An extra NIC: a host network (bridge) the instance is attached to. */
+struct network_record {
+	char *name; /* host interface */
+	char *mode; /* "auto" (the guest configures it by DHCP) or "manual" */
+	char *mac;  /* "52:54:00:xx:xx:xx" */
+};
+
 /* One instance as the broker records it (scopes/<scope>/instances.yaml).
  * Strings are heap-allocated (NULL = unset); set them with record_set(). */
 struct instance_record {
@@ -115,6 +122,8 @@ struct instance_record {
 	bool deleted; /* soft-deleted; recover undoes */
 	struct mount_record *mounts;
 	size_t n_mounts;
+	struct network_record *networks; /* extra NICs, beside the default one */
+	size_t n_networks;
 };
 
 struct registry {
@@ -134,6 +143,8 @@ void registry_free(struct registry *r);
 /* Replace *field with a copy of value (NULL clears). 0 or PROTO_E_NOMEM. */
 int record_set(char **field, const char *value);
 void record_free(struct instance_record *rec);
+/* Free n network records and the array itself. */
+void network_records_free(struct network_record *v, size_t n);
 /* registry_load() that also says what is wrong with a bad file:
  * "FILE: line L, column C: what". (registry_load logs that sentence.) */
 int registry_load_err(const char *path, struct registry *r, char *err, size_t errlen);

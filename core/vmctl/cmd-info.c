@@ -27,7 +27,7 @@ const struct cmd_entry cmd_info_entry = {
 	.usage = "[options] NAME...|--all",
 	.summary = "Show details about instances.",
 	.help = "Shows name, state, image, CPUs, memory, disk, IPv4 addresses, scope, creation "
-		"time and mounts of each instance.",
+		"time, mounts and extra networks of each instance.",
 	.options = info_options,
 	.arguments = info_arguments,
 	.min_args = 0,
@@ -46,6 +46,7 @@ static const struct render_column info_columns[] = {
 	{ "Scope", "scope", RENDER_TEXT },
 	{ "Created", "created", RENDER_TEXT },
 	{ "Mounts", "mounts", RENDER_MOUNTS },
+	{ "Networks", "networks", RENDER_NETWORKS },
 	{ NULL, NULL, RENDER_TEXT },
 };
 

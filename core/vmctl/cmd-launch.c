@@ -1,4 +1,5 @@
 /* vmctl launch: create and start an instance. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -15,6 +16,14 @@
 #define LAUNCH_DEFAULT_DISK "5G"
 #define LAUNCH_DEFAULT_TIMEOUT 300
 #define LAUNCH_MAX_CPUS 1024
+#define LAUNCH_NETWORK_NAME_MAX 15 /* a host interface name */
+
+/* One --network, as the broker's launch takes it. */
+struct launch_network {
+	char name[LAUNCH_NETWORK_NAME_MAX + 1];
+	char mode[8];
+	char mac[18];
+};
 
 static int launch_exec(const struct cmd_entry *self, struct cmd_args *a);
 
@@ -32,6 +41,15 @@ static const struct cmd_option launch_options[] = {
 	{ "timeout", 0, "SECONDS", 0,
 	  "Give up waiting after this many seconds (default 300). An instance that is still "
 	  "starting is kept, not deleted, and vmctl exits with status 5." },
+	{ "network", 0, "SPEC", OPT_MULTI,
+	  "Add a network interface attached to a host network (may be repeated). SPEC is a "
+	  "network name, or name=NAME[,mode=auto|manual][,mac=MAC] with the keys in any order. "
+	  "mode auto (the default) has the instance configure it by DHCP; manual leaves it "
+	  "unconfigured. Without mac=, a MAC address is generated. \"bridged\" names the "
+	  "network of the setting local.bridged-network; vmctl networks lists the networks." },
+	{ "bridged", 0, NULL, 0,
+	  "Add a network interface on the network named by the setting local.bridged-network "
+	  "(the same as --network bridged)." },
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -51,7 +69,8 @@ const struct cmd_entry cmd_launch_entry = {
 		"terminal), creates the instance's disk and cloud-init seed, starts it and waits "
 		"until it can be reached over SSH. Prints \"Launched: NAME\" when it is ready.\n\n"
 		"    vmctl launch --name web --cpus 2 --memory 2G 24.04\n"
-		"    vmctl launch --cloud-init user-data.yaml /srv/images/debian.qcow2",
+		"    vmctl launch --cloud-init user-data.yaml /srv/images/debian.qcow2\n"
+		"    vmctl launch --network br0 --network name=br1,mode=manual 24.04",
 	.options = launch_options,
 	.arguments = launch_arguments,
 	.min_args = 0,
@@ -149,6 +168,113 @@ static int launch_size(const char *what, const char *text, uint64_t min, uint64_
 	return EXIT_OK;
 }
 
+/* Six hex pairs separated by ':', a unicast address (first byte even). */
+static bool launch_mac_ok(const char *mac)
+{
+	for (int i = 0; i < 17; i++)
+		if (i % 3 == 2 ? mac[i] != ':' : !isxdigit((unsigned char)mac[i]))
+			return false;
+	return mac[17] == '\0' && (strtoul(mac, NULL, 16) & 1) == 0;
+}
+
+/* --network SPEC: "NAME" or "name=N[,mode=auto|manual][,mac=M]", keys in any order. */
+static int launch_parse_network(const char *spec, struct launch_network *net)
+{
+	char copy[256], *save = NULL;
+	bool seen_mode = false, seen_mac = false;
+
+	memset(net, 0, sizeof(*net));
+	snprintf(net->mode, sizeof(net->mode), "auto");
+	if (strlen(spec) >= sizeof(copy))
+		return cmd_error(EXIT_USAGE, "--network '%.40s...': too long", spec);
+	if (strchr(spec, '=') == NULL && strchr(spec, ',') == NULL) {
+		if (spec[0] == '\0')
+			return cmd_error(EXIT_USAGE, "--network needs a network name (see vmctl networks)");
+		if (strlen(spec) > LAUNCH_NETWORK_NAME_MAX)
+			return cmd_error(EXIT_USAGE, "--network '%s': a network name has at most %d "
+					 "characters", spec, LAUNCH_NETWORK_NAME_MAX);
+		snprintf(net->name, sizeof(net->name), "%s", spec);
+		return EXIT_OK;
+	}
+	snprintf(copy, sizeof(copy), "%s", spec);
+	for (char *part = strtok_r(copy, ",", &save); part != NULL; part = strtok_r(NULL, ",", &save)) {
+		char *value = strchr(part, '=');
+
+		if (value == NULL)
+			return cmd_error(EXIT_USAGE, "--network '%s': '%s' is not KEY=VALUE (keys: name, "
+					 "mode, mac)", spec, part);
+		*value++ = '\0';
+		if (value[0] == '\0')
+			return cmd_error(EXIT_USAGE, "--network '%s': %s has no value", spec, part);
+		if (strcmp(part, "name") == 0) {
+			if (net->name[0] != '\0')
+				return cmd_error(EXIT_USAGE, "--network '%s': name is given twice", spec);
+			if (strlen(value) > LAUNCH_NETWORK_NAME_MAX)
+				return cmd_error(EXIT_USAGE, "--network '%s': a network name has at most "
+						 "%d characters", spec, LAUNCH_NETWORK_NAME_MAX);
+			snprintf(net->name, sizeof(net->name), "%s", value);
+		} else if (strcmp(part, "mode") == 0) {
+			if (seen_mode)
+				return cmd_error(EXIT_USAGE, "--network '%s': mode is given twice", spec);
+			seen_mode = true;
+			if (strcmp(value, "auto") != 0 && strcmp(value, "manual") != 0)
+				return cmd_error(EXIT_USAGE, "--network '%s': mode must be auto or manual, "
+						 "not '%s'", spec, value);
+			snprintf(net->mode, sizeof(net->mode), "%s", value);
+		} else if (strcmp(part, "mac") == 0) {
+			if (seen_mac)
+				return cmd_error(EXIT_USAGE, "--network '%s': mac is given twice", spec);
+			seen_mac = true;
+			if (!launch_mac_ok(value))
+				return cmd_error(EXIT_USAGE, "--network '%s': '%s' is not a unicast MAC "
+						 "address like 52:54:00:12:34:56", spec, value);
+			snprintf(net->mac, sizeof(net->mac), "%s", value);
+		} else {
+			return cmd_error(EXIT_USAGE, "--network '%s': unknown key '%s' (keys: name, "
+					 "mode, mac)", spec, part);
+		}
+	}
+	if (net->name[0] == '\0')
+		return cmd_error(EXIT_USAGE, "--network '%s': name= is missing (the host network to "
+				 "attach to; see vmctl networks)", spec);
+	return EXIT_OK;
+}
+
+static int launch_parse_networks(struct cmd_args *a, struct launch_network **out, size_t *n)
+{
+	char **specs = args_values(a, "network", n);
+
+	*out = NULL;
+	if (*n == 0)
+		return EXIT_OK;
+	*out = calloc(*n, sizeof(**out));
+	if (*out == NULL)
+		return cmd_error(EXIT_FAILED, "out of memory");
+	for (size_t i = 0; i < *n; i++) {
+		int rc = launch_parse_network(specs[i], &(*out)[i]);
+
+		if (rc != EXIT_OK) {
+			free(*out);
+			*out = NULL;
+			return rc;
+		}
+	}
+	return EXIT_OK;
+}
+
+static void launch_pack_networks(msgpack_packer *pk, const struct launch_network *v, size_t n)
+{
+	proto_pack_str(pk, "networks");
+	msgpack_pack_array(pk, n);
+	for (size_t i = 0; i < n; i++) {
+		msgpack_pack_map(pk, v[i].mac[0] != '\0' ? 3 : 2);
+		proto_pack_kv_str(pk, "name", v[i].name);
+		proto_pack_kv_str(pk, "mode", v[i].mode);
+		if (v[i].mac[0] != '\0')
+			proto_pack_kv_str(pk, "mac", v[i].mac);
+	}
+}
+
 static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 {
 	const char *name = args_get(a, "name");
@@ -156,6 +282,9 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 	const char *memory_text = args_get(a, "memory"), *disk_text = args_get(a, "disk");
 	const char *cloud_init_path = args_get(a, "cloud-init");
 	uint64_t cpus = 1, memory, disk, timeout = LAUNCH_DEFAULT_TIMEOUT;
+	bool bridged = args_has(a, "bridged");
+	struct launch_network *networks = NULL;
+	size_t n_networks = 0;
 	char *cloud_init = NULL;
 	char err[512], image_buf[PATH_MAX + 16];
 	msgpack_sbuffer sb;
@@ -187,11 +316,17 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 	    args_parse_uint("--timeout", args_get(a, "timeout"), 1, 7 * 86400, &timeout, err,
 			    sizeof(err)) < 0)
 		return cmd_error(EXIT_USAGE, "%s", err);
+	rc = launch_parse_networks(a, &networks, &n_networks);
+	if (rc != EXIT_OK)
+		return rc;
 	if (cloud_init_path != NULL) {
-		if (launch_read_file(cloud_init_path, &cloud_init, err, sizeof(err)) < 0)
+		if (launch_read_file(cloud_init_path, &cloud_init, err, sizeof(err)) < 0) {
+			free(networks);
 			return cmd_error(EXIT_USAGE, "%s", err);
+		}
 		if (cloudinit_validate(cloud_init, err, sizeof(err)) < 0) {
 			free(cloud_init);
+			free(networks);
 			return cmd_error(EXIT_USAGE, "cloud-init file '%s': %s", cloud_init_path,
 					 err);
 		}
@@ -199,7 +334,7 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 5 + (name != NULL) + (cloud_init != NULL));
+	msgpack_pack_map(&pk, 5 + (name != NULL) + (cloud_init != NULL) + (n_networks > 0) + bridged);
 	proto_pack_kv_str(&pk, "image", image);
 	if (name != NULL)
 		proto_pack_kv_str(&pk, "name", name);
@@ -208,8 +343,13 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 	proto_pack_kv_uint(&pk, "disk", disk);
 	if (cloud_init != NULL)
 		proto_pack_kv_str(&pk, "cloud_init", cloud_init);
+	if (n_networks > 0)
+		launch_pack_networks(&pk, networks, n_networks);
+	if (bridged)
+		proto_pack_kv_bool(&pk, "bridged", true);
 	proto_pack_kv_uint(&pk, "timeout", timeout);
 	free(cloud_init);
+	free(networks);
 
 	/* The broker keeps the deadline (it knows what is still running); ours
 	 * is only a backstop against a broker that never answers. */

@@ -49,7 +49,14 @@ static int render_scalar(const msgpack_object *v, enum render_kind kind, struct 
 
 		if (size == 0)
 			return 0;
-		rc = strvec_pushf(lines, "%.*s", (int)size, p);
+		if (size < sizeof(buf)) {
+			/* the common short value: no format string to interpret */
+			memcpy(buf, p, size);
+			buf[size] = '\0';
+			rc = strvec_push(lines, buf);
+		} else {
+			rc = strvec_pushf(lines, "%.*s", (int)size, p);
+		}
 		if (rc == 0 && kind == RENDER_STATE)
 			lines->v[lines->n - 1][0] = (char)toupper((unsigned char)p[0]);
 		return rc;
@@ -76,6 +83,21 @@ static int render_mount(const msgpack_object *m, struct strvec *lines)
 	return rc;
 }
 
+static int render_network(const msgpack_object *m, struct strvec *lines)
+{
+	char *name = proto_dup_str(m, "name");
+	char *mode = proto_dup_str(m, "mode");
+	char *mac = proto_dup_str(m, "mac");
+	int rc;
+
+	rc = strvec_pushf(lines, "%s (%s, %s)", name != NULL ? name : "?",
+			  mode != NULL ? mode : "auto", mac != NULL ? mac : "?");
+	free(name);
+	free(mode);
+	free(mac);
+	return rc;
+}
+
 /* The lines of one cell; an empty value gives no lines. */
 static int render_cell(const msgpack_object *v, enum render_kind kind, struct strvec *lines)
 {
@@ -85,9 +107,14 @@ static int render_cell(const msgpack_object *v, enum render_kind kind, struct st
 		return render_scalar(v, kind, lines);
 	for (uint32_t i = 0; i < v->via.array.size; i++) {
 		const msgpack_object *e = &v->via.array.ptr[i];
-		int rc = kind == RENDER_MOUNTS && e->type == MSGPACK_OBJECT_MAP
-				 ? render_mount(e, lines)
-				 : render_scalar(e, kind, lines);
+		int rc;
+
+		if (kind == RENDER_MOUNTS && e->type == MSGPACK_OBJECT_MAP)
+			rc = render_mount(e, lines);
+		else if (kind == RENDER_NETWORKS && e->type == MSGPACK_OBJECT_MAP)
+			rc = render_network(e, lines);
+		else
+			rc = render_scalar(e, kind, lines);
 
 		if (rc < 0)
 			return rc;
@@ -162,11 +189,38 @@ static void render_free_cells(struct strvec *cells, size_t n)
 
 static void render_padded(FILE *out, const char *text, size_t width, bool last)
 {
+	size_t w;
+
 	fputs(text, out);
 	if (last)
 		return;
-	for (size_t w = render_width(text); w < width; w++)
-		fputc(' ', out);
+	w = render_width(text);
+	if (w < width)
+		fprintf(out, "%*s", (int)(width - w), "");
+}
+
+/* One output line of a table, built in a buffer reused for every line. */
+struct render_line {
+	char *p;
+	size_t len, cap;
+};
+
+static int render_line_add(struct render_line *l, const char *s, size_t n, size_t spaces)
+{
+	if (l->len + n + spaces + 1 > l->cap) {
+		size_t cap = (l->len + n + spaces + 1) * 2;
+		char *p = realloc(l->p, cap);
+
+		if (p == NULL)
+			return PROTO_E_NOMEM;
+		l->p = p;
+		l->cap = cap;
+	}
+	memcpy(l->p + l->len, s, n);
+	memset(l->p + l->len + n, ' ', spaces);
+	l->len += n + spaces;
+	l->p[l->len] = '\0';
+	return 0;
 }
 
 int render_table(FILE *out, const struct render_column *columns, const msgpack_object *rows)
@@ -174,6 +228,7 @@ int render_table(FILE *out, const struct render_column *columns, const msgpack_o
 	size_t ncol = render_count_columns(columns), nrows;
 	size_t *width;
 	struct strvec *cells;
+	struct render_line line = {0};
 	int rc;
 
 	if (!render_rows_ok(rows))
@@ -212,29 +267,26 @@ int render_table(FILE *out, const struct render_column *columns, const msgpack_o
 				height = cells[r * ncol + c].n;
 		/* a list value (several IPv4 addresses) continues on the next lines */
 		for (size_t l = 0; l < height; l++) {
-			char *line = NULL;
-			size_t len = 0;
-			FILE *mem = open_memstream(&line, &len);
-
-			if (mem == NULL) {
-				rc = PROTO_E_NOMEM;
-				goto out_width;
-			}
+			line.len = 0;
 			for (size_t c = 0; c < ncol; c++) {
 				const struct strvec *cell = &cells[r * ncol + c];
 				const char *text = l < cell->n ? cell->v[l] : (l == 0 ? RENDER_EMPTY : "");
+				size_t w = render_width(text);
 
-				render_padded(mem, text, width[c], c + 1 == ncol);
+				rc = render_line_add(&line, text, strlen(text),
+						     c + 1 == ncol || w >= width[c] ? 0 : width[c] - w);
+				if (rc < 0)
+					goto out_width;
 			}
-			fclose(mem);
 			/* a continuation line leaves the later columns blank: no trailing spaces */
-			while (len > 0 && line[len - 1] == ' ')
-				line[--len] = '\0';
-			fprintf(out, "%s\n", line);
-			free(line);
+			while (line.len > 0 && line.p[line.len - 1] == ' ')
+				line.len--;
+			fwrite(line.p, 1, line.len, out);
+			fputc('\n', out);
 		}
 	}
 out_width:
+	free(line.p);
 	free(width);
 	render_free_cells(cells, nrows * ncol);
 	return rc;

@@ -146,6 +146,7 @@ enum render_kind {
 	RENDER_STATE,  /* "running" -> "Running" */
 	RENDER_SIZE,   /* bytes -> "1.0GiB" */
 	RENDER_MOUNTS, /* [{source, target}] -> "SOURCE => TARGET" per line */
+	RENDER_NETWORKS, /* [{name, mode, mac}] -> "NAME (MODE, MAC)" per line */
 };
 
 struct render_column {

@@ -41,7 +41,7 @@ struct child;
 #define BROKER_START_DEFAULT 300
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
-#define BACKOFF_RESET_S 30.0          /* up this long: the next crash starts over at 100 ms */
+#define BACKOFF_RESET_S 30.0          /* up this long: restarted at once, the next quick crash waits 100 ms */
 
 /* What --describe (or the built-in table) says about one driver. */
 struct driver_info {
@@ -103,8 +103,9 @@ extern struct broker *B;
 void broker_shutdown(void);
 
 /* ---- util.c (pure: unit-tested) ---- */
-/* Next restart delay after a crash: first BACKOFF_FIRST_MS, doubling, capped;
- * back to the first delay when the helper had been up for BACKOFF_RESET_S. */
+/* Next restart delay after a crash: 0 (at once) when the helper had been up
+ * for BACKOFF_RESET_S; else BACKOFF_FIRST_MS after prev_ms 0 (no delay
+ * before), doubling, capped at BACKOFF_MAX_MS. */
 unsigned backoff_next_ms(unsigned prev_ms, double uptime_s);
 /* "52:54:00:xx:xx:xx" from 3 random bytes. */
 void util_format_mac(const unsigned char rnd[3], char *buf, size_t len);
@@ -131,6 +132,13 @@ char *seed_user_data(const char *pubkey);
  * multipart when user_text is non-empty. boundary_rnd picks the boundary. */
 char *seed_combine(const char *ours, const char *user_text, uint32_t boundary_rnd);
 char *seed_meta_data(const char *name, const char *instance_id);
+/* network-config (version 2) for an instance with extra networks: the
+ * default NIC and each extra one matched by MAC (malloc'd). */
+char *seed_network_config(const char *default_mac, const struct network_record *nets, size_t n);
+/* Write dir/network-config for rec when it has extra networks (seed_make
+ * puts it into the ISO); remove a stale one when it has none. */
+int seed_write_network_config(const char *dir, const struct instance_record *rec, char *err,
+			      size_t errlen);
 
 /* ---- child.c ---- */
 /* status: wait status; out: captured stdout+stderr (NUL-terminated, maybe truncated). */
@@ -142,6 +150,11 @@ struct child *child_run(char *const argv[], const char *cwd, double kill_after_s
 			child_done_fn done, void *ud, char *err, size_t errlen);
 /* Kill it and forget it: done will not run. */
 void child_cancel(struct child *c);
+/* fn runs with all of c's output so far (ud as for done) whenever more
+ * arrives while c runs, so that a caller can act on a line before c exits.
+ * fn must not free c; it may child_cancel() it. */
+typedef void (*child_output_fn)(void *ud, const char *out);
+void child_watch_output(struct child *c, child_output_fn fn);
 /* Blocking variant, only before the loop runs. Returns the wait status or -1. */
 int child_run_sync(char *const argv[]);
 
@@ -318,12 +331,19 @@ bool mount_activate(const char *name, mount_done_fn done, void *ud);
 /* Before a suspend: unmount them in the guest (QEMU refuses to save a VM
  * whose 9p mounts are in use); same contract as mount_activate. */
 bool mount_deactivate(const char *name, mount_done_fn done, void *ud);
+/* [[H,G]...] -> "H:G,H:G" ("" for none or nil); PROTO_E_INVALID_ARGUMENT if malformed. */
+int mount_idmap_text(const msgpack_object *arr, char *buf, size_t len);
 
 /* ---- op-stop-delay.c ---- */
 /* stop, with time (minutes) and cancel; plain stops go on to op_stop. */
 void op_stop_delayed(struct creq *r, const msgpack_object *p);
 /* "delayed shutdown" for a running instance with a pending delayed stop. */
 const char *stop_delay_shown_state(const char *name, const char *state);
+/* After scope_enter(): drop the timers of the scope left (its file keeps
+ * them) and arm those of SCOPE_DIR/delayed-stops; overdue ones fire at once. */
+void stop_delay_scope_entered(void);
+/* Drop the pending delayed stop of name (delete calls it), saying so in the log. */
+void stop_delay_forget(const char *name);
 
 /* ---- op-resize.c ---- */
 /* set/get with the per-instance keys; other keys go on to op_set/op_get. */
@@ -334,6 +354,37 @@ void op_get_instance(struct creq *r, const msgpack_object *p);
 /* Records of the scopes that are not active, read from disk: n registries
  * and their scope names, all owned by the caller. */
 void list_other_scopes(struct registry **out, char ***scopes, size_t *n);
+
+/* ---- networks.c (pure: unit-tested) ---- */
+#define BROKER_MAX_NETWORKS 16 /* extra NICs: the qemu helper passes one tap fd each, 16 at most */
+#define NETWORK_NAME_MAX 15    /* a host interface name (IFNAMSIZ - 1) */
+/* "52:54:00:12:34:56": six hex pairs, unicast. */
+int networks_check_mac(const char *mac, char *err, size_t errlen);
+/* The extra networks of launch params {networks: [{name, mode?, mac?}], bridged?}:
+ * checked, "bridged" (and bridged: true) resolved to bridged_setting, mode
+ * "auto" by default, missing MACs generated. *out is malloc'd (NULL when none). */
+int networks_from_params(const msgpack_object *p, const char *bridged_setting,
+			 struct network_record **out, size_t *n_out, char *err, size_t errlen);
+/* Copies of src[0..n) with new MACs, none equal to one of src nor to avoid_mac
+ * (a clone's NICs). */
+int networks_copy_new_macs(struct network_record **out, const struct network_record *src, size_t n,
+			   const char *avoid_mac);
+/* Does one of v[0..n) have this MAC (any case)? */
+bool networks_mac_taken(const struct network_record *v, size_t n, const char *mac);
+/* The IPv4 addresses in the output of `ip -4 address` (with or without -o),
+ * in order, without prefix lengths. */
+int networks_parse_guest_ipv4(const char *out, char ***addrs, size_t *n);
+void networks_addrs_free(char **addrs, size_t n);
+
+/* ---- op-addresses.c ---- */
+typedef void (*addresses_done_fn)(void *ud);
+/* For info of a running instance with extra networks: ask the guest over SSH
+ * (host:port) for its IPv4 addresses, within a few seconds, and replace the
+ * packed array in ipv4 with them. On any failure ipv4 is left as it was (the
+ * helper's answer). false (done will not run) when there is nothing to ask;
+ * else done runs once, later. */
+bool addresses_refresh(const struct instance_record *rec, const char *host, int64_t port,
+		       msgpack_sbuffer *ipv4, addresses_done_fn done, void *ud);
 
 /* ---- prune.c ---- */
 /* Remove cached images unused for local.image.prune-after, now and then

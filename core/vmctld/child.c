@@ -1,5 +1,5 @@
 /*
- * Child processes (genisoimage, ssh probes, ssh-keygen, helper --describe)
+ * Child processes (genisoimage, ssh logins, ssh-keygen, helper --describe)
  * run under ev_child with their output captured on a pipe, so the loop never
  * waits for one.
  */
@@ -28,6 +28,7 @@ struct child {
 	bool eof;
 	int status;
 	child_done_fn done;
+	child_output_fn output_fn;
 	void *ud;
 };
 
@@ -82,6 +83,8 @@ static void child_on_output(struct ev_loop *loop, ev_io *w, int revents)
 		memcpy(c->out + c->out_len, buf, keep);
 		c->out_len += keep;
 		c->out[c->out_len] = '\0';
+		if (c->output_fn && c->done)
+			c->output_fn(c->ud, c->out);
 	}
 }
 
@@ -207,6 +210,12 @@ void child_cancel(struct child *c)
 	c->done = NULL;
 	if (!c->exited)
 		kill(c->pid, SIGKILL);
+}
+
+void child_watch_output(struct child *c, child_output_fn fn)
+{
+	if (c)
+		c->output_fn = fn;
 }
 
 int child_run_sync(char *const argv[])

@@ -768,7 +768,10 @@ static void helper_finish_death(struct helper *h)
 	uptime = was_ready ? ev_now(B->loop) - h->up_since : 0;
 	h->backoff_ms = backoff_next_ms(h->backoff_ms, uptime);
 	h->state = HELPER_RESTARTING;
-	vlog(LOG_WARN_, "restarting the %s in %u ms", h->name, h->backoff_ms);
+	if (h->backoff_ms)
+		vlog(LOG_WARN_, "restarting the %s in %u ms", h->name, h->backoff_ms);
+	else
+		vlog(LOG_WARN_, "restarting the %s (it had been up %.0f s)", h->name, uptime);
 	for (struct hcall *c = h->calls, *next; c; c = next) {
 		char msg[1400];
 

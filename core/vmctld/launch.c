@@ -16,11 +16,18 @@
 
 #include "broker.h"
 #include "image.h"
+#include "readiness.h"
 
-#define SSH_PROBE_INTERVAL 1.0
-/* One probe never takes longer than this. A login on a loaded systemd guest
- * can take over 30 s (pam_systemd starts the user manager): killing it
- * sooner would retry forever. */
+/* Between two looks at the SSH port: a look costs no process. */
+#define SSH_POLL_INTERVAL 0.25
+/* After a login that did not get in: each one costs the guest a login. */
+#define SSH_LOGIN_RETRY 1.0
+/* How long a look waits for the banner, at first and at most. */
+#define SSH_BANNER_WAIT 2.0
+#define SSH_BANNER_WAIT_MAX 30.0
+/* Getting in never takes longer than this. A login on a loaded systemd
+ * guest can take over 30 s (pam_systemd starts the user manager): killing
+ * it sooner would retry forever. */
 #define SSH_PROBE_MAX 120.0
 
 /* ---- keys ---- */
@@ -158,22 +165,35 @@ void keys_ensure(void (*done)(void *ud, int err, const char *errmsg), void *ud)
 
 /* ---- waiting for SSH ---- */
 
+/*
+ * Each round looks at the port first (probe.c: no process, a quarter of a
+ * second apart) and spends an ssh login only once sshd has greeted. That
+ * login proves the key works and, when asked, also waits for cloud-init: a
+ * login costs seconds on an emulated guest. Hosts that are names rather
+ * than addresses skip the look and are probed by ssh alone, as before.
+ */
 struct ssh_wait {
 	char name[INSTANCE_NAME_MAX + 1];
 	char host[64];
 	char port[16];
 	bool cloud_init;
-	bool ssh_up;
+	bool precheck;       /* the host is an address probe.c can reach */
+	bool ssh_up;         /* a login got in */
+	bool guest_refused;  /* a probe was refused: the guest's network is up */
+	double banner_wait;  /* how long the next probe waits for the banner */
+	int last_probe;      /* the last probe_result, -1 before the first */
 	ev_tstamp deadline;
 	double timeout_s;
 	struct creq *r;
+	struct probe *probe;
 	struct child *child;
 	ev_timer retry_w;
+	ev_timer login_w;    /* bounds a login that has not got in yet */
 	ssh_wait_fn done;
 	void *ud;
 };
 
-static void ssh_wait_probe(struct ssh_wait *w);
+static void ssh_wait_step(struct ssh_wait *w);
 
 static void ssh_wait_finish(struct ssh_wait *w, int err, const char *msg)
 {
@@ -181,6 +201,7 @@ static void ssh_wait_finish(struct ssh_wait *w, int err, const char *msg)
 	void *ud = w->ud;
 
 	ev_timer_stop(B->loop, &w->retry_w);
+	ev_timer_stop(B->loop, &w->login_w);
 	free(w);
 	done(ud, err, msg);
 }
@@ -201,68 +222,98 @@ static void ssh_wait_timed_out(struct ssh_wait *w)
 
 static void ssh_wait_on_retry(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	ssh_wait_probe(t->data);
+	ssh_wait_step(t->data);
 }
 
-static void ssh_wait_again(struct ssh_wait *w)
+static void ssh_wait_again(struct ssh_wait *w, double after)
 {
-	if (ev_now(B->loop) + SSH_PROBE_INTERVAL >= w->deadline) {
+	if (ev_now(B->loop) + after >= w->deadline) {
 		ssh_wait_timed_out(w);
 		return;
 	}
-	ev_timer_set(&w->retry_w, SSH_PROBE_INTERVAL, 0);
+	ev_timer_set(&w->retry_w, after, 0);
 	ev_timer_start(B->loop, &w->retry_w);
 }
 
-static void ssh_wait_on_probe(void *ud, int status, const char *out)
+static void ssh_wait_got_in(struct ssh_wait *w)
+{
+	w->ssh_up = true;
+	ev_timer_stop(B->loop, &w->login_w);
+	vlog(LOG_INFO_, "%s answers SSH", w->name);
+	if (w->cloud_init)
+		creq_progress(w->r, -1, "Waiting for cloud-init");
+}
+
+static void ssh_wait_on_output(void *ud, const char *out)
+{
+	struct ssh_wait *w = ud;
+
+	if (!w->ssh_up && ready_output_up(out))
+		ssh_wait_got_in(w);
+}
+
+static void ssh_wait_on_login(void *ud, int status, const char *out)
 {
 	struct ssh_wait *w = ud;
 	int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	int ci_status;
+	enum ready_cloud_init ci;
 
 	w->child = NULL;
+	ev_timer_stop(B->loop, &w->login_w);
+	/* The mark may have come with the last of the output. */
+	if (!w->ssh_up && (code == 0 || ready_output_up(out)))
+		ssh_wait_got_in(w);
 	if (!w->ssh_up) {
-		if (code != 0) {
-			ssh_wait_again(w);
-			return;
-		}
-		w->ssh_up = true;
-		vlog(LOG_INFO_, "%s answers SSH", w->name);
-		if (!w->cloud_init) {
-			ssh_wait_finish(w, 0, NULL);
-			return;
-		}
-		creq_progress(w->r, -1, "Waiting for cloud-init");
-		ssh_wait_probe(w);
+		/* Not in yet (sshd still starting, keys not installed, ...). */
+		ssh_wait_again(w, SSH_LOGIN_RETRY);
 		return;
 	}
-	/* 255 is ssh's own failure (connection lost): try again. */
-	if (code == 255 || code < 0) {
-		ssh_wait_again(w);
+	if (!w->cloud_init) {
+		ssh_wait_finish(w, 0, NULL);
 		return;
 	}
-	if (code != 0)
+	ci = ready_output_cloud_init(out, &ci_status);
+	if (ci == READY_CI_UNKNOWN) {
+		/* 255 is ssh's own failure (connection lost): try again. */
+		if (code == 255 || code < 0) {
+			ssh_wait_again(w, SSH_LOGIN_RETRY);
+			return;
+		}
+		ci = READY_CI_DONE;
+		ci_status = code;
+	}
+	if (ci == READY_CI_ABSENT)
+		vlog(LOG_INFO_, "cloud-init does not run in this boot of %s", w->name);
+	else if (ci_status != 0)
 		creq_warning(w->r,
 			     "cloud-init on %s finished with errors (exit status %d); see "
 			     "/var/log/cloud-init-output.log in the instance",
-			     w->name, code);
+			     w->name, ci_status);
+	else
+		vlog(LOG_INFO_, "cloud-init finished on %s", w->name);
 	ssh_wait_finish(w, 0, NULL);
 }
 
-static void ssh_wait_probe(struct ssh_wait *w)
+/* A login that has not got in for this long is stuck: start over. */
+static void ssh_wait_on_login_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	/* /run/cloud-init exists once cloud-init's generator ran in this boot; a
-	 * guest that has cloud-init installed but booted without it would make
-	 * `status --wait` wait forever. */
-	static const char cloud_init_cmd[] =
-		"if command -v cloud-init >/dev/null && [ -d /run/cloud-init ]; then "
-		"cloud-init status --wait >/dev/null; fi";
+	struct ssh_wait *w = t->data;
+
+	child_cancel(w->child);
+	w->child = NULL;
+	ssh_wait_again(w, SSH_POLL_INTERVAL);
+}
+
+static void ssh_wait_login(struct ssh_wait *w)
+{
 	double left = w->deadline - ev_now(B->loop);
 	char login[128], err[256];
 	char *argv[] = {
 		"ssh", "-F", "/dev/null", "-i", B->ssh_key, "-o", "IdentitiesOnly=yes",
 		"-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "StrictHostKeyChecking=no",
 		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", w->port, login,
-		w->ssh_up ? (char *)cloud_init_cmd : "true", NULL,
+		w->cloud_init ? (char *)ready_cloud_init_cmd : "true", NULL,
 	};
 
 	if (left <= 0) {
@@ -270,13 +321,67 @@ static void ssh_wait_probe(struct ssh_wait *w)
 		return;
 	}
 	snprintf(login, sizeof(login), "ubuntu@%s", w->host);
-	/* cloud-init may take long; a bare probe never should. */
-	w->child = child_run(argv, NULL, w->ssh_up ? left : (left < SSH_PROBE_MAX ? left : SSH_PROBE_MAX),
-			     ssh_wait_on_probe, w, err, sizeof(err));
+	/* cloud-init may take long; getting in never should. */
+	w->child = child_run(argv, NULL, left, ssh_wait_on_login, w, err, sizeof(err));
 	if (!w->child) {
 		vlog(LOG_WARN_, "%s", err);
-		ssh_wait_again(w);
+		ssh_wait_again(w, SSH_LOGIN_RETRY);
+		return;
 	}
+	child_watch_output(w->child, ssh_wait_on_output);
+	if (!w->ssh_up) {
+		ev_timer_set(&w->login_w, left < SSH_PROBE_MAX ? left : SSH_PROBE_MAX, 0);
+		ev_timer_start(B->loop, &w->login_w);
+	}
+}
+
+static void ssh_wait_on_probe(void *ud, enum probe_result result)
+{
+	struct ssh_wait *w = ud;
+
+	w->probe = NULL;
+	if ((int)result != w->last_probe)
+		vlog(LOG_DEBUG_, "%s: SSH port %s", w->name,
+		     result == PROBE_BANNER ? "greets" : result == PROBE_CLOSED ? "refuses" : "silent");
+	w->last_probe = (int)result;
+	switch (result) {
+	case PROBE_BANNER:
+		w->banner_wait = SSH_BANNER_WAIT;
+		ssh_wait_login(w);
+		return;
+	case PROBE_CLOSED:
+		w->guest_refused = true;
+		w->banner_wait = SSH_BANNER_WAIT;
+		break;
+	case PROBE_SILENT:
+		/* Before the guest's network is up, silence is the rule and a
+		 * fresh connection finds it up sooner than QEMU's retries would.
+		 * After the guest refused once, silence means sshd accepted but
+		 * is slow to greet: wait longer, or a loaded guest would never
+		 * greet in time. */
+		w->banner_wait = w->guest_refused ? w->banner_wait * 2 : w->banner_wait + 0.5;
+		if (w->banner_wait > SSH_BANNER_WAIT_MAX)
+			w->banner_wait = SSH_BANNER_WAIT_MAX;
+		break;
+	}
+	ssh_wait_again(w, SSH_POLL_INTERVAL);
+}
+
+static void ssh_wait_step(struct ssh_wait *w)
+{
+	double left = w->deadline - ev_now(B->loop);
+
+	if (left <= 0) {
+		ssh_wait_timed_out(w);
+		return;
+	}
+	if (w->precheck && !w->ssh_up) {
+		w->probe = probe_start(w->host, atoi(w->port),
+				       left < w->banner_wait ? left : w->banner_wait, ssh_wait_on_probe, w);
+		if (w->probe)
+			return;
+	}
+	ssh_wait_login(w);
 }
 
 struct ssh_wait *ssh_wait_start(const char *name, const char *host, int port, bool cloud_init,
@@ -291,12 +396,17 @@ struct ssh_wait *ssh_wait_start(const char *name, const char *host, int port, bo
 	snprintf(w->host, sizeof(w->host), "%s", host && *host ? host : "127.0.0.1");
 	snprintf(w->port, sizeof(w->port), "%d", port);
 	w->cloud_init = cloud_init;
+	w->precheck = probe_host_usable(w->host);
+	w->banner_wait = SSH_BANNER_WAIT;
+	w->last_probe = -1;
 	w->deadline = deadline;
 	w->timeout_s = timeout_s;
 	w->r = progress_r;
 	w->done = done;
 	w->ud = ud;
-	/* The first probe runs from the loop: done never runs before we return. */
+	ev_timer_init(&w->login_w, ssh_wait_on_login_timer, 0, 0);
+	w->login_w.data = w;
+	/* The first round runs from the loop: done never runs before we return. */
 	ev_timer_init(&w->retry_w, ssh_wait_on_retry, 0, 0);
 	w->retry_w.data = w;
 	ev_timer_start(B->loop, &w->retry_w);
@@ -308,6 +418,8 @@ void ssh_wait_cancel(struct ssh_wait *w)
 	if (!w)
 		return;
 	ev_timer_stop(B->loop, &w->retry_w);
+	ev_timer_stop(B->loop, &w->login_w);
+	probe_cancel(w->probe);
 	child_cancel(w->child);
 	free(w);
 }
@@ -375,9 +487,12 @@ int seed_make(const char *dir, const char *name, const char *user_cloud_init,
 	snprintf(iso, sizeof(iso), "%s/cloud-init.iso", dir);
 	run->done = done;
 	run->ud = ud;
+	/* seed_write_network_config() left one for an instance with extra networks. */
+	snprintf(path, sizeof(path), "%s/network-config", dir);
 	{
 		char *argv[] = {"genisoimage", "-output", iso, "-volid", "cidata", "-joliet",
-				"-rock", "user-data", "meta-data", NULL};
+				"-rock", "user-data", "meta-data",
+				access(path, F_OK) == 0 ? "network-config" : NULL, NULL};
 
 		if (!child_run(argv, dir, 120.0, seed_on_genisoimage, run, err, errlen)) {
 			rc = PROTO_E_IO;
@@ -406,6 +521,8 @@ struct launch {
 	char name[INSTANCE_NAME_MAX + 1];
 	char *image;
 	char *cloud_init;
+	struct network_record *nets; /* until launch_record hands them to the record */
+	size_t n_nets;
 	uint32_t cpus;
 	uint64_t memory, disk;
 	int64_t timeout;
@@ -424,6 +541,7 @@ static void launch_free(struct launch *l)
 	busy_remove(l->name);
 	free(l->image);
 	free(l->cloud_init);
+	network_records_free(l->nets, l->n_nets);
 	free(l);
 }
 
@@ -619,13 +737,19 @@ static void launch_on_seed(void *ud, int err, const char *errmsg)
 static void launch_on_keys(void *ud, int err, const char *errmsg)
 {
 	struct launch *l = ud;
+	struct instance_record *rec = launch_rec(l);
 	char msg[1024];
 
 	if (err < 0) {
 		launch_fail(l, err, "%s", errmsg);
 		return;
 	}
-	if (seed_make(l->dir, l->name, l->cloud_init, launch_on_seed, l, msg, sizeof(msg)) < 0)
+	if (!rec) {
+		launch_fail(l, PROTO_E_INTERNAL, "%s vanished from the registry while launching", l->name);
+		return;
+	}
+	if (seed_write_network_config(l->dir, rec, msg, sizeof(msg)) < 0 ||
+	    seed_make(l->dir, l->name, l->cloud_init, launch_on_seed, l, msg, sizeof(msg)) < 0)
 		launch_fail(l, PROTO_E_IO, "%s", msg);
 }
 
@@ -643,8 +767,14 @@ static int launch_record(struct launch *l, const struct image_spec *spec)
 	if (!rec)
 		return PROTO_E_NOMEM;
 	l->recorded = true;
-	util_random(rnd, sizeof(rnd));
-	util_format_mac(rnd, mac, sizeof(mac));
+	rec->networks = l->nets;
+	rec->n_networks = l->n_nets;
+	l->nets = NULL;
+	l->n_nets = 0;
+	do {
+		util_random(rnd, sizeof(rnd));
+		util_format_mac(rnd, mac, sizeof(mac));
+	} while (networks_mac_taken(rec->networks, rec->n_networks, mac));
 	util_iso_time(time(NULL), created, sizeof(created));
 	rec->cpus = l->cpus;
 	rec->memory = l->memory;
@@ -741,6 +871,45 @@ static int launch_pick_name(char *buf, size_t len)
 	return PROTO_E_ALREADY_EXISTS;
 }
 
+static void launch_resolve_image(struct launch *l)
+{
+	creq_progress(l->r, -1, "Retrieving image");
+	/* done may run (and free l) before image_resolve returns. */
+	image_resolve(B->images, l->image, launch_on_image_progress, launch_on_image, l);
+}
+
+static bool launch_network_listed(const msgpack_object *list, const char *name)
+{
+	if (!list || list->type != MSGPACK_OBJECT_ARRAY)
+		return false;
+	for (uint32_t i = 0; i < list->via.array.size; i++)
+		if (proto_obj_streq(proto_map_get(&list->via.array.ptr[i], "name"), name))
+			return true;
+	return false;
+}
+
+/* Refuse a network the driver cannot attach to before anything is made. */
+static void launch_on_networks(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct launch *l = ud;
+	const msgpack_object *list = proto_map_get(result, "networks");
+
+	if (err < 0) {
+		launch_fail(l, err, "could not list the host networks of the %s driver: %s", B->driver,
+			    errmsg);
+		return;
+	}
+	for (size_t i = 0; i < l->n_nets; i++) {
+		if (!launch_network_listed(list, l->nets[i].name)) {
+			launch_fail(l, PROTO_E_INVALID_ARGUMENT,
+				    "'%s' is not a network the %s driver can attach instances to; "
+				    "vmctl networks lists those it can", l->nets[i].name, B->driver);
+			return;
+		}
+	}
+	launch_resolve_image(l);
+}
+
 void op_launch(struct creq *r, const msgpack_object *p)
 {
 	struct launch *l = calloc(1, sizeof(*l));
@@ -782,6 +951,14 @@ void op_launch(struct creq *r, const msgpack_object *p)
 		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "the cloud-init file is not usable: %s", err);
 		goto out_free;
 	}
+	rc = networks_from_params(p, settings_get(&B->settings, "local.bridged-network"), &l->nets,
+				  &l->n_nets, err, sizeof(err));
+	if (rc < 0) {
+		creq_fail(r, rc, "%s", err);
+		goto out_free;
+	}
+	if (l->n_nets && opx_refuse_feature(r, PROTO_FEAT_EXTRA_NETWORKS))
+		goto out_free;
 	l->image = proto_dup_str(p, "image");
 	if (!l->image || !l->image[0]) {
 		free(l->image);
@@ -821,13 +998,25 @@ void op_launch(struct creq *r, const msgpack_object *p)
 		goto out_free;
 	}
 	vlog(LOG_INFO_, "launching %s from %s", l->name, l->image);
-	creq_progress(r, -1, "Retrieving image");
-	/* done may run (and free l) before image_resolve returns. */
-	image_resolve(B->images, l->image, launch_on_image_progress, launch_on_image, l);
+	if (l->n_nets) {
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_map(&pk, 0);
+		if (!helper_call(B->helper, "networks.list", &sb, BROKER_SHORT_DEADLINE,
+				 launch_on_networks, l))
+			launch_fail(l, PROTO_E_NOMEM, "out of memory");
+		msgpack_sbuffer_destroy(&sb);
+		return;
+	}
+	launch_resolve_image(l);
 	return;
 
 out_free:
 	free(l->image);
 	free(l->cloud_init);
+	network_records_free(l->nets, l->n_nets);
 	free(l);
 }

@@ -16,6 +16,11 @@
 #include "image.h"
 
 #define SHUTDOWN_GRACE 8.0 /* seconds the helper gets to answer "shutdown" */
+/* Helpers' --describe runs this long after the broker is ready, so that it
+ * competes with neither the helper's start nor the first commands (the
+ * libvirt helper alone loads 60 libraries); refusals before that name the
+ * drivers of the built-in feature table. */
+#define DESCRIBE_DELAY 3.0
 
 static struct broker broker_state = {.listen_fd = -1};
 struct broker *B = &broker_state;
@@ -134,6 +139,40 @@ static void broker_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	broker_shutdown();
 }
 
+static ev_timer describe_w;
+
+static void broker_on_describe_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	if (!B->shutting_down)
+		helper_describe_all();
+}
+
+static void broker_on_keys(void *ud, int err, const char *errmsg)
+{
+	if (err < 0)
+		vlog(LOG_WARN_, "%s; the next launch tries again", errmsg);
+}
+
+/* Load the SSH key pair if it exists. Making one takes ssh-keygen a good
+ * part of a second: *later says it is to be made once the broker listens
+ * (keys_ensure() makes a launch wait for it). */
+static int broker_keys_init(bool *later, char *err, size_t errlen)
+{
+	char pub[4300];
+	int rc;
+
+	snprintf(B->ssh_key, sizeof(B->ssh_key), "%s/ssh/id_ed25519", B->data_dir);
+	snprintf(pub, sizeof(pub), "%s.pub", B->ssh_key);
+	*later = access(B->ssh_key, R_OK) != 0 || access(pub, R_OK) != 0;
+	if (!*later)
+		return keys_ensure_sync(err, errlen);
+	snprintf(pub, sizeof(pub), "%s/ssh", B->data_dir);
+	rc = mkdir_p(pub, 0700);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot create %s: %s", pub, proto_strerror(rc));
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -143,7 +182,7 @@ int main(int argc, char **argv)
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	bool want_detach = false, foreground = false;
+	bool want_detach = false, foreground = false, keys_later = false;
 	char err[2048];
 	char images_dir[4200];
 	int lock_fd = -1, ready_fd = -1;
@@ -207,7 +246,7 @@ int main(int argc, char **argv)
 	}
 	vlog(LOG_INFO_, "vmctld %s starting (pid %d, data %s)", VMCTL_VERSION, (int)getpid(),
 	     B->data_dir);
-	if (scope_init(err, sizeof(err)) < 0 || keys_ensure_sync(err, sizeof(err)) < 0 ||
+	if (scope_init(err, sizeof(err)) < 0 || broker_keys_init(&keys_later, err, sizeof(err)) < 0 ||
 	    client_listen(err, sizeof(err)) < 0) {
 		vlog(LOG_ERROR_, "%s", err);
 		return 1;
@@ -233,9 +272,13 @@ int main(int argc, char **argv)
 		(void)n;
 		close(ready_fd);
 	}
-	helper_describe_all();
 	B->helper = helper_new(B->driver);
+	if (keys_later)
+		keys_ensure(broker_on_keys, NULL);
+	ev_timer_init(&describe_w, broker_on_describe_timer, DESCRIBE_DELAY, 0);
+	ev_timer_start(B->loop, &describe_w);
 	ev_run(B->loop, 0);
+	ev_timer_stop(B->loop, &describe_w);
 
 	unlink(B->sock_path);
 	{

@@ -1,7 +1,8 @@
 /*
  * clone: a stopped instance is copied into a new one with its own record,
- * folder, MAC address and cloud-init seed (a new instance-id, so the guest
- * takes the new hostname). The helper copies the disk.
+ * folder, MAC addresses (the default NIC's and each extra network's) and
+ * cloud-init seed (a new instance-id, so the guest takes the new hostname
+ * and configures its NICs by their new MACs). The helper copies the disk.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -106,19 +107,27 @@ static void clone_on_seed(void *ud, int err, const char *errmsg)
 static void clone_on_keys(void *ud, int err, const char *errmsg)
 {
 	struct clone_req *c = ud;
+	struct instance_record *dst;
 	char msg[1024];
 
 	if (err < 0) {
 		clone_fail(c, err, "%s", errmsg);
 		return;
 	}
+	dst = c->gen == B->scope_gen ? registry_find(&B->reg, c->dst) : NULL;
+	if (!dst) {
+		clone_fail(c, PROTO_E_NOT_FOUND, "%s vanished while it was being created", c->dst);
+		return;
+	}
 	/* The user's own cloud-init ran in the source already; the clone's seed
 	 * brings the new identity and the broker's key. */
-	if (seed_make(c->dir, c->dst, NULL, clone_on_seed, c, msg, sizeof(msg)) < 0)
+	if (seed_write_network_config(c->dir, dst, msg, sizeof(msg)) < 0 ||
+	    seed_make(c->dir, c->dst, NULL, clone_on_seed, c, msg, sizeof(msg)) < 0)
 		clone_fail(c, PROTO_E_IO, "%s", msg);
 }
 
-/* The clone's record: the source's specs, image and mounts, its own MAC. */
+/* The clone's record: the source's specs, image, mounts and networks, its
+ * own MACs. */
 static int clone_record(struct clone_req *c)
 {
 	struct instance_record *src, *dst;
@@ -136,8 +145,14 @@ static int clone_record(struct clone_req *c)
 	src = registry_find(&B->reg, c->src);
 	if (!src)
 		return PROTO_E_NOT_FOUND;
-	util_random(rnd, sizeof(rnd));
-	util_format_mac(rnd, mac, sizeof(mac));
+	if (networks_copy_new_macs(&dst->networks, src->networks, src->n_networks, src->mac) < 0)
+		return PROTO_E_NOMEM;
+	dst->n_networks = src->n_networks;
+	do {
+		util_random(rnd, sizeof(rnd));
+		util_format_mac(rnd, mac, sizeof(mac));
+	} while (networks_mac_taken(dst->networks, dst->n_networks, mac) ||
+		 (src->mac && !strcmp(src->mac, mac)));
 	util_iso_time(time(NULL), created, sizeof(created));
 	dst->cpus = src->cpus;
 	dst->memory = src->memory;

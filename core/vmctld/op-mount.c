@@ -72,8 +72,7 @@ int mount_records_copy(struct instance_record *dst, const struct instance_record
 	return 0;
 }
 
-/* [[H,G]...] -> "H:G,H:G" ("" for none); PROTO_E_INVALID_ARGUMENT if malformed. */
-static int mount_idmap_text(const msgpack_object *arr, char *buf, size_t len)
+int mount_idmap_text(const msgpack_object *arr, char *buf, size_t len)
 {
 	size_t used = 0;
 

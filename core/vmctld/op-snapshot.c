@@ -271,7 +271,12 @@ static uint64_t restore_spec(const msgpack_object *result, const char *key)
 	return (uint64_t)v;
 }
 
-static void restore_take_mounts(struct instance_record *rec, const msgpack_object *mounts)
+/* The mounts a restored snapshot carried replace the record's; the next
+ * start shares and mounts them as it does every recorded mount. An entry
+ * that cannot be read is left out with a warning rather than failing a
+ * restore that has already happened on disk. */
+static void restore_take_mounts(struct snap_req *s, struct instance_record *rec,
+				const msgpack_object *mounts)
 {
 	struct instance_record tmp = {0};
 
@@ -280,9 +285,18 @@ static void restore_take_mounts(struct instance_record *rec, const msgpack_objec
 	for (uint32_t i = 0; i < mounts->via.array.size; i++) {
 		const msgpack_object *m = &mounts->via.array.ptr[i];
 		char *source = proto_dup_str(m, "source"), *target = proto_dup_str(m, "target");
+		char uid_map[512], gid_map[512];
 
-		if (source && target)
-			mount_record_add(&tmp, source, target, NULL, NULL);
+		if (!source || !target || !source[0] || !target[0] ||
+		    mount_idmap_text(proto_map_get(m, "uid_map"), uid_map, sizeof(uid_map)) < 0 ||
+		    mount_idmap_text(proto_map_get(m, "gid_map"), gid_map, sizeof(gid_map)) < 0) {
+			creq_warning(s->r, "snapshot %s.%s has a mount that cannot be read; it is left "
+				     "out", s->name, s->snap);
+		} else if (mount_record_add(&tmp, source, target, uid_map[0] ? uid_map : NULL,
+					    gid_map[0] ? gid_map : NULL) < 0) {
+			creq_warning(s->r, "out of memory: the mount of %s at %s is left out", source,
+				     target);
+		}
 		free(source);
 		free(target);
 	}
@@ -310,7 +324,7 @@ static void restore_on_restored(void *ud, int err, const char *errmsg, const msg
 			rec->memory = v;
 		if ((v = restore_spec(result, "disk")) != 0)
 			rec->disk = v;
-		restore_take_mounts(rec, proto_map_get(result, "mounts"));
+		restore_take_mounts(s, rec, proto_map_get(result, "mounts"));
 		scope_save();
 	}
 	vlog(LOG_INFO_, "%s restored to snapshot %s", s->name, s->snap);

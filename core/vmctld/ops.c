@@ -64,6 +64,84 @@ static bool instance_dir_exists(const char *name)
 	return stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* The instance folders of the active scope, read with one readdir() so that
+ * a list of 1,000 instances costs a few getdents() rather than a path walk
+ * per instance and per use. Names are sorted for bsearch(). */
+struct dir_set {
+	char **names;
+	size_t n;
+	bool ok; /* false: could not be read; every question goes to stat() */
+};
+
+static int dir_set_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void dir_set_free(struct dir_set *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->names[i]);
+	free(s->names);
+	*s = (struct dir_set){0};
+}
+
+static void dir_set_load(struct dir_set *s)
+{
+	char dir[4300];
+	DIR *dh;
+	struct dirent *de;
+	size_t cap = 0;
+
+	*s = (struct dir_set){0};
+	snprintf(dir, sizeof(dir), "%s/instances", B->scope_dir);
+	dh = opendir(dir);
+	if (!dh)
+		return;
+	while ((de = readdir(dh)) != NULL) {
+		struct stat st;
+		char **grown;
+
+		if (de->d_name[0] == '.')
+			continue;
+		/* d_type is a hint some file systems leave out; links are followed. */
+		if (de->d_type != DT_DIR) {
+			if (de->d_type != DT_UNKNOWN && de->d_type != DT_LNK)
+				continue;
+			if (fstatat(dirfd(dh), de->d_name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
+				continue;
+		}
+		if (s->n == cap) {
+			cap = cap ? cap * 2 : 64;
+			grown = realloc(s->names, cap * sizeof(*grown));
+			if (!grown)
+				goto out_fail;
+			s->names = grown;
+		}
+		if (!(s->names[s->n] = strdup(de->d_name)))
+			goto out_fail;
+		s->n++;
+	}
+	closedir(dh);
+	if (s->n)
+		qsort(s->names, s->n, sizeof(*s->names), dir_set_cmp);
+	s->ok = true;
+	return;
+
+out_fail:
+	closedir(dh);
+	dir_set_free(s);
+}
+
+/* A name missing from the set is asked again: its folder may be newer than
+ * the set (a launch since), and a missing folder is rare. */
+static bool dir_set_has(const struct dir_set *s, const char *name)
+{
+	if (s->ok && s->n && bsearch(&name, s->names, s->n, sizeof(*s->names), dir_set_cmp))
+		return true;
+	return instance_dir_exists(name);
+}
+
 /* The record of an item, or NULL if the scope changed or it is gone. */
 static struct instance_record *item_rec(struct batch_item *it)
 {
@@ -438,6 +516,7 @@ static void item_run(struct batch_item *it)
 		c = item_call(it, rec, "instance.suspend", BROKER_START_DEADLINE, item_on_simple);
 		break;
 	case BK_DELETE:
+		stop_delay_forget(it->name);
 		if (rec->deleted) {
 			item_done(it, 0, NULL);
 			return;
@@ -624,10 +703,16 @@ void op_recover(struct creq *r, const msgpack_object *p)
 
 /* ---- info ---- */
 
+static void item_on_addresses(void *ud)
+{
+	item_done(ud, 0, NULL);
+}
+
 static void item_on_info(void *ud, int err, const char *errmsg, const msgpack_object *result)
 {
 	struct batch_item *it = ud;
 	const msgpack_object *ipv4;
+	struct instance_record *live;
 
 	if (err < 0) {
 		snprintf(it->state, sizeof(it->state), "unknown");
@@ -658,6 +743,11 @@ static void item_on_info(void *ud, int err, const char *errmsg, const msgpack_ob
 				proto_pack_str(&pk, "");
 		}
 	}
+	/* Addresses on extra networks are known to the guest alone. */
+	live = item_rec(it);
+	if (live && !strcmp(it->state, "running") &&
+	    addresses_refresh(live, it->ssh_host, it->ssh_port, &it->ipv4, item_on_addresses, it))
+		return;
 	item_done(it, 0, NULL);
 }
 
@@ -677,7 +767,7 @@ static void batch_answer_info(struct batch *b)
 		char dir[4400];
 
 		scope_instance_dir(it->name, dir, sizeof(dir));
-		msgpack_pack_map(&pk, 15);
+		msgpack_pack_map(&pk, 16);
 		proto_pack_kv_str(&pk, "name", it->name);
 		proto_pack_kv_str(&pk, "state", rec && rec->deleted ? "deleted"
 							 : stop_delay_shown_state(it->name, it->state));
@@ -698,6 +788,15 @@ static void batch_answer_info(struct batch *b)
 		proto_pack_kv_str(&pk, "mac", rec && rec->mac ? rec->mac : "");
 		proto_pack_kv_str(&pk, "dir", dir);
 		mount_pack_info(&pk, rec);
+		proto_pack_str(&pk, "networks");
+		msgpack_pack_array(&pk, rec ? rec->n_networks : 0);
+		for (size_t j = 0; rec && j < rec->n_networks; j++) {
+			msgpack_pack_map(&pk, 3);
+			proto_pack_kv_str(&pk, "name", rec->networks[j].name);
+			proto_pack_kv_str(&pk, "mode", rec->networks[j].mode ? rec->networks[j].mode
+									    : "auto");
+			proto_pack_kv_str(&pk, "mac", rec->networks[j].mac);
+		}
 	}
 	creq_ok(b->r, &sb);
 	msgpack_sbuffer_destroy(&sb);
@@ -760,6 +859,7 @@ struct list_req {
 	bool call_done;
 	ev_timer wait_w;
 	void (*then)(void);     /* reconcile: what to do afterwards */
+	struct dir_set dirs;    /* the scope's instance folders when the list began */
 };
 
 /* ipv4: the helper's array of addresses for this instance, or NULL. */
@@ -828,6 +928,8 @@ static void list_answer(struct list_req *l, bool live, const msgpack_object *con
 	struct registry *others = NULL;
 	char **scopes = NULL;
 	size_t n_others = 0, total = B->reg.n;
+	struct dir_set fresh = {0};
+	const struct dir_set *dirs = &l->dirs;
 
 	if (l->all_scopes) {
 		list_other_scopes(&others, &scopes, &n_others);
@@ -839,11 +941,16 @@ static void list_answer(struct list_req *l, bool live, const msgpack_object *con
 	msgpack_pack_map(&pk, 1);
 	proto_pack_str(&pk, "instances");
 	msgpack_pack_array(&pk, total);
+	if (l->gen != B->scope_gen) {
+		/* The scope changed while the helper was asked: its own folders. */
+		dir_set_load(&fresh);
+		dirs = &fresh;
+	}
 	for (size_t i = 0; i < B->reg.n; i++) {
 		const struct instance_record *rec = &B->reg.v[i];
 		const char *state = scope_shown_state(rec);
 
-		if (!rec->deleted && (!live || !instance_dir_exists(rec->name)))
+		if (!rec->deleted && (!live || !dir_set_has(dirs, rec->name)))
 			state = "unknown";
 		list_pack_scope_entry(&pk, rec, stop_delay_shown_state(rec->name, state), B->scope,
 				      ipv4 && live ? ipv4[i] : NULL);
@@ -857,6 +964,7 @@ static void list_answer(struct list_req *l, bool live, const msgpack_object *con
 	}
 	free(others);
 	free(scopes);
+	dir_set_free(&fresh);
 	creq_ok(l->r, &sb);
 	msgpack_sbuffer_destroy(&sb);
 	l->r = NULL;
@@ -864,7 +972,7 @@ static void list_answer(struct list_req *l, bool live, const msgpack_object *con
 }
 
 /* One warning, however many folders are missing. */
-static void list_warn_missing(struct creq *r)
+static void list_warn_missing(struct creq *r, const struct dir_set *dirs)
 {
 	char names[512] = "";
 	const char *first = NULL;
@@ -873,7 +981,7 @@ static void list_warn_missing(struct creq *r)
 	for (size_t i = 0; i < B->reg.n; i++) {
 		const struct instance_record *rec = &B->reg.v[i];
 
-		if (rec->deleted || instance_dir_exists(rec->name))
+		if (rec->deleted || dir_set_has(dirs, rec->name))
 			continue;
 		if (!first)
 			first = rec->name;
@@ -897,6 +1005,7 @@ static void list_maybe_free(struct list_req *l)
 {
 	if (l->answered && l->call_done) {
 		ev_timer_stop(B->loop, &l->wait_w);
+		dir_set_free(&l->dirs);
 		free(l);
 		if (B->reg.n > 64)
 			malloc_trim(0);
@@ -977,7 +1086,7 @@ static void list_start(struct list_req *l)
 	size_t n = 0;
 
 	for (size_t i = 0; i < B->reg.n; i++)
-		if (!B->reg.v[i].deleted && instance_dir_exists(B->reg.v[i].name))
+		if (!B->reg.v[i].deleted && dir_set_has(&l->dirs, B->reg.v[i].name))
 			n++;
 	if (n == 0) {
 		l->call_done = true;
@@ -995,7 +1104,7 @@ static void list_start(struct list_req *l)
 	proto_pack_str(&pk, "instances");
 	msgpack_pack_array(&pk, n);
 	for (size_t i = 0; i < B->reg.n; i++)
-		if (!B->reg.v[i].deleted && instance_dir_exists(B->reg.v[i].name))
+		if (!B->reg.v[i].deleted && dir_set_has(&l->dirs, B->reg.v[i].name))
 			scope_pack_instance(&pk, &B->reg.v[i]);
 	if (l->r) {
 		ev_timer_init(&l->wait_w, list_on_wait_timer, BROKER_LIST_WAIT, 0);
@@ -1018,7 +1127,8 @@ void op_list(struct creq *r, const msgpack_object *p)
 	l->r = r;
 	l->gen = B->scope_gen;
 	proto_get_bool(p, "all_scopes", &l->all_scopes);
-	list_warn_missing(r);
+	dir_set_load(&l->dirs);
+	list_warn_missing(r, &l->dirs);
 	list_start(l);
 }
 
@@ -1082,6 +1192,7 @@ void ops_reconcile(void)
 		return;
 	l->gen = B->scope_gen;
 	l->then = ops_restore_switched;
+	dir_set_load(&l->dirs);
 	list_start(l);
 }
 

@@ -50,6 +50,7 @@ int scope_enter(const char *driver, char *err, size_t errlen)
 	snprintf(B->registry_path, sizeof(B->registry_path), "%s", path);
 	B->scope_gen++;
 	vlog(LOG_INFO_, "driver %s, scope %s: %zu instance(s) registered", driver, scope, B->reg.n);
+	stop_delay_scope_entered();
 	return 0;
 }
 
@@ -121,7 +122,15 @@ void scope_pack_instance(msgpack_packer *pk, const struct instance_record *rec)
 		proto_pack_kv_str(pk, "cmdline", rec->image_cmdline);
 	proto_pack_kv_str(pk, "seed", seed);
 	proto_pack_str(pk, "networks");
-	msgpack_pack_array(pk, 0);
+	msgpack_pack_array(pk, rec->n_networks);
+	for (size_t i = 0; i < rec->n_networks; i++) {
+		const struct network_record *net = &rec->networks[i];
+
+		msgpack_pack_map(pk, 3);
+		proto_pack_kv_str(pk, "name", net->name ? net->name : "");
+		proto_pack_kv_str(pk, "mode", net->mode ? net->mode : "auto");
+		proto_pack_kv_str(pk, "mac", net->mac ? net->mac : "");
+	}
 	if (rec->n_mounts) {
 		proto_pack_str(pk, "mounts");
 		msgpack_pack_array(pk, rec->n_mounts);

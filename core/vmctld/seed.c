@@ -1,14 +1,16 @@
 /*
  * NoCloud cloud-init seeds: our user-data (user "ubuntu" with the broker's
  * key), merged with the user's --cloud-init as a MIME multipart, and the
- * meta-data. Only text here (unit-tested); launch.c writes the files and
- * runs genisoimage.
+ * meta-data, and the network-config of an instance with extra networks.
+ * Text here (unit-tested); launch.c writes user-data and meta-data and runs
+ * genisoimage.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker.h"
 
@@ -134,4 +136,62 @@ char *seed_meta_data(const char *name, const char *instance_id)
 
 	sb_add(&b, "instance-id: %s\nlocal-hostname: %s\n", instance_id, name);
 	return b.s;
+}
+
+/*
+ * The default NIC gets set-name too: a guest whose cloud-init renders
+ * ifupdown configuration names interfaces by the key otherwise, and the
+ * images vmctl boots name their first NIC eth0 (net.ifnames=0). Manual NICs
+ * are only named, so the user finds them by a stable name.
+ */
+char *seed_network_config(const char *default_mac, const struct network_record *nets, size_t n)
+{
+	struct strbuf b = {0};
+
+	sb_add(&b, "version: 2\n"
+		   "ethernets:\n"
+		   "  default:\n"
+		   "    match:\n"
+		   "      macaddress: \"%s\"\n"
+		   "    set-name: eth0\n"
+		   "    dhcp4: true\n",
+	       default_mac ? default_mac : "");
+	for (size_t i = 0; i < n; i++) {
+		sb_add(&b, "  extra%zu:\n"
+			   "    match:\n"
+			   "      macaddress: \"%s\"\n"
+			   "    set-name: extra%zu\n",
+		       i, nets[i].mac ? nets[i].mac : "", i);
+		if (nets[i].mode && !strcmp(nets[i].mode, "manual"))
+			continue;
+		sb_add(&b, "    dhcp4: true\n"
+			   "    dhcp4-overrides:\n"
+			   "      route-metric: 200\n"
+			   "    optional: true\n");
+	}
+	return b.s;
+}
+
+int seed_write_network_config(const char *dir, const struct instance_record *rec, char *err,
+			      size_t errlen)
+{
+	char path[4400];
+	char *text;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/network-config", dir);
+	if (rec->n_networks == 0) {
+		unlink(path);
+		return 0;
+	}
+	text = seed_network_config(rec->mac, rec->networks, rec->n_networks);
+	if (!text) {
+		snprintf(err, errlen, "out of memory");
+		return PROTO_E_NOMEM;
+	}
+	rc = atomic_write_file(path, text, strlen(text), 0600);
+	free(text);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot write %s: %s", path, proto_strerror(rc));
+	return rc;
 }

@@ -15,7 +15,10 @@
 
 unsigned backoff_next_ms(unsigned prev_ms, double uptime_s)
 {
-	if (prev_ms == 0 || uptime_s >= BACKOFF_RESET_S)
+	/* Up that long, it is no crash loop: waiting would only delay users. */
+	if (uptime_s >= BACKOFF_RESET_S)
+		return 0;
+	if (prev_ms == 0)
 		return BACKOFF_FIRST_MS;
 	if (prev_ms >= BACKOFF_MAX_MS / 2)
 		return BACKOFF_MAX_MS;

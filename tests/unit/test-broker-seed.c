@@ -96,3 +96,64 @@ Test(broker_seed, meta_data)
 	cr_assert_str_eq(md, "instance-id: web-0badcafe\nlocal-hostname: web\n");
 	free(md);
 }
+
+/* ---- network-config ---- */
+
+static struct network_record test_nets[] = {
+	{ "br0", "auto", "52:54:00:aa:00:01" },
+	{ "lab", "manual", "52:54:00:aa:00:02" },
+};
+
+Test(broker_seed, network_config_matches_every_nic_by_mac)
+{
+	char *nc = seed_network_config("52:54:00:12:34:56", test_nets, 2);
+	char err[256];
+
+	cr_assert_not_null(nc);
+	cr_assert_str_eq(nc, "version: 2\n"
+			     "ethernets:\n"
+			     "  default:\n"
+			     "    match:\n"
+			     "      macaddress: \"52:54:00:12:34:56\"\n"
+			     "    set-name: eth0\n"
+			     "    dhcp4: true\n"
+			     "  extra0:\n"
+			     "    match:\n"
+			     "      macaddress: \"52:54:00:aa:00:01\"\n"
+			     "    set-name: extra0\n"
+			     "    dhcp4: true\n"
+			     "    dhcp4-overrides:\n"
+			     "      route-metric: 200\n"
+			     "    optional: true\n"
+			     "  extra1:\n"
+			     "    match:\n"
+			     "      macaddress: \"52:54:00:aa:00:02\"\n"
+			     "    set-name: extra1\n");
+	/* YAML whose root is a mapping, as cloud-init requires. */
+	cr_assert_eq(cloudinit_validate(nc, err, sizeof(err)), 0, "%s", err);
+	free(nc);
+}
+
+Test(broker_seed, network_config_file_only_with_extra_networks)
+{
+	char dir[] = "/tmp/vmctl-test-seed-XXXXXX", path[64], err[256];
+	struct instance_record rec = { 0 };
+	char *text = NULL;
+	size_t len;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/network-config", dir);
+	rec.mac = "52:54:00:12:34:56";
+	rec.networks = test_nets;
+	rec.n_networks = 1;
+	cr_assert_eq(seed_write_network_config(dir, &rec, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(read_file(path, 4096, &text, &len), 0);
+	cr_assert_not_null(strstr(text, "macaddress: \"52:54:00:aa:00:01\""));
+	cr_assert_null(strstr(text, "extra1"));
+	free(text);
+	/* None left over from an earlier seed in that folder. */
+	rec.n_networks = 0;
+	cr_assert_eq(seed_write_network_config(dir, &rec, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(read_file(path, 4096, &text, &len), PROTO_E_NOT_FOUND);
+	remove_tree(dir);
+}

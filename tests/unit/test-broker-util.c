@@ -9,8 +9,9 @@
 
 #include "broker.h"
 
-Test(broker_backoff, starts_at_100ms_and_doubles_to_5s)
+Test(broker_backoff, a_quick_crash_waits_100ms_then_doubles_to_5s)
 {
+	/* Died before or soon after it was ready: a crash loop, maybe. */
 	unsigned ms = backoff_next_ms(0, 0);
 
 	cr_assert_eq(ms, 100);
@@ -21,12 +22,17 @@ Test(broker_backoff, starts_at_100ms_and_doubles_to_5s)
 	for (int i = 0; i < 20; i++)
 		ms = backoff_next_ms(ms, 0.5);
 	cr_assert_eq(ms, 5000, "backoff must stop at 5 s, got %u ms", ms);
+	cr_assert_eq(backoff_next_ms(0, 29.9), 100, "a first crash 29.9 s after start waits 100 ms");
 }
 
-Test(broker_backoff, resets_after_30s_up)
+Test(broker_backoff, after_30s_up_restarts_at_once)
 {
+	cr_assert_eq(backoff_next_ms(0, 30.0), 0, "a first crash after a long uptime waits for nothing");
 	cr_assert_eq(backoff_next_ms(5000, 29.0), 5000);
-	cr_assert_eq(backoff_next_ms(5000, 30.0), 100);
+	cr_assert_eq(backoff_next_ms(5000, 30.0), 0);
+	cr_assert_eq(backoff_next_ms(400, 3600.0), 0);
+	/* Crashing again soon after that immediate restart: the doubling starts. */
+	cr_assert_eq(backoff_next_ms(backoff_next_ms(5000, 30.0), 2.0), 100);
 }
 
 Test(broker_util, mac_is_qemu_local_prefix)

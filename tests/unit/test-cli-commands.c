@@ -507,6 +507,36 @@ Test(cli_local, launch_refuses_missing_image_file)
 	assert_contains(r.err, "not a regular file");
 }
 
+Test(cli_local, launch_refuses_bad_network_specs)
+{
+	struct run r;
+
+	RUN(&r, "launch", "--network", "name=br0,mode=dhcp");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "--network 'name=br0,mode=dhcp': mode must be auto or manual, not 'dhcp'");
+	RUN(&r, "launch", "--network", "br0", "--network", "name=br0,mac=52:54:00:12:34");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "'52:54:00:12:34' is not a unicast MAC address like 52:54:00:12:34:56");
+	RUN(&r, "launch", "--network", "name=br0,mac=03:00:00:00:00:01");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "is not a unicast MAC address");
+	RUN(&r, "launch", "--network", "mode=auto,mac=52:54:00:12:34:56");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "name= is missing");
+	RUN(&r, "launch", "--network", "name=br0,vlan=7");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "unknown key 'vlan' (keys: name, mode, mac)");
+	RUN(&r, "launch", "--network", "name=br0,mode");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "'mode' is not KEY=VALUE");
+	RUN(&r, "launch", "--network", "");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "--network needs a network name");
+	RUN(&r, "launch", "--network", "bridge-with-a-long-name");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "a network name has at most 15 characters");
+}
+
 Test(cli_local, valid_launch_without_broker_exits_3)
 {
 	struct run r;
@@ -694,6 +724,23 @@ Test(cli_broker, launch_sends_what_was_asked)
 	assert_contains(r.err, "\"disk\"=>8589934592,");
 	assert_contains(r.err, "\"timeout\"=>60}");
 	assert_contains(r.err, "\"cloud_init\"=>\"#cloud-config\nhostname: hello\n\"");
+}
+
+Test(cli_broker, launch_sends_networks_in_order)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "launch", "-n", "echo", "--network", "br0", "--network",
+	    "mac=52:54:00:AA:bb:01,mode=manual,name=lab", "--bridged");
+	cr_assert_eq(r.status, 1);
+	assert_contains(r.err, "\"networks\"=>[{\"name\"=>\"br0\", \"mode\"=>\"auto\"}, "
+			       "{\"name\"=>\"lab\", \"mode\"=>\"manual\", \"mac\"=>\"52:54:00:AA:bb:01\"}], "
+			       "\"bridged\"=>true, \"timeout\"=>300}");
+	/* Without them the request is what it always was. */
+	RUN(&r, "launch", "-n", "echo");
+	cr_assert_null(strstr(r.err, "networks"));
+	cr_assert_null(strstr(r.err, "bridged"));
 }
 
 Test(cli_broker, launch_sends_local_images_as_absolute_paths)

@@ -239,6 +239,37 @@ Test(cli_render, mounts_and_states_in_cells)
 			       "         /data => /mnt/data\n");
 }
 
+Test(cli_render, networks_in_cells)
+{
+	static const struct render_column cols[] = {
+		{ "Networks", "networks", RENDER_NETWORKS },
+		{ NULL, NULL, RENDER_TEXT },
+	};
+	msgpack_packer pk;
+	FILE *f;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 1);
+	proto_pack_str(&pk, "networks");
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_map(&pk, 3);
+	proto_pack_kv_str(&pk, "name", "br0");
+	proto_pack_kv_str(&pk, "mode", "auto");
+	proto_pack_kv_str(&pk, "mac", "52:54:00:aa:bb:cc");
+	msgpack_pack_map(&pk, 2);
+	proto_pack_kv_str(&pk, "name", "br1");
+	proto_pack_kv_str(&pk, "mode", "manual");
+	msgpack_unpacked_init(&up);
+	cr_assert_eq(msgpack_unpack_next(&up, sb.data, sb.size, NULL), MSGPACK_UNPACK_SUCCESS);
+	f = capture();
+	cr_assert_eq(render_records(f, cols, &up.data), 0);
+	fclose(f);
+	cr_assert_str_eq(text, "Networks:  br0 (auto, 52:54:00:aa:bb:cc)\n"
+			       "           br1 (manual, ?)\n");
+}
+
 Test(cli_render, rows_must_be_an_array)
 {
 	msgpack_object not_rows = { .type = MSGPACK_OBJECT_NIL };

@@ -87,6 +87,25 @@ static void assert_same_record(const struct instance_record *a, const struct ins
 		assert_same_string(a->mounts[i].uid_map, b->mounts[i].uid_map, "uid_map");
 		assert_same_string(a->mounts[i].gid_map, b->mounts[i].gid_map, "gid_map");
 	}
+	cr_assert_eq(a->n_networks, b->n_networks);
+	for (size_t i = 0; i < a->n_networks; i++) {
+		assert_same_string(a->networks[i].name, b->networks[i].name, "network name");
+		assert_same_string(a->networks[i].mode, b->networks[i].mode, "network mode");
+		assert_same_string(a->networks[i].mac, b->networks[i].mac, "network mac");
+	}
+}
+
+static void add_network(struct instance_record *rec, const char *name, const char *mode, const char *mac)
+{
+	struct network_record *n;
+
+	rec->networks = realloc(rec->networks, (rec->n_networks + 1) * sizeof(*rec->networks));
+	cr_assert_not_null(rec->networks);
+	n = &rec->networks[rec->n_networks++];
+	memset(n, 0, sizeof(*n));
+	cr_assert_eq(record_set(&n->name, name), 0);
+	cr_assert_eq(record_set(&n->mode, mode), 0);
+	cr_assert_eq(record_set(&n->mac, mac), 0);
 }
 
 static void add_mount(struct instance_record *rec, const char *source, const char *target, const char *uid_map,
@@ -132,6 +151,73 @@ Test(registry, round_trip_keeps_every_field_and_mount)
 	assert_same_record(&r.v[1], &back.v[1]);
 	registry_free(&r);
 	registry_free(&back);
+}
+
+Test(registry, round_trip_keeps_extra_networks_in_order)
+{
+	struct registry r = { 0 }, back = { 0 };
+	struct instance_record *rec;
+
+	rec = registry_add(&r, "bridged");
+	cr_assert_not_null(rec);
+	fill_record(rec, 5);
+	add_mount(rec, "/src", "/mnt", NULL, NULL);
+	add_network(rec, "br0", "auto", "52:54:00:aa:bb:01");
+	add_network(rec, "lab-net", "manual", "52:54:00:aa:bb:02");
+	add_network(rec, "br0", "auto", "52:54:00:aa:bb:03");
+	cr_assert_not_null(registry_add(&r, "plain"));
+
+	cr_assert_eq(registry_save(path, &r), 0);
+	cr_assert_eq(registry_load_err(path, &back, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(back.n, 2);
+	assert_same_record(&r.v[0], &back.v[0]);
+	assert_same_record(&r.v[1], &back.v[1]);
+	cr_assert_str_eq(back.v[0].networks[1].name, "lab-net");
+	cr_assert_eq(back.v[1].n_networks, 0);
+	cr_assert_null(back.v[1].networks);
+	registry_free(&r);
+	registry_free(&back);
+}
+
+Test(registry, hand_written_networks_load)
+{
+	struct registry r = { 0 };
+
+	write_text("instances:\n"
+		   "  a:\n"
+		   "    networks:\n"
+		   "      - {name: br0, mac: '52:54:00:01:02:03'}\n"
+		   "      - mac: 52:54:00:01:02:04\n"
+		   "        mode: manual\n"
+		   "        name: eth1\n");
+	cr_assert_eq(registry_load_err(path, &r, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(r.v[0].n_networks, 2);
+	cr_assert_str_eq(r.v[0].networks[0].name, "br0");
+	cr_assert_null(r.v[0].networks[0].mode);
+	cr_assert_str_eq(r.v[0].networks[1].mac, "52:54:00:01:02:04");
+	cr_assert_str_eq(r.v[0].networks[1].mode, "manual");
+	registry_free(&r);
+}
+
+static void assert_refused(const char *text, const char *message_part);
+
+Test(registry, bad_networks_are_refused)
+{
+	assert_refused("instances:\n  a:\n    networks: br0\n", "networks of instance \"a\" must be a list");
+	assert_refused("instances:\n  a:\n    networks: [br0]\n",
+		       "each network of instance \"a\" must be a mapping (name, mode, mac)");
+	assert_refused("instances:\n  a:\n    networks: [{name: br0, mac: x, vlan: 3}]\n",
+		       "unknown network field \"vlan\" (allowed: name, mode, mac)");
+	assert_refused("instances:\n  a:\n    networks: [{name: br0, name: br1, mac: x}]\n",
+		       "network field name is given twice");
+	assert_refused("instances:\n  a:\n    networks: [{name: br0}]\n",
+		       "a network of instance \"a\" needs a name and a mac");
+	assert_refused("instances:\n  a:\n    networks: [{name: br0, mac: x, mode: dhcp}]\n",
+		       "network mode of instance \"a\" must be auto or manual, not \"dhcp\"");
+	assert_refused("instances:\n  a:\n    networks: [{name: [br0], mac: x}]\n",
+		       "network field name must be a single value");
+	assert_refused("instances:\n  a:\n    networks: []\n    networks: []\n",
+		       "networks of instance \"a\" are given twice");
 }
 
 Test(registry, missing_file_loads_empty)
