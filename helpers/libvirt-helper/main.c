@@ -124,7 +124,7 @@ static int ops_wait_off(struct ops_job *job, virDomainPtr d, double timeout, boo
 {
 	unsigned long gen = conn_event_gen();
 	double deadline = ops_now() + timeout;
-	bool saved;
+	bool saved = false;
 	int st;
 
 	for (;;) {
@@ -282,7 +282,7 @@ static void ops_wait_lease(struct ops_job *job, virDomainPtr d)
 static void ops_start_work(struct ops_job *job, virConnectPtr c)
 {
 	virDomainPtr d = ops_lookup(job, c);
-	bool saved;
+	bool saved = false;
 	int st;
 
 	if (!d && job->err)
@@ -361,7 +361,7 @@ static int ops_discard_qemu_suspend(struct ops_job *job)
 static void ops_stop_work(struct ops_job *job, virConnectPtr c)
 {
 	virDomainPtr d = ops_lookup(job, c);
-	bool saved;
+	bool saved = false;
 	int st;
 
 	if (!d) {
@@ -408,7 +408,7 @@ out_free:
 static void ops_restart_work(struct ops_job *job, virConnectPtr c)
 {
 	virDomainPtr d = ops_lookup(job, c);
-	bool saved;
+	bool saved = false;
 	int st;
 
 	if (!d && job->err)
@@ -446,7 +446,7 @@ out_free:
 static void ops_suspend_work(struct ops_job *job, virConnectPtr c)
 {
 	virDomainPtr d = ops_lookup(job, c);
-	bool saved;
+	bool saved = false;
 	int st;
 
 	if (!d) {
