@@ -45,10 +45,12 @@ static const struct registry_field registry_fields[] = {
 };
 #define REGISTRY_N_FIELDS (sizeof(registry_fields) / sizeof(registry_fields[0]))
 
-static const struct {
+struct registry_str_field {
 	const char *name;
 	size_t offset;
-} registry_mount_fields[] = {
+};
+
+static const struct registry_str_field registry_mount_fields[] = {
 	{ "source", offsetof(struct mount_record, source) },
 	{ "target", offsetof(struct mount_record, target) },
 	{ "uid_map", offsetof(struct mount_record, uid_map) },
@@ -56,10 +58,7 @@ static const struct {
 };
 #define REGISTRY_N_MOUNT_FIELDS (sizeof(registry_mount_fields) / sizeof(registry_mount_fields[0]))
 
-static const struct {
-	const char *name;
-	size_t offset;
-} registry_network_fields[] = {
+static const struct registry_str_field registry_network_fields[] = {
 	{ "name", offsetof(struct network_record, name) },
 	{ "mode", offsetof(struct network_record, mode) },
 	{ "mac", offsetof(struct network_record, mac) },
@@ -246,26 +245,43 @@ static int registry_take_field(struct yio_reader *rd, struct instance_record *re
 	return yio_fail(rd, "internal error: unknown field type");
 }
 
-static int registry_parse_mount(struct yio_reader *rd, struct instance_record *rec)
+/* A list of records made of strings only (mounts, networks). */
+struct registry_list {
+	const char *what;    /* "mount": in messages, "mounts" for the list */
+	const char *allowed; /* the field names, for messages */
+	const struct registry_str_field *fields;
+	size_t n_fields;
+	size_t size;         /* of one element */
+	size_t v_off, n_off; /* of the array and its count in struct instance_record */
+	unsigned bit;        /* in the parser's set of lists seen */
+	/* Checks a complete element; NULL when any set of fields will do. */
+	int (*check)(struct yio_reader *rd, const struct instance_record *rec, void *elem);
+};
+
+/* A new zeroed element at the end of *v; capacity is implied: it doubles
+ * whenever the count reaches a power of two. */
+static void *registry_list_grow(void **v, size_t *n, size_t size)
 {
-	struct mount_record *m, *grown;
+	char *grown;
+
+	if ((*n & (*n - 1)) == 0) {
+		size_t cap = *n ? *n * 2 : 1;
+
+		grown = realloc(*v, cap * size);
+		if (!grown)
+			return NULL;
+		*v = grown;
+	}
+	grown = (char *)*v + (*n)++ * size;
+	memset(grown, 0, size);
+	return grown;
+}
+
+static int registry_parse_element(struct yio_reader *rd, const struct instance_record *rec,
+				  const struct registry_list *l, void *elem)
+{
 	unsigned seen = 0;
 	int rc;
-
-	if (rd->ev.type != YAML_MAPPING_START_EVENT)
-		return yio_fail(rd, "each mount of instance \"%s\" must be a mapping (source, target, uid_map, gid_map)",
-				rec->name);
-	/* Capacity is implied: double whenever the count reaches a power of two. */
-	if ((rec->n_mounts & (rec->n_mounts - 1)) == 0) {
-		size_t cap = rec->n_mounts ? rec->n_mounts * 2 : 1;
-
-		grown = realloc(rec->mounts, cap * sizeof(*grown));
-		if (!grown)
-			return yio_fail(rd, "out of memory");
-		rec->mounts = grown;
-	}
-	m = &rec->mounts[rec->n_mounts++];
-	memset(m, 0, sizeof(*m));
 
 	for (;;) {
 		size_t i;
@@ -275,95 +291,63 @@ static int registry_parse_mount(struct yio_reader *rd, struct instance_record *r
 		if (rd->ev.type == YAML_MAPPING_END_EVENT)
 			break;
 		if (!yio_is_scalar(rd))
-			return yio_fail(rd, "mount keys must be plain text");
-		for (i = 0; i < REGISTRY_N_MOUNT_FIELDS; i++)
-			if (!strcmp(yio_scalar(rd), registry_mount_fields[i].name))
+			return yio_fail(rd, "%s keys must be plain text", l->what);
+		for (i = 0; i < l->n_fields; i++)
+			if (!strcmp(yio_scalar(rd), l->fields[i].name))
 				break;
-		if (i == REGISTRY_N_MOUNT_FIELDS)
-			return yio_fail(rd, "unknown mount field \"%.40s\" (allowed: source, target, uid_map, gid_map)",
-					yio_scalar(rd));
+		if (i == l->n_fields)
+			return yio_fail(rd, "unknown %s field \"%.40s\" (allowed: %s)", l->what,
+					yio_scalar(rd), l->allowed);
 		if (seen & (1u << i))
-			return yio_fail(rd, "mount field %s is given twice", registry_mount_fields[i].name);
+			return yio_fail(rd, "%s field %s is given twice", l->what, l->fields[i].name);
 		seen |= 1u << i;
 		if ((rc = yio_next(rd)) < 0)
 			return rc;
 		if (!yio_is_scalar(rd))
-			return yio_fail(rd, "mount field %s must be a single value", registry_mount_fields[i].name);
-		rc = registry_take_string(rd, registry_mount_fields[i].name,
-					  (char **)((char *)m + registry_mount_fields[i].offset));
+			return yio_fail(rd, "%s field %s must be a single value", l->what, l->fields[i].name);
+		rc = registry_take_string(rd, l->fields[i].name,
+					  (char **)((char *)elem + l->fields[i].offset));
 		if (rc < 0)
 			return rc;
 	}
-	return 0;
+	return l->check ? l->check(rd, rec, elem) : 0;
 }
 
-static int registry_parse_mounts(struct yio_reader *rd, struct instance_record *rec)
+/* The array pointer is read and written with memcpy: it is a struct
+ * mount_record * (or network_record *), not a void *. */
+static int registry_parse_list(struct yio_reader *rd, struct instance_record *rec,
+			       const struct registry_list *l)
 {
+	size_t *n = (size_t *)((char *)rec + l->n_off);
+	void *v, *elem;
 	int rc;
 
 	if (yio_is_scalar(rd) && yio_scalar_is_null(rd))
 		return 0;
 	if (rd->ev.type != YAML_SEQUENCE_START_EVENT)
-		return yio_fail(rd, "mounts of instance \"%s\" must be a list", rec->name);
+		return yio_fail(rd, "%ss of instance \"%s\" must be a list", l->what, rec->name);
 	for (;;) {
 		if ((rc = yio_next(rd)) < 0)
 			return rc;
 		if (rd->ev.type == YAML_SEQUENCE_END_EVENT)
 			return 0;
-		if ((rc = registry_parse_mount(rd, rec)) < 0)
+		if (rd->ev.type != YAML_MAPPING_START_EVENT)
+			return yio_fail(rd, "each %s of instance \"%s\" must be a mapping (%s)", l->what,
+					rec->name, l->allowed);
+		memcpy(&v, (char *)rec + l->v_off, sizeof(v));
+		elem = registry_list_grow(&v, n, l->size);
+		memcpy((char *)rec + l->v_off, &v, sizeof(v));
+		if (!elem)
+			return yio_fail(rd, "out of memory");
+		if ((rc = registry_parse_element(rd, rec, l, elem)) < 0)
 			return rc;
 	}
 }
 
-static int registry_parse_network(struct yio_reader *rd, struct instance_record *rec)
+static int registry_check_network(struct yio_reader *rd, const struct instance_record *rec, void *elem)
 {
-	struct network_record *net, *grown;
-	unsigned seen = 0;
-	int rc;
+	const struct network_record *net = elem;
 
-	if (rd->ev.type != YAML_MAPPING_START_EVENT)
-		return yio_fail(rd, "each network of instance \"%s\" must be a mapping (name, mode, mac)",
-				rec->name);
-	/* Capacity is implied: double whenever the count reaches a power of two. */
-	if ((rec->n_networks & (rec->n_networks - 1)) == 0) {
-		size_t cap = rec->n_networks ? rec->n_networks * 2 : 1;
-
-		grown = realloc(rec->networks, cap * sizeof(*grown));
-		if (!grown)
-			return yio_fail(rd, "out of memory");
-		rec->networks = grown;
-	}
-	net = &rec->networks[rec->n_networks++];
-	memset(net, 0, sizeof(*net));
-
-	for (;;) {
-		size_t i;
-
-		if ((rc = yio_next(rd)) < 0)
-			return rc;
-		if (rd->ev.type == YAML_MAPPING_END_EVENT)
-			break;
-		if (!yio_is_scalar(rd))
-			return yio_fail(rd, "network keys must be plain text");
-		for (i = 0; i < REGISTRY_N_NETWORK_FIELDS; i++)
-			if (!strcmp(yio_scalar(rd), registry_network_fields[i].name))
-				break;
-		if (i == REGISTRY_N_NETWORK_FIELDS)
-			return yio_fail(rd, "unknown network field \"%.40s\" (allowed: name, mode, mac)",
-					yio_scalar(rd));
-		if (seen & (1u << i))
-			return yio_fail(rd, "network field %s is given twice", registry_network_fields[i].name);
-		seen |= 1u << i;
-		if ((rc = yio_next(rd)) < 0)
-			return rc;
-		if (!yio_is_scalar(rd))
-			return yio_fail(rd, "network field %s must be a single value",
-					registry_network_fields[i].name);
-		rc = registry_take_string(rd, registry_network_fields[i].name,
-					  (char **)((char *)net + registry_network_fields[i].offset));
-		if (rc < 0)
-			return rc;
-	}
 	/* A NIC the broker cannot name or address would only fail at start. */
 	if (!net->name || !net->mac)
 		return yio_fail(rd, "a network of instance \"%s\" needs a name and a mac", rec->name);
@@ -373,29 +357,35 @@ static int registry_parse_network(struct yio_reader *rd, struct instance_record 
 	return 0;
 }
 
-static int registry_parse_networks(struct yio_reader *rd, struct instance_record *rec)
-{
-	int rc;
+static const struct registry_list registry_lists[] = {
+	{ "mount", "source, target, uid_map, gid_map", registry_mount_fields,
+	  REGISTRY_N_MOUNT_FIELDS, sizeof(struct mount_record),
+	  offsetof(struct instance_record, mounts), offsetof(struct instance_record, n_mounts), 1u,
+	  NULL },
+	{ "network", "name, mode, mac", registry_network_fields,
+	  REGISTRY_N_NETWORK_FIELDS, sizeof(struct network_record),
+	  offsetof(struct instance_record, networks), offsetof(struct instance_record, n_networks), 2u,
+	  registry_check_network },
+};
 
-	if (yio_is_scalar(rd) && yio_scalar_is_null(rd))
-		return 0;
-	if (rd->ev.type != YAML_SEQUENCE_START_EVENT)
-		return yio_fail(rd, "networks of instance \"%s\" must be a list", rec->name);
-	for (;;) {
-		if ((rc = yio_next(rd)) < 0)
-			return rc;
-		if (rd->ev.type == YAML_SEQUENCE_END_EVENT)
-			return 0;
-		if ((rc = registry_parse_network(rd, rec)) < 0)
-			return rc;
-	}
+/* "mounts" -> the mount list's description; NULL if key names no list. */
+static const struct registry_list *registry_list_named(const char *key)
+{
+	size_t len = strlen(key);
+
+	for (size_t i = 0; i < sizeof(registry_lists) / sizeof(registry_lists[0]); i++)
+		if (len == strlen(registry_lists[i].what) + 1 && key[len - 1] == 's' &&
+		    !strncmp(key, registry_lists[i].what, len - 1))
+			return &registry_lists[i];
+	return NULL;
 }
 
 /* At the event after the instance's name. */
 static int registry_parse_record(struct yio_reader *rd, struct instance_record *rec)
 {
 	uint32_t seen = 0;
-	bool seen_mounts = false, seen_networks = false;
+	unsigned seen_lists = 0;
+	const struct registry_list *l;
 	int rc;
 
 	if (yio_is_scalar(rd) && yio_scalar_is_null(rd))
@@ -414,19 +404,11 @@ static int registry_parse_record(struct yio_reader *rd, struct instance_record *
 		if (!yio_is_scalar(rd))
 			return yio_fail(rd, "field names of instance \"%s\" must be plain text", rec->name);
 		key = yio_scalar(rd);
-		if (!strcmp(key, "mounts")) {
-			if (seen_mounts)
-				return yio_fail(rd, "mounts of instance \"%s\" are given twice", rec->name);
-			seen_mounts = true;
-			if ((rc = yio_next(rd)) < 0 || (rc = registry_parse_mounts(rd, rec)) < 0)
-				return rc;
-			continue;
-		}
-		if (!strcmp(key, "networks")) {
-			if (seen_networks)
-				return yio_fail(rd, "networks of instance \"%s\" are given twice", rec->name);
-			seen_networks = true;
-			if ((rc = yio_next(rd)) < 0 || (rc = registry_parse_networks(rd, rec)) < 0)
+		if ((l = registry_list_named(key)) != NULL) {
+			if (seen_lists & l->bit)
+				return yio_fail(rd, "%ss of instance \"%s\" are given twice", l->what, rec->name);
+			seen_lists |= l->bit;
+			if ((rc = yio_next(rd)) < 0 || (rc = registry_parse_list(rd, rec, l)) < 0)
 				return rc;
 			continue;
 		}

@@ -6,6 +6,7 @@
  * Classic mounts (over SSH, Multipass's default) do not exist yet.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,18 +83,12 @@ int mount_idmap_text(const msgpack_object *arr, char *buf, size_t len)
 	if (arr->type != MSGPACK_OBJECT_ARRAY)
 		return PROTO_E_INVALID_ARGUMENT;
 	for (uint32_t i = 0; i < arr->via.array.size; i++) {
-		const msgpack_object *pair = &arr->via.array.ptr[i];
+		uint32_t host, guest;
 
-		if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2 ||
-		    pair->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-		    pair->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-		    pair->via.array.ptr[0].via.u64 > UINT32_MAX ||
-		    pair->via.array.ptr[1].via.u64 > UINT32_MAX)
+		if (proto_obj_u32_pair(&arr->via.array.ptr[i], &host, &guest) < 0)
 			return PROTO_E_INVALID_ARGUMENT;
-		used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%llu:%llu",
-					 i ? "," : "",
-					 (unsigned long long)pair->via.array.ptr[0].via.u64,
-					 (unsigned long long)pair->via.array.ptr[1].via.u64);
+		used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%" PRIu32 ":%" PRIu32,
+					 i ? "," : "", host, guest);
 		if (used >= len)
 			return PROTO_E_INVALID_ARGUMENT;
 	}

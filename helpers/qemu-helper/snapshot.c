@@ -110,17 +110,11 @@ static json_t *snap_idmap_json(const msgpack_object *arr)
 
 	for (uint32_t i = 0; out && arr && arr->type == MSGPACK_OBJECT_ARRAY && i < arr->via.array.size;
 	     i++) {
-		const msgpack_object *pair = &arr->via.array.ptr[i];
+		uint32_t host, guest;
 
-		if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2 ||
-		    pair->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-		    pair->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-		    pair->via.array.ptr[0].via.u64 > UINT32_MAX ||
-		    pair->via.array.ptr[1].via.u64 > UINT32_MAX)
+		if (proto_obj_u32_pair(&arr->via.array.ptr[i], &host, &guest) < 0)
 			continue;
-		json_array_append_new(out, json_pack("[I, I]",
-						     (json_int_t)pair->via.array.ptr[0].via.u64,
-						     (json_int_t)pair->via.array.ptr[1].via.u64));
+		json_array_append_new(out, json_pack("[I, I]", (json_int_t)host, (json_int_t)guest));
 	}
 	return out;
 }

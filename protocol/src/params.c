@@ -100,6 +100,21 @@ int proto_get_bool(const msgpack_object *map, const char *key, bool *out)
 	return 0;
 }
 
+int proto_obj_u32_pair(const msgpack_object *o, uint32_t *first, uint32_t *second)
+{
+	const msgpack_object *e;
+
+	if (!o || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2)
+		return PROTO_E_INVALID_ARGUMENT;
+	e = o->via.array.ptr;
+	if (e[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || e[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+	    e[0].via.u64 > UINT32_MAX || e[1].via.u64 > UINT32_MAX)
+		return PROTO_E_INVALID_ARGUMENT;
+	*first = (uint32_t)e[0].via.u64;
+	*second = (uint32_t)e[1].via.u64;
+	return 0;
+}
+
 int proto_get_double(const msgpack_object *map, const char *key, double *out)
 {
 	const msgpack_object *o = params_lookup(map, key);

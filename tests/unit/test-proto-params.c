@@ -118,6 +118,36 @@ Test(params, bools_and_doubles)
 	cr_assert_eq(proto_get_double(m, "name", &d), PROTO_E_INVALID_ARGUMENT);
 }
 
+Test(params, id_pairs)
+{
+	const msgpack_object *a;
+	uint32_t h = 7, g = 7;
+
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_uint64(&pk, 1000);
+	msgpack_pack_uint64(&pk, UINT32_MAX);
+	msgpack_pack_array(&pk, 2); /* too big for an id */
+	msgpack_pack_uint64(&pk, 1);
+	msgpack_pack_uint64(&pk, (uint64_t)UINT32_MAX + 1);
+	msgpack_pack_array(&pk, 2); /* negative */
+	msgpack_pack_int64(&pk, -1);
+	msgpack_pack_uint64(&pk, 1);
+	msgpack_pack_array(&pk, 3);
+	msgpack_pack_uint64(&pk, 1);
+	msgpack_pack_uint64(&pk, 2);
+	msgpack_pack_uint64(&pk, 3);
+	a = decode();
+	cr_assert_eq(proto_obj_u32_pair(&a->via.array.ptr[0], &h, &g), 0);
+	cr_assert_eq(h, 1000);
+	cr_assert_eq(g, UINT32_MAX);
+	for (int i = 1; i < 4; i++)
+		cr_assert_eq(proto_obj_u32_pair(&a->via.array.ptr[i], &h, &g), PROTO_E_INVALID_ARGUMENT,
+			     "element %d", i);
+	cr_assert_eq(proto_obj_u32_pair(a, &h, &g), PROTO_E_INVALID_ARGUMENT, "a 4-array is no pair");
+	cr_assert_eq(h, 1000, "a refused pair leaves the outputs alone");
+}
+
 Test(params, map_get_on_non_maps)
 {
 	char buf[8];

@@ -107,6 +107,9 @@ char *proto_dup_str(const msgpack_object *map, const char *key);
 int proto_obj_str(const msgpack_object *o, char *buf, size_t bufsz);
 /* True if the str object equals s. */
 bool proto_obj_streq(const msgpack_object *o, const char *s);
+/* A two-element array of unsigned 32-bit numbers ([HOST, GUEST] of a mount's
+ * id map): 0, or PROTO_E_INVALID_ARGUMENT if o has not that shape. */
+int proto_obj_u32_pair(const msgpack_object *o, uint32_t *first, uint32_t *second);
 
 /* ---- Writing params/results ---- */
 
