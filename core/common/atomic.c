@@ -164,14 +164,36 @@ static int atomic_remove_entry(const char *path, const struct stat *st, int type
 	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
 }
 
+/* Stops the walk (returns 1) at a folder below the top that is the root of
+ * a mount: a bind mount of the user's own files (a native mount left behind
+ * by a crashed helper) sits on the same device, so FTW_MOUNT alone would
+ * walk into it and delete what it shows. */
+static int atomic_find_mount(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	struct statx stx;
+
+	(void)st;
+	if (type != FTW_D || ftw->level == 0)
+		return 0;
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) < 0)
+		return errno == ENOENT ? 0 : -1;
+	return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	       (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
 int remove_tree(const char *path)
 {
 	struct stat st;
+	int rc;
 
 	if (!path || !*path || strspn(path, "/") == strlen(path))
 		return PROTO_E_INVALID_ARGUMENT;
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : atomic_errno_code(errno);
+	/* Nothing is removed from a tree with something mounted inside it. */
+	rc = nftw(path, atomic_find_mount, 16, FTW_PHYS | FTW_MOUNT);
+	if (rc != 0)
+		return rc > 0 ? PROTO_E_INVALID_STATE : atomic_errno_code(errno);
 	/* FTW_PHYS: never follow a symlink out of the tree being removed. */
 	if (nftw(path, atomic_remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
 		return atomic_errno_code(errno);

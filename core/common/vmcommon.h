@@ -25,7 +25,8 @@ int atomic_write_file(const char *path, const void *data, size_t len, mode_t mod
 extern void (*atomic_write_test_hook)(const char *tmp_path);
 /* mkdir -p with mode for the created components. */
 int mkdir_p(const char *path, mode_t mode);
-/* rm -rf, refusing "/" and "". */
+/* rm -rf, refusing "/" and ""; PROTO_E_INVALID_STATE (nothing removed)
+ * when a folder inside it is a mount point. */
 int remove_tree(const char *path);
 /* Read a whole file (NUL-terminated, *len without the NUL); max bytes or PROTO_E_INVALID_ARGUMENT. */
 int read_file(const char *path, size_t max, char **out, size_t *len);

@@ -443,7 +443,11 @@ static void item_purge_record(struct batch_item *it)
 	scope_instance_dir(it->name, dir, sizeof(dir));
 	rc = remove_tree(dir);
 	if (rc < 0 && rc != PROTO_E_NOT_FOUND) {
-		item_done(it, rc, "could not remove %s: %s", dir, proto_strerror(rc));
+		if (rc == PROTO_E_INVALID_STATE)
+			item_done(it, rc, "could not remove %s: something is mounted inside it "
+				  "(see /proc/self/mountinfo); unmount it and purge again", dir);
+		else
+			item_done(it, rc, "could not remove %s: %s", dir, proto_strerror(rc));
 		return;
 	}
 	registry_remove(&B->reg, it->name);

@@ -1,9 +1,12 @@
 /* Crash-safe writes and the small file-system helpers. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -221,6 +224,34 @@ Test(atomic, remove_tree_removes_everything_but_not_through_symlinks)
 	cr_assert_eq(access(tree, F_OK), -1);
 	cr_assert_eq(access(outside_file, F_OK), 0, "removal followed a symlink");
 	cr_assert_eq(remove_tree(tree), 0, "a missing tree is already removed");
+}
+
+/* A native mount left behind (bind of the user's folder inside an instance
+ * folder, same device) must stop a purge, not be emptied by it. */
+Test(atomic, remove_tree_removes_nothing_with_a_mount_inside)
+{
+	char tree[300], point[320], user[300], user_file[320];
+
+	/* Our own mount namespace: the bind mount goes away with this process. */
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		cr_skip_test("needs root to make a bind mount (%s)", strerror(errno));
+	snprintf(tree, sizeof(tree), "%s/tree", tmpdir);
+	snprintf(point, sizeof(point), "%s/idmapped/0", tree);
+	snprintf(user, sizeof(user), "%s/user", tmpdir);
+	snprintf(user_file, sizeof(user_file), "%s/precious", user);
+	cr_assert_eq(mkdir_p(point, 0700), 0);
+	cr_assert_eq(mkdir_p(user, 0700), 0);
+	cr_assert_eq(atomic_write_file(user_file, "x", 1, 0600), 0);
+	cr_assert_eq(mount(user, point, NULL, MS_BIND, NULL), 0, "%s", strerror(errno));
+
+	cr_assert_eq(remove_tree(tree), PROTO_E_INVALID_STATE);
+	cr_assert_eq(access(user_file, F_OK), 0, "removal went through a bind mount");
+	cr_assert_eq(access(point, F_OK), 0, "the tree was partly removed");
+
+	cr_assert_eq(umount2(point, MNT_DETACH), 0);
+	cr_assert_eq(remove_tree(tree), 0);
+	cr_assert_eq(access(tree, F_OK), -1);
+	cr_assert_eq(access(user_file, F_OK), 0);
 }
 
 Test(atomic, read_file_reads_whole_file_with_nul)
