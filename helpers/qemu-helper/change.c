@@ -171,59 +171,55 @@ void qh_instance_set(struct vmh_req *req, const msgpack_object *params)
 /* ---- instance.mount / instance.umount ---- */
 
 /*
- * 9p cannot translate ids: with security_model=none qemu serves the host's
- * owners as they are and, when it runs as root, gives a file the guest
- * creates the guest user's ids (as another user qemu cannot chown, so the
- * file stays qemu's). Neither QEMU's fsdev nor the guest's v9fs mount has an
- * id translation, and the guest's 9p client allows no idmapped mount. So
- * the only map that holds is an id onto itself, and as another user than
- * root only that user's own id. Anything else is refused rather than
- * recorded and ignored.
+ * 9p cannot translate ids: with security_model=none qemu serves the owners
+ * it sees and, as root, gives a file the guest creates the guest user's
+ * ids. So a map other than ids onto themselves is made on the host: qemu
+ * shares an idmapped mount of the source (idmap.c), which only root can
+ * make. As another user than root, qemu shows the host's ids unchanged and
+ * cannot chown, so only the map of that user's own id onto itself holds.
  */
-static int mount_check_idmap(const msgpack_object *mount, const char *key, const char *what,
-			     unsigned self, char *err, size_t errlen)
+static int mount_check_unprivileged(const struct qh_idpair *p, size_t n, const char *what,
+				    unsigned self, char *err, size_t errlen)
 {
-	const msgpack_object *arr = proto_map_get(mount, key);
-
-	if (!arr || arr->type == MSGPACK_OBJECT_NIL)
-		return 0;
-	if (arr->type != MSGPACK_OBJECT_ARRAY) {
-		snprintf(err, errlen, "'%s' must be a list of [HOST, GUEST]", key);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	for (uint32_t i = 0; i < arr->via.array.size; i++) {
-		const msgpack_object *pair = &arr->via.array.ptr[i];
-		uint64_t host, guest;
-
-		if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2 ||
-		    pair->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-		    pair->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-			snprintf(err, errlen, "'%s' must be a list of [HOST, GUEST]", key);
-			return PROTO_E_INVALID_ARGUMENT;
-		}
-		host = pair->via.array.ptr[0].via.u64;
-		guest = pair->via.array.ptr[1].via.u64;
-		if (host != guest) {
+	for (size_t i = 0; i < n; i++) {
+		if (p[i].host != p[i].guest) {
 			snprintf(err, errlen,
-				 "the qemu driver cannot map host %s %llu to guest %s %llu: its native "
-				 "mounts (9p) show the host's %ss unchanged in the guest. Only a map of "
-				 "an id onto itself (%llu:%llu) holds; give the guest user the host "
-				 "user's %s instead",
-				 what, (unsigned long long)host, what, (unsigned long long)guest, what,
-				 (unsigned long long)host, (unsigned long long)host, what);
+				 "the qemu driver cannot map host %s %u to guest %s %u: it maps ids "
+				 "with an idmapped mount of the source, which needs root "
+				 "(CAP_SYS_ADMIN), and it runs as %s %u. Only a map of that id onto "
+				 "itself (%u:%u) holds",
+				 what, (unsigned)p[i].host, what, (unsigned)p[i].guest, what, self, self,
+				 self);
 			return PROTO_E_INVALID_ARGUMENT;
 		}
-		if (self != 0 && host != self) {
+		if (self != 0 && p[i].host != self) {
 			snprintf(err, errlen,
 				 "the qemu driver runs as %s %u, not root: files the guest creates in a "
 				 "native mount belong to %s %u on the host, so only the map %u:%u holds, "
-				 "not %llu:%llu",
-				 what, self, what, self, self, self, (unsigned long long)host,
-				 (unsigned long long)guest);
+				 "not %u:%u",
+				 what, self, what, self, self, self, (unsigned)p[i].host,
+				 (unsigned)p[i].guest);
 			return PROTO_E_INVALID_ARGUMENT;
 		}
 	}
 	return 0;
+}
+
+static int mount_check_idmap(const struct qh_mount *m, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!m->idmap)
+		return 0;
+	rc = qh_idmap_check(m->idmap, err, errlen);
+	if (rc < 0 || qh_idmap_possible())
+		return rc;
+	rc = mount_check_unprivileged(m->idmap->uid, m->idmap->n_uid, "uid", (unsigned)geteuid(),
+				      err, errlen);
+	if (rc == 0)
+		rc = mount_check_unprivileged(m->idmap->gid, m->idmap->n_gid, "gid",
+					      (unsigned)getegid(), err, errlen);
+	return rc;
 }
 
 void qh_instance_mount(struct vmh_req *req, const msgpack_object *params)
@@ -240,10 +236,7 @@ void qh_instance_mount(struct vmh_req *req, const msgpack_object *params)
 		vmh_fail(req, rc, "%s", err);
 		return;
 	}
-	rc = mount_check_idmap(mount, "uid_map", "uid", (unsigned)geteuid(), err, sizeof(err));
-	if (rc == 0)
-		rc = mount_check_idmap(mount, "gid_map", "gid", (unsigned)getegid(), err,
-				       sizeof(err));
+	rc = mount_check_idmap(&m, err, sizeof(err));
 	if (rc < 0) {
 		vmh_fail(req, rc, "%s", err);
 		qh_mount_free(&m);
@@ -253,6 +246,15 @@ void qh_instance_mount(struct vmh_req *req, const msgpack_object *params)
 		vmh_fail(req, PROTO_E_NOT_FOUND, "mount source %s is not a folder", m.source);
 		qh_mount_free(&m);
 		return;
+	}
+	/* Kernel and filesystem support are known now rather than at the start. */
+	if (qh_idmap_active(m.idmap)) {
+		rc = qh_idmap_try(m.source, m.idmap, err, sizeof(err));
+		if (rc < 0) {
+			vmh_fail(req, rc, "%s", err);
+			qh_mount_free(&m);
+			return;
+		}
 	}
 	qh_mount_free(&m);
 	/* qemu cannot add a 9p share to a running VM (fsdev has no hot-plug). */
@@ -265,8 +267,12 @@ void qh_instance_umount(struct vmh_req *req, const msgpack_object *params)
 {
 	struct change *c = change_begin(req, params, "qemu shares folders from the VM's start");
 
-	if (c)
-		change_done(c);
+	if (!c)
+		return;
+	/* The VM is stopped, so its idmapped views should be gone; one left by
+	 * a helper that died is not left to outlive the mount. */
+	qh_idmap_release(&c->inst);
+	change_done(c);
 }
 
 /* ---- instance.network.add, networks.list ---- */

@@ -43,6 +43,7 @@ void qh_mount_free(struct qh_mount *m)
 	free(m->source);
 	free(m->target);
 	free(m->tag);
+	qh_idmap_free(m->idmap);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -70,7 +71,10 @@ int qh_mount_parse(const msgpack_object *map, struct qh_mount *m, char *err, siz
 		qh_mount_free(m);
 		return PROTO_E_INVALID_ARGUMENT;
 	}
-	return 0;
+	int rc = qh_idmap_parse(map, &m->idmap, err, errlen);
+	if (rc < 0)
+		qh_mount_free(m);
+	return rc;
 }
 
 static int inst_parse_mounts(const msgpack_object *map, struct qh_inst *inst, char *err,

@@ -519,13 +519,19 @@ static void start_with_accel(void *ud, enum qh_accel accel)
 	for (size_t i = 0; i < op->n_tap_fds; i++)
 		keep[i] = 3 + (int)i;
 	op->resume = qh_vm_suspended(&op->inst);
+	qh_vm_cleanup(&op->inst);
+	rc = qh_idmap_prepare(&op->inst, err, sizeof(err));
+	if (rc < 0) {
+		op_fail(op, rc, "%s", err);
+		return;
+	}
 	argv = qh_vm_argv(&op->inst, accel, port, op->resume, op->n_tap_fds ? keep : NULL, err,
 			  sizeof(err));
 	if (!argv) {
+		qh_idmap_release(&op->inst);
 		op_fail(op, PROTO_E_NOMEM, "%s", err);
 		return;
 	}
-	qh_vm_cleanup(&op->inst);
 	qh_argv_str(argv, line, sizeof(line));
 	vmh_log(VMH_INFO, "%s: %s", op->inst.name, line);
 	qh_path(&op->inst, QH_LOG, log, sizeof(log));
@@ -538,8 +544,10 @@ static void start_with_accel(void *ud, enum qh_accel accel)
 	};
 	rc = qh_run(argv, &opts, start_done, op);
 	qh_argv_free(argv);
-	if (rc < 0)
+	if (rc < 0) {
+		qh_idmap_release(&op->inst);
 		op_fail(op, rc, "cannot run qemu-system-x86_64");
+	}
 }
 
 /* Start an instance this op has claimed. */
@@ -849,6 +857,8 @@ static void delete_files(struct op *op)
 	static const char *const files[] = {QH_PIDFILE, QH_QMP, QH_SSH_PORT, QH_CONSOLE, QH_LOG,
 					    QH_SUSPENDED, QH_EFI_VARS};
 
+	/* Before the broker removes the folder: it must not reach a source. */
+	qh_idmap_release(&op->inst);
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		remove_file(&op->inst, files[i]);
 	vmh_log(VMH_INFO, "%s: runtime files removed", op->inst.name);

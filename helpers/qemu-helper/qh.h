@@ -39,6 +39,7 @@ struct qh_mount {
 	char *source;
 	char *target;
 	char *tag;
+	struct qh_idmap *idmap; /* uid_map/gid_map; NULL: none (see idmap.c) */
 };
 
 struct qh_net {
@@ -214,5 +215,38 @@ pid_t qh_watch_pid(const struct qh_inst *inst);
 void qh_vm_batch(bool on);
 /* Keep the answer of the KVM probe in dir (the scope folder) for later helpers. */
 void qh_accel_cache_in(const char *dir);
+
+/* ---- idmap.c: id maps of native mounts through idmapped mounts ---- */
+
+#define QH_IDMAPPED "idmapped" /* DIR/idmapped/N: the idmapped view of mount N */
+#define QH_IDMAP_MAX 24        /* entries per map: the kernel's map must fit in a page */
+
+struct qh_idpair {
+	uint32_t host, guest;
+};
+
+struct qh_idmap {
+	struct qh_idpair *uid, *gid;
+	size_t n_uid, n_gid;
+};
+
+/* Read a mount map's uid_map/gid_map ([[H,G]...]); *out stays NULL when it
+ * has none. Checks the form only (see qh_idmap_check). */
+int qh_idmap_parse(const msgpack_object *mount, struct qh_idmap **out, char *err, size_t errlen);
+void qh_idmap_free(struct qh_idmap *map);
+/* Whether the map moves any id (needs an idmapped mount). */
+bool qh_idmap_active(const struct qh_idmap *map);
+/* No id given twice on either side: PROTO_E_INVALID_ARGUMENT with err otherwise. */
+int qh_idmap_check(const struct qh_idmap *map, char *err, size_t errlen);
+/* Whether this helper may make idmapped mounts (root with CAP_SYS_ADMIN). */
+bool qh_idmap_possible(void);
+/* Make (and drop) an idmapped clone of source: does the host support it? */
+int qh_idmap_try(const char *source, const struct qh_idmap *map, char *err, size_t errlen);
+/* DIR/idmapped/i: what qemu shares for mount i when its map is active. */
+void qh_idmap_path(const struct qh_inst *inst, size_t i, char *buf, size_t len);
+/* Before qemu starts: drop stale idmapped mounts, make one per active map. */
+int qh_idmap_prepare(const struct qh_inst *inst, char *err, size_t errlen);
+/* Detach the instance's idmapped mounts (only inst->dir and name are used). */
+void qh_idmap_release(const struct qh_inst *inst);
 
 #endif

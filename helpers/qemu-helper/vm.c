@@ -191,6 +191,10 @@ void qh_vm_cleanup(const struct qh_inst *inst)
 {
 	char path[QH_PATH];
 
+	/* The idmapped views of the sources serve only a running qemu. */
+	if (!qh_vm_pid(inst))
+		qh_idmap_release(inst);
+
 	qh_path(inst, QH_PIDFILE, path, sizeof(path));
 	unlink(path);
 	qh_path(inst, QH_QMP, path, sizeof(path));
@@ -348,7 +352,16 @@ char **qh_vm_argv(const struct qh_inst *inst, enum qh_accel accel, int ssh_port,
 		av_add(&a, "virtio-net-pci,netdev=n%zu,mac=%s", i + 1, inst->nets[i].mac);
 	}
 	for (size_t i = 0; i < inst->n_mounts; i++) {
-		char *src = vm_esc(inst->mounts[i].source);
+		const char *share = inst->mounts[i].source;
+		char *src;
+
+		/* A mount with an id map is shared from its idmapped view, which
+		 * qh_idmap_prepare() makes before qemu starts. */
+		if (qh_idmap_active(inst->mounts[i].idmap)) {
+			qh_idmap_path(inst, i, path, sizeof(path));
+			share = path;
+		}
+		src = vm_esc(share);
 
 		if (!src) {
 			a.failed = true;
