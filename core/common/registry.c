@@ -566,6 +566,36 @@ int registry_load(const char *path, struct registry *r)
 
 /* ---- saving ---- */
 
+/* "mounts: [{source: ..., ...}, ...]"; nothing when the list is empty. */
+static void registry_write_list(struct yio_writer *w, const struct instance_record *rec,
+				const struct registry_list *l)
+{
+	const char *v;
+	char key[32];
+	size_t n;
+
+	memcpy(&v, (const char *)rec + l->v_off, sizeof(v));
+	memcpy(&n, (const char *)rec + l->n_off, sizeof(n));
+	if (n == 0)
+		return;
+	snprintf(key, sizeof(key), "%ss", l->what);
+	yio_plain(w, key);
+	yio_seq_start(w);
+	for (size_t i = 0; i < n; i++, v += l->size) {
+		yio_map_start(w);
+		for (size_t j = 0; j < l->n_fields; j++) {
+			const char *text = *(char *const *)(v + l->fields[j].offset);
+
+			if (!text)
+				continue;
+			yio_plain(w, l->fields[j].name);
+			yio_string(w, text);
+		}
+		yio_map_end(w);
+	}
+	yio_seq_end(w);
+}
+
 static void registry_write_record(struct yio_writer *w, const struct instance_record *rec)
 {
 	char number[24];
@@ -598,40 +628,8 @@ static void registry_write_record(struct yio_writer *w, const struct instance_re
 			break;
 		}
 	}
-	if (rec->n_mounts > 0) {
-		yio_plain(w, "mounts");
-		yio_seq_start(w);
-		for (size_t i = 0; i < rec->n_mounts; i++) {
-			yio_map_start(w);
-			for (size_t j = 0; j < REGISTRY_N_MOUNT_FIELDS; j++) {
-				const char *v = *(char *const *)((const char *)&rec->mounts[i] +
-								 registry_mount_fields[j].offset);
-				if (!v)
-					continue;
-				yio_plain(w, registry_mount_fields[j].name);
-				yio_string(w, v);
-			}
-			yio_map_end(w);
-		}
-		yio_seq_end(w);
-	}
-	if (rec->n_networks > 0) {
-		yio_plain(w, "networks");
-		yio_seq_start(w);
-		for (size_t i = 0; i < rec->n_networks; i++) {
-			yio_map_start(w);
-			for (size_t j = 0; j < REGISTRY_N_NETWORK_FIELDS; j++) {
-				const char *v = *(char *const *)((const char *)&rec->networks[i] +
-								 registry_network_fields[j].offset);
-				if (!v)
-					continue;
-				yio_plain(w, registry_network_fields[j].name);
-				yio_string(w, v);
-			}
-			yio_map_end(w);
-		}
-		yio_seq_end(w);
-	}
+	for (size_t l = 0; l < sizeof(registry_lists) / sizeof(registry_lists[0]); l++)
+		registry_write_list(w, rec, &registry_lists[l]);
 	yio_map_end(w);
 }
 
