@@ -3,6 +3,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <vmproto/proto.h>
 
@@ -97,6 +98,23 @@ static char *transfer_mkdir_command(const char *path)
 	return cmd;
 }
 
+/* Every host source exists, and is a folder only with -r: said before
+ * anything is copied or created in the instance. */
+static int transfer_check_sources(const struct cmd_args *a, int nsrc)
+{
+	for (int i = 0; i < nsrc; i++) {
+		struct stat st;
+
+		if (strcmp(a->argv[i], "-") == 0)
+			continue;
+		if (stat(a->argv[i], &st) < 0)
+			return cmd_error(EXIT_FAILED, "cannot copy %s: %s", a->argv[i], strerror(errno));
+		if (S_ISDIR(st.st_mode) && !args_has(a, "recursive"))
+			return cmd_error(EXIT_FAILED, "%s is a folder; copy folders with -r", a->argv[i]);
+	}
+	return EXIT_OK;
+}
+
 static int transfer_upload(const struct cmd_args *a, const struct ssh_target *t, int nsrc,
 			   const char *path)
 {
@@ -105,6 +123,9 @@ static int transfer_upload(const struct cmd_args *a, const struct ssh_target *t,
 	struct strvec argv;
 	int rc;
 
+	rc = transfer_check_sources(a, nsrc);
+	if (rc != EXIT_OK)
+		return rc;
 	if (parents) {
 		mkdir_cmd = transfer_mkdir_command(path);
 		if (mkdir_cmd == NULL)

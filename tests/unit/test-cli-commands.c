@@ -869,12 +869,34 @@ Test(cli_broker, transfer_upload_and_download_use_scp)
 	struct run r;
 
 	broker_start();
+	write_file("a.txt", "a", 0600);
+	write_file("b.txt", "b", 0600);
 	RUN(&r, "transfer", "-r", "a.txt", "b.txt", "web:docs/");
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	assert_contains(r.out, "<-i>\n</keys/id>\n<-P>\n<2222>\n");
 	assert_contains(r.out, "<-r>\n<-->\n<a.txt>\n<b.txt>\n<ubuntu@127.0.0.1:docs/>\n");
 	RUN(&r, "transfer", "web:/etc/hostname", "out/");
 	assert_contains(r.out, "<-->\n<ubuntu@127.0.0.1:/etc/hostname>\n<out/>\n");
+}
+
+Test(cli_broker, transfer_refuses_missing_sources_and_folders_without_r)
+{
+	char folder[256];
+	struct run r;
+
+	broker_start();
+	RUN(&r, "transfer", "missing.txt", "web:");
+	cr_assert_eq(r.status, 1);
+	assert_contains(r.err, "cannot copy missing.txt: No such file or directory");
+	cr_assert_eq(strstr(r.out, "<-->"), NULL, "scp ran: %s", r.out);
+	snprintf(folder, sizeof(folder), "%s/tree", data);
+	cr_assert_eq(mkdir(folder, 0700), 0);
+	RUN(&r, "transfer", "tree", "web:");
+	cr_assert_eq(r.status, 1);
+	assert_contains(r.err, "tree is a folder; copy folders with -r");
+	RUN(&r, "transfer", "-r", "tree", "web:");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	assert_contains(r.out, "<-r>\n<-->\n<tree>\n");
 }
 
 Test(cli_broker, transfer_stdin_into_instance)
