@@ -155,6 +155,12 @@ void child_cancel(struct child *c);
  * fn must not free c; it may child_cancel() it. */
 typedef void (*child_output_fn)(void *ud, const char *out);
 void child_watch_output(struct child *c, child_output_fn fn);
+/* child_run of `ssh ubuntu@HOST -p PORT COMMAND` with the broker's key and
+ * no host-key or config-file checks (the guests' host keys are new at
+ * every launch); connect_timeout_s bounds SSH's connect. */
+struct child *child_run_ssh(const char *host, const char *port, int connect_timeout_s,
+			    const char *command, double kill_after_s, child_done_fn done, void *ud,
+			    char *err, size_t errlen);
 /* Blocking variant, only before the loop runs. Returns the wait status or -1. */
 int child_run_sync(char *const argv[]);
 

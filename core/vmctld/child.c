@@ -233,3 +233,20 @@ int child_run_sync(char *const argv[])
 	}
 	return status;
 }
+
+struct child *child_run_ssh(const char *host, const char *port, int connect_timeout_s,
+			    const char *command, double kill_after_s, child_done_fn done, void *ud,
+			    char *err, size_t errlen)
+{
+	char login[128], timeout[48];
+	char *argv[] = {
+		"ssh", "-F", "/dev/null", "-i", B->ssh_key, "-o", "IdentitiesOnly=yes",
+		"-o", "BatchMode=yes", "-o", timeout, "-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", (char *)port, login,
+		(char *)command, NULL,
+	};
+
+	snprintf(login, sizeof(login), "ubuntu@%s", host);
+	snprintf(timeout, sizeof(timeout), "ConnectTimeout=%d", connect_timeout_s);
+	return child_run(argv, NULL, kill_after_s, done, ud, err, errlen);
+}

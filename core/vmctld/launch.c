@@ -308,21 +308,15 @@ static void ssh_wait_on_login_timer(struct ev_loop *loop, ev_timer *t, int reven
 static void ssh_wait_login(struct ssh_wait *w)
 {
 	double left = w->deadline - ev_now(B->loop);
-	char login[128], err[256];
-	char *argv[] = {
-		"ssh", "-F", "/dev/null", "-i", B->ssh_key, "-o", "IdentitiesOnly=yes",
-		"-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "StrictHostKeyChecking=no",
-		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", w->port, login,
-		w->cloud_init ? (char *)ready_cloud_init_cmd : "true", NULL,
-	};
+	char err[256];
 
 	if (left <= 0) {
 		ssh_wait_timed_out(w);
 		return;
 	}
-	snprintf(login, sizeof(login), "ubuntu@%s", w->host);
 	/* cloud-init may take long; getting in never should. */
-	w->child = child_run(argv, NULL, left, ssh_wait_on_login, w, err, sizeof(err));
+	w->child = child_run_ssh(w->host, w->port, 15, w->cloud_init ? ready_cloud_init_cmd : "true",
+				 left, ssh_wait_on_login, w, err, sizeof(err));
 	if (!w->child) {
 		vlog(LOG_WARN_, "%s", err);
 		ssh_wait_again(w, SSH_LOGIN_RETRY);

@@ -53,14 +53,8 @@ bool addresses_refresh(const struct instance_record *rec, const char *host, int6
 {
 	/* A login shell is not involved: ip may live in an sbin folder. */
 	static const char cmd[] = "PATH=\"$PATH:/usr/sbin:/sbin\" ip -4 -o address show scope global";
-	char login[128], port_text[16], err[256];
+	char port_text[16], err[256];
 	struct addr_probe *a;
-	char *argv[] = {
-		"ssh", "-F", "/dev/null", "-i", B->ssh_key, "-o", "IdentitiesOnly=yes",
-		"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "StrictHostKeyChecking=no",
-		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", port_text, login,
-		(char *)cmd, NULL,
-	};
 
 	if (!rec || rec->n_networks == 0 || port <= 0 || port > 65535)
 		return false;
@@ -71,9 +65,9 @@ bool addresses_refresh(const struct instance_record *rec, const char *host, int6
 	a->ipv4 = ipv4;
 	a->done = done;
 	a->ud = ud;
-	snprintf(login, sizeof(login), "ubuntu@%s", host && *host ? host : "127.0.0.1");
 	snprintf(port_text, sizeof(port_text), "%d", (int)port);
-	if (!child_run(argv, NULL, ADDRESSES_DEADLINE, addresses_on_ssh, a, err, sizeof(err))) {
+	if (!child_run_ssh(host && *host ? host : "127.0.0.1", port_text, 5, cmd, ADDRESSES_DEADLINE,
+			   addresses_on_ssh, a, err, sizeof(err))) {
 		vlog(LOG_WARN_, "asking %s for its addresses: %s", rec->name, err);
 		free(a);
 		return false;

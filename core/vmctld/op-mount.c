@@ -460,7 +460,7 @@ static void mount_act_on_info(void *ud, int err, const char *errmsg, const msgpa
 	struct mount_act *a = ud;
 	struct instance_record *rec =
 		a->gen == B->scope_gen ? registry_find(&B->reg, a->name) : NULL;
-	char host[64] = "127.0.0.1", port[16], login[128], cerr[256];
+	char host[64] = "127.0.0.1", port[16], cerr[256];
 	int64_t p = 0;
 	char *script;
 
@@ -478,25 +478,15 @@ static void mount_act_on_info(void *ud, int err, const char *errmsg, const msgpa
 		return;
 	}
 	snprintf(port, sizeof(port), "%lld", (long long)p);
-	snprintf(login, sizeof(login), "ubuntu@%s", host);
 	script = mount_act_script(rec, a->unmount);
 	if (!script) {
 		mount_act_finish(a, PROTO_E_NOMEM, "out of memory");
 		return;
 	}
-	{
-		char *argv[] = {
-			"ssh", "-F", "/dev/null", "-i", B->ssh_key, "-o", "IdentitiesOnly=yes",
-			"-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o",
-			"StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o",
-			"LogLevel=ERROR", "-p", port, login, script, NULL,
-		};
-
-		if (!child_run(argv, NULL, 120.0, mount_act_on_ssh, a, cerr, sizeof(cerr))) {
-			free(script);
-			mount_act_finish(a, PROTO_E_IO, cerr);
-			return;
-		}
+	if (!child_run_ssh(host, port, 10, script, 120.0, mount_act_on_ssh, a, cerr, sizeof(cerr))) {
+		free(script);
+		mount_act_finish(a, PROTO_E_IO, cerr);
+		return;
 	}
 	free(script);
 }
