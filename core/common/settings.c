@@ -238,6 +238,7 @@ static const struct settings_def settings_defs[] = {
 	{ "local.driver", settings_default_driver_fn, settings_check_driver },
 	{ "local.qemu.accel", settings_default_accel, settings_check_accel },
 	{ "local.libvirt.uri", settings_default_libvirt_uri, settings_check_libvirt_uri },
+	{ "local.libvirt.accel", settings_default_accel, settings_check_accel },
 	{ "local.image.mirror", settings_default_empty, settings_check_mirror },
 	{ "local.image.refresh", settings_default_refresh, settings_check_duration },
 	{ "local.image.prune-after", settings_default_prune, settings_check_duration },
@@ -247,7 +248,8 @@ static const struct settings_def settings_defs[] = {
 #define SETTINGS_N_DEFS (sizeof(settings_defs) / sizeof(settings_defs[0]))
 
 static const char *const settings_keys[] = {
-	"local.driver",	       "local.qemu.accel",	"local.libvirt.uri",	 "local.image.mirror",
+	"local.driver",	       "local.qemu.accel",	"local.libvirt.uri",	 "local.libvirt.accel",
+	"local.image.mirror",
 	"local.image.refresh", "local.image.prune-after", "local.bridged-network", "local.privileged-mounts",
 	NULL,
 };

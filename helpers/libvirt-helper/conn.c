@@ -337,17 +337,17 @@ static void conn_attempt_work(void *arg)
 	if (virConnectSetKeepAlive(a->conn, 5, 3) < 0)
 		virResetLastError();
 
-	if (strcmp(cs.set.accel, "kvm") == 0) {
-		a->kvm = true;
-	} else if (strcmp(cs.set.accel, "tcg") == 0) {
-		a->kvm = false;
-	} else {
-		/* libvirt probes QEMU with KVM itself and offers kvm domains only
-		 * where that probe worked; /dev/kvm alone proves nothing. */
+	/* A daemon on this machine runs the QEMU our own probe tried (see
+	 * vmh_accel_*). A remote one can only be asked: libvirt offers kvm
+	 * domains where its probe of QEMU with KVM worked, which is no proof
+	 * that KVM runs guests there, but all there is from here. */
+	if (!conn_is_local() && strcmp(cs.set.accel, "auto") == 0) {
 		caps = virConnectGetDomainCapabilities(a->conn, NULL, NULL, NULL, "kvm", 0);
 		a->kvm = caps != NULL;
 		free(caps);
 		virResetLastError();
+	} else {
+		a->kvm = strcmp(cs.set.accel, "kvm") == 0;
 	}
 }
 
@@ -384,8 +384,14 @@ static void conn_attempt_done(void *arg)
 		virConnectClose(a->conn);
 	free(a);
 	if (up) {
-		vmh_log(VMH_INFO, "connected to libvirt at %s (domain type %s)", cs.set.uri,
-			cs.kvm ? "kvm" : "qemu");
+		const char *why = NULL;
+
+		if (conn_is_local())
+			vmh_accel_chosen(NULL, &why);
+		else
+			why = "remote host: as libvirt's capabilities offer it";
+		vmh_log(VMH_INFO, "connected to libvirt at %s (domain type %s%s%s)", cs.set.uri,
+			conn_use_kvm() ? "kvm" : "qemu", why ? ": " : "", why ? why : "");
 		cs.backoff = CONN_BACKOFF_MIN;
 		conn_reconcile();
 	} else {
@@ -553,21 +559,38 @@ const struct conn_settings *conn_settings(void)
 
 bool conn_use_kvm(void)
 {
+	enum vmh_accel a;
+
+	/* Local: the helper's probe, known before any job runs (ops_run waits
+	 * for it on the main thread, before the worker thread starts). */
+	if (conn_is_local())
+		return vmh_accel_chosen(&a, NULL) && a == VMH_ACCEL_KVM;
 	pthread_mutex_lock(&cs.lock);
 	bool kvm = cs.kvm;
 	pthread_mutex_unlock(&cs.lock);
 	return kvm;
 }
 
+/* The URI after its transport: "qemu:///x" and "qemu+unix:///x" are local. */
+static const char *conn_local_path(void)
+{
+	if (strncmp(cs.set.uri, "qemu:///", 8) == 0)
+		return cs.set.uri + 7;
+	if (strncmp(cs.set.uri, "qemu+unix:///", 13) == 0)
+		return cs.set.uri + 12;
+	return NULL;
+}
+
 bool conn_is_local_system(void)
 {
-	return strcmp(cs.set.uri, "qemu:///system") == 0 ||
-	       strncmp(cs.set.uri, "qemu:///system?", 15) == 0;
+	const char *p = conn_local_path();
+
+	return p && (strcmp(p, "/system") == 0 || strncmp(p, "/system?", 8) == 0);
 }
 
 bool conn_is_local(void)
 {
-	return strncmp(cs.set.uri, "qemu:///", 8) == 0;
+	return conn_local_path() != NULL;
 }
 
 unsigned long conn_event_gen(void)

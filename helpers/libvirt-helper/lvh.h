@@ -73,7 +73,7 @@ int job_init(struct ev_loop *loop);
 struct conn_settings {
 	char uri[512];
 	char network[64]; /* libvirt network for the default NIC */
-	char accel[16];   /* "auto", "kvm", "tcg" */
+	char accel[16];   /* local.libvirt.accel: "auto", "kvm", "tcg" */
 };
 int conn_init(const struct conn_settings *s);
 void conn_fini(void);
@@ -86,9 +86,11 @@ virConnectPtr conn_peek(double wait_s);
 const struct conn_settings *conn_settings(void);
 /* Whether domains get type 'kvm' on this connection (probed or forced). */
 bool conn_use_kvm(void);
-/* True when the URI names this machine's system daemon (qemu:///system). */
+/* True when the URI names this machine's system daemon (qemu:///system,
+ * qemu+unix:///system?socket=...). */
 bool conn_is_local_system(void);
-/* True when the URI names a daemon on this machine (qemu:///...). */
+/* True when the URI names a daemon on this machine (qemu:///...,
+ * qemu+unix:///...). */
 bool conn_is_local(void);
 /* Wait up to timeout_s for the next lifecycle event (or a connection
  * change); returns at once if one came after *gen. Worker threads only. */

@@ -208,6 +208,13 @@ static int ops_boot(struct ops_job *job, virConnectPtr c, virDomainPtr *dp, bool
 			return ops_fail(job, rc,
 					"%s: %s (`vmctl stop --force %s` discards the saved state)",
 					job->inst.name, m, job->inst.name);
+		/* Never retried under emulation behind the user's back: say which
+		 * accelerator failed and which setting chose it. */
+		if (conn_use_kvm())
+			return ops_fail(job, rc,
+					"%s: %s (domain type kvm, chosen by %s; "
+					"`vmctl set local.libvirt.accel=tcg` runs it under emulation)",
+					job->inst.name, m, vmh_accel_setting());
 		return ops_fail(job, rc, "%s: %s", job->inst.name, m);
 	}
 	return 0;
@@ -733,14 +740,26 @@ static void ops_done(void *arg)
 	ops_free(job);
 }
 
-static void ops_run(struct ops_job *job)
+static void ops_spawn(void *ud, enum vmh_accel chosen)
 {
+	struct ops_job *job = ud;
 	int rc = job_spawn(ops_thread, ops_done, job);
 
+	(void)chosen;
 	if (rc < 0) {
 		vmh_fail(job->req, rc, "cannot start a worker thread");
 		ops_free(job);
 	}
+}
+
+/* Jobs may define domains, whose type follows the accelerator: wait for
+ * the probe (a fraction of a second, once per helper) on a local daemon. */
+static void ops_run(struct ops_job *job)
+{
+	if (conn_is_local())
+		vmh_accel_when_ready(ops_spawn, job);
+	else
+		ops_spawn(job, VMH_ACCEL_TCG);
 }
 
 /* Parse the common params; NULL after answering the request if they are bad. */
@@ -973,11 +992,12 @@ static int ops_init(const char *scope_dir, const msgpack_object *settings, char 
 		    geteuid() == 0 ? "qemu:///system" : "qemu:///session");
 	ops_setting(settings, "local.libvirt.network", s.network, sizeof(s.network),
 		    LVH_DEFAULT_NETWORK);
-	ops_setting(settings, "local.qemu.accel", s.accel, sizeof(s.accel), "auto");
+	ops_setting(settings, "local.libvirt.accel", s.accel, sizeof(s.accel), "auto");
 	for (char *p = s.accel; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (strcmp(s.accel, "qemu") == 0)
-		snprintf(s.accel, sizeof(s.accel), "tcg");
+	rc = vmh_accel_configure("local.libvirt.accel", s.accel, why, whylen);
+	if (rc < 0)
+		return PROTO_E_UNAVAILABLE;
 
 	rc = conn_init(&s);
 	if (rc < 0) {
@@ -985,6 +1005,12 @@ static int ops_init(const char *scope_dir, const msgpack_object *settings, char 
 		return PROTO_E_UNAVAILABLE;
 	}
 	vmh_log(VMH_INFO, "libvirt driver: uri %s, network %s, accel %s", s.uri, s.network, s.accel);
+	/* The QEMU of a daemon on this machine is the one the probe runs; the
+	 * answer is shared with the qemu driver through the scope's folder. */
+	if (conn_is_local()) {
+		vmh_accel_cache_in(scope_dir);
+		vmh_accel_prepare();
+	}
 	return 0;
 }
 

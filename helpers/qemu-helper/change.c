@@ -96,7 +96,7 @@ static struct change *change_begin(struct vmh_req *req, const msgpack_object *pa
 
 /* ---- instance.set ---- */
 
-static void resize_done(void *ud, const struct qh_run_result *r)
+static void resize_done(void *ud, const struct vmh_run_result *r)
 {
 	struct change *c = ud;
 
@@ -162,8 +162,8 @@ void qh_instance_set(struct vmh_req *req, const msgpack_object *params)
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)value);
 	/* Without --shrink, qemu-img refuses to make the disk smaller and says so. */
 	char *argv[] = {"qemu-img", "resize", "-q", "-f", "qcow2", disk, size, NULL};
-	struct qh_run_opts opts = {.timeout_s = 120};
-	rc = qh_run(argv, &opts, resize_done, c);
+	struct vmh_run_opts opts = {.timeout_s = 120};
+	rc = vmh_run(argv, &opts, resize_done, c);
 	if (rc < 0)
 		change_fail(c, rc, "cannot run qemu-img");
 }
@@ -331,7 +331,7 @@ void qh_networks_list(struct vmh_req *req, const msgpack_object *params)
 
 /* ---- instance.clone ---- */
 
-static void clone_done(void *ud, const struct qh_run_result *r)
+static void clone_done(void *ud, const struct vmh_run_result *r)
 {
 	struct change *c = ud;
 	char disk[QH_PATH];
@@ -385,8 +385,8 @@ void qh_instance_clone(struct vmh_req *req, const msgpack_object *params)
 	 * the source's internal snapshots (a copy of the file would carry them). */
 	char *argv[] = {"qemu-img", "convert", "-q", "-f", "qcow2", "-O", "qcow2",
 			"-B", c->inst.image_disk, "-F", c->inst.image_format, src, dst, NULL};
-	struct qh_run_opts opts = {.timeout_s = 3600};
-	rc = qh_run(argv, &opts, clone_done, c);
+	struct vmh_run_opts opts = {.timeout_s = 3600};
+	rc = vmh_run(argv, &opts, clone_done, c);
 	if (rc < 0)
 		change_fail(c, rc, "cannot run qemu-img");
 }

@@ -43,9 +43,9 @@ struct op {
 	op_next_fn after_stop; /* NULL: answer {state: stopped} */
 	/* start */
 	bool resume;
-	enum qh_accel accel;
+	enum vmh_accel accel;
 	int port_tries;
-	int tap_fds[QH_MAX_KEEP_FDS];
+	int tap_fds[VMH_MAX_KEEP_FDS];
 	size_t n_tap_fds;
 	/* create */
 	uint64_t size;
@@ -175,7 +175,7 @@ static void remove_file(const struct qh_inst *inst, const char *file)
 
 /* ---- instance.create ---- */
 
-static void create_done(void *ud, const struct qh_run_result *r)
+static void create_done(void *ud, const struct vmh_run_result *r)
 {
 	struct op *op = ud;
 
@@ -189,7 +189,7 @@ static void create_done(void *ud, const struct qh_run_result *r)
 	op_answer_empty(op);
 }
 
-static void create_got_info(void *ud, const struct qh_run_result *r)
+static void create_got_info(void *ud, const struct vmh_run_result *r)
 {
 	struct op *op = ud;
 	char disk[QH_PATH], size[32];
@@ -225,9 +225,9 @@ static void create_got_info(void *ud, const struct qh_run_result *r)
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)op->size);
 	char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", op->inst.image_format, "-b",
 			op->inst.image_disk, disk, size, NULL};
-	struct qh_run_opts opts = {.timeout_s = 120};
+	struct vmh_run_opts opts = {.timeout_s = 120};
 
-	rc = qh_run(argv, &opts, create_done, op);
+	rc = vmh_run(argv, &opts, create_done, op);
 	if (rc < 0)
 		op_fail(op, rc, "cannot run qemu-img");
 }
@@ -257,9 +257,9 @@ void qh_instance_create(struct vmh_req *req, const msgpack_object *params)
 	}
 	char *argv[] = {"qemu-img", "info", "--output=json", "-U", "-f", op->inst.image_format,
 			op->inst.image_disk, NULL};
-	struct qh_run_opts opts = {.timeout_s = 60};
+	struct vmh_run_opts opts = {.timeout_s = 60};
 
-	rc = qh_run(argv, &opts, create_got_info, op);
+	rc = vmh_run(argv, &opts, create_got_info, op);
 	if (rc < 0)
 		op_fail(op, rc, "cannot run qemu-img");
 }
@@ -301,7 +301,7 @@ static int delvm_task(void *arg, char *err, size_t errlen)
 	return qh_hmp(t->sock, "delvm " QH_SUSPEND_TAG, 60.0, err, errlen);
 }
 
-static void delvm_done(void *ud, const struct qh_run_result *r)
+static void delvm_done(void *ud, const struct vmh_run_result *r)
 {
 	struct delvm_task *t = ud;
 
@@ -323,13 +323,13 @@ static void start_resumed(struct op *op)
 	 * while: not on the loop. */
 	qh_path(&op->inst, QH_QMP, t->sock, sizeof(t->sock));
 	snprintf(t->name, sizeof(t->name), "%s", op->inst.name);
-	if (qh_run_task(delvm_task, t, 120.0, delvm_done, t) < 0)
+	if (vmh_run_task(delvm_task, t, 120.0, delvm_done, t) < 0)
 		free(t);
 }
 
-static void start_with_accel(void *ud, enum qh_accel accel);
+static void start_with_accel(void *ud, enum vmh_accel accel);
 
-static void start_done(void *ud, const struct qh_run_result *r)
+static void start_done(void *ud, const struct vmh_run_result *r)
 {
 	struct op *op = ud;
 	char log[QH_PATH], text[QH_ERR];
@@ -493,11 +493,11 @@ static int start_open_taps(struct op *op)
 	return 0;
 }
 
-static void start_with_accel(void *ud, enum qh_accel accel)
+static void start_with_accel(void *ud, enum vmh_accel accel)
 {
 	struct op *op = ud;
 	char err[QH_ERR], port_text[16], log[QH_PATH], line[4096];
-	int keep[QH_MAX_KEEP_FDS], port, rc;
+	int keep[VMH_MAX_KEEP_FDS], port, rc;
 	char **argv;
 
 	op->accel = accel;
@@ -515,7 +515,7 @@ static void start_with_accel(void *ud, enum qh_accel accel)
 		op_fail(op, rc, "cannot write %s/%s", op->inst.dir, QH_SSH_PORT);
 		return;
 	}
-	/* Passed fds land at 3, 4, ... in qemu (see qh_run). */
+	/* Passed fds land at 3, 4, ... in qemu (see vmh_run). */
 	for (size_t i = 0; i < op->n_tap_fds; i++)
 		keep[i] = 3 + (int)i;
 	op->resume = qh_vm_suspended(&op->inst);
@@ -532,17 +532,17 @@ static void start_with_accel(void *ud, enum qh_accel accel)
 		op_fail(op, PROTO_E_NOMEM, "%s", err);
 		return;
 	}
-	qh_argv_str(argv, line, sizeof(line));
+	vmh_argv_str(argv, line, sizeof(line));
 	vmh_log(VMH_INFO, "%s: %s", op->inst.name, line);
 	qh_path(&op->inst, QH_LOG, log, sizeof(log));
-	struct qh_run_opts opts = {
+	struct vmh_run_opts opts = {
 		.log_path = log,
 		.new_session = true,
 		.timeout_s = START_TIMEOUT,
 		.keep_fds = op->tap_fds,
 		.n_keep_fds = op->n_tap_fds,
 	};
-	rc = qh_run(argv, &opts, start_done, op);
+	rc = vmh_run(argv, &opts, start_done, op);
 	qh_argv_free(argv);
 	if (rc < 0) {
 		qh_idmap_release(&op->inst);
@@ -567,7 +567,7 @@ static void start_begin(struct op *op)
 		op_answer_state(op, "running");
 		return;
 	}
-	qh_accel_when_ready(start_with_accel, op);
+	vmh_accel_when_ready(start_with_accel, op);
 }
 
 void qh_instance_start(struct vmh_req *req, const msgpack_object *params)
@@ -679,7 +679,7 @@ static int op_read_stop_params(struct op *op, const msgpack_object *params)
 	return 0;
 }
 
-static void discard_done(void *ud, const struct qh_run_result *r)
+static void discard_done(void *ud, const struct vmh_run_result *r)
 {
 	struct op *op = ud;
 
@@ -705,9 +705,9 @@ static void discard_suspend(struct op *op)
 
 	qh_path(&op->inst, QH_DISK, disk, sizeof(disk));
 	char *argv[] = {"qemu-img", "snapshot", "-d", QH_SUSPEND_TAG, disk, NULL};
-	struct qh_run_opts opts = {.timeout_s = 120};
+	struct vmh_run_opts opts = {.timeout_s = 120};
 
-	rc = qh_run(argv, &opts, discard_done, op);
+	rc = vmh_run(argv, &opts, discard_done, op);
 	if (rc < 0)
 		op_fail(op, rc, "cannot run qemu-img");
 }
@@ -797,7 +797,7 @@ static void suspend_after_quit(struct op *op)
 	op_answer_state(op, "suspended");
 }
 
-static void suspend_saved(void *ud, const struct qh_run_result *r)
+static void suspend_saved(void *ud, const struct vmh_run_result *r)
 {
 	struct op *op = ud;
 	char stamp[64];
@@ -844,7 +844,7 @@ void qh_instance_suspend(struct vmh_req *req, const msgpack_object *params)
 	}
 	qh_path(&op->inst, QH_QMP, t->sock, sizeof(t->sock));
 	/* The child has its own copy of t after fork. */
-	rc = qh_run_task(suspend_task, t, SAVEVM_TIMEOUT + 30, suspend_saved, op);
+	rc = vmh_run_task(suspend_task, t, SAVEVM_TIMEOUT + 30, suspend_saved, op);
 	free(t);
 	if (rc < 0)
 		op_fail(op, rc, "cannot start saving the state");

@@ -37,7 +37,7 @@ static int main_init(const char *scope_dir, const msgpack_object *settings, char
 		snprintf(why, whylen, "local.qemu.accel must be auto, kvm or tcg");
 		return PROTO_E_UNAVAILABLE;
 	}
-	if (qh_accel_configure(accel, why, whylen) < 0)
+	if (vmh_accel_configure("local.qemu.accel", accel, why, whylen) < 0)
 		return PROTO_E_UNAVAILABLE;
 	if (!main_have("qemu-system-x86_64") || !main_have("qemu-img")) {
 		snprintf(why, whylen,
@@ -46,8 +46,8 @@ static int main_init(const char *scope_dir, const msgpack_object *settings, char
 		return PROTO_E_UNAVAILABLE;
 	}
 	/* Probe now so that the answer is ready by the first start. */
-	qh_accel_cache_in(scope_dir);
-	qh_accel_prepare();
+	vmh_accel_cache_in(scope_dir);
+	vmh_accel_prepare();
 	return 0;
 }
 
@@ -89,7 +89,7 @@ int main(int argc, char **argv)
 	/* Diagnosis for users: does this accelerator run a guest here? */
 	if (argc == 3 && !strcmp(argv[1], "--probe-accel")) {
 		char why[512];
-		int rc = qh_accel_probe_sync(argv[2], why, sizeof(why));
+		int rc = vmh_accel_probe_sync(argv[2], why, sizeof(why));
 
 		printf("%s: %s (%s)\n", argv[2], rc == 0 ? "works" : "does not work", why);
 		return rc == 0 ? 0 : 1;

@@ -18,7 +18,6 @@
 #define QH_PATH 4096
 #define QH_ERR 1024
 #define QH_SUSPEND_TAG "vmctl-suspend"
-#define QH_MAX_KEEP_FDS 16 /* fds passed to a child: one tap per extra NIC */
 
 /* Files in the instance folder. */
 #define QH_DISK "disk.qcow2"
@@ -83,35 +82,7 @@ void qh_mount_free(struct qh_mount *m);
 /* Pack the instance's mounts as an array (for snapshot metadata). */
 json_t *qh_mounts_json(const struct qh_inst *inst);
 
-/* ---- run.c ---- */
-
-struct qh_run_result {
-	int status;     /* exit status 0-255; -1 if killed by a signal or not started */
-	int signal;     /* the signal that killed it, or 0 */
-	bool timed_out; /* killed because the deadline passed */
-	const char *output; /* stdout+stderr (captured mode), NUL-terminated, trimmed */
-};
-typedef void (*qh_run_cb)(void *ud, const struct qh_run_result *r);
-
-struct qh_run_opts {
-	const char *log_path; /* stdout+stderr go to this file (truncated) instead of being captured */
-	bool new_session;     /* setsid() in the child */
-	double timeout_s;     /* <= 0: none */
-	const int *keep_fds;  /* passed to the child as fds 3, 4, ... */
-	size_t n_keep_fds;    /* at most QH_MAX_KEEP_FDS */
-};
-
-/* Run argv[0] (searched in PATH) without blocking the loop; cb runs exactly
- * once, from the loop, when the child has exited. 0 or a PROTO_E_* code
- * (then cb never runs). */
-int qh_run(char *const argv[], const struct qh_run_opts *opts, qh_run_cb cb, void *ud);
-/* Run fn(arg) in a forked child so that a blocking conversation (a long
- * QMP command) does not stall the loop. fn returns 0 or a PROTO_E_* code
- * and writes its message to err; cb gets status = -code and output = err. */
-typedef int (*qh_task_fn)(void *arg, char *err, size_t errlen);
-int qh_run_task(qh_task_fn fn, void *arg, double timeout_s, qh_run_cb cb, void *ud);
-/* Join argv into one line for logs. */
-void qh_argv_str(char *const argv[], char *buf, size_t len);
+/* Child processes: vmh_run() and vmh_run_task() of the SDK. */
 
 /* ---- qmp.c ---- */
 
@@ -124,20 +95,7 @@ int qh_qmp(const char *sock_path, const char *cmd, json_t *args, double timeout_
 /* human-monitor-command; an HMP error message in the output counts as a failure. */
 int qh_hmp(const char *sock_path, const char *line, double timeout_s, char *err, size_t errlen);
 
-/* ---- accel.c ---- */
-
-enum qh_accel { QH_ACCEL_TCG, QH_ACCEL_KVM };
-/* Set from local.qemu.accel ("auto", "kvm", "tcg"); PROTO_E_INVALID_ARGUMENT otherwise. */
-int qh_accel_configure(const char *setting, char *err, size_t errlen);
-/* Call cb once the accelerator is known (at once if it is). The probe runs
- * at most once per helper life. */
-typedef void (*qh_accel_cb)(void *ud, enum qh_accel accel);
-void qh_accel_when_ready(qh_accel_cb cb, void *ud);
-/* Start the probe now (when configured "auto"), so it is done by the first start. */
-void qh_accel_prepare(void);
-/* Run the probe for one accelerator synchronously; for --probe-accel. */
-int qh_accel_probe_sync(const char *accel, char *why, size_t whylen);
-const char *qh_accel_name(enum qh_accel accel);
+/* The accelerator: vmh_accel_*() of the SDK (local.qemu.accel). */
 
 /* ---- vm.c ---- */
 
@@ -149,7 +107,7 @@ bool qh_vm_suspended(const struct qh_inst *inst);
 /* The SSH port written at start, or 0. */
 int qh_vm_ssh_port(const struct qh_inst *inst);
 /* Build the qemu command line. NULL-terminated, free with qh_argv_free. */
-char **qh_vm_argv(const struct qh_inst *inst, enum qh_accel accel, int ssh_port, bool resume,
+char **qh_vm_argv(const struct qh_inst *inst, enum vmh_accel accel, int ssh_port, bool resume,
 		  const int *tap_fds, char *err, size_t errlen);
 void qh_argv_free(char **argv);
 /* Remove what a stopped qemu leaves behind (pid file, QMP socket). */
@@ -214,7 +172,7 @@ pid_t qh_watch_pid(const struct qh_inst *inst);
  * their parent folder, kept open (for loops over many instances). */
 void qh_vm_batch(bool on);
 /* Keep the answer of the KVM probe in dir (the scope folder) for later helpers. */
-void qh_accel_cache_in(const char *dir);
+void vmh_accel_cache_in(const char *dir);
 
 /* ---- idmap.c: id maps of native mounts through idmapped mounts ---- */
 

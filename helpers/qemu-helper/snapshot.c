@@ -224,15 +224,15 @@ static struct snap_op *snap_begin(struct vmh_req *req, const msgpack_object *par
 	return s;
 }
 
-static int snap_qemu_img(struct snap_op *s, const char *flag, qh_run_cb cb)
+static int snap_qemu_img(struct snap_op *s, const char *flag, vmh_run_cb cb)
 {
 	char disk[QH_PATH];
-	struct qh_run_opts opts = {.timeout_s = 600};
+	struct vmh_run_opts opts = {.timeout_s = 600};
 	int rc;
 
 	qh_path(&s->inst, QH_DISK, disk, sizeof(disk));
 	char *argv[] = {"qemu-img", "snapshot", (char *)flag, s->name, disk, NULL};
-	rc = qh_run(argv, &opts, cb, s);
+	rc = vmh_run(argv, &opts, cb, s);
 	if (rc < 0)
 		snap_fail(s, rc, "cannot run qemu-img");
 	return rc;
@@ -247,7 +247,7 @@ static void snap_answer_empty(struct snap_op *s)
 
 /* ---- snapshot.create ---- */
 
-static void create_done(void *ud, const struct qh_run_result *r)
+static void create_done(void *ud, const struct vmh_run_result *r)
 {
 	struct snap_op *s = ud;
 	char created[32];
@@ -343,7 +343,7 @@ void qh_snapshot_list(struct vmh_req *req, const msgpack_object *params)
 
 /* ---- snapshot.restore ---- */
 
-static void restore_done(void *ud, const struct qh_run_result *r)
+static void restore_done(void *ud, const struct vmh_run_result *r)
 {
 	struct snap_op *s = ud;
 	json_t *meta, *e, *mounts;
@@ -396,7 +396,7 @@ void qh_snapshot_restore(struct vmh_req *req, const msgpack_object *params)
 
 /* ---- snapshot.delete ---- */
 
-static void delete_done(void *ud, const struct qh_run_result *r)
+static void delete_done(void *ud, const struct vmh_run_result *r)
 {
 	struct snap_op *s = ud;
 	json_t *meta, *arr, *gone, *e, *parent;

@@ -281,7 +281,7 @@ void qh_argv_free(char **argv)
 	free(argv);
 }
 
-char **qh_vm_argv(const struct qh_inst *inst, enum qh_accel accel, int ssh_port, bool resume,
+char **qh_vm_argv(const struct qh_inst *inst, enum vmh_accel accel, int ssh_port, bool resume,
 		  const int *tap_fds, char *err, size_t errlen)
 {
 	struct argv_buf a = {0};
@@ -292,7 +292,7 @@ char **qh_vm_argv(const struct qh_inst *inst, enum qh_accel accel, int ssh_port,
 	av_add(&a, "%s", inst->name);
 	av_add(&a, "-machine");
 	av_add(&a, "q35");
-	if (accel == QH_ACCEL_KVM) {
+	if (accel == VMH_ACCEL_KVM) {
 		av_add(&a, "-accel");
 		av_add(&a, "kvm");
 		av_add(&a, "-cpu");
@@ -384,7 +384,7 @@ char **qh_vm_argv(const struct qh_inst *inst, enum qh_accel accel, int ssh_port,
 		/* Under emulation on a busy host the guest kernel's early check that
 		 * the IO-APIC timer ticks can fail and panic the boot; the check
 		 * proves nothing about an emulated timer, so skip it. */
-		bool skip_timer_check = accel == QH_ACCEL_TCG &&
+		bool skip_timer_check = accel == VMH_ACCEL_TCG &&
 					!(inst->image_cmdline && strstr(inst->image_cmdline, "no_timer_check"));
 		if (inst->image_cmdline || skip_timer_check) {
 			av_add(&a, "-append");

@@ -69,7 +69,7 @@ Test(settings, every_known_key_has_a_default_and_is_settable_to_it)
 		cr_assert_not_null(def, "%s has no default", keys[n]);
 		cr_assert_eq(settings_set(&s, keys[n], def, err, sizeof(err)), 0, "%s: %s", keys[n], err);
 	}
-	cr_assert_eq(n, 8);
+	cr_assert_eq(n, 9);
 	settings_free(&s);
 }
 
@@ -335,4 +335,16 @@ Test(settings, unreadable_path_is_an_io_error)
 
 	cr_assert_eq(settings_load_err(tmpdir, &s, err, sizeof(err)), PROTO_E_IO);
 	cr_assert(strstr(err, "cannot read: Is a directory"), "message: %s", err);
+}
+
+Test(settings, libvirt_accel_takes_the_values_of_qemu_accel)
+{
+	struct settings s = { 0 };
+
+	cr_assert_str_eq(settings_get(&s, "local.libvirt.accel"), "auto");
+	cr_assert_eq(settings_set(&s, "local.libvirt.accel", "TCG", err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(settings_get(&s, "local.libvirt.accel"), "tcg");
+	cr_assert_eq(settings_set(&s, "local.libvirt.accel", "qemu", err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "local.libvirt.accel"), "%s", err);
+	settings_free(&s);
 }

@@ -7,7 +7,7 @@
 
 TestSuite(argv, .fini = qhtest_free);
 
-static char **build(const char *json, enum qh_accel accel, int port, bool resume)
+static char **build(const char *json, enum vmh_accel accel, int port, bool resume)
 {
 	struct qh_inst in;
 	char err[256] = "";
@@ -27,7 +27,7 @@ static char **build(const char *json, enum qh_accel accel, int port, bool resume
 
 Test(argv, tcg_runs_detached_with_monitor_console_and_ssh_forward)
 {
-	char **argv = build(SIMPLE, QH_ACCEL_TCG, 40022, false);
+	char **argv = build(SIMPLE, VMH_ACCEL_TCG, 40022, false);
 
 	cr_expect_str_eq(argv[0], "qemu-system-x86_64");
 	cr_expect(qhtest_has_pair(argv, "-name", "web"));
@@ -52,7 +52,7 @@ Test(argv, tcg_runs_detached_with_monitor_console_and_ssh_forward)
 
 Test(argv, kvm_uses_the_host_cpu)
 {
-	char **argv = build(SIMPLE, QH_ACCEL_KVM, 40022, false);
+	char **argv = build(SIMPLE, VMH_ACCEL_KVM, 40022, false);
 
 	cr_expect(qhtest_has_pair(argv, "-accel", "kvm"));
 	cr_expect(qhtest_has_pair(argv, "-cpu", "host"));
@@ -67,7 +67,7 @@ Test(argv, kvm_uses_the_host_cpu)
 
 Test(argv, direct_kernel_boot)
 {
-	char **argv = build(KERNEL_BOOT, QH_ACCEL_KVM, 1, false);
+	char **argv = build(KERNEL_BOOT, VMH_ACCEL_KVM, 1, false);
 
 	cr_expect(qhtest_has_pair(argv, "-kernel", "/img/vmlinuz"));
 	cr_expect(qhtest_has_pair(argv, "-initrd", "/img/initrd"));
@@ -78,7 +78,7 @@ Test(argv, direct_kernel_boot)
 
 Test(argv, an_image_without_a_kernel_boots_through_uefi_firmware)
 {
-	char **argv = build(SIMPLE, QH_ACCEL_TCG, 40022, false);
+	char **argv = build(SIMPLE, VMH_ACCEL_TCG, 40022, false);
 
 	cr_expect(qhtest_has_pair(argv, "-drive",
 				  "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"));
@@ -93,7 +93,7 @@ Test(argv, an_image_without_a_kernel_boots_through_uefi_firmware)
 
 Test(argv, a_kernel_boot_uses_no_firmware_drives)
 {
-	char **argv = build(KERNEL_BOOT, QH_ACCEL_TCG, 1, false);
+	char **argv = build(KERNEL_BOOT, VMH_ACCEL_TCG, 1, false);
 
 	for (size_t i = 0; argv[i]; i++)
 		cr_expect(!strstr(argv[i], "if=pflash"), "unexpected firmware drive: %s", argv[i]);
@@ -102,13 +102,13 @@ Test(argv, a_kernel_boot_uses_no_firmware_drives)
 
 Test(argv, emulated_guests_skip_the_timer_check)
 {
-	char **argv = build(KERNEL_BOOT, QH_ACCEL_TCG, 1, false);
+	char **argv = build(KERNEL_BOOT, VMH_ACCEL_TCG, 1, false);
 
 	cr_expect(qhtest_has_pair(argv, "-append", "root=/dev/vda console=ttyS0 no_timer_check"));
 	qh_argv_free(argv);
 	argv = build("{\"name\": \"k\", \"dir\": \"/d/k\", \"image\": {\"disk\": \"/img/b\","
 		     " \"kernel\": \"/img/vmlinuz\", \"cmdline\": \"no_timer_check quiet\"}}",
-		     QH_ACCEL_TCG, 1, false);
+		     VMH_ACCEL_TCG, 1, false);
 	cr_expect(qhtest_has_pair(argv, "-append", "no_timer_check quiet"), "not added twice");
 	qh_argv_free(argv);
 }
@@ -117,7 +117,7 @@ Test(argv, commas_in_paths_are_doubled)
 {
 	char **argv = build("{\"name\": \"c\", \"dir\": \"/d/a,b\", \"image\": {\"disk\": \"/img/b\"},"
 			    " \"mounts\": [{\"source\": \"/home/x,y\", \"target\": \"/m\", \"tag\": \"t\"}]}",
-			    QH_ACCEL_TCG, 1, false);
+			    VMH_ACCEL_TCG, 1, false);
 
 	cr_expect(qhtest_has_pair(argv, "-drive", "if=none,id=disk0,format=qcow2,discard=unmap,file=/d/a,,b/disk.qcow2"));
 	cr_expect(qhtest_has_pair(argv, "-virtfs", "local,id=fs0,path=/home/x,,y,mount_tag=t,security_model=none"));
@@ -130,7 +130,7 @@ Test(argv, mounts_and_extra_networks_become_devices)
 	char **argv = build("{\"name\": \"n\", \"dir\": \"/d/n\", \"image\": {\"disk\": \"/img/b\"},"
 			    " \"mounts\": [{\"source\": \"/a\", \"tag\": \"ta\"}, {\"source\": \"/b\", \"tag\": \"tb\"}],"
 			    " \"networks\": [{\"name\": \"br0\", \"mac\": \"52:54:00:00:00:0a\"}]}",
-			    QH_ACCEL_TCG, 1, false);
+			    VMH_ACCEL_TCG, 1, false);
 
 	cr_expect(qhtest_has_pair(argv, "-virtfs", "local,id=fs0,path=/a,mount_tag=ta,security_model=none"));
 	cr_expect(qhtest_has_pair(argv, "-virtfs", "local,id=fs1,path=/b,mount_tag=tb,security_model=none"));
@@ -150,7 +150,7 @@ Test(argv, tap_fds_replace_the_bridge_helper)
 					     " \"networks\": [{\"name\": \"br0\", \"mac\": \"52:54:00:00:00:0a\"}]}"),
 				   &in, err, sizeof(err)),
 		     0, "%s", err);
-	argv = qh_vm_argv(&in, QH_ACCEL_TCG, 1, false, fds, err, sizeof(err));
+	argv = qh_vm_argv(&in, VMH_ACCEL_TCG, 1, false, fds, err, sizeof(err));
 	cr_expect(qhtest_has_pair(argv, "-netdev", "tap,id=n1,fd=3"));
 	qh_argv_free(argv);
 	qh_inst_free(&in);
@@ -158,8 +158,8 @@ Test(argv, tap_fds_replace_the_bridge_helper)
 
 Test(argv, resume_loads_the_suspend_snapshot_with_the_same_devices)
 {
-	char **cold = build(SIMPLE, QH_ACCEL_TCG, 40022, false);
-	char **warm = build(SIMPLE, QH_ACCEL_TCG, 40022, true);
+	char **cold = build(SIMPLE, VMH_ACCEL_TCG, 40022, false);
+	char **warm = build(SIMPLE, VMH_ACCEL_TCG, 40022, true);
 	size_t n = 0;
 
 	cr_expect(qhtest_has_pair(warm, "-loadvm", "vmctl-suspend"));

@@ -16,6 +16,8 @@
 #define VMPROTO_VMH_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <vmproto/proto.h>
 
 #define VMH_OPS_VERSION 1
@@ -104,5 +106,71 @@ void vmh_state_changed(const char *instance, const char *old_state, const char *
 enum vmh_level { VMH_DEBUG, VMH_INFO, VMH_WARN, VMH_ERROR };
 /* One line on stderr: "LEVEL: text". */
 void vmh_log(enum vmh_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- Child processes (run.c) ---- */
+
+#define VMH_MAX_KEEP_FDS 16 /* fds a child may be handed */
+
+struct vmh_run_result {
+	int status;     /* exit status 0-255; -1 if killed by a signal or not started */
+	int signal;     /* the signal that killed it, or 0 */
+	bool timed_out; /* killed because the deadline passed */
+	const char *output; /* stdout+stderr (captured mode), NUL-terminated, trimmed */
+};
+typedef void (*vmh_run_cb)(void *ud, const struct vmh_run_result *r);
+
+struct vmh_run_opts {
+	const char *log_path; /* stdout+stderr go to this file (truncated) instead of being captured */
+	bool new_session;     /* setsid() in the child */
+	double timeout_s;     /* <= 0: none */
+	const int *keep_fds;  /* passed to the child as fds 3, 4, ... */
+	size_t n_keep_fds;    /* at most VMH_MAX_KEEP_FDS */
+};
+
+/* Run argv[0] (searched in PATH) without blocking the loop; cb runs exactly
+ * once, from the loop, when the child has exited. The child gets stdin from
+ * /dev/null and no fd of the helper's but keep_fds. 0 or a PROTO_E_* code
+ * (then cb never runs). */
+int vmh_run(char *const argv[], const struct vmh_run_opts *opts, vmh_run_cb cb, void *ud);
+/* Run fn(arg) in a forked child so that a blocking conversation does not
+ * stall the loop. fn returns 0 or a PROTO_E_* code and writes its message
+ * to err; cb gets status = -code and output = err. */
+typedef int (*vmh_task_fn)(void *arg, char *err, size_t errlen);
+int vmh_run_task(vmh_task_fn fn, void *arg, double timeout_s, vmh_run_cb cb, void *ud);
+/* Join argv into one line for logs. */
+void vmh_argv_str(char *const argv[], char *buf, size_t len);
+
+/* ---- The accelerator of QEMU-based drivers (accel.c) ---- */
+
+/*
+ * Does KVM run guests here? /dev/kvm existing proves nothing (a nested or
+ * half-working KVM aborts or crawls, and libvirt's capabilities can still
+ * offer it), so "auto" answers KVM only after a tiny guest really ran under
+ * it. One answer per helper, kept in SCOPE_DIR/accel-probe for the next.
+ */
+enum vmh_accel { VMH_ACCEL_TCG, VMH_ACCEL_KVM };
+const char *vmh_accel_name(enum vmh_accel a); /* "tcg", "kvm" */
+/* The setting key (for messages, e.g. "local.qemu.accel") and its value
+ * ("auto", "kvm", "tcg"; NULL or "" = auto). PROTO_E_INVALID_ARGUMENT and a
+ * sentence in err otherwise. */
+int vmh_accel_configure(const char *key, const char *value, char *err, size_t errlen);
+/* Where the probe's answer is cached (the scope folder); NULL: nowhere. */
+void vmh_accel_cache_in(const char *dir);
+/* Start the probe (once) if the answer is not known yet. */
+void vmh_accel_prepare(void);
+/* cb(ud, chosen) once the answer is known: at once, or from the loop. */
+typedef void (*vmh_accel_cb)(void *ud, enum vmh_accel chosen);
+void vmh_accel_when_ready(vmh_accel_cb cb, void *ud);
+/* The answer, if known (then true): the accelerator and why it was chosen. */
+bool vmh_accel_chosen(enum vmh_accel *chosen, const char **why);
+/* The setting's key and value as given to vmh_accel_configure(). */
+const char *vmh_accel_setting(void);
+/* Outside the loop (a diagnostic command): does accel ("kvm", "tcg") run a
+ * test guest? 0 if it does, else PROTO_E_UNAVAILABLE; why says what happened. */
+int vmh_accel_probe_sync(const char *accel, char *why, size_t whylen);
+/* For tests and unusual installs: the KVM device and the QEMU program the
+ * probe uses (NULL keeps "/dev/kvm", "qemu-system-x86_64"). Call before
+ * anything else of this section; it forgets any answer already known. */
+void vmh_accel_use(const char *kvm_device, const char *qemu_program);
 
 #endif

@@ -1,8 +1,8 @@
 /*
- * Child processes without blocking the loop: qemu-img, qemu itself, and
- * blocking QMP conversations run in a forked child. Each child is watched
- * with ev_child; its output is read with ev_io so a chatty child never
- * blocks on a full pipe.
+ * Child processes without blocking the helper's loop (qemu-img, a
+ * hypervisor, a blocking conversation run in a forked child). Each child is
+ * watched with ev_child; its output is read with ev_io so a chatty child
+ * never blocks on a full pipe.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,9 +15,10 @@
 
 #include <ev.h>
 
-#include "qh.h"
+#include <vmproto/vmh.h>
 
 #define RUN_OUTPUT_MAX (64 * 1024)
+#define VMH_RUN_ERR 1024
 
 struct run {
 	ev_child child;
@@ -28,7 +29,7 @@ struct run {
 	char *buf;
 	size_t len;
 	bool timed_out;
-	qh_run_cb cb;
+	vmh_run_cb cb;
 	void *ud;
 };
 
@@ -65,7 +66,7 @@ static void run_out_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void run_finish(struct run *r, int wstatus)
 {
-	struct qh_run_result res = {.status = -1};
+	struct vmh_run_result res = {.status = -1};
 
 	/* The child has exited: whatever it wrote is in the pipe now. Grandchildren
 	 * (a daemonized qemu) may hold the pipe open, so do not wait for EOF. */
@@ -105,17 +106,17 @@ static void run_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* In the child: stdin from /dev/null, stdout+stderr to out_fd, keep_fds as 3.. */
-static void run_child_setup(const struct qh_run_opts *o, int out_fd)
+static void run_child_setup(const struct vmh_run_opts *o, int out_fd)
 {
 	int null_fd = open("/dev/null", O_RDONLY);
-	int moved[QH_MAX_KEEP_FDS];
-	size_t n = o && o->n_keep_fds <= QH_MAX_KEEP_FDS ? o->n_keep_fds : 0;
+	int moved[VMH_MAX_KEEP_FDS];
+	size_t n = o && o->n_keep_fds <= VMH_MAX_KEEP_FDS ? o->n_keep_fds : 0;
 
 	if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
 		_exit(127);
 	/* Move the fds to pass above the range they will land in, then into place. */
 	for (size_t i = 0; i < n; i++) {
-		moved[i] = fcntl(o->keep_fds[i], F_DUPFD, 3 + QH_MAX_KEEP_FDS);
+		moved[i] = fcntl(o->keep_fds[i], F_DUPFD, 3 + VMH_MAX_KEEP_FDS);
 		if (moved[i] < 0)
 			_exit(127);
 	}
@@ -133,7 +134,7 @@ static void run_child_setup(const struct qh_run_opts *o, int out_fd)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-static struct run *run_new(qh_run_cb cb, void *ud)
+static struct run *run_new(vmh_run_cb cb, void *ud)
 {
 	struct run *r = calloc(1, sizeof(*r));
 
@@ -168,7 +169,7 @@ static void run_watch(struct run *r, double timeout_s)
 		ev_timer_start(loop, &r->deadline);
 }
 
-int qh_run(char *const argv[], const struct qh_run_opts *opts, qh_run_cb cb, void *ud)
+int vmh_run(char *const argv[], const struct vmh_run_opts *opts, vmh_run_cb cb, void *ud)
 {
 	struct run *r = run_new(cb, ud);
 	int pipefd[2] = {-1, -1};
@@ -191,7 +192,7 @@ int qh_run(char *const argv[], const struct qh_run_opts *opts, qh_run_cb cb, voi
 		fcntl(r->out_fd, F_SETFL, O_NONBLOCK);
 	}
 	if (!opts || !opts->log_path) {
-		qh_argv_str(argv, line, sizeof(line));
+		vmh_argv_str(argv, line, sizeof(line));
 		vmh_log(VMH_DEBUG, "run: %s", line);
 	}
 	r->pid = fork();
@@ -216,7 +217,7 @@ out_free_run:
 	return PROTO_E_IO;
 }
 
-int qh_run_task(qh_task_fn fn, void *arg, double timeout_s, qh_run_cb cb, void *ud)
+int vmh_run_task(vmh_task_fn fn, void *arg, double timeout_s, vmh_run_cb cb, void *ud)
 {
 	struct run *r = run_new(cb, ud);
 	int pipefd[2];
@@ -234,7 +235,7 @@ int qh_run_task(qh_task_fn fn, void *arg, double timeout_s, qh_run_cb cb, void *
 		goto out_free_run;
 	}
 	if (r->pid == 0) {
-		char err[QH_ERR] = "";
+		char err[VMH_RUN_ERR] = "";
 		int rc;
 
 		/* Keep only the answer pipe (as fd 3): a helper killed meanwhile must
@@ -257,7 +258,7 @@ out_free_run:
 	return PROTO_E_IO;
 }
 
-void qh_argv_str(char *const argv[], char *buf, size_t len)
+void vmh_argv_str(char *const argv[], char *buf, size_t len)
 {
 	size_t used = 0;
 
