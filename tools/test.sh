@@ -9,7 +9,9 @@
 # 3. builds again with AddressSanitizer and UndefinedBehaviorSanitizer in
 #    build-sanitize/ and runs the unit tests there;
 # 4. builds the test images (tools/build-image.sh, cached) and runs the
-#    end-to-end tests against QEMU with the build/ binaries.
+#    end-to-end tests against QEMU with the build/ binaries; then fails the
+#    run if they left a daemon, guest, interface, mount or temporary folder
+#    behind (tools/leftovers.sh).
 # Exits non-zero when any step or test fails; every step still runs, so one
 # report shows everything that is broken.
 #
@@ -58,7 +60,11 @@ elif [ "$main_built" -ne 0 ]; then
 	failed+=("end-to-end tests (not run)")
 else
 	step "end-to-end tests (QEMU; the first run also builds the test images, ~3 min)"
+	bash tools/leftovers.sh snapshot build/leftovers.before
 	ctest --test-dir build -L e2e --output-on-failure || failed+=("end-to-end tests")
+	step "nothing left behind by the end-to-end tests"
+	bash tools/leftovers.sh check build/leftovers.before && echo "none" ||
+		failed+=("end-to-end tests left processes, interfaces, mounts or folders behind")
 fi
 
 step "summary ($(( ($(date +%s) - t0) / 60 )) min)"

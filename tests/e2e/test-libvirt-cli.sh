@@ -2,6 +2,7 @@
 # vmctl on the libvirt driver as a user drives it: launch, exec, suspend and
 # resume keeping a process, stop/start, unsupported features, libvirtd
 # killed and restarted under a running instance, delete/recover/purge.
+. "$(dirname "$0")/libvirt/lvns.sh"
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/libvirt/lvlib.sh"
 

@@ -2,6 +2,7 @@
 # qemu and libvirt share one instance scope: an instance made under one
 # driver is listed, started and stopped under the other with the same disk,
 # both ways; purging it under qemu also retires its libvirt domain.
+. "$(dirname "$0")/libvirt/lvns.sh"
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/libvirt/lvlib.sh"
 

@@ -1,6 +1,8 @@
-# Shared by tests/e2e/test-libvirt-*.sh (sourced): a private virtlogd and
-# libvirtd started by the test as children (no systemd here) and stopped at
-# the end, with every domain the test defined removed.
+# Shared by tests/e2e/test-libvirt-*.sh (sourced, after libvirt/lvns.sh put
+# the test in namespaces of its own): a private virtlogd and libvirtd
+# started by the test as children (no systemd here) on private state
+# folders, and stopped at the end with every domain, network, dnsmasq and
+# QEMU of the test removed, whether it passed or failed.
 #
 # Environment: VMCTL_BIN_DIR (BUILD/bin; the helper is BUILD/libexec/vmctl),
 # VMCTL_TEST_IMAGES (default /var/cache/vmctl-test-images), E2E_KEEP=1 keeps
@@ -33,24 +35,60 @@ done
 [ -f "${VMCTL_TEST_IMAGES:-/var/cache/vmctl-test-images}/fast.qcow2" ] ||
 	lv_fail "test images missing (run tools/build-image.sh)"
 
-# One system libvirtd at a time: tests of several ctest runs take turns.
-exec {LV_LOCK_FD}>"${LV_LOCK:-/run/lock/vmctl-e2e-libvirt.lock}" || lv_fail "cannot open the lock file"
-lv_log "taking the libvirt test lock (other libvirt tests go first)"
-flock -w "${LV_LOCK_WAIT:-1800}" "$LV_LOCK_FD" || lv_fail "another libvirt test held the lock too long"
-
-# The system daemons run as root; a user's session daemons do not collide.
-if pgrep -u 0 -x libvirtd >/dev/null || pgrep -u 0 -x virtlogd >/dev/null; then
-	lv_fail "a system libvirtd or virtlogd is already running; these tests start and stop their own"
-fi
+[ -n "${LV_IN_NAMESPACE:-}" ] || lv_fail "source libvirt/lvns.sh first: the daemons must be private"
 
 LV_RUN=$(mktemp -d "${TMPDIR:-/tmp}/vmctl-lv.XXXXXX")
 export LV_RUN
 
+# Private state: libvirt's run, state, log and cache folders and its
+# configuration, seen only in this mount namespace. The daemons keep their
+# default paths (qemu:///system) and reach only each other.
+lv_private_state() {
+	local d
+	ip link set lo up || lv_fail "cannot bring up lo in the test's network namespace"
+	for d in /run/libvirt /var/lib/libvirt /var/log/libvirt; do
+		mkdir -p "$d"
+		mount -t tmpfs -o mode=0755 vmctl-test "$d" || lv_fail "cannot mount a tmpfs on $d"
+	done
+	# The configuration files (not the system's domains and networks), and
+	# the QEMU capability cache, which saves libvirtd's ~8 s probe.
+	mkdir -p "$LV_RUN/etc" "$LV_RUN/cache"
+	find /etc/libvirt -maxdepth 1 -type f -exec cp -p {} "$LV_RUN/etc/" \;
+	[ -d /var/cache/libvirt ] && cp -a /var/cache/libvirt/. "$LV_RUN/cache/"
+	mount --bind "$LV_RUN/etc" /etc/libvirt || lv_fail "cannot mount over /etc/libvirt"
+	mkdir -p /var/cache/libvirt
+	mount --bind "$LV_RUN/cache" /var/cache/libvirt || lv_fail "cannot mount over /var/cache/libvirt"
+	if [ "${LV_HIDE_KVM:-0}" = 1 ]; then
+		lv_hide_kvm
+	fi
+}
+
+# A /dev of this namespace with every entry of the real one but kvm.
+lv_hide_kvm() {
+	local old e name
+	old=$(mktemp -d /run/vmctl-lv-dev.XXXXXX)
+	mount --rbind /dev "$old" || lv_fail "cannot bind /dev"
+	mount -t tmpfs -o mode=0755 vmctl-test-dev /dev || lv_fail "cannot mount a tmpfs on /dev"
+	for e in "$old"/*; do
+		name=${e##*/}
+		[ "$name" != kvm ] || continue
+		if [ -L "$e" ]; then
+			cp -a "$e" "/dev/$name"
+		elif [ -d "$e" ]; then
+			mkdir "/dev/$name" && mount --rbind "$e" "/dev/$name"
+		else
+			touch "/dev/$name" && mount --bind "$e" "/dev/$name"
+		fi
+	done
+	umount -l "$old" && rmdir "$old"
+	[ ! -e /dev/kvm ] || lv_fail "/dev/kvm is still visible"
+	lv_log "/dev/kvm hidden in the test's namespace"
+}
+
 lv_start_daemon() {
 	local name=$1 sock=$2
 	rm -f "$LV_RUN/$name.pid"
-	# Not handing the daemon our lock: it must end with this test.
-	"$name" -d -p "$LV_RUN/$name.pid" {LV_LOCK_FD}>&- || lv_fail "$name did not start"
+	"$name" -d -p "$LV_RUN/$name.pid" || lv_fail "$name did not start"
 	for _ in $(seq 1 200); do
 		[ -s "$LV_RUN/$name.pid" ] && [ -S "$sock" ] && return 0
 		sleep 0.1
@@ -73,20 +111,27 @@ lv_stop_daemon() {
 	rm -f "$LV_RUN/$name.pid"
 }
 
-# PIDs whose command line contains $1 (a path or name of this run; a dot
-# in it matching any character is harmless). One pgrep, not a process per
-# /proc entry: on a busy host that scan took tens of seconds.
-lv_pids_mentioning() {
-	pgrep -f -- "$1" | grep -vx "$$" || true
-}
-
 lv_domains() { virsh -q list --all --name 2>/dev/null | grep "^vmctl-$LVT_PREFIX" || true; }
 
+# Every process in the test's network namespace that is not the test's own
+# shell: libvirtd, virtlogd, the networks' dnsmasq, QEMU, helpers, ssh.
+lv_namespace_pids() {
+	local ns p
+	ns=$(readlink /proc/$$/ns/net)
+	for p in /proc/[0-9]*; do
+		p=${p#/proc/}
+		[ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$ns" ] || continue
+		case $(cat "/proc/$p/comm" 2>/dev/null) in
+		dnsmasq | libvirtd | virtlogd | qemu-* | vmctl* | ssh) echo "$p" ;;
+		esac
+	done
+}
+
 lv_cleanup() {
-	local rc=$? d
+	local rc=$? d n left
 	trap - EXIT
 	if [ "${E2E_KEEP:-0}" = 1 ]; then
-		lv_log "keeping $LV_RUN, the daemons and the domains"
+		lv_log "keeping $LV_RUN, the daemons and the domains (in namespaces of pid $$)"
 		exit "$rc"
 	fi
 	if [ -S /run/libvirt/libvirt-sock ] && [ -s "$LV_RUN/libvirtd.pid" ]; then
@@ -94,14 +139,26 @@ lv_cleanup() {
 			virsh -q destroy "$d" >/dev/null 2>&1
 			virsh -q undefine --managed-save "$d" >/dev/null 2>&1
 		done
+		# libvirt stops the networks' dnsmasq and removes their bridges.
+		for n in $(virsh -q net-list --name 2>/dev/null); do
+			virsh -q net-destroy "$n" >/dev/null 2>&1
+		done
 	fi
-	# QEMU processes of this run that a killed libvirtd left behind, and
-	# helpers still running.
-	for p in $(lv_pids_mentioning "vmctl-$LVT_PREFIX") $(lv_pids_mentioning "$LV_RUN/"); do
-		kill -KILL "$p" 2>/dev/null
-	done
 	lv_stop_daemon libvirtd
 	lv_stop_daemon virtlogd
+	# What a killed libvirtd left behind (QEMU, dnsmasq) and helpers still running.
+	for d in $(lv_namespace_pids); do
+		kill -KILL "$d" 2>/dev/null
+	done
+	left=$(lv_namespace_pids)
+	if [ -n "$left" ]; then
+		sleep 1
+		left=$(lv_namespace_pids)
+	fi
+	if [ -n "$left" ]; then
+		lv_log "FAIL: processes of the test survived its cleanup: $(echo $left)"
+		rc=1
+	fi
 	rm -rf "$LV_RUN"
 	# Sourced after tests/e2e/lib.sh: its cleanup (broker, helpers, data
 	# folder) runs last and exits with our status.
@@ -128,6 +185,7 @@ lv_image() {
 
 trap lv_cleanup EXIT
 trap 'exit 130' INT TERM
+lv_private_state
 lv_start_daemon virtlogd /run/libvirt/virtlogd-sock
 lv_start_libvirtd
 lv_log "libvirtd and virtlogd running; work folder $LV_RUN"
