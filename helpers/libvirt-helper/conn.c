@@ -386,12 +386,16 @@ static void conn_attempt_done(void *arg)
 	if (up) {
 		const char *why = NULL;
 
-		if (conn_is_local())
-			vmh_accel_chosen(NULL, &why);
+		if (!conn_is_local())
+			vmh_log(VMH_INFO, "connected to libvirt at %s (domain type %s: remote host, "
+				"as libvirt's capabilities offer it)", cs.set.uri,
+				conn_use_kvm() ? "kvm" : "qemu");
+		else if (vmh_accel_chosen(NULL, &why))
+			vmh_log(VMH_INFO, "connected to libvirt at %s (domain type %s: %s)", cs.set.uri,
+				conn_use_kvm() ? "kvm" : "qemu", why);
 		else
-			why = "remote host: as libvirt's capabilities offer it";
-		vmh_log(VMH_INFO, "connected to libvirt at %s (domain type %s%s%s)", cs.set.uri,
-			conn_use_kvm() ? "kvm" : "qemu", why ? ": " : "", why ? why : "");
+			vmh_log(VMH_INFO, "connected to libvirt at %s (domain type: the KVM probe "
+				"under way decides)", cs.set.uri);
 		cs.backoff = CONN_BACKOFF_MIN;
 		conn_reconcile();
 	} else {
@@ -464,6 +468,7 @@ void conn_fini(void)
 	ev_timer_stop(cs.loop, &cs.retry);
 	if (c) {
 		virConnectUnregisterCloseCallback(c, conn_close_cb);
+		dom_retire_idle(c);
 		virConnectClose(c);
 	}
 	while (cs.states) {

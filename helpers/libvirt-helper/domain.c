@@ -410,7 +410,9 @@ static int dom_metadata_dir(virDomainPtr d, char *dir, size_t len)
 	return *q == quote && n > 0 ? 0 : PROTO_E_NOT_FOUND;
 }
 
-int dom_collect_orphans(virConnectPtr c)
+/* Undefine the inactive persistent vmctl domains for which keep() is false. */
+static int dom_undefine_unless(virConnectPtr c, bool (*keep)(virDomainPtr d, const char *dir),
+			       const char *why)
 {
 	virDomainPtr *doms = NULL;
 	size_t plen = strlen(LVH_DOMAIN_PREFIX);
@@ -425,22 +427,19 @@ int dom_collect_orphans(virConnectPtr c)
 	for (int i = 0; i < n; i++) {
 		const char *name = virDomainGetName(doms[i]);
 		char dir[PATH_MAX];
-		struct stat st;
 
-		/* Only domains that carry our metadata, whose instance folder is
-		 * gone for good (purged, possibly under the qemu driver). */
+		/* Only domains that carry our metadata. */
 		if (name && strncmp(name, LVH_DOMAIN_PREFIX, plen) == 0 &&
 		    dom_metadata_dir(doms[i], dir, sizeof(dir)) == 0 && dir[0] == '/' &&
-		    stat(dir, &st) < 0 && errno == ENOENT) {
+		    !keep(doms[i], dir)) {
 			if (virDomainUndefineFlags(doms[i], VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
 								   VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
 								   VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
 								   VIR_DOMAIN_UNDEFINE_NVRAM) == 0) {
-				vmh_log(VMH_INFO, "removed domain %s: its instance folder %s is gone",
-					name, dir);
+				vmh_log(VMH_INFO, "removed domain %s: %s (%s)", name, why, dir);
 				removed++;
 			} else {
-				vmh_log(VMH_WARN, "cannot remove the orphaned domain %s: %s", name,
+				vmh_log(VMH_WARN, "cannot remove the domain %s: %s", name,
 					virGetLastErrorMessage());
 				virResetLastError();
 			}
@@ -449,4 +448,35 @@ int dom_collect_orphans(virConnectPtr c)
 	}
 	free(doms);
 	return removed;
+}
+
+/* Purged, possibly under the qemu driver: the folder is gone for good. */
+static bool dom_folder_exists(virDomainPtr d, const char *dir)
+{
+	struct stat st;
+
+	(void)d;
+	return stat(dir, &st) == 0 || errno != ENOENT;
+}
+
+int dom_collect_orphans(virConnectPtr c)
+{
+	return dom_undefine_unless(c, dom_folder_exists, "its instance folder is gone");
+}
+
+/* A managed save is the instance's suspended state: it must stay. */
+static bool dom_holds_state(virDomainPtr d, const char *dir)
+{
+	int saved = virDomainHasManagedSaveImage(d, 0);
+
+	(void)dir;
+	if (saved < 0)
+		virResetLastError();
+	return saved != 0;
+}
+
+int dom_retire_idle(virConnectPtr c)
+{
+	return dom_undefine_unless(c, dom_holds_state,
+				   "its instance is stopped and its definition is made again at the next start");
 }

@@ -124,6 +124,10 @@ int dom_network_ensure(virConnectPtr c, char *err, size_t errlen);
 /* Undefine the inactive vmctl domains whose instance folder no longer
  * exists (local URIs only); returns how many. */
 int dom_collect_orphans(virConnectPtr c);
+/* Undefine every inactive vmctl domain that holds no saved state: when the
+ * helper leaves, libvirt is left as it was but for suspended instances
+ * (and the network vmctl). Their definition is made again at start. */
+int dom_retire_idle(virConnectPtr c);
 /* The libvirt domain name of an instance. */
 void dom_name(const char *instance, char *buf, size_t len);
 /* PROTO_E_* for the thread's last libvirt error; message into err. */
