@@ -14,6 +14,7 @@ static int delete_exec(const struct cmd_entry *self, struct cmd_args *a);
 static const struct cmd_option delete_options[] = {
 	{ "all", 0, NULL, 0, "Delete every instance." },
 	{ "purge", 'p', NULL, 0, "Remove the instances for good at once (no recover)." },
+	CMD_OPTION_WAIT(CLI_WAIT_LONG),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -34,6 +35,7 @@ const struct cmd_entry cmd_delete_entry = {
 	.arguments = delete_arguments,
 	.min_args = 0,
 	.max_args = -1,
+	.wait = CLI_WAIT_LONG,
 	.exec = delete_exec,
 };
 

@@ -10,6 +10,7 @@ static int get_exec(const struct cmd_entry *self, struct cmd_args *a);
 static const struct cmd_option get_options[] = {
 	{ "keys", 0, NULL, 0, "List the settings' keys instead." },
 	{ "raw", 0, NULL, 0, "Print an empty value as nothing, not as <empty>." },
+	CMD_OPTION_WAIT(CLI_WAIT_QUICK),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -28,6 +29,7 @@ const struct cmd_entry cmd_get_entry = {
 	.arguments = get_arguments,
 	.min_args = 0,
 	.max_args = 1,
+	.wait = CLI_WAIT_QUICK,
 	.exec = get_exec,
 };
 

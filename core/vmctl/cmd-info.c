@@ -14,6 +14,7 @@ static const struct cmd_option info_options[] = {
 	{ "snapshots", 0, NULL, 0,
 	  "Show snapshots instead: all of an instance (NAME) or one (NAME.SNAPSHOT)." },
 	{ "format", 0, "FORMAT", 0, "Output format: table (default), json, yaml or csv." },
+	CMD_OPTION_WAIT(CLI_WAIT_DRIVER),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -32,6 +33,7 @@ const struct cmd_entry cmd_info_entry = {
 	.arguments = info_arguments,
 	.min_args = 0,
 	.max_args = -1,
+	.wait = CLI_WAIT_DRIVER,
 	.exec = info_exec,
 };
 

@@ -20,6 +20,7 @@ static const struct cmd_option mount_options[] = {
 	  "Map a host user id to a guest user id; may be repeated." },
 	{ "gid-map", 'g', "HOST:GUEST", OPT_MULTI,
 	  "Map a host group id to a guest group id; may be repeated." },
+	CMD_OPTION_WAIT(CLI_WAIT_LONG),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -40,6 +41,7 @@ const struct cmd_entry cmd_mount_entry = {
 	.arguments = mount_arguments,
 	.min_args = 2,
 	.max_args = -1,
+	.wait = CLI_WAIT_LONG,
 	.exec = mount_exec,
 };
 

@@ -11,6 +11,7 @@ static int restore_exec(const struct cmd_entry *self, struct cmd_args *a);
 static const struct cmd_option restore_options[] = {
 	{ "destructive", 'd', NULL, 0,
 	  "Discard the instance's current state instead of saving it as a snapshot first." },
+	CMD_OPTION_WAIT(CLI_WAIT_LONG),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -29,6 +30,7 @@ const struct cmd_entry cmd_restore_entry = {
 	.arguments = restore_arguments,
 	.min_args = 1,
 	.max_args = 1,
+	.wait = CLI_WAIT_LONG,
 	.exec = restore_exec,
 };
 

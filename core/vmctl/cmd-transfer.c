@@ -15,6 +15,7 @@ static int transfer_exec(const struct cmd_entry *self, struct cmd_args *a);
 static const struct cmd_option transfer_options[] = {
 	{ "recursive", 'r', NULL, 0, "Copy folders and everything in them." },
 	{ "parents", 'p', NULL, 0, "Create the target's missing parent folders." },
+	CMD_OPTION_WAIT(CLI_WAIT_DRIVER),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -40,6 +41,7 @@ const struct cmd_entry cmd_transfer_entry = {
 	.arguments = transfer_arguments,
 	.min_args = 2,
 	.max_args = -1,
+	.wait = CLI_WAIT_DRIVER,
 	.exec = transfer_exec,
 };
 

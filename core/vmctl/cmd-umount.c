@@ -13,15 +13,22 @@ static const struct cmd_argument umount_arguments[] = {
 	{ NULL, NULL },
 };
 
+static const struct cmd_option umount_options[] = {
+	CMD_OPTION_WAIT(CLI_WAIT_DRIVER),
+	{ NULL, 0, NULL, 0, NULL },
+};
+
 const struct cmd_entry cmd_umount_entry = {
 	.name = "umount",
 	.alias = "unmount",
-	.usage = "MOUNT...",
+	.usage = "[options] MOUNT...",
 	.summary = "Remove mounts.",
 	.help = "",
 	.arguments = umount_arguments,
+	.options = umount_options,
 	.min_args = 1,
 	.max_args = -1,
+	.wait = CLI_WAIT_DRIVER,
 	.exec = umount_exec,
 };
 

@@ -12,6 +12,7 @@ static int version_exec(const struct cmd_entry *self, struct cmd_args *a);
 
 static const struct cmd_option version_options[] = {
 	{ "format", 0, "FORMAT", 0, "Output format: table (default), json or yaml." },
+	CMD_OPTION_WAIT(CLI_WAIT_QUICK),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -24,6 +25,7 @@ const struct cmd_entry cmd_version_entry = {
 	.options = version_options,
 	.min_args = 0,
 	.max_args = 0,
+	.wait = CLI_WAIT_QUICK,
 	.exec = version_exec,
 };
 
@@ -68,7 +70,7 @@ static int version_exec(const struct cmd_entry *self, struct cmd_args *a)
 		printf("vmctl     %s\n", VMCTL_VERSION);
 		fflush(stdout);
 	}
-	rc = cli_request("version", NULL, 10, &r);
+	rc = cli_request("version", NULL, 0, &r);
 	if (rc != EXIT_OK)
 		goto out_reply;
 	if (fmt != FORMAT_TABLE) {
