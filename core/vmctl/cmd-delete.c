@@ -49,11 +49,11 @@ static int delete_snapshot(const char *spec)
 	struct cli_reply r;
 	int rc;
 
-	if ((size_t)(dot - spec) > INSTANCE_NAME_MAX || dot[1] == '\0')
-		return cmd_error(EXIT_USAGE, "'%s' is not NAME.SNAPSHOT", spec);
-	snprintf(name, sizeof(name), "%.*s", (int)(dot - spec), spec);
-	if (validate_instance_name(name, err, sizeof(err)) < 0)
+	if (dot[1] == '\0')
+		return cmd_error(EXIT_USAGE, "'%.80s' is not NAME.SNAPSHOT", spec);
+	if (validate_instance_name_n(spec, (size_t)(dot - spec), err, sizeof(err)) < 0)
 		return cmd_error(EXIT_USAGE, "%s", err);
+	snprintf(name, sizeof(name), "%.*s", (int)(dot - spec), spec);
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 2);

@@ -1,5 +1,6 @@
 /* vmctl get: read a setting. */
 #include <stdlib.h>
+#include <string.h>
 
 #include <vmproto/proto.h>
 
@@ -60,7 +61,7 @@ static int get_exec(const struct cmd_entry *self, struct cmd_args *a)
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	struct cli_reply r;
-	char *value;
+	char *value, err[256];
 	int rc;
 
 	if (args_has(a, "keys")) {
@@ -70,6 +71,8 @@ static int get_exec(const struct cmd_entry *self, struct cmd_args *a)
 	}
 	if (a->argc == 0)
 		return cmd_usage_error(self, "'get' needs a KEY (or --keys)");
+	if (args_validate_key(a->argv[0], strlen(a->argv[0]), err, sizeof(err)) < 0)
+		return cmd_error(EXIT_USAGE, "%s", err);
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 1);

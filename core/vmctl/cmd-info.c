@@ -111,7 +111,7 @@ static bool info_snapshot_wanted(const msgpack_object *snap, struct cmd_args *a)
 static int info_snapshots(const struct cmd_entry *self, struct cmd_args *a,
 			  enum render_format fmt)
 {
-	char err[256], instance[INSTANCE_NAME_MAX + 1];
+	char err[256];
 	bool all = args_has(a, "all");
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -130,12 +130,9 @@ static int info_snapshots(const struct cmd_entry *self, struct cmd_args *a,
 		const char *dot = strchr(a->argv[i], '.');
 		size_t len = dot != NULL ? (size_t)(dot - a->argv[i]) : strlen(a->argv[i]);
 
-		snprintf(instance, sizeof(instance), "%.*s", (int)len, a->argv[i]);
-		if (len > INSTANCE_NAME_MAX ||
-		    validate_instance_name(instance, err, sizeof(err)) < 0 ||
+		if (validate_instance_name_n(a->argv[i], len, err, sizeof(err)) < 0 ||
 		    (dot != NULL && args_validate_snapshot_name(dot + 1, err, sizeof(err)) < 0))
-			return cmd_error(EXIT_USAGE, "%s",
-					 len > INSTANCE_NAME_MAX ? "instance name is too long" : err);
+			return cmd_error(EXIT_USAGE, "%s", err);
 	}
 
 	msgpack_sbuffer_init(&sb);

@@ -126,12 +126,9 @@ static int mount_exec(const struct cmd_entry *self, struct cmd_args *a)
 			len = strlen(a->argv[i]);
 			path = NULL;
 		}
-		if (len > INSTANCE_NAME_MAX)
-			return cmd_error(EXIT_USAGE, "instance name '%.*s' is too long", (int)len,
-					 a->argv[i]);
-		snprintf(name, sizeof(name), "%.*s", (int)len, a->argv[i]);
-		if (validate_instance_name(name, err, sizeof(err)) < 0)
+		if (validate_instance_name_n(a->argv[i], len, err, sizeof(err)) < 0)
 			return cmd_error(EXIT_USAGE, "%s", err);
+		snprintf(name, sizeof(name), "%.*s", (int)len, a->argv[i]);
 		if (path != NULL && path[0] == '\0')
 			return cmd_error(EXIT_USAGE, "the mount path in '%s' is empty", a->argv[i]);
 	}

@@ -42,12 +42,15 @@ static int set_exec(const struct cmd_entry *self, struct cmd_args *a)
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	struct cli_reply r;
+	char err[256];
 	int rc;
 
 	if (eq == NULL)
 		return cmd_usage_error(self, "'%s' has no value: use KEY=VALUE", a->argv[0]);
 	if (eq == a->argv[0])
 		return cmd_usage_error(self, "the key before '=' in '%s' is empty", a->argv[0]);
+	if (args_validate_key(a->argv[0], (size_t)(eq - a->argv[0]), err, sizeof(err)) < 0)
+		return cmd_error(EXIT_USAGE, "%s", err);
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 2);

@@ -248,6 +248,14 @@ static int transfer_exec(const struct cmd_entry *self, struct cmd_args *a)
 	struct ssh_target t;
 	int rc;
 
+	/* every NAME: first, whole (the copies below are cut to fit) */
+	for (int i = 0; i <= nsrc; i++) {
+		size_t len;
+
+		if (strcmp(a->argv[i], "-") != 0 && args_split_instance_path(a->argv[i], &len, &path) &&
+		    validate_instance_name_n(a->argv[i], len, err, sizeof(err)) < 0)
+			return cmd_error(EXIT_USAGE, "%s", err);
+	}
 	for (int i = 0; i < nsrc; i++) {
 		bool guest = transfer_instance(a->argv[i], name, sizeof(name), &path);
 

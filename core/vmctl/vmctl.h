@@ -117,6 +117,12 @@ int args_names_or_all(const struct cmd_args *a, bool *all, char *err, size_t err
 /* A whole number of seconds (or minutes) in [min, max]: "300". */
 int args_parse_uint(const char *what, const char *text, uint64_t min, uint64_t max,
 		    uint64_t *out, char *err, size_t errlen);
+/* The longest setting key the broker reads. */
+#define ARGS_KEY_MAX 255
+/* The KEY of get and set (len bytes, as KEY=VALUE is not cut): a key
+ * local.NAME.... whose NAME is longer than an instance name may be gets the
+ * instance name's message; no key is longer than ARGS_KEY_MAX. */
+int args_validate_key(const char *key, size_t len, char *err, size_t errlen);
 /* Snapshot names: a letter, then letters, digits and hyphens, not ending in '-'. */
 int args_validate_snapshot_name(const char *name, char *err, size_t errlen);
 /* "H:G" with H and G unsigned 32-bit ids. */

@@ -656,6 +656,41 @@ Test(cli_local, timeout_must_be_a_positive_number)
 	assert_contains(r.err, "--timeout must be a whole number, not 'soon'");
 }
 
+/* A 300-character instance name is refused for its length wherever it is
+ * typed, with a message that does not repeat all of it. */
+Test(cli_local, a_huge_instance_name_is_refused_for_its_length)
+{
+	static char name[301], spec[400], key[400];
+	const char *const forms[][5] = {
+		{ "info", name, NULL }, { "start", name, NULL }, { "exec", name, "true", NULL },
+		{ "mount", "/tmp", spec, NULL }, { "umount", spec, NULL },
+		{ "transfer", "/etc/hostname", spec, NULL }, { "transfer", spec, "/tmp/x", NULL },
+		{ "restore", key, NULL }, { "delete", "--purge", key, NULL },
+		{ "info", "--snapshots", key, NULL },
+	};
+	struct run r;
+
+	memset(name, 'a', 300);
+	snprintf(spec, sizeof(spec), "%s:/srv", name);
+	snprintf(key, sizeof(key), "%s.snap1", name);
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		const char *const *w = forms[i];
+
+		run_stdin(&r, NULL, (const char *const[]){ w[0], w[1], w[2], w[3], NULL });
+		cr_assert_eq(r.status, 2, "vmctl %s: status %d: %s", w[0], r.status, r.err);
+		assert_contains(r.err, "names are at most 63 characters long (this one has 300)");
+		cr_assert_lt(strlen(r.err), 300, "vmctl %s repeats the name: %s", w[0], r.err);
+	}
+	snprintf(key, sizeof(key), "local.%s.cpus", name);
+	RUN(&r, "get", key);
+	cr_assert_eq(r.status, 2, "get: %s", r.err);
+	assert_contains(r.err, "names are at most 63 characters long (this one has 300)");
+	snprintf(key, sizeof(key), "local.%s.cpus=2", name);
+	RUN(&r, "set", key);
+	cr_assert_eq(r.status, 2, "set: %s", r.err);
+	assert_contains(r.err, "names are at most 63 characters long (this one has 300)");
+}
+
 Test(cli_local, set_needs_key_and_value)
 {
 	struct run r;
