@@ -100,6 +100,42 @@ int validate_instance_name(const char *name, char *err, size_t errlen)
 	return 0;
 }
 
+int validate_network_name(const char *name, char *why, size_t whylen)
+{
+	size_t n = strlen(name);
+	char what[32];
+
+	if (n == 0) {
+		snprintf(why, whylen, "the name is empty");
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (n > NETWORK_NAME_SETTING_MAX) {
+		snprintf(why, whylen, "the name has %zu characters, more than %d", n,
+			 NETWORK_NAME_SETTING_MAX);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (c < 0x80 && (isalnum(c) || c == '-' || c == '_' || c == '.'))
+			continue;
+		if (c == ' ' && name[i + 1] != ' ')
+			continue;
+		if (c == ' ')
+			snprintf(why, whylen, "two spaces in a row are not allowed");
+		else {
+			validate_describe_char(c, what, sizeof(what));
+			snprintf(why, whylen, "%s cannot be in a network name", what);
+		}
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (!isalnum((unsigned char)name[0]) || !isalnum((unsigned char)name[n - 1])) {
+		snprintf(why, whylen, "it must start and end with a letter or digit");
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	return 0;
+}
+
 static int validate_size_error(const char *text, char *err, size_t errlen)
 {
 	size_t n = strlen(text);
