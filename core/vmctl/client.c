@@ -148,6 +148,10 @@ static void cli_explain_start_failure(const char *said, char *why, size_t whylen
 		if (*line == '\n')
 			line++;
 	}
+	/* It may quote a hand-edited file: no control bytes reach the terminal. */
+	for (char *p = why; *p != '\0'; p++)
+		if ((*p > 0 && *p < ' ' && *p != '\n') || *p == 0x7f)
+			*p = '?';
 }
 
 /* Run `vmctld --detach` and wait for it to return. 0, or -1 after

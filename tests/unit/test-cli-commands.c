@@ -1220,6 +1220,16 @@ Test(cli_broker, broker_that_fails_to_start_exits_3)
 				"vmctl: see /d/vmctld.log\n");
 }
 
+Test(cli_broker, a_start_up_error_reaches_the_terminal_without_control_bytes)
+{
+	struct run r;
+
+	install_copy("#!/bin/sh\nprintf 'vmctld: invalid value \"\\033[31mx\"\\n' >&2\nexit 1\n");
+	RUN(&r, "list");
+	cr_assert_eq(r.status, 3);
+	cr_assert_str_eq(r.err, "vmctl: the broker could not start: invalid value \"?[31mx\"\n");
+}
+
 Test(cli_broker, broker_that_fails_silently_is_named)
 {
 	struct run r;
