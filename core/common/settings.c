@@ -3,10 +3,12 @@
 #include "yamlio.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <vmproto/proto.h>
@@ -70,6 +72,8 @@ struct settings_def {
 	const char *key;
 	const char *(*default_value)(void);
 	settings_check_fn check;
+	/* Checks against the host, on set only (NULL: none). */
+	settings_check_fn usable;
 };
 
 static const char *settings_default_empty(void)
@@ -151,6 +155,14 @@ static bool settings_has_space_or_control(const char *value)
 	return false;
 }
 
+static bool settings_has_control(const char *value)
+{
+	for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+		if (*p < ' ' || *p == 0x7f)
+			return true;
+	return false;
+}
+
 /* "scheme:" as RFC 3986 spells it, followed by "//". */
 static bool settings_has_scheme(const char *value, const char *const *allowed)
 {
@@ -184,16 +196,175 @@ static int settings_check_libvirt_uri(const char *key, const char *value, const 
 	return PROTO_E_INVALID_ARGUMENT;
 }
 
+static bool settings_is_hex(char c)
+{
+	return isxdigit((unsigned char)c) != 0;
+}
+
+/* A path of a URL: RFC 3986 pchar and '/', %-escapes well formed. No '?'
+ * or '#': the image code appends to it. */
+static const char *settings_url_path_problem(const char *p)
+{
+	for (; *p; p++) {
+		if (*p == '%') {
+			if (!settings_is_hex(p[1]) || !settings_is_hex(p[2]))
+				return "a '%' not followed by two hex digits";
+			p += 2;
+			continue;
+		}
+		if (*p == '?' || *p == '#')
+			return "a query or fragment ('?' or '#'): the mirror is a folder URL";
+		if (!isalnum((unsigned char)*p) && !strchr("-._~/!$&'()*+,;=:@", *p))
+			return "a character that URLs do not have";
+	}
+	return NULL;
+}
+
+/* http(s)://HOST[:PORT][/PATH], HOST a name, an IPv4 or a [IPv6] literal. */
+static const char *settings_http_url_problem(const char *url)
+{
+	const char *host = strstr(url, "://") + 3, *end = host + strcspn(host, "/");
+	const char *port = NULL;
+
+	if (end == host)
+		return "no host";
+	if (memchr(host, '@', (size_t)(end - host)))
+		return "a user name or password (they would be shown and logged)";
+	if (*host == '[') {
+		const char *close = memchr(host, ']', (size_t)(end - host));
+
+		if (!close || close == host + 1)
+			return "a '[' without an IPv6 address and ']'";
+		for (const char *p = host + 1; p < close; p++)
+			if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
+				return "an IPv6 address with a character that is not a hex digit, ':' or '.'";
+		if (close + 1 < end && close[1] != ':')
+			return "something after the IPv6 address that is not :PORT";
+		port = close + 1 < end ? close + 1 : NULL;
+	} else {
+		for (const char *p = host; p < end; p++) {
+			if (*p == ':') {
+				port = p;
+				break;
+			}
+			if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+				return "a host name with a character other than letters, digits, '-' and '.'";
+		}
+		if (port == host)
+			return "no host";
+	}
+	if (port) {
+		unsigned long v = 0;
+		const char *p = port + 1;
+
+		if (p == end)
+			return "an empty port";
+		for (; p < end; p++) {
+			if (!isdigit((unsigned char)*p))
+				return "a port that is not a number";
+			v = v * 10 + (unsigned long)(*p - '0');
+			if (v > 65535)
+				return "a port above 65535";
+		}
+		if (v == 0)
+			return "port 0";
+	}
+	return settings_url_path_problem(end);
+}
+
 static int settings_check_mirror(const char *key, const char *value, const char **canonical, char *err,
 				 size_t errlen)
 {
 	static const char *const schemes[] = { "http", "https", "file", NULL };
+	const char *problem = NULL;
 
-	if (!*value || (!settings_has_space_or_control(value) && settings_has_scheme(value, schemes)))
+	if (!*value)
 		return 0;
+	if (settings_has_space_or_control(value) || !settings_has_scheme(value, schemes)) {
+		snprintf(err, errlen,
+			 "invalid value \"%s\" for %s: use an http://, https:// or file:// URL of a simplestreams mirror, or \"\" for the default",
+			 value, key);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (strncasecmp(value, "file:", 5) == 0) {
+		const char *p = value + strlen("file://");
+
+		if (strncasecmp(p, "localhost/", 10) == 0)
+			p += strlen("localhost");
+		if (*p != '/')
+			problem = "no absolute path (file:///PATH)";
+		else
+			problem = settings_url_path_problem(p);
+	} else {
+		problem = settings_http_url_problem(value);
+	}
+	if (!problem)
+		return 0;
+	snprintf(err, errlen, "invalid value \"%s\" for %s: the URL has %s", value, key, problem);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+/* file:///a/b%20c -> "/a/b c" (the URL passed settings_check_mirror). */
+static int settings_file_url_path(const char *url, char *path, size_t len)
+{
+	const char *p = url + strlen("file://");
+	size_t n = 0;
+
+	if (strncasecmp(p, "localhost/", 10) == 0)
+		p += strlen("localhost");
+	for (; *p; p++) {
+		char c = *p;
+
+		if (c == '%') {
+			unsigned v;
+
+			if (sscanf(p + 1, "%2x", &v) != 1 || v == 0)
+				return PROTO_E_INVALID_ARGUMENT;
+			c = (char)v;
+			p += 2;
+		}
+		if (n + 1 >= len)
+			return PROTO_E_INVALID_ARGUMENT;
+		path[n++] = c;
+	}
+	path[n] = '\0';
+	return 0;
+}
+
+/* On set (not on load, where a folder gone since must not stop the broker):
+ * a file:// mirror is a folder holding a simplestreams tree. */
+static int settings_usable_mirror(const char *key, const char *value, const char **canonical, char *err,
+				  size_t errlen)
+{
+	static const char *const indexes[] = { "releases/streams/v1/index.json", "daily/streams/v1/index.json" };
+	char path[4096], index[4200];
+	struct stat st;
+
+	if (strncasecmp(value, "file:", 5) != 0)
+		return 0; /* http(s): fetched when an image is looked up */
+	if (settings_file_url_path(value, path, sizeof(path)) < 0) {
+		snprintf(err, errlen, "invalid value \"%s\" for %s: the path is too long or has a %%00", value, key);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "invalid value \"%s\" for %s: %s: %s", value, key, path, strerror(errno));
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen,
+			 "invalid value \"%s\" for %s: %s is not a folder; a file:// mirror is the folder of a simplestreams tree (with releases/streams/v1/index.json)",
+			 value, key, path);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	for (size_t i = 0; i < sizeof(indexes) / sizeof(indexes[0]); i++) {
+		snprintf(index, sizeof(index), "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/",
+			 indexes[i]);
+		if (stat(index, &st) == 0 && S_ISREG(st.st_mode) && access(index, R_OK) == 0)
+			return 0;
+	}
 	snprintf(err, errlen,
-		 "invalid value \"%s\" for %s: use an http://, https:// or file:// URL of a simplestreams mirror, or \"\" for the default",
-		 value, key);
+		 "invalid value \"%s\" for %s: %s holds no readable releases/streams/v1/index.json or daily/streams/v1/index.json, so it is no simplestreams mirror",
+		 value, key, path);
 	return PROTO_E_INVALID_ARGUMENT;
 }
 
@@ -214,18 +385,18 @@ static int settings_check_duration(const char *key, const char *value, const cha
 static int settings_check_network(const char *key, const char *value, const char **canonical, char *err,
 				  size_t errlen)
 {
-	const unsigned char *p;
+	char why[128];
+	size_t n = strlen(value);
 
-	/* Host network names differ per platform ("eth0", "Default Switch"), so only
-	 * what no platform allows is refused here; the driver checks existence. */
-	for (p = (const unsigned char *)value; *p; p++)
-		if (*p < ' ' || *p == 0x7f || *p == '/')
-			break;
-	if (!*p && strlen(value) <= 255)
+	/* Host network names differ per platform ("eth0", "Default Switch"); the
+	 * driver checks that it exists. Nothing else gets through to a helper's
+	 * command lines. */
+	if (!*value || validate_network_name(value, why, sizeof(why)) == 0)
 		return 0;
 	snprintf(err, errlen,
-		 "invalid value for %s: use the name of a host network interface (no '/' or control characters, at most 255 bytes), or \"\" for none",
-		 key);
+		 "invalid value \"%.*s%s\" for %s: %s; a network name has letters, digits, '-', '_', '.' and single spaces between words (at most %d characters), or is \"\" for none",
+		 settings_has_control(value) ? 0 : (n > 80 ? 80 : (int)n), value, n > 80 ? "..." : "",
+		 key, why, NETWORK_NAME_SETTING_MAX);
 	return PROTO_E_INVALID_ARGUMENT;
 }
 
@@ -235,15 +406,15 @@ static const char *settings_default_driver_fn(void)
 }
 
 static const struct settings_def settings_defs[] = {
-	{ "local.driver", settings_default_driver_fn, settings_check_driver },
-	{ "local.qemu.accel", settings_default_accel, settings_check_accel },
-	{ "local.libvirt.uri", settings_default_libvirt_uri, settings_check_libvirt_uri },
-	{ "local.libvirt.accel", settings_default_accel, settings_check_accel },
-	{ "local.image.mirror", settings_default_empty, settings_check_mirror },
-	{ "local.image.refresh", settings_default_refresh, settings_check_duration },
-	{ "local.image.prune-after", settings_default_prune, settings_check_duration },
-	{ "local.bridged-network", settings_default_empty, settings_check_network },
-	{ "local.privileged-mounts", settings_default_true, settings_check_bool },
+	{ "local.driver", settings_default_driver_fn, settings_check_driver, NULL },
+	{ "local.qemu.accel", settings_default_accel, settings_check_accel, NULL },
+	{ "local.libvirt.uri", settings_default_libvirt_uri, settings_check_libvirt_uri, NULL },
+	{ "local.libvirt.accel", settings_default_accel, settings_check_accel, NULL },
+	{ "local.image.mirror", settings_default_empty, settings_check_mirror, settings_usable_mirror },
+	{ "local.image.refresh", settings_default_refresh, settings_check_duration, NULL },
+	{ "local.image.prune-after", settings_default_prune, settings_check_duration, NULL },
+	{ "local.bridged-network", settings_default_empty, settings_check_network, NULL },
+	{ "local.privileged-mounts", settings_default_true, settings_check_bool, NULL },
 };
 #define SETTINGS_N_DEFS (sizeof(settings_defs) / sizeof(settings_defs[0]))
 
@@ -347,11 +518,15 @@ static int settings_check(const char *key, const char *value, const char **store
 
 int settings_set(struct settings *s, const char *key, const char *value, char *err, size_t errlen)
 {
-	const char *stored;
+	const struct settings_def *def;
+	const char *stored, *ignored = NULL;
 	int rc;
 
 	rc = settings_check(key, value, &stored, err, errlen);
 	if (rc < 0)
+		return rc;
+	def = settings_find_def(key);
+	if (def->usable && *stored && (rc = def->usable(key, stored, &ignored, err, errlen)) < 0)
 		return rc;
 	rc = settings_store(s, key, stored);
 	if (rc < 0)

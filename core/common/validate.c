@@ -23,11 +23,38 @@ static void validate_describe_char(unsigned char c, char *buf, size_t len)
 		snprintf(buf, len, "byte 0x%02x", c);
 }
 
+static int validate_name_too_long(const char *name, size_t n, char *err, size_t errlen)
+{
+	int shown = n > VALIDATE_SHOWN_MAX ? VALIDATE_SHOWN_MAX : (int)n;
+
+	snprintf(err, errlen,
+		 "invalid instance name \"%.*s%s\": names are at most %d characters long (this one has %zu)",
+		 shown, name, n > VALIDATE_SHOWN_MAX ? "..." : "", INSTANCE_NAME_MAX, n);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+int validate_instance_name_n(const char *name, size_t len, char *err, size_t errlen)
+{
+	char copy[INSTANCE_NAME_MAX + 1];
+	const char *nul = memchr(name, '\0', len);
+
+	if (len > INSTANCE_NAME_MAX)
+		return validate_name_too_long(name, len, err, errlen);
+	if (nul) {
+		snprintf(err, errlen,
+			 "invalid instance name \"%.*s\": byte 0x00 is not allowed; names may contain only lower case letters, digits and hyphens",
+			 (int)(nul - name), name);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	memcpy(copy, name, len);
+	copy[len] = '\0';
+	return validate_instance_name(copy, err, errlen);
+}
+
 int validate_instance_name(const char *name, char *err, size_t errlen)
 {
 	size_t n, i;
 	int shown;
-	const char *more;
 	char what[32];
 
 	if (!name || !*name) {
@@ -36,14 +63,9 @@ int validate_instance_name(const char *name, char *err, size_t errlen)
 	}
 	n = strlen(name);
 	shown = n > VALIDATE_SHOWN_MAX ? VALIDATE_SHOWN_MAX : (int)n;
-	more = n > VALIDATE_SHOWN_MAX ? "..." : "";
 
-	if (n > INSTANCE_NAME_MAX) {
-		snprintf(err, errlen,
-			 "invalid instance name \"%.*s%s\": names are at most %d characters long (this one has %zu)",
-			 shown, name, more, INSTANCE_NAME_MAX, n);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
+	if (n > INSTANCE_NAME_MAX)
+		return validate_name_too_long(name, n, err, errlen);
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];
 
@@ -73,6 +95,42 @@ int validate_instance_name(const char *name, char *err, size_t errlen)
 	}
 	if (name[n - 1] == '-') {
 		snprintf(err, errlen, "invalid instance name \"%s\": names must not end with a hyphen", name);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	return 0;
+}
+
+int validate_network_name(const char *name, char *why, size_t whylen)
+{
+	size_t n = strlen(name);
+	char what[32];
+
+	if (n == 0) {
+		snprintf(why, whylen, "the name is empty");
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (n > NETWORK_NAME_SETTING_MAX) {
+		snprintf(why, whylen, "the name has %zu characters, more than %d", n,
+			 NETWORK_NAME_SETTING_MAX);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (c < 0x80 && (isalnum(c) || c == '-' || c == '_' || c == '.'))
+			continue;
+		if (c == ' ' && name[i + 1] != ' ')
+			continue;
+		if (c == ' ')
+			snprintf(why, whylen, "two spaces in a row are not allowed");
+		else {
+			validate_describe_char(c, what, sizeof(what));
+			snprintf(why, whylen, "%s cannot be in a network name", what);
+		}
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (!isalnum((unsigned char)name[0]) || !isalnum((unsigned char)name[n - 1])) {
+		snprintf(why, whylen, "it must start and end with a letter or digit");
 		return PROTO_E_INVALID_ARGUMENT;
 	}
 	return 0;

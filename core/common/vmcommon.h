@@ -40,6 +40,15 @@ int read_file(const char *path, size_t max, char **out, size_t *len);
 /* RFC 1123 label: 1-63 of [a-z0-9-], starting with a letter, not ending with '-'.
  * (Upper case is refused with a hint, as Multipass does.) */
 int validate_instance_name(const char *name, char *err, size_t errlen);
+/* The same for the len bytes at name (not NUL-terminated: "NAME:PATH"),
+ * whatever their length: one too long is refused as such, shown cut. */
+int validate_instance_name_n(const char *name, size_t len, char *err, size_t errlen);
+/* A host network as local.bridged-network names it: 1-64 ASCII letters,
+ * digits, '-', '_', '.' and single spaces between words ("Default Switch"),
+ * starting and ending with a letter or digit; nothing a shell or an option
+ * parser reads specially. PROTO_E_INVALID_ARGUMENT with why (a phrase). */
+#define NETWORK_NAME_SETTING_MAX 64
+int validate_network_name(const char *name, char *why, size_t whylen);
 /* "512M", "1G", "1.5G", "10GiB", "1024K", "2048" (bytes). Suffixes K M G T,
  * optional "B"/"iB", powers of 1024. PROTO_E_INVALID_ARGUMENT on anything else. */
 int parse_size(const char *text, uint64_t *bytes, char *err, size_t errlen);

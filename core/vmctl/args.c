@@ -383,6 +383,23 @@ int args_parse_uint(const char *what, const char *text, uint64_t min, uint64_t m
 	return 0;
 }
 
+int args_validate_key(const char *key, size_t len, char *err, size_t errlen)
+{
+	if (len > 6 && strncmp(key, "local.", 6) == 0) {
+		const char *part = key + 6, *dot = memchr(part, '.', len - 6);
+
+		/* no setting has a part this long: it names an instance */
+		if (dot != NULL && (size_t)(dot - part) > INSTANCE_NAME_MAX)
+			return validate_instance_name_n(part, (size_t)(dot - part), err, errlen);
+	}
+	if (len > ARGS_KEY_MAX)
+		return args_fail(err, errlen,
+				 "unknown setting \"%.80s...\": keys are at most %d bytes (vmctl get "
+				 "--keys lists them)",
+				 key, ARGS_KEY_MAX);
+	return 0;
+}
+
 int args_validate_snapshot_name(const char *name, char *err, size_t errlen)
 {
 	size_t len = strlen(name);

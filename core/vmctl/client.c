@@ -29,7 +29,10 @@
 static struct {
 	struct ev_loop *loop;
 	struct proto_conn *conn;
-	char why[256]; /* why the connection closed */
+	double wait;         /* for requests that give no timeout (cli_set_wait) */
+	pid_t broker_pid;    /* 0 if the socket did not say */
+	char log_path[4200]; /* the broker's log, for messages */
+	char why[256];       /* why the connection closed */
 } cli;
 
 struct cli_call {
@@ -73,14 +76,16 @@ static int cli_socket_path(char *path, size_t len, char *dir, size_t dirlen)
 	return 0;
 }
 
-/* One attempt: the connected fd, or -errno. */
+/* One attempt: the connected fd, or -errno. Non-blocking, so that a
+ * broker whose queue of new connections is full (stopped, or swamped)
+ * gives -EAGAIN instead of holding us in connect() for good. */
 static int cli_try_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd, err;
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
@@ -101,38 +106,96 @@ static void cli_broker_path(char *buf, size_t len)
 	snprintf(buf, len, "vmctld");
 }
 
+/* Append what is readable on fd (non-blocking) to buf, keeping at most
+ * cap - 1 bytes; the rest is read and dropped. */
+static void cli_drain(int fd, char *buf, size_t cap, size_t *len)
+{
+	char chunk[1024];
+	ssize_t n;
+
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0 || (n < 0 && errno == EINTR)) {
+		size_t keep = n > 0 && *len + 1 < cap ? cap - 1 - *len : 0;
+
+		if (keep > (size_t)n)
+			keep = (size_t)n;
+		memcpy(buf + *len, chunk, keep);
+		*len += keep;
+		buf[*len] = '\0';
+	}
+}
+
+/* why = "the broker could not start: " and what vmctld printed, one
+ * "vmctl: " line per line it printed, without its own "vmctld: ". */
+static void cli_explain_start_failure(const char *said, char *why, size_t whylen)
+{
+	size_t used = 0;
+	const char *line = said;
+
+	why[0] = '\0';
+	while (*line != '\0' && used + 1 < whylen) {
+		size_t len = strcspn(line, "\n");
+		const char *text = line;
+
+		if (len >= 8 && strncmp(text, "vmctld: ", 8) == 0) {
+			text += 8;
+			len -= 8;
+		}
+		if (len > 0)
+			used += (size_t)snprintf(why + used, whylen - used, "%s%.*s",
+						 used == 0 ? "the broker could not start: " : "\nvmctl: ",
+						 (int)len, text);
+		line = text + len;
+		if (*line == '\n')
+			line++;
+	}
+	/* It may quote a hand-edited file: no control bytes reach the terminal. */
+	for (char *p = why; *p != '\0'; p++)
+		if ((*p > 0 && *p < ' ' && *p != '\n') || *p == 0x7f)
+			*p = '?';
+}
+
 /* Run `vmctld --detach` and wait for it to return. 0, or -1 after
- * explaining what went wrong in why. */
+ * explaining what went wrong in why. Its stderr is a pipe to us: when the
+ * broker cannot start (a settings file it cannot read, say), the reason it
+ * prints there is what the user gets to see. */
 static int cli_start_broker(const char *dir, char *why, size_t whylen)
 {
-	char broker[4096], log[4096 + 16];
+	char broker[4096], log[4096 + 16], said[4096] = "";
+	size_t said_len = 0;
 	double deadline;
 	pid_t pid;
-	int status, pidfd;
+	int status, pidfd, errpipe[2];
 
 	cli_broker_path(broker, sizeof(broker));
 	snprintf(log, sizeof(log), "%s/vmctld.log", dir);
 	mkdir_p(dir, 0700);
+	if (pipe2(errpipe, O_CLOEXEC) < 0) {
+		snprintf(why, whylen, "cannot start %s: pipe: %s", broker, strerror(errno));
+		return -1;
+	}
+	fcntl(errpipe[0], F_SETFL, O_NONBLOCK);
 	pid = fork();
 	if (pid < 0) {
 		snprintf(why, whylen, "cannot start %s: %s", broker, strerror(errno));
-		return -1;
+		goto out_close_pipe;
 	}
 	if (pid == 0) {
 		/* The broker must not hold our stdout: a caller reading vmctl's
-		 * output until EOF would wait for the broker to exit. */
+		 * output until EOF would wait for the broker to exit. (It swaps
+		 * the pipe on stderr for its log once detached.) */
 		int null = open("/dev/null", O_RDWR);
-		int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 
 		if (null >= 0) {
 			dup2(null, STDIN_FILENO);
 			dup2(null, STDOUT_FILENO);
-			dup2(logfd >= 0 ? logfd : null, STDERR_FILENO);
 		}
+		dup2(errpipe[1], STDERR_FILENO);
 		signal(SIGPIPE, SIG_DFL);
 		execlp(broker, broker, "--detach", (char *)NULL);
 		_exit(127);
 	}
+	close(errpipe[1]);
+	errpipe[1] = -1;
 	deadline = cli_now() + CLI_START_WAIT;
 	/* vmctld --detach exits the moment the broker listens: a pidfd says
 	 * so at once, where sleeping between looks cost up to 20 ms. */
@@ -140,6 +203,7 @@ static int cli_start_broker(const char *dir, char *why, size_t whylen)
 	for (;;) {
 		pid_t got = waitpid(pid, &status, WNOHANG);
 
+		cli_drain(errpipe[0], said, sizeof(said), &said_len);
 		if (got == pid)
 			break;
 		if (got < 0 && errno != EINTR) {
@@ -147,28 +211,33 @@ static int cli_start_broker(const char *dir, char *why, size_t whylen)
 			goto out_close;
 		}
 		if (cli_now() > deadline) {
-			snprintf(why, whylen, "%s --detach did not return within %.0f seconds", broker,
-				 CLI_START_WAIT);
+			snprintf(why, whylen, "%s --detach did not return within %.0f seconds; see %s",
+				 broker, CLI_START_WAIT, log);
 			goto out_close;
 		}
-		if (pidfd >= 0) {
-			struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+		{
+			struct pollfd pfd[2] = { { .fd = errpipe[0], .events = POLLIN },
+						 { .fd = pidfd, .events = POLLIN } };
 
-			poll(&pfd, 1, 1000);
-		} else {
-			cli_sleep(0.02);
+			/* Without a pidfd, look again every 20 ms. */
+			poll(pfd, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? 1000 : 20);
 		}
 	}
 	if (pidfd >= 0)
 		close(pidfd);
+	close(errpipe[0]);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
 		snprintf(why, whylen,
 			 "could not run vmctld (looked beside vmctl and on PATH)");
 		return -1;
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		snprintf(why, whylen, "%.2000s --detach failed (exit status %d); see %.2000s", broker,
-			 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), log);
+		cli_explain_start_failure(said, why, whylen);
+		if (why[0] == '\0')
+			snprintf(why, whylen, "%.2000s --detach failed (exit status %d); see %.2000s",
+				 broker,
+				 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+				 log);
 		return -1;
 	}
 	return 0;
@@ -176,6 +245,10 @@ static int cli_start_broker(const char *dir, char *why, size_t whylen)
 out_close:
 	if (pidfd >= 0)
 		close(pidfd);
+out_close_pipe:
+	close(errpipe[0]);
+	if (errpipe[1] >= 0)
+		close(errpipe[1]);
 	return -1;
 }
 
@@ -212,7 +285,20 @@ static const struct proto_conn_ops cli_conn_ops = {
 	.closed = cli_on_closed,
 };
 
-static int cli_connect(void)
+/* The broker's pid, from the socket (0 if the kernel does not say). */
+static pid_t cli_peer_pid(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof(cred))
+		return 0;
+	return cred.pid;
+}
+
+/* Connect to the broker, starting it when nothing listens. timeout_s
+ * bounds the wait for a broker that accepts no connections. */
+static int cli_connect(double timeout_s)
 {
 	char dir[4096], path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char why[8192] = "";
@@ -222,28 +308,48 @@ static int cli_connect(void)
 
 	if (cli_socket_path(path, sizeof(path), dir, sizeof(dir)) < 0)
 		return EXIT_UNREACHABLE;
+	snprintf(cli.log_path, sizeof(cli.log_path), "%s/vmctld.log", dir);
 	fd = cli_try_connect(path);
+	if (fd == -EAGAIN) {
+		deadline = cli_now() + (timeout_s > 0 ? timeout_s : CLI_CONNECT_WAIT);
+		while ((fd = cli_try_connect(path)) == -EAGAIN && cli_now() < deadline)
+			cli_sleep(0.05);
+		if (fd == -EAGAIN) {
+			fprintf(stderr, "vmctl: the broker at %s takes no new connections (tried for "
+					"%.0f seconds): it may be stopped, hung or swamped; its log is %s\n",
+				path, timeout_s > 0 ? timeout_s : CLI_CONNECT_WAIT, cli.log_path);
+			return EXIT_TIMEOUT;
+		}
+	}
 	if (fd < 0 && (fd == -ENOENT || fd == -ECONNREFUSED) &&
 	    (no_start == NULL || no_start[0] == '\0' || strcmp(no_start, "0") == 0)) {
 		if (cli_start_broker(dir, why, sizeof(why)) == 0) {
+			int err;
+
 			deadline = cli_now() + CLI_CONNECT_WAIT;
 			while ((fd = cli_try_connect(path)) < 0 && cli_now() < deadline)
 				cli_sleep(0.05);
+			err = -fd;
 			if (fd < 0)
 				snprintf(why, sizeof(why),
-					 "vmctld was started but does not answer; see %s/vmctld.log",
-					 dir);
+					 "vmctld was started but does not answer at %s (%s); see %s", path,
+					 strerror(err), cli.log_path);
 		}
 	}
 	if (fd < 0) {
-		fprintf(stderr, "vmctl: cannot reach the broker at %s: %s\n", path, strerror(-fd));
-		if (why[0] != '\0')
+		/* A broker that could not start says why; that is the news, not
+		 * the socket that is missing because of it. */
+		if (why[0] != '\0') {
 			fprintf(stderr, "vmctl: %s\n", why);
-		else if (fd == -EACCES)
+			return EXIT_UNREACHABLE;
+		}
+		fprintf(stderr, "vmctl: cannot reach the broker at %s: %s\n", path, strerror(-fd));
+		if (fd == -EACCES)
 			fprintf(stderr, "vmctl: you may not have access to that socket "
 					"(is it a system-wide broker owned by a group you are not in?)\n");
 		return EXIT_UNREACHABLE;
 	}
+	cli.broker_pid = cli_peer_pid(fd);
 
 	cli.loop = ev_loop_new(EVFLAG_AUTO);
 	if (cli.loop == NULL) {
@@ -404,26 +510,79 @@ void cli_reply_free(struct cli_reply *r)
 	r->result = NULL;
 }
 
+void cli_set_wait(double seconds)
+{
+	cli.wait = seconds;
+}
+
+/* "the broker (pid 123)", or "the broker" when the socket did not say. */
+static void cli_broker_name(char *buf, size_t len)
+{
+	if (cli.broker_pid > 0)
+		snprintf(buf, len, "the broker (pid %d)", (int)cli.broker_pid);
+	else
+		snprintf(buf, len, "the broker");
+}
+
+/* While a request runs, a cheap question ("version") every CLI_PROBE_EVERY
+ * seconds tells a broker that works on it (it answers at once: its loop
+ * never blocks) from one that is stopped or hung. */
+struct cli_probe {
+	ev_timer w;
+	bool in_flight;
+	bool hung; /* a question went unanswered for CLI_PROBE_WAIT seconds */
+	uint64_t msgid;
+};
+
+static void cli_on_probe_result(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct cli_probe *probe = ud;
+
+	probe->in_flight = false;
+	/* Any answer, even an error, says the broker is there. */
+	if (err == PROTO_E_TIMEOUT)
+		probe->hung = true;
+}
+
+static void cli_on_probe_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct cli_probe *probe = w->data;
+
+	if (probe->in_flight || !proto_conn_is_open(cli.conn))
+		return;
+	if (proto_call_sb(cli.conn, "version", NULL, CLI_PROBE_WAIT, cli_on_probe_result, probe,
+			  &probe->msgid) == 0)
+		probe->in_flight = true;
+}
+
 int cli_request(const char *method, const msgpack_sbuffer *params, double timeout_s,
 		struct cli_reply *r)
 {
 	struct cli_call call = { .reply = r };
+	struct cli_probe probe = { .in_flight = false };
 	double started = cli_now();
-	uint64_t msgid;
+	char broker[64];
+	uint64_t msgid = 0;
 	int rc;
 
 	memset(r, 0, sizeof(*r));
 	msgpack_sbuffer_init(&r->data);
 	msgpack_unpacked_init(&r->unpacked);
+	if (timeout_s <= 0) /* no request waits forever */
+		timeout_s = cli.wait > 0 ? cli.wait : CLI_WAIT_QUICK;
 	if (cli.conn == NULL) {
-		rc = cli_connect();
+		rc = cli_connect(timeout_s);
 		if (rc != EXIT_OK)
 			return rc;
 	}
 	rc = proto_call_sb(cli.conn, method, params, timeout_s, cli_on_result, &call, &msgid);
 	if (rc < 0)
 		cli_on_result(&call, rc, cli.why[0] != '\0' ? cli.why : NULL, NULL);
-	while (!call.done) {
+	ev_timer_init(&probe.w, cli_on_probe_timer, CLI_PROBE_EVERY, CLI_PROBE_EVERY);
+	probe.w.data = &probe;
+	if (!call.done)
+		ev_timer_start(cli.loop, &probe.w);
+	while (!call.done && !probe.hung) {
 		if (!proto_conn_is_open(cli.conn)) {
 			/* closed without answering: should not happen, but never spin */
 			cli_on_result(&call, PROTO_E_UNAVAILABLE, cli.why, NULL);
@@ -431,15 +590,30 @@ int cli_request(const char *method, const msgpack_sbuffer *params, double timeou
 		}
 		ev_run(cli.loop, EVRUN_ONCE);
 	}
+	ev_timer_stop(cli.loop, &probe.w);
+	if (probe.in_flight)
+		proto_cancel(cli.conn, probe.msgid);
 	progress_end();
+	cli_broker_name(broker, sizeof(broker));
+	if (!call.done) {
+		proto_cancel(cli.conn, msgid);
+		fprintf(stderr,
+			"vmctl: %s stopped answering while '%s' was under way (a check got no "
+			"answer within %.0f seconds): it may be stopped or hung; its log is %s\n",
+			broker, method, CLI_PROBE_WAIT, cli.log_path);
+		r->err = PROTO_E_TIMEOUT;
+		return EXIT_TIMEOUT;
+	}
 	if (r->err == 0)
 		return EXIT_OK;
 	if (r->err == PROTO_E_UNAVAILABLE && !proto_conn_is_open(cli.conn))
 		fprintf(stderr, "vmctl: lost the connection to the broker: %s\n",
 			cli.why[0] != '\0' ? cli.why : r->errmsg);
-	else if (r->err == PROTO_E_TIMEOUT && timeout_s > 0 && cli_now() - started >= timeout_s)
-		fprintf(stderr, "vmctl: %s (no answer from the broker within %.0f seconds)\n",
-			r->errmsg, timeout_s);
+	else if (r->err == PROTO_E_TIMEOUT && cli_now() - started >= timeout_s)
+		fprintf(stderr,
+			"vmctl: %s did not answer '%s' within %.0f seconds: it may be stopped, hung "
+			"or busy; its log is %s (--timeout SECONDS waits longer)\n",
+			broker, method, timeout_s, cli.log_path);
 	else
 		fprintf(stderr, "vmctl: %s\n", r->errmsg != NULL ? r->errmsg : proto_strerror(r->err));
 	return cli_exit_for_error(r->err);

@@ -8,6 +8,7 @@ static int clone_exec(const struct cmd_entry *self, struct cmd_args *a);
 
 static const struct cmd_option clone_options[] = {
 	{ "name", 'n', "NAME", 0, "Name of the copy. Default: SOURCE-clone1, SOURCE-clone2, ..." },
+	CMD_OPTION_WAIT(CLI_WAIT_LONG),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -26,6 +27,7 @@ const struct cmd_entry cmd_clone_entry = {
 	.arguments = clone_arguments,
 	.min_args = 1,
 	.max_args = 1,
+	.wait = CLI_WAIT_LONG,
 	.exec = clone_exec,
 };
 

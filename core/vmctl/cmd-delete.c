@@ -14,6 +14,7 @@ static int delete_exec(const struct cmd_entry *self, struct cmd_args *a);
 static const struct cmd_option delete_options[] = {
 	{ "all", 0, NULL, 0, "Delete every instance." },
 	{ "purge", 'p', NULL, 0, "Remove the instances for good at once (no recover)." },
+	CMD_OPTION_WAIT(CLI_WAIT_LONG),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -34,6 +35,7 @@ const struct cmd_entry cmd_delete_entry = {
 	.arguments = delete_arguments,
 	.min_args = 0,
 	.max_args = -1,
+	.wait = CLI_WAIT_LONG,
 	.exec = delete_exec,
 };
 
@@ -47,11 +49,11 @@ static int delete_snapshot(const char *spec)
 	struct cli_reply r;
 	int rc;
 
-	if ((size_t)(dot - spec) > INSTANCE_NAME_MAX || dot[1] == '\0')
-		return cmd_error(EXIT_USAGE, "'%s' is not NAME.SNAPSHOT", spec);
-	snprintf(name, sizeof(name), "%.*s", (int)(dot - spec), spec);
-	if (validate_instance_name(name, err, sizeof(err)) < 0)
+	if (dot[1] == '\0')
+		return cmd_error(EXIT_USAGE, "'%.80s' is not NAME.SNAPSHOT", spec);
+	if (validate_instance_name_n(spec, (size_t)(dot - spec), err, sizeof(err)) < 0)
 		return cmd_error(EXIT_USAGE, "%s", err);
+	snprintf(name, sizeof(name), "%.*s", (int)(dot - spec), spec);
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 2);

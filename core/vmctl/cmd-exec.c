@@ -12,6 +12,7 @@ static int exec_exec(const struct cmd_entry *self, struct cmd_args *a);
 static const struct cmd_option exec_options[] = {
 	{ "working-directory", 'd', "DIR", 0,
 	  "Change to this folder in the instance before running the command." },
+	CMD_OPTION_WAIT(CLI_WAIT_DRIVER),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -36,6 +37,7 @@ const struct cmd_entry cmd_exec_entry = {
 	.min_args = 1,
 	.max_args = 1,
 	.flags = CMD_F_REST,
+	.wait = CLI_WAIT_DRIVER,
 	.exec = exec_exec,
 };
 

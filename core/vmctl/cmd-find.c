@@ -9,6 +9,7 @@ static int find_exec(const struct cmd_entry *self, struct cmd_args *a);
 
 static const struct cmd_option find_options[] = {
 	{ "format", 0, "FORMAT", 0, "Output format: table (default), json, yaml or csv." },
+	CMD_OPTION_WAIT(CLI_WAIT_LONG),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -28,6 +29,7 @@ const struct cmd_entry cmd_find_entry = {
 	.arguments = find_arguments,
 	.min_args = 0,
 	.max_args = 1,
+	.wait = CLI_WAIT_LONG,
 	.exec = find_exec,
 };
 

@@ -1,5 +1,6 @@
 /* vmctl get: read a setting. */
 #include <stdlib.h>
+#include <string.h>
 
 #include <vmproto/proto.h>
 
@@ -10,6 +11,7 @@ static int get_exec(const struct cmd_entry *self, struct cmd_args *a);
 static const struct cmd_option get_options[] = {
 	{ "keys", 0, NULL, 0, "List the settings' keys instead." },
 	{ "raw", 0, NULL, 0, "Print an empty value as nothing, not as <empty>." },
+	CMD_OPTION_WAIT(CLI_WAIT_QUICK),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -28,6 +30,7 @@ const struct cmd_entry cmd_get_entry = {
 	.arguments = get_arguments,
 	.min_args = 0,
 	.max_args = 1,
+	.wait = CLI_WAIT_QUICK,
 	.exec = get_exec,
 };
 
@@ -58,7 +61,7 @@ static int get_exec(const struct cmd_entry *self, struct cmd_args *a)
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	struct cli_reply r;
-	char *value;
+	char *value, err[256];
 	int rc;
 
 	if (args_has(a, "keys")) {
@@ -68,6 +71,8 @@ static int get_exec(const struct cmd_entry *self, struct cmd_args *a)
 	}
 	if (a->argc == 0)
 		return cmd_usage_error(self, "'get' needs a KEY (or --keys)");
+	if (args_validate_key(a->argv[0], strlen(a->argv[0]), err, sizeof(err)) < 0)
+		return cmd_error(EXIT_USAGE, "%s", err);
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 1);

@@ -14,6 +14,7 @@ static const struct cmd_option info_options[] = {
 	{ "snapshots", 0, NULL, 0,
 	  "Show snapshots instead: all of an instance (NAME) or one (NAME.SNAPSHOT)." },
 	{ "format", 0, "FORMAT", 0, "Output format: table (default), json, yaml or csv." },
+	CMD_OPTION_WAIT(CLI_WAIT_DRIVER),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -32,6 +33,7 @@ const struct cmd_entry cmd_info_entry = {
 	.arguments = info_arguments,
 	.min_args = 0,
 	.max_args = -1,
+	.wait = CLI_WAIT_DRIVER,
 	.exec = info_exec,
 };
 
@@ -109,7 +111,7 @@ static bool info_snapshot_wanted(const msgpack_object *snap, struct cmd_args *a)
 static int info_snapshots(const struct cmd_entry *self, struct cmd_args *a,
 			  enum render_format fmt)
 {
-	char err[256], instance[INSTANCE_NAME_MAX + 1];
+	char err[256];
 	bool all = args_has(a, "all");
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -128,12 +130,9 @@ static int info_snapshots(const struct cmd_entry *self, struct cmd_args *a,
 		const char *dot = strchr(a->argv[i], '.');
 		size_t len = dot != NULL ? (size_t)(dot - a->argv[i]) : strlen(a->argv[i]);
 
-		snprintf(instance, sizeof(instance), "%.*s", (int)len, a->argv[i]);
-		if (len > INSTANCE_NAME_MAX ||
-		    validate_instance_name(instance, err, sizeof(err)) < 0 ||
+		if (validate_instance_name_n(a->argv[i], len, err, sizeof(err)) < 0 ||
 		    (dot != NULL && args_validate_snapshot_name(dot + 1, err, sizeof(err)) < 0))
-			return cmd_error(EXIT_USAGE, "%s",
-					 len > INSTANCE_NAME_MAX ? "instance name is too long" : err);
+			return cmd_error(EXIT_USAGE, "%s", err);
 	}
 
 	msgpack_sbuffer_init(&sb);

@@ -14,19 +14,23 @@ static const struct cmd_option list_options[] = {
 	  "another scope." },
 	{ "snapshots", 0, NULL, 0, "List the snapshots of every instance instead." },
 	{ "format", 0, "FORMAT", 0, "Output format: table (default), json, yaml or csv." },
+	{ "timeout", 0, "SECONDS", 0,
+	  "Give up waiting for the broker's answer after SECONDS (default " CLI_STR(CLI_WAIT_QUICK)
+	  ", " CLI_STR(CLI_WAIT_DRIVER) " with --snapshots); vmctl then exits 5." },
 	{ NULL, 0, NULL, 0, NULL },
 };
 
 const struct cmd_entry cmd_list_entry = {
 	.name = "list",
 	.alias = "ls",
-	.usage = "[--all-scopes] [--snapshots] [--format FORMAT]",
+	.usage = "[options]",
 	.summary = "List instances.",
 	.help = "Shows each instance's name, state, IPv4 addresses and image. Prints \"No "
 		"instances found.\" when there are none.",
 	.options = list_options,
 	.min_args = 0,
 	.max_args = 0,
+	.wait = CLI_WAIT_QUICK,
 	.exec = list_exec,
 };
 
@@ -87,7 +91,9 @@ static int list_exec(const struct cmd_entry *self, struct cmd_args *a)
 		msgpack_pack_map(&pk, 1);
 		proto_pack_kv_bool(&pk, "all_scopes", all_scopes);
 	}
-	rc = cli_request(snapshots ? "snapshots" : "list", &sb, 0, &r);
+	/* Every instance's snapshots come from the driver. */
+	rc = cli_request(snapshots ? "snapshots" : "list", &sb,
+			 snapshots && args_get(a, "timeout") == NULL ? CLI_WAIT_DRIVER : 0, &r);
 	msgpack_sbuffer_destroy(&sb);
 	if (rc != EXIT_OK)
 		goto out_reply;

@@ -20,6 +20,7 @@ static const struct cmd_option mount_options[] = {
 	  "Map a host user id to a guest user id; may be repeated." },
 	{ "gid-map", 'g', "HOST:GUEST", OPT_MULTI,
 	  "Map a host group id to a guest group id; may be repeated." },
+	CMD_OPTION_WAIT(CLI_WAIT_LONG),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -40,6 +41,7 @@ const struct cmd_entry cmd_mount_entry = {
 	.arguments = mount_arguments,
 	.min_args = 2,
 	.max_args = -1,
+	.wait = CLI_WAIT_LONG,
 	.exec = mount_exec,
 };
 
@@ -124,12 +126,9 @@ static int mount_exec(const struct cmd_entry *self, struct cmd_args *a)
 			len = strlen(a->argv[i]);
 			path = NULL;
 		}
-		if (len > INSTANCE_NAME_MAX)
-			return cmd_error(EXIT_USAGE, "instance name '%.*s' is too long", (int)len,
-					 a->argv[i]);
-		snprintf(name, sizeof(name), "%.*s", (int)len, a->argv[i]);
-		if (validate_instance_name(name, err, sizeof(err)) < 0)
+		if (validate_instance_name_n(a->argv[i], len, err, sizeof(err)) < 0)
 			return cmd_error(EXIT_USAGE, "%s", err);
+		snprintf(name, sizeof(name), "%.*s", (int)len, a->argv[i]);
 		if (path != NULL && path[0] == '\0')
 			return cmd_error(EXIT_USAGE, "the mount path in '%s' is empty", a->argv[i]);
 	}

@@ -7,6 +7,7 @@ static int networks_exec(const struct cmd_entry *self, struct cmd_args *a);
 
 static const struct cmd_option networks_options[] = {
 	{ "format", 0, "FORMAT", 0, "Output format: table (default), json, yaml or csv." },
+	CMD_OPTION_WAIT(CLI_WAIT_DRIVER),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -18,6 +19,7 @@ const struct cmd_entry cmd_networks_entry = {
 	.options = networks_options,
 	.min_args = 0,
 	.max_args = 0,
+	.wait = CLI_WAIT_DRIVER,
 	.exec = networks_exec,
 };
 

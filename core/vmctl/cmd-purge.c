@@ -3,14 +3,21 @@
 
 static int purge_exec(const struct cmd_entry *self, struct cmd_args *a);
 
+static const struct cmd_option purge_options[] = {
+	CMD_OPTION_WAIT(CLI_WAIT_LONG),
+	{ NULL, 0, NULL, 0, NULL },
+};
+
 const struct cmd_entry cmd_purge_entry = {
 	.name = "purge",
-	.usage = "",
+	.usage = "[options]",
 	.summary = "Remove deleted instances for good.",
 	.help = "Removes every instance deleted without --purge, with its disk and snapshots. "
 		"They cannot be recovered afterwards.",
+	.options = purge_options,
 	.min_args = 0,
 	.max_args = 0,
+	.wait = CLI_WAIT_LONG,
 	.exec = purge_exec,
 };
 

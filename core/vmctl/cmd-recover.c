@@ -5,6 +5,7 @@ static int recover_exec(const struct cmd_entry *self, struct cmd_args *a);
 
 static const struct cmd_option recover_options[] = {
 	{ "all", 0, NULL, 0, "Recover every instance." },
+	CMD_OPTION_WAIT(CLI_WAIT_DRIVER),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -23,6 +24,7 @@ const struct cmd_entry cmd_recover_entry = {
 	.arguments = recover_arguments,
 	.min_args = 0,
 	.max_args = -1,
+	.wait = CLI_WAIT_DRIVER,
 	.exec = recover_exec,
 };
 

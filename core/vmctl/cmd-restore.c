@@ -11,6 +11,7 @@ static int restore_exec(const struct cmd_entry *self, struct cmd_args *a);
 static const struct cmd_option restore_options[] = {
 	{ "destructive", 'd', NULL, 0,
 	  "Discard the instance's current state instead of saving it as a snapshot first." },
+	CMD_OPTION_WAIT(CLI_WAIT_LONG),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -29,6 +30,7 @@ const struct cmd_entry cmd_restore_entry = {
 	.arguments = restore_arguments,
 	.min_args = 1,
 	.max_args = 1,
+	.wait = CLI_WAIT_LONG,
 	.exec = restore_exec,
 };
 
@@ -42,14 +44,11 @@ static int restore_exec(const struct cmd_entry *self, struct cmd_args *a)
 	int rc;
 
 	if (dot == NULL)
-		return cmd_usage_error(self, "'%s' names no snapshot: use NAME.SNAPSHOT", spec);
-	if ((size_t)(dot - spec) > INSTANCE_NAME_MAX)
-		return cmd_error(EXIT_USAGE, "instance name '%.*s' is too long", (int)(dot - spec),
-				 spec);
-	snprintf(name, sizeof(name), "%.*s", (int)(dot - spec), spec);
-	if (validate_instance_name(name, err, sizeof(err)) < 0 ||
+		return cmd_usage_error(self, "'%.80s' names no snapshot: use NAME.SNAPSHOT", spec);
+	if (validate_instance_name_n(spec, (size_t)(dot - spec), err, sizeof(err)) < 0 ||
 	    args_validate_snapshot_name(dot + 1, err, sizeof(err)) < 0)
 		return cmd_error(EXIT_USAGE, "%s", err);
+	snprintf(name, sizeof(name), "%.*s", (int)(dot - spec), spec);
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 3);

@@ -9,14 +9,21 @@ static const struct cmd_argument shell_arguments[] = {
 	{ NULL, NULL },
 };
 
+static const struct cmd_option shell_options[] = {
+	CMD_OPTION_WAIT(CLI_WAIT_DRIVER),
+	{ NULL, 0, NULL, 0, NULL },
+};
+
 const struct cmd_entry cmd_shell_entry = {
 	.name = "shell",
-	.usage = "[NAME]",
+	.usage = "[options] [NAME]",
 	.summary = "Open a shell in an instance.",
 	.help = "Logs in over SSH as the instance's default user, with a terminal.",
 	.arguments = shell_arguments,
+	.options = shell_options,
 	.min_args = 0,
 	.max_args = 1,
+	.wait = CLI_WAIT_DRIVER,
 	.exec = shell_exec,
 };
 

@@ -11,6 +11,7 @@ static const struct cmd_option snapshot_options[] = {
 	  "Name of the snapshot: a letter, then letters, digits and hyphens. Default: "
 	  "snapshot1, snapshot2, ..." },
 	{ "comment", 'c', "TEXT", 0, "A note kept with the snapshot." },
+	CMD_OPTION_WAIT(CLI_WAIT_LONG),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -29,6 +30,7 @@ const struct cmd_entry cmd_snapshot_entry = {
 	.arguments = snapshot_arguments,
 	.min_args = 1,
 	.max_args = 1,
+	.wait = CLI_WAIT_LONG,
 	.exec = snapshot_exec,
 };
 

@@ -78,7 +78,7 @@ static int stop_exec(const struct cmd_entry *self, struct cmd_args *a)
 		proto_pack_kv_uint(&pk, "time", minutes);
 	if (cancel)
 		proto_pack_kv_bool(&pk, "cancel", true);
-	rc = cli_request("stop", &sb, 0, &r);
+	rc = cli_request("stop", &sb, (double)timeout + CLI_BACKSTOP, &r);
 	msgpack_sbuffer_destroy(&sb);
 	cli_reply_free(&r);
 	return rc;

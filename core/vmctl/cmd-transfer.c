@@ -15,6 +15,7 @@ static int transfer_exec(const struct cmd_entry *self, struct cmd_args *a);
 static const struct cmd_option transfer_options[] = {
 	{ "recursive", 'r', NULL, 0, "Copy folders and everything in them." },
 	{ "parents", 'p', NULL, 0, "Create the target's missing parent folders." },
+	CMD_OPTION_WAIT(CLI_WAIT_DRIVER),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -40,6 +41,7 @@ const struct cmd_entry cmd_transfer_entry = {
 	.arguments = transfer_arguments,
 	.min_args = 2,
 	.max_args = -1,
+	.wait = CLI_WAIT_DRIVER,
 	.exec = transfer_exec,
 };
 
@@ -246,6 +248,14 @@ static int transfer_exec(const struct cmd_entry *self, struct cmd_args *a)
 	struct ssh_target t;
 	int rc;
 
+	/* every NAME: first, whole (the copies below are cut to fit) */
+	for (int i = 0; i <= nsrc; i++) {
+		size_t len;
+
+		if (strcmp(a->argv[i], "-") != 0 && args_split_instance_path(a->argv[i], &len, &path) &&
+		    validate_instance_name_n(a->argv[i], len, err, sizeof(err)) < 0)
+			return cmd_error(EXIT_USAGE, "%s", err);
+	}
 	for (int i = 0; i < nsrc; i++) {
 		bool guest = transfer_instance(a->argv[i], name, sizeof(name), &path);
 

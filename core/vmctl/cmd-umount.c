@@ -13,15 +13,22 @@ static const struct cmd_argument umount_arguments[] = {
 	{ NULL, NULL },
 };
 
+static const struct cmd_option umount_options[] = {
+	CMD_OPTION_WAIT(CLI_WAIT_DRIVER),
+	{ NULL, 0, NULL, 0, NULL },
+};
+
 const struct cmd_entry cmd_umount_entry = {
 	.name = "umount",
 	.alias = "unmount",
-	.usage = "MOUNT...",
+	.usage = "[options] MOUNT...",
 	.summary = "Remove mounts.",
 	.help = "",
 	.arguments = umount_arguments,
+	.options = umount_options,
 	.min_args = 1,
 	.max_args = -1,
+	.wait = CLI_WAIT_DRIVER,
 	.exec = umount_exec,
 };
 
@@ -41,9 +48,8 @@ static int umount_exec(const struct cmd_entry *self, struct cmd_args *a)
 
 			if (!args_split_instance_path(a->argv[i], &len, &path))
 				len = strlen(a->argv[i]);
-			if (len > INSTANCE_NAME_MAX)
-				return cmd_error(EXIT_USAGE, "instance name '%.*s' is too long",
-						 (int)len, a->argv[i]);
+			if (validate_instance_name_n(a->argv[i], len, err, sizeof(err)) < 0)
+				return cmd_error(EXIT_USAGE, "%s", err);
 			snprintf(name, sizeof(name), "%.*s", (int)len, a->argv[i]);
 			if (pass == 0) {
 				if (validate_instance_name(name, err, sizeof(err)) < 0)

@@ -12,6 +12,7 @@ static int version_exec(const struct cmd_entry *self, struct cmd_args *a);
 
 static const struct cmd_option version_options[] = {
 	{ "format", 0, "FORMAT", 0, "Output format: table (default), json or yaml." },
+	CMD_OPTION_WAIT(CLI_WAIT_QUICK),
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -20,10 +21,13 @@ const struct cmd_entry cmd_version_entry = {
 	.usage = "[options]",
 	.summary = "Show version details.",
 	.help = "Prints the versions of vmctl and vmctld, the active driver with its helper's "
-		"version, and the protocol version.",
+		"version, and the protocol version. When the helper is not ready, the driver line "
+		"says what the broker knows instead: starting, restarting (and what it died of), "
+		"missing or unusable (and why).",
 	.options = version_options,
 	.min_args = 0,
 	.max_args = 0,
+	.wait = CLI_WAIT_QUICK,
 	.exec = version_exec,
 };
 
@@ -56,7 +60,8 @@ static int version_render(enum render_format fmt, const msgpack_object *result)
 static int version_exec(const struct cmd_entry *self, struct cmd_args *a)
 {
 	enum render_format fmt;
-	char err[256], vmctld[64] = "?", driver[32] = "?", helper[64] = "";
+	char err[256], vmctld[64] = "?", driver[32] = "?", helper[64] = "", state[32] = "";
+	char problem[1400] = "";
 	int64_t protocol = 0;
 	struct cli_reply r;
 	int rc;
@@ -68,7 +73,7 @@ static int version_exec(const struct cmd_entry *self, struct cmd_args *a)
 		printf("vmctl     %s\n", VMCTL_VERSION);
 		fflush(stdout);
 	}
-	rc = cli_request("version", NULL, 10, &r);
+	rc = cli_request("version", NULL, 0, &r);
 	if (rc != EXIT_OK)
 		goto out_reply;
 	if (fmt != FORMAT_TABLE) {
@@ -80,9 +85,15 @@ static int version_exec(const struct cmd_entry *self, struct cmd_args *a)
 	proto_get_str(r.result, "driver", driver, sizeof(driver));
 	proto_get_str(r.result, "helper_version", helper, sizeof(helper));
 	proto_get_int(r.result, "protocol", &protocol);
+	proto_get_str(r.result, "helper_state", state, sizeof(state));
+	proto_get_str(r.result, "helper_problem", problem, sizeof(problem));
 	printf("vmctld    %s\n", vmctld);
 	if (helper[0] != '\0')
 		printf("driver    %s (helper %s)\n", driver, helper);
+	else if (state[0] != '\0' && problem[0] != '\0')
+		printf("driver    %s (helper %s: %s)\n", driver, state, problem);
+	else if (state[0] != '\0')
+		printf("driver    %s (helper %s)\n", driver, state);
 	else
 		printf("driver    %s\n", driver);
 	printf("protocol  %" PRId64 "\n", protocol);

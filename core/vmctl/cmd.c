@@ -291,12 +291,26 @@ void cmd_pack_names(msgpack_packer *pk, const struct cmd_args *a, bool all)
 	proto_pack_kv_bool(pk, "all", all);
 }
 
+int cmd_wait_timeout(const struct cmd_args *a, unsigned def, double *seconds)
+{
+	char err[256];
+	uint64_t v = def;
+
+	if (args_get(a, "timeout") != NULL &&
+	    args_parse_uint("--timeout", args_get(a, "timeout"), 1, 7 * 86400, &v, err,
+			    sizeof(err)) < 0)
+		return cmd_usage_error(a->entry, "%s", err);
+	*seconds = (double)v;
+	return EXIT_OK;
+}
+
 int cmd_names_request(struct cmd_args *a, const char *method, const char *timeout_opt,
 		      uint64_t default_timeout)
 {
 	char err[256];
 	bool all;
 	uint64_t timeout = default_timeout;
+	double wait = 0;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	struct cli_reply r;
@@ -308,6 +322,8 @@ int cmd_names_request(struct cmd_args *a, const char *method, const char *timeou
 	    args_parse_uint("--timeout", args_get(a, timeout_opt), 1, 86400, &timeout, err,
 			    sizeof(err)) < 0)
 		return cmd_error(EXIT_USAGE, "%s", err);
+	if (timeout_opt != NULL)
+		wait = (double)timeout + CLI_BACKSTOP;
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -315,7 +331,7 @@ int cmd_names_request(struct cmd_args *a, const char *method, const char *timeou
 	cmd_pack_names(&pk, a, all);
 	if (timeout_opt != NULL)
 		proto_pack_kv_uint(&pk, "timeout", timeout);
-	rc = cli_request(method, &sb, timeout_opt != NULL ? (double)timeout + CLI_BACKSTOP : 0, &r);
+	rc = cli_request(method, &sb, wait, &r);
 	msgpack_sbuffer_destroy(&sb);
 	cli_reply_free(&r);
 	return rc;
@@ -328,6 +344,7 @@ int cmd_main(int argc, char **argv)
 	const struct cmd_entry *e;
 	struct cmd_args args;
 	char err[512];
+	double wait = 0;
 	int rc;
 
 	if (argc < 2) {
@@ -358,7 +375,11 @@ int cmd_main(int argc, char **argv)
 	if (args.help) {
 		cmd_print_help(stdout, e);
 		rc = EXIT_OK;
+	} else if (e->wait > 0 && (rc = cmd_wait_timeout(&args, e->wait, &wait)) != EXIT_OK) {
+		/* a bad --timeout, already explained */
 	} else {
+		if (e->wait > 0)
+			cli_set_wait(wait);
 		rc = e->exec(e, &args);
 	}
 	args_free(&args);

@@ -63,6 +63,10 @@ struct cmd_entry {
 	int min_args;
 	int max_args; /* -1: no limit */
 	unsigned flags; /* enum cmd_flags */
+	/* Seconds its requests wait for the broker (CLI_WAIT_*), changed by a
+	 * CMD_OPTION_WAIT --timeout; 0 for a command whose --timeout means
+	 * something else and which gives each request its own deadline. */
+	unsigned wait;
 	/* Returns the process exit code (enum cli_exit). */
 	int (*exec)(const struct cmd_entry *self, struct cmd_args *args);
 };
@@ -113,6 +117,12 @@ int args_names_or_all(const struct cmd_args *a, bool *all, char *err, size_t err
 /* A whole number of seconds (or minutes) in [min, max]: "300". */
 int args_parse_uint(const char *what, const char *text, uint64_t min, uint64_t max,
 		    uint64_t *out, char *err, size_t errlen);
+/* The longest setting key the broker reads. */
+#define ARGS_KEY_MAX 255
+/* The KEY of get and set (len bytes, as KEY=VALUE is not cut): a key
+ * local.NAME.... whose NAME is longer than an instance name may be gets the
+ * instance name's message; no key is longer than ARGS_KEY_MAX. */
+int args_validate_key(const char *key, size_t len, char *err, size_t errlen);
 /* Snapshot names: a letter, then letters, digits and hyphens, not ending in '-'. */
 int args_validate_snapshot_name(const char *name, char *err, size_t errlen);
 /* "H:G" with H and G unsigned 32-bit ids. */
@@ -199,16 +209,44 @@ struct cli_reply {
  * broker's answer (it normally answers at the timeout itself). */
 #define CLI_BACKSTOP 120
 
+/* How long vmctl waits for the broker's answer when a command has no
+ * --timeout of its own to add CLI_BACKSTOP to; CMD_OPTION_WAIT lets the
+ * user change it. Each is above the broker's own deadlines for that kind of
+ * request, so that its answer (and error) comes first. */
+#define CLI_WAIT_QUICK 30   /* the broker answers alone: version, get, list */
+#define CLI_WAIT_DRIVER 120 /* the driver answers too: info, networks, ssh_info */
+#define CLI_WAIT_LONG 900   /* disks are copied or changed: clone, snapshot, delete */
+
+/* While waiting, vmctl asks the broker a cheap question this often; a
+ * broker that leaves it unanswered for CLI_PROBE_WAIT seconds is stopped or
+ * hung, and vmctl gives up (exit 5) however long the request may take. */
+#define CLI_PROBE_EVERY 10.0
+#define CLI_PROBE_WAIT 15.0
+
+#define CLI_STR_(x) #x
+#define CLI_STR(x) CLI_STR_(x)
+/* The --timeout option of a command that has none of its own; read it
+ * with cmd_wait_timeout(). */
+#define CMD_OPTION_WAIT(seconds)                                                              \
+	{ "timeout", 0, "SECONDS", 0,                                                         \
+	  "Give up waiting for the broker's answer after SECONDS (default " CLI_STR(seconds) \
+	  "); vmctl then exits 5, and what the broker was doing goes on." }
+
 /*
  * Send one request to the broker (connecting, and starting it, on first use)
  * and wait for the answer, showing progress and warning notifications.
- * timeout_s <= 0: no deadline on our side (the broker keeps its own).
+ * timeout_s: how long to wait for the answer (<= 0: cli_set_wait's); a
+ * broker that stops answering is given up on sooner (CLI_PROBE_WAIT). The
+ * message for a timeout names the broker's pid and its log.
  * Returns an exit code: EXIT_OK with *r filled (free with cli_reply_free),
  * or, after printing why, EXIT_FAILED / EXIT_USAGE / EXIT_TIMEOUT /
  * EXIT_UNREACHABLE.
  */
 int cli_request(const char *method, const msgpack_sbuffer *params, double timeout_s,
 		struct cli_reply *r);
+/* The wait of a request given timeout_s <= 0 (the command's, set by
+ * cmd_main; CLI_WAIT_QUICK until then). */
+void cli_set_wait(double seconds);
 void cli_reply_free(struct cli_reply *r);
 /* Exit code for a broker error code. */
 int cli_exit_for_error(int err);
@@ -239,9 +277,14 @@ void cmd_print_markdown(FILE *out);
  * opened a map with room for them. */
 void cmd_pack_names(msgpack_packer *pk, const struct cmd_args *a, bool all);
 /* Validate NAME...|--all and send {names, all} (+ timeout when given) to
- * method; prints nothing on success. */
+ * method; prints nothing on success. With timeout_opt, the request waits
+ * for its value (default default_timeout) plus CLI_BACKSTOP; without, for
+ * the command's wait. */
 int cmd_names_request(struct cmd_args *a, const char *method, const char *timeout_opt,
 		      uint64_t default_timeout);
+/* Seconds to wait for the broker: the command's --timeout (CMD_OPTION_WAIT),
+ * else def. EXIT_OK, or EXIT_USAGE after saying what is wrong. */
+int cmd_wait_timeout(const struct cmd_args *a, unsigned def, double *seconds);
 
 /* ---- the commands (cmd-*.c) ---- */
 

@@ -169,7 +169,7 @@ enum helper_state {
 	HELPER_MISSING,    /* binary not found */
 	HELPER_STARTING,   /* spawned, hello in flight */
 	HELPER_READY,
-	HELPER_UNUSABLE,   /* hello says it cannot run on this host */
+	HELPER_UNUSABLE,   /* hello says it cannot run on this host, or was refused */
 	HELPER_RESTARTING, /* died; waiting out the backoff */
 	HELPER_STOPPING,   /* shutdown sent */
 	HELPER_STOPPED,
@@ -186,6 +186,11 @@ enum helper_state helper_get_state(const struct helper *h);
 const struct proto_hello *helper_hello(const struct helper *h);
 /* Why the helper cannot serve requests now ("" when it can). */
 const char *helper_why(const struct helper *h);
+/* "ready", "unusable", ... (for version). */
+const char *helper_state_name(enum helper_state st);
+/* What is wrong with the helper, for a user: helper_why(), or what it
+ * died of while it restarts; "" when nothing is. */
+void helper_describe_problem(const struct helper *h, char *buf, size_t len);
 /* Ask the helper to shut down; done runs once it has exited (or was killed). */
 void helper_stop(struct helper *h, void (*done)(void *ud), void *ud);
 void helper_free(struct helper *h);

@@ -197,13 +197,21 @@ int creq_names(struct creq *r, const msgpack_object *params, bool include_delete
 		return PROTO_E_INVALID_ARGUMENT;
 	}
 	for (uint32_t i = 0; i < list->via.array.size && rc == 0; i++) {
-		char name[256];
+		const msgpack_object *o = &list->via.array.ptr[i];
+		char name[INSTANCE_NAME_MAX + 1], err[256];
 
-		if (proto_obj_str(&list->via.array.ptr[i], name, sizeof(name)) < 0) {
+		if (o->type != MSGPACK_OBJECT_STR) {
 			names_free(*names, *n);
 			creq_fail(r, PROTO_E_INVALID_ARGUMENT, "instance names must be strings");
 			return PROTO_E_INVALID_ARGUMENT;
 		}
+		/* Say what is wrong with a name rather than that it is unknown. */
+		if (validate_instance_name_n(o->via.str.ptr, o->via.str.size, err, sizeof(err)) < 0) {
+			names_free(*names, *n);
+			creq_fail(r, PROTO_E_INVALID_ARGUMENT, "%s", err);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+		proto_obj_str(o, name, sizeof(name));
 		if (!registry_find(&B->reg, name)) {
 			size_t used = strlen(unknown);
 

@@ -53,6 +53,10 @@ struct helper {
 	ev_timer stop_w;
 	struct proto_hello hello;
 	char why[1024];
+	/* It answered hello with an error: it is not started again (it would
+	 * only refuse again) until its binary is replaced. */
+	bool refused;
+	struct stat refused_st;
 	struct hcall *calls;      /* oldest first */
 	struct hcall *calls_tail;
 	size_t n_queued;          /* calls in HC_QUEUED */
@@ -345,6 +349,19 @@ static void hcall_on_result(void *ud, int err, const char *errmsg, const msgpack
 		helper_flush(h);
 }
 
+/* Is the binary that refused the handshake not the one at h->path now? */
+static bool helper_replaced(const struct helper *h)
+{
+	struct stat st;
+
+	if (stat(h->path, &st) < 0)
+		return false;
+	return st.st_dev != h->refused_st.st_dev || st.st_ino != h->refused_st.st_ino ||
+	       st.st_size != h->refused_st.st_size ||
+	       st.st_mtim.tv_sec != h->refused_st.st_mtim.tv_sec ||
+	       st.st_mtim.tv_nsec != h->refused_st.st_mtim.tv_nsec;
+}
+
 static void hcall_on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct hcall *c = w->data;
@@ -414,6 +431,12 @@ struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sb
 			hcall_fail_later(c, PROTO_E_UNAVAILABLE, h->why);
 			return c;
 		}
+	}
+	if (h->state == HELPER_UNUSABLE && h->refused && !h->alive && h->conn_closed &&
+	    helper_replaced(h)) {
+		vlog(LOG_INFO_, "%s has changed since it refused the handshake; trying it again",
+		     h->path);
+		helper_spawn(h);
 	}
 	switch (h->state) {
 	case HELPER_READY:
@@ -605,6 +628,18 @@ static void helper_on_hello(void *ud, int err, const char *errmsg, const msgpack
 		return;
 	}
 	if (err < 0) {
+		/* It spoke the protocol and said no: starting it again would get
+		 * the same answer, and every request would wait for restarts. */
+		h->state = HELPER_UNUSABLE;
+		h->refused = true;
+		if (stat(h->path, &h->refused_st) < 0)
+			memset(&h->refused_st, 0, sizeof(h->refused_st));
+		memset(&h->hello, 0, sizeof(h->hello));
+		snprintf(h->why, sizeof(h->why),
+			 "the %s (%.300s) refused the handshake: %.400s; it is not used until that "
+			 "file is replaced",
+			 h->name, h->path, errmsg && errmsg[0] ? errmsg : proto_strerror(err));
+		helper_fail_calls(h, HC_QUEUED, PROTO_E_UNAVAILABLE, h->why);
 		helper_kill(h, "refused the handshake (%s) and was stopped", errmsg ? errmsg : "?");
 		return;
 	}
@@ -626,6 +661,7 @@ static void helper_on_hello(void *ud, int err, const char *errmsg, const msgpack
 		h->state = HELPER_READY;
 		h->why[0] = '\0';
 	}
+	h->refused = false;
 	h->up_since = ev_now(B->loop);
 	if (h->state == HELPER_UNUSABLE) {
 		vlog(LOG_WARN_, "%s", h->why);
@@ -765,6 +801,11 @@ static void helper_finish_death(struct helper *h)
 		}
 		return;
 	}
+	if (h->state == HELPER_UNUSABLE && h->refused) {
+		helper_fail_calls(h, HC_PARKED, PROTO_E_UNAVAILABLE, h->why);
+		helper_fail_calls(h, HC_QUEUED, PROTO_E_UNAVAILABLE, h->why);
+		return;
+	}
 	uptime = was_ready ? ev_now(B->loop) - h->up_since : 0;
 	h->backoff_ms = backoff_next_ms(h->backoff_ms, uptime);
 	h->state = HELPER_RESTARTING;
@@ -836,6 +877,28 @@ const struct proto_hello *helper_hello(const struct helper *h)
 const char *helper_why(const struct helper *h)
 {
 	return h->why;
+}
+
+const char *helper_state_name(enum helper_state st)
+{
+	static const char *const names[] = {
+		[HELPER_MISSING] = "missing",	  [HELPER_STARTING] = "starting",
+		[HELPER_READY] = "ready",	  [HELPER_UNUSABLE] = "unusable",
+		[HELPER_RESTARTING] = "restarting", [HELPER_STOPPING] = "stopping",
+		[HELPER_STOPPED] = "stopped",
+	};
+
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) && names[st] ? names[st] : "unknown";
+}
+
+void helper_describe_problem(const struct helper *h, char *buf, size_t len)
+{
+	if (h->why[0])
+		snprintf(buf, len, "%s", h->why);
+	else if (h->state == HELPER_RESTARTING && h->death[0])
+		snprintf(buf, len, "the %s %s; it is being restarted", h->name, h->death);
+	else
+		snprintf(buf, len, "%s", "");
 }
 
 static void helper_on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -939,7 +1002,7 @@ bool broker_has_feature(unsigned feature)
 	const struct driver_info *d;
 
 	if (B->helper && (helper_get_state(B->helper) == HELPER_READY ||
-			  helper_get_state(B->helper) == HELPER_UNUSABLE))
+			  (helper_get_state(B->helper) == HELPER_UNUSABLE && !B->helper->refused)))
 		return (helper_hello(B->helper)->features & feature) != 0;
 	d = driver_info_get(B->driver);
 	return d && (d->features & feature);

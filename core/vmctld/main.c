@@ -21,6 +21,8 @@
  * libvirt helper alone loads 60 libraries); refusals before that name the
  * drivers of the built-in feature table. */
 #define DESCRIBE_DELAY 3.0
+/* Bytes of a start-up error handed to the process that waits in detach(). */
+#define STARTUP_ERROR_MAX 2048
 
 static struct broker broker_state = {.listen_fd = -1};
 struct broker *B = &broker_state;
@@ -57,8 +59,11 @@ static int take_lock(int *fd_out)
 	return 0;
 }
 
-/* Fork; the parent waits on a pipe until the child says it listens.
- * Returns in the child with the write end in *ready_fd. */
+/* Fork; the parent waits on a pipe until the child says it listens ("R")
+ * or why it could not start ("E" and a sentence), which the parent prints
+ * on its stderr: vmctl, starting the broker on demand, reads it there and
+ * shows it to the user. Returns in the child with the write end in
+ * *ready_fd. */
 static int detach(int *ready_fd)
 {
 	char log_path[4200];
@@ -76,17 +81,27 @@ static int detach(int *ready_fd)
 		return -1;
 	}
 	if (pid > 0) {
-		char c = 0;
+		char msg[STARTUP_ERROR_MAX + 2];
+		size_t got = 0;
 		ssize_t n;
 
 		close(pipefd[1]);
-		do
-			n = read(pipefd[0], &c, 1);
-		while (n < 0 && errno == EINTR);
-		if (n == 1 && c == 'R')
+		while (got < sizeof(msg) - 1) {
+			n = read(pipefd[0], msg + got, sizeof(msg) - 1 - got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		msg[got] = '\0';
+		if (got >= 1 && msg[0] == 'R')
 			_exit(0);
-		fprintf(stderr, "vmctld: the broker failed to start; see %s/vmctld.log\n",
-			B->data_dir);
+		if (got > 1 && msg[0] == 'E')
+			fprintf(stderr, "vmctld: %s\n", msg + 1);
+		else
+			fprintf(stderr, "vmctld: the broker failed to start\n");
+		fprintf(stderr, "vmctld: see %s/vmctld.log\n", B->data_dir);
 		_exit(1);
 	}
 	close(pipefd[0]);
@@ -105,6 +120,30 @@ static int detach(int *ready_fd)
 	close(logfd);
 	*ready_fd = pipefd[1];
 	return 0;
+}
+
+/* Start-up failed after detach(): log why, and hand the sentence to the
+ * process waiting in detach(). */
+static int startup_failed(int ready_fd, const char *err)
+{
+	size_t len = strnlen(err, STARTUP_ERROR_MAX), done = 0;
+
+	vlog(LOG_ERROR_, "%s", err);
+	if (ready_fd < 0)
+		return 1;
+	if (write(ready_fd, "E", 1) == 1) {
+		while (done < len) {
+			ssize_t n = write(ready_fd, err + done, len - done);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			done += (size_t)n;
+		}
+	}
+	close(ready_fd);
+	return 1;
 }
 
 static void broker_exit_now(struct ev_loop *loop, ev_timer *w, int revents)
@@ -240,23 +279,19 @@ int main(int argc, char **argv)
 		snprintf(B->exe_dir, sizeof(B->exe_dir), "/usr/bin");
 	snprintf(B->sock_path, sizeof(B->sock_path), "%s/vmctld.sock", B->data_dir);
 	B->loop = ev_default_loop(EVFLAG_AUTO);
-	if (!B->loop) {
-		vlog(LOG_ERROR_, "cannot create the event loop");
-		return 1;
-	}
+	if (!B->loop)
+		return startup_failed(ready_fd, "cannot create the event loop");
 	vlog(LOG_INFO_, "vmctld %s starting (pid %d, data %s)", VMCTL_VERSION, (int)getpid(),
 	     B->data_dir);
 	if (scope_init(err, sizeof(err)) < 0 || broker_keys_init(&keys_later, err, sizeof(err)) < 0 ||
-	    client_listen(err, sizeof(err)) < 0) {
-		vlog(LOG_ERROR_, "%s", err);
-		return 1;
-	}
+	    client_listen(err, sizeof(err)) < 0)
+		return startup_failed(ready_fd, err);
 	snprintf(images_dir, sizeof(images_dir), "%s/images", B->data_dir);
 	mkdir_p(images_dir, 0700);
 	B->images = image_cache_new(B->loop, images_dir);
 	if (!B->images) {
-		vlog(LOG_ERROR_, "cannot set up the image cache in %s", images_dir);
-		return 1;
+		snprintf(err, sizeof(err), "cannot set up the image cache in %s", images_dir);
+		return startup_failed(ready_fd, err);
 	}
 	image_cache_set_mirror(B->images, settings_get(&B->settings, "local.image.mirror"));
 	prune_start();

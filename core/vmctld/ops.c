@@ -1355,18 +1355,32 @@ void op_version(struct creq *r, const msgpack_object *p)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
-	const char *hv = "";
+	const char *hv = "", *state = "stopped";
+	char problem[1400] = "";
 
 	if (B->helper && helper_get_state(B->helper) == HELPER_READY)
 		hv = helper_hello(B->helper)->helper_version;
+	if (B->helper) {
+		state = helper_state_name(helper_get_state(B->helper));
+		helper_describe_problem(B->helper, problem, sizeof(problem));
+	} else if (B->switching) {
+		state = "starting";
+		snprintf(problem, sizeof(problem), "%s", B->switch_note);
+	}
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 5);
+	msgpack_pack_map(&pk, 7 + (problem[0] != '\0'));
 	proto_pack_kv_str(&pk, "vmctld", VMCTL_VERSION);
 	proto_pack_kv_str(&pk, "driver", B->driver);
 	proto_pack_kv_str(&pk, "helper_version", hv);
 	proto_pack_kv_int(&pk, "protocol", PROTO_VERSION);
 	proto_pack_kv_str(&pk, "scope", B->scope);
+	/* What the broker knows of its helper, so that version explains a
+	 * driver that does not work. */
+	proto_pack_kv_str(&pk, "helper_state", state);
+	proto_pack_kv_int(&pk, "pid", (int64_t)getpid());
+	if (problem[0])
+		proto_pack_kv_str(&pk, "helper_problem", problem);
 	creq_ok(r, &sb);
 	msgpack_sbuffer_destroy(&sb);
 }

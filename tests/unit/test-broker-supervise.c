@@ -394,3 +394,35 @@ Test(broker_supervise, a_folder_removed_behind_our_back_does_not_break_list)
 	cr_assert_eq(status, 0, "stderr: %s", err);
 	cr_assert_str_eq(listed_state("beta"), "");
 }
+
+/* Straight to the socket, past vmctl's own checks: a name too long for
+ * the broker's buffer is refused for its length, not as "not a string". */
+Test(broker_supervise, a_huge_name_sent_to_the_broker_is_refused_for_its_length)
+{
+	static const char client[] =
+		"#!" PYTHON "\n"
+		"import socket, sys, msgpack\n"
+		"s = socket.socket(socket.AF_UNIX)\n"
+		"s.connect(sys.argv[1])\n"
+		"s.sendall(msgpack.packb([0, 1, 'start', {'names': ['a' * 300]}]))\n"
+		"u = msgpack.Unpacker(raw=False)\n"
+		"while True:\n"
+		"    u.feed(s.recv(65536))\n"
+		"    for m in u:\n"
+		"        if m[0] == 1:\n"
+		"            print(m[2][1])\n"
+		"            sys.exit(0)\n";
+	char path[400], cmd[1400];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/raw-client", helper_dir);
+	write_text(path, client, 0755);
+	snprintf(cmd, sizeof(cmd), "timeout 20 %s %s/vmctld.sock >%s/out 2>&1", path, test_data,
+		 helper_dir);
+	rc = system(cmd);
+	snprintf(path, sizeof(path), "%s/out", helper_dir);
+	read_into(path, out, sizeof(out));
+	cr_assert_eq(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 0, "client: %s", out);
+	cr_assert(strstr(out, "names are at most 63 characters long (this one has 300)"), "answer: %s",
+		  out);
+}

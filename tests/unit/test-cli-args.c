@@ -428,3 +428,23 @@ Test(cli_args, unknown_long_option_suggests_a_close_one)
 	cr_assert_eq(PARSE(&fake_entry, &a, err, "src", "--nmae", "x"), PROTO_E_INVALID_ARGUMENT);
 	cr_assert_str_eq(err, "unknown option '--nmae' for 'fake'; did you mean '--name'?");
 }
+
+Test(cli_args, a_setting_key_with_a_huge_instance_name_is_refused_for_its_length)
+{
+	static char key[400];
+	char err[256];
+
+	cr_assert_eq(args_validate_key("local.driver", 12, err, sizeof(err)), 0);
+	cr_assert_eq(args_validate_key("local.web.cpus", 14, err, sizeof(err)), 0);
+	cr_assert_eq(args_validate_key("local.web.snap1.comment", 23, err, sizeof(err)), 0);
+	memcpy(key, "local.", 6);
+	memset(key + 6, 'a', 300);
+	strcpy(key + 306, ".cpus");
+	cr_assert_eq(args_validate_key(key, strlen(key), err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "names are at most 63 characters long (this one has 300)"), "%s", err);
+	/* any other key that long is no setting */
+	memset(key, 'x', 300);
+	key[300] = '\0';
+	cr_assert_eq(args_validate_key(key, 300, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "keys are at most 255 bytes"), "%s", err);
+}

@@ -287,6 +287,11 @@ static void broker_request(struct proto_conn *c, void *ud, uint64_t msgid, const
 
 		if (names != NULL && names->type == MSGPACK_OBJECT_ARRAY && names->via.array.size > 0)
 			proto_obj_str(&names->via.array.ptr[0], name, sizeof(name));
+		if (strcmp(name, "hang") == 0) {
+			/* a request the broker never answers (it still answers others) */
+			msgpack_sbuffer_destroy(&sb);
+			return;
+		}
 		if (strcmp(name, "timeout") == 0)
 			err = PROTO_E_TIMEOUT;
 		else if (strcmp(name, "invalid") == 0)
@@ -637,6 +642,53 @@ Test(cli_local, transfer_needs_one_instance_side)
 	RUN(&r, "transfer", "-", "web:");
 	cr_assert_eq(r.status, 2);
 	assert_contains(r.err, "give the file to write standard input to");
+}
+
+Test(cli_local, timeout_must_be_a_positive_number)
+{
+	struct run r;
+
+	RUN(&r, "list", "--timeout", "0");
+	cr_assert_eq(r.status, 2, "stderr: %s", r.err);
+	assert_contains(r.err, "--timeout must be between 1 and");
+	RUN(&r, "info", "web", "--timeout", "soon");
+	cr_assert_eq(r.status, 2, "stderr: %s", r.err);
+	assert_contains(r.err, "--timeout must be a whole number, not 'soon'");
+}
+
+/* A 300-character instance name is refused for its length wherever it is
+ * typed, with a message that does not repeat all of it. */
+Test(cli_local, a_huge_instance_name_is_refused_for_its_length)
+{
+	static char name[301], spec[400], key[400];
+	const char *const forms[][5] = {
+		{ "info", name, NULL }, { "start", name, NULL }, { "exec", name, "true", NULL },
+		{ "mount", "/tmp", spec, NULL }, { "umount", spec, NULL },
+		{ "transfer", "/etc/hostname", spec, NULL }, { "transfer", spec, "/tmp/x", NULL },
+		{ "restore", key, NULL }, { "delete", "--purge", key, NULL },
+		{ "info", "--snapshots", key, NULL },
+	};
+	struct run r;
+
+	memset(name, 'a', 300);
+	snprintf(spec, sizeof(spec), "%s:/srv", name);
+	snprintf(key, sizeof(key), "%s.snap1", name);
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		const char *const *w = forms[i];
+
+		run_stdin(&r, NULL, (const char *const[]){ w[0], w[1], w[2], w[3], NULL });
+		cr_assert_eq(r.status, 2, "vmctl %s: status %d: %s", w[0], r.status, r.err);
+		assert_contains(r.err, "names are at most 63 characters long (this one has 300)");
+		cr_assert_lt(strlen(r.err), 300, "vmctl %s repeats the name: %s", w[0], r.err);
+	}
+	snprintf(key, sizeof(key), "local.%s.cpus", name);
+	RUN(&r, "get", key);
+	cr_assert_eq(r.status, 2, "get: %s", r.err);
+	assert_contains(r.err, "names are at most 63 characters long (this one has 300)");
+	snprintf(key, sizeof(key), "local.%s.cpus=2", name);
+	RUN(&r, "set", key);
+	cr_assert_eq(r.status, 2, "set: %s", r.err);
+	assert_contains(r.err, "names are at most 63 characters long (this one has 300)");
 }
 
 Test(cli_local, set_needs_key_and_value)
@@ -1147,22 +1199,47 @@ Test(cli_broker, starts_the_broker_when_none_answers)
 	fclose(f);
 	cr_assert_str_eq(args, "--detach\n");
 	free(args);
-	/* the broker's output goes to its log, never to vmctl's stdout */
-	snprintf(log, sizeof(log), "%s/vmctld.log", data);
-	read_all(log, r.err, sizeof(r.err));
-	cr_assert_str_eq(r.err, "noise-on-stderr\n");
+	/* the broker's output never reaches vmctl's stdout, and a broker that
+	 * started is not news (vmctl does not write the broker's log) */
+	cr_assert(strstr(r.err, "noise") == NULL, "stderr: %s", r.err);
 }
 
 Test(cli_broker, broker_that_fails_to_start_exits_3)
 {
 	struct run r;
 
-	install_copy("#!/bin/sh\necho 'vmctld: cannot lock' >&2\nexit 1\n");
+	/* what it says is the news, not the socket missing because of it */
+	install_copy("#!/bin/sh\n"
+		     "echo 'vmctld: /d/settings.yaml: line 2, column 7: no good' >&2\n"
+		     "echo 'vmctld: see /d/vmctld.log' >&2\n"
+		     "exit 1\n");
 	RUN(&r, "list");
 	cr_assert_eq(r.status, 3);
-	assert_contains(r.err, "vmctl: cannot reach the broker at ");
+	cr_assert_str_eq(r.err, "vmctl: the broker could not start: /d/settings.yaml: line 2, "
+				"column 7: no good\n"
+				"vmctl: see /d/vmctld.log\n");
+}
+
+Test(cli_broker, a_start_up_error_reaches_the_terminal_without_control_bytes)
+{
+	struct run r;
+
+	install_copy("#!/bin/sh\nprintf 'vmctld: invalid value \"\\033[31mx\"\\n' >&2\nexit 1\n");
+	RUN(&r, "list");
+	cr_assert_eq(r.status, 3);
+	cr_assert_str_eq(r.err, "vmctl: the broker could not start: invalid value \"?[31mx\"\n");
+}
+
+Test(cli_broker, broker_that_fails_silently_is_named)
+{
+	struct run r;
+
+	install_copy("#!/bin/sh\nexit 1\n");
+	RUN(&r, "list");
+	cr_assert_eq(r.status, 3);
 	assert_contains(r.err, "/vmctld --detach failed (exit status 1); see ");
 	assert_contains(r.err, "/vmctld.log");
+	cr_assert(strstr(r.err, "No such file") == NULL, "stderr: %s", r.err);
 }
 
 Test(cli_broker, exec_in_a_working_directory)
@@ -1179,6 +1256,27 @@ Test(cli_broker, exec_in_a_working_directory)
 	RUN(&r, "exec", "web", "-d", want, "--", "echo", "ran");
 	cr_assert_neq(r.status, 0);
 	cr_assert_str_eq(r.out, "");
+}
+
+Test(cli_broker, an_unanswered_request_gives_up_at_its_timeout)
+{
+	char pid[32], log[128];
+	struct run r;
+
+	broker_start();
+	/* the socket names the process that listened: here, this one */
+	snprintf(pid, sizeof(pid), "(pid %d)", (int)getpid());
+	snprintf(log, sizeof(log), "its log is %s/vmctld.log", data);
+	RUN(&r, "info", "hang", "--timeout", "1");
+	cr_assert_eq(r.status, 5, "stderr: %s", r.err);
+	assert_contains(r.err, "vmctl: the broker ");
+	assert_contains(r.err, pid);
+	assert_contains(r.err, "did not answer 'info' within 1 seconds");
+	assert_contains(r.err, log);
+	/* the same for a command whose --timeout is the instance's */
+	RUN(&r, "recover", "hang", "--timeout", "1");
+	cr_assert_eq(r.status, 5, "stderr: %s", r.err);
+	assert_contains(r.err, "did not answer 'recover' within 1 seconds");
 }
 
 Test(cli_broker, version_as_json_and_yaml)

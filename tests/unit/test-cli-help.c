@@ -69,6 +69,32 @@ Test(cli_help, every_command_is_complete)
 	}
 }
 
+/* No request waits forever: every command that talks to the broker takes
+ * --timeout, and those without a --timeout of their own have a wait. */
+Test(cli_help, every_broker_command_has_a_timeout)
+{
+	for (size_t i = 0; cmd_table[i] != NULL; i++) {
+		const struct cmd_entry *e = cmd_table[i];
+		const struct cmd_option *timeout = NULL;
+
+		if (strcmp(e->name, "help") == 0)
+			continue;
+		for (size_t k = 0; e->options != NULL && e->options[k].name != NULL; k++)
+			if (strcmp(e->options[k].name, "timeout") == 0)
+				timeout = &e->options[k];
+		cr_assert_not_null(timeout, "vmctl %s has no --timeout", e->name);
+		if (strncmp(timeout->help, "Give up waiting for the broker", 30) == 0) {
+			char def[32];
+
+			cr_assert_gt(e->wait, 0, "vmctl %s: --timeout without a wait", e->name);
+			snprintf(def, sizeof(def), "(default %u", e->wait);
+			cr_assert(strstr(timeout->help, def) != NULL,
+				  "vmctl %s: the help of --timeout does not say %s: %s", e->name, def,
+				  timeout->help);
+		}
+	}
+}
+
 Test(cli_help, names_and_aliases_are_unique)
 {
 	for (size_t i = 0; cmd_table[i] != NULL; i++) {

@@ -194,6 +194,104 @@ Test(settings, bridged_network_refuses_control_characters)
 	cr_assert(strstr(err, "local.bridged-network"), "message: %s", err);
 }
 
+Test(settings, bridged_network_takes_only_network_names)
+{
+	static const char *const good[] = { "eth0", "br-lan", "enp3s0", "vmbr0.100", "virbr_0",
+					    "Default Switch", "" };
+	static const char *const bad[][2] = {
+		{ "$(id)", "'$' cannot be in a network name" },
+		{ "br0;reboot", "';' cannot be in a network name" },
+		{ "br0,helper=/x", "',' cannot be in a network name" },
+		{ "`id`", "'`' cannot be in a network name" },
+		{ "-br0", "start and end with a letter or digit" },
+		{ "br 0 ", "start and end with a letter or digit" },
+		{ "a  b", "two spaces in a row" },
+		{ "br\xc3\xa9", "byte 0xc3 cannot be in a network name" },
+		{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "more than 64" },
+	};
+	struct settings s = { 0 };
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		cr_assert_eq(settings_set(&s, "local.bridged-network", good[i], err, sizeof(err)), 0,
+			     "%s: %s", good[i], err);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(settings_set(&s, "local.bridged-network", bad[i][0], err, sizeof(err)),
+			     PROTO_E_INVALID_ARGUMENT, "%s was taken", bad[i][0]);
+		cr_assert(strstr(err, bad[i][1]), "%s: %s", bad[i][0], err);
+		cr_assert(strstr(err, "invalid value"), "%s: %s", bad[i][0], err);
+	}
+	/* the last good value stays */
+	cr_assert_str_eq(settings_get(&s, "local.bridged-network"), "");
+	settings_free(&s);
+}
+
+Test(settings, http_mirrors_must_be_folder_urls_of_a_host)
+{
+	static const char *const good[] = { "http://10.0.0.1:8080/", "https://cloud-images.ubuntu.com",
+					    "https://mirror.example/ubuntu/images%20x/",
+					    "http://[::1]:8080/streams" };
+	static const char *const bad[][2] = {
+		{ "http://user:secret@mirror.example/", "user name or password" },
+		{ "http://mirror.example/?x=1", "query or fragment" },
+		{ "http://mirror.example/a#b", "query or fragment" },
+		{ "http:///streams", "no host" },
+		{ "http://:80/", "no host" },
+		{ "http://mirror.example:99999/", "above 65535" },
+		{ "http://mirror.example:x/", "not a number" },
+		{ "http://mir_ror.example/", "host name with a character" },
+		{ "http://[zz]/", "IPv6" },
+		{ "http://mirror.example/%zz", "two hex digits" },
+		{ "http://mirror.example/\"x\"", "character that URLs do not have" },
+		{ "file://relative/path", "no absolute path" },
+	};
+	struct settings s = { 0 };
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		cr_assert_eq(settings_set(&s, "local.image.mirror", good[i], err, sizeof(err)), 0,
+			     "%s: %s", good[i], err);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(settings_set(&s, "local.image.mirror", bad[i][0], err, sizeof(err)),
+			     PROTO_E_INVALID_ARGUMENT, "%s was taken", bad[i][0]);
+		cr_assert(strstr(err, bad[i][1]), "%s: %s", bad[i][0], err);
+	}
+	settings_free(&s);
+}
+
+Test(settings, a_file_mirror_must_be_a_simplestreams_folder)
+{
+	char dir[512], url[600], index[700];
+	struct settings s = { 0 }, back = { 0 };
+
+	cr_assert_eq(settings_set(&s, "local.image.mirror", "file:///etc/shadow", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "/etc/shadow is not a folder"), "%s", err);
+	cr_assert_eq(settings_set(&s, "local.image.mirror", "file:///etc", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "/etc holds no readable releases/streams/v1/index.json"), "%s", err);
+	snprintf(url, sizeof(url), "file://%s/none", tmpdir);
+	cr_assert_eq(settings_set(&s, "local.image.mirror", url, err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "No such file or directory"), "%s", err);
+	cr_assert_eq(s.n, 0, "a refused mirror was stored");
+
+	/* a tree as tools/publish-streams.py writes it, in a folder with a space */
+	snprintf(dir, sizeof(dir), "%s/my mirror/releases/streams/v1", tmpdir);
+	cr_assert_eq(mkdir_p(dir, 0700), 0);
+	snprintf(index, sizeof(index), "%s/index.json", dir);
+	cr_assert_eq(atomic_write_file(index, "{}", 2, 0600), 0);
+	snprintf(url, sizeof(url), "file://%s/my%%20mirror/", tmpdir);
+	cr_assert_eq(settings_set(&s, "local.image.mirror", url, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(settings_save(path, &s), 0);
+
+	/* a mirror folder gone since does not make the file unreadable */
+	snprintf(dir, sizeof(dir), "%s/my mirror", tmpdir);
+	remove_tree(dir);
+	cr_assert_eq(settings_load(path, &back), 0);
+	cr_assert_str_eq(settings_get(&back, "local.image.mirror"), url);
+	settings_free(&s);
+	settings_free(&back);
+}
+
 Test(settings, unknown_key_is_refused)
 {
 	struct settings s = { 0 };

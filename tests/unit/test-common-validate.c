@@ -52,6 +52,26 @@ Test(names, huge_name_message_is_cut)
 	cr_assert(strstr(err, "...\""), "message: %s", err);
 }
 
+Test(names, a_name_in_a_longer_text_is_checked_whole)
+{
+	static char spec[400];
+
+	/* "NAME:PATH": only the name's bytes count */
+	cr_assert_eq(validate_instance_name_n("web:/srv", 3, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(validate_instance_name_n("Web:/srv", 3, err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "upper case"), "message: %s", err);
+	/* a 300-character name is refused for its length, not cut to fit */
+	memset(spec, 'a', 300);
+	strcpy(spec + 300, ":/srv");
+	cr_assert_eq(validate_instance_name_n(spec, 300, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "names are at most 63 characters long (this one has 300)"),
+		  "message: %s", err);
+	cr_assert_lt(strlen(err), 250);
+	cr_assert_eq(validate_instance_name_n("we\0b", 4, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "0x00"), "message: %s", err);
+}
+
 Test(names, empty_name_is_refused)
 {
 	cr_assert_eq(name_check(""), PROTO_E_INVALID_ARGUMENT);
