@@ -21,6 +21,9 @@
  * libvirt helper alone loads 60 libraries); refusals before that name the
  * drivers of the built-in feature table. */
 #define DESCRIBE_DELAY 3.0
+/* DATA/vmctld.log is renamed vmctld.log.1 (replacing the one before) once it
+ * holds this much, so the two never take more than twice this on disk. */
+#define BROKER_LOG_MAX_BYTES (10u * 1024 * 1024)
 
 static struct broker broker_state = {.listen_fd = -1};
 struct broker *B = &broker_state;
@@ -103,6 +106,7 @@ static int detach(int *ready_fd)
 	dup2(logfd, 2);
 	close(nullfd);
 	close(logfd);
+	vlog_set_file(log_path, BROKER_LOG_MAX_BYTES);
 	*ready_fd = pipefd[1];
 	return 0;
 }
@@ -212,6 +216,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	vlog_set_name("vmctld");
+	/* A record repeated in a loop (a failing accept, a chatty helper) is
+	 * written once and counted. */
+	vlog_collapse_repeats(true);
+	atexit(vlog_flush);
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 
