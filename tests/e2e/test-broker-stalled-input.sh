@@ -3,7 +3,8 @@
 # broker's memory: what all clients may leave unfinished is budgeted (16 MiB),
 # clients past the budget are dropped at once, the others when their request
 # is still unfinished after the deadline; `vmctl list` answers throughout.
-# Needs no VM.
+# Needs no VM. (The memory bound is for a normal build: AddressSanitizer
+# keeps freed memory in quarantine.)
 . "$(dirname "$0")/lib.sh"
 
 PY=/usr/bin/python3
