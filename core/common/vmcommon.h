@@ -169,8 +169,46 @@ int exe_dir(char *buf, size_t len);
 /* ---- log.c ---- */
 
 enum log_level { LOG_DEBUG_, LOG_INFO_, LOG_WARN_, LOG_ERROR_ };
-/* "2026-11-27T10:00:00Z vmctld INFO: text" on stderr. */
+/* "2026-11-27T10:00:00Z vmctld INFO: text" on stderr, at most 4 KiB (a
+ * longer text ends with " [cut]"). */
 void vlog(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void vlog_set_name(const char *name);
+
+/* Seconds a run of repeated records may go uncounted. */
+#define LOG_REPEAT_REPORT_S 10
+/*
+ * On: a record equal to the one before but for its time is not written,
+ * only counted; "… the last line repeated N times" is written before the
+ * next different record, once LOG_REPEAT_REPORT_S have passed in a run of
+ * repeats, and by vlog_flush(). The broker turns it on; off by default.
+ */
+void vlog_collapse_repeats(bool on);
+/* Write the count of repeats not written yet (before exiting). */
+void vlog_flush(void);
+/* stderr is the file path, open for appending. Once it holds max_bytes it
+ * is renamed path.1 (replacing the one before) and a new path is opened on
+ * stderr and stdout. max_bytes 0: never. */
+void vlog_set_file(const char *path, size_t max_bytes);
+
+/*
+ * At most burst events in each window of interval_s seconds, as journald's
+ * RateLimitIntervalSec/RateLimitBurst; for text forwarded from elsewhere.
+ * Pure: the caller passes the time. Zero-initialise, then set interval_s
+ * and burst.
+ */
+struct log_ratelimit {
+	double interval_s;
+	unsigned burst;
+	double window_start;
+	unsigned in_window;
+	unsigned long suppressed; /* refused since the last log_ratelimit_take() */
+};
+/* true: let this one through. A window opens at the first event after the
+ * last one ended. */
+bool log_ratelimit_allow(struct log_ratelimit *rl, double now);
+/* The count of events refused since the last call; it starts again at 0. */
+unsigned long log_ratelimit_take(struct log_ratelimit *rl);
+/* When the current window ends (the time to report what it refused). */
+double log_ratelimit_window_end(const struct log_ratelimit *rl);
 
 #endif

@@ -3,12 +3,18 @@
  * table of methods. A request is a struct creq that outlives its client: an
  * operation started by a CLI that went away still finishes, and its answer
  * is dropped.
+ *
+ * No client, however slow or hostile, may make the broker spin or hold its
+ * memory and file descriptors: see the limits below (docs/broker.md,
+ * "Limits on clients").
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -16,11 +22,40 @@
 
 #include "broker.h"
 
+#define CLIENT_MAX 1024         /* connections at once... */
+#define CLIENT_MAX_PER_UID 256  /* ...and from one user (the peer's SO_PEERCRED uid) */
+#define CLIENT_FD_HEADROOM 32   /* descriptors kept from clients for helpers, children, downloads */
+#define CLIENT_IDLE_S 60.0      /* dropped after this long without traffic and no request in flight */
+#define CLIENT_MESSAGE_S 15.0   /* a request must arrive whole this long after its first byte */
+#define CLIENT_TURNED_AWAY_S 2.0 /* a client over its user's cap may send one request this long */
+#define CLIENT_MAX_OUTPUT PROTO_MAX_MESSAGE /* not read while more than this is queued for it */
+#define CLIENT_INPUT_BUDGET (16u * 1024 * 1024) /* incomplete requests of all clients together */
+#define ACCEPT_BATCH 64         /* accepted per wake-up, so a burst cannot starve the loop */
+#define ACCEPT_BACKOFF_FIRST 0.05 /* accept failing (no descriptor left): pause this long... */
+#define ACCEPT_BACKOFF_MAX 2.0    /* ...doubling up to this */
+#define CLIENT_WARN_BURST 5       /* warnings about refused clients per CLIENT_WARN_WINDOW */
+#define CLIENT_WARN_WINDOW 10.0
+
 struct client {
 	struct client *next, *prev;
 	struct proto_conn *conn;
 	struct creq *reqs;
+	uid_t uid;
+	bool turned_away; /* over its user's cap: its request gets an error, then it is closed */
 };
+
+/* The listening side's state. */
+static struct {
+	unsigned n;       /* clients connected */
+	unsigned max;     /* CLIENT_MAX, fewer under a low RLIMIT_NOFILE */
+	bool full;        /* the accept watcher waits for a client to leave */
+	int reserve_fd;   /* given up to turn a client away when no descriptor is left */
+	double backoff_s; /* the pause after the last failed accept, 0 after a good one */
+	ev_timer backoff_w;
+	struct proto_budget budget;
+	struct proto_conn_limits limits, turned_away_limits;
+	struct log_ratelimit warn_rl;
+} acc = {.reserve_fd = -1};
 
 struct creq {
 	struct creq *next, *prev;
@@ -249,9 +284,18 @@ static void client_on_request(struct proto_conn *conn, void *ud, uint64_t msgid,
 			      const char *method, const msgpack_object *params)
 {
 	struct client *cl = ud;
-	struct creq *r = calloc(1, sizeof(*r));
+	struct creq *r;
 	const struct method *m = NULL;
 
+	if (cl->turned_away) {
+		proto_reply(conn, msgid, PROTO_E_BUSY,
+			    "vmctld turned this connection away: your user has too many "
+			    "connections to it already; try again once some have ended",
+			    NULL, 0);
+		proto_conn_close(conn, 0, "turned away");
+		return;
+	}
+	r = calloc(1, sizeof(*r));
 	if (!r) {
 		proto_reply(conn, msgid, PROTO_E_NOMEM, "out of memory", NULL, 0);
 		return;
@@ -287,6 +331,14 @@ static void client_on_request(struct proto_conn *conn, void *ud, uint64_t msgid,
 	m->fn(r, params);
 }
 
+/* ---- accepting, within limits ---- */
+
+static void accept_resume(void)
+{
+	if (B->listen_fd >= 0 && !B->shutting_down && !acc.full && !ev_is_active(&acc.backoff_w))
+		ev_io_start(B->loop, &B->listen_w);
+}
+
 static void client_free(struct client *cl)
 {
 	while (cl->reqs)
@@ -299,6 +351,11 @@ static void client_free(struct client *cl)
 		cl->next->prev = cl->prev;
 	proto_conn_free(cl->conn);
 	free(cl);
+	acc.n--;
+	if (acc.full && acc.n < acc.max) {
+		acc.full = false;
+		accept_resume();
+	}
 }
 
 static void client_on_closed(struct proto_conn *conn, void *ud, int err, const char *why)
@@ -315,33 +372,186 @@ static const struct proto_conn_ops client_ops = {
 	.closed = client_on_closed,
 };
 
+/* A warning about clients turned away: a few per window, then a count. */
+static void client_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void client_warn(const char *fmt, ...)
+{
+	char text[512];
+	unsigned long more;
+	va_list ap;
+
+	if (!log_ratelimit_allow(&acc.warn_rl, ev_now(B->loop)))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	more = log_ratelimit_take(&acc.warn_rl);
+	if (more > 0)
+		vlog(LOG_WARN_, "%s (%lu similar warnings left out before this one)", text, more);
+	else
+		vlog(LOG_WARN_, "%s", text);
+}
+
+/* Tell a client why it is turned away (vmctl prints a warning), and close. */
+static void client_refuse(int fd, const char *why)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 3);
+	msgpack_pack_uint8(&pk, 2);
+	proto_pack_str(&pk, "warning");
+	msgpack_pack_map(&pk, 1);
+	proto_pack_kv_str(&pk, "text", why);
+	if (sb.data) {
+		/* Best effort: failing that, the closed connection says enough. */
+		ssize_t n = send(fd, sb.data, sb.size, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		(void)n;
+	}
+	msgpack_sbuffer_destroy(&sb);
+	close(fd);
+}
+
+static uid_t client_peer_uid(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return (uid_t)-1;
+	return cred.uid;
+}
+
+static void client_add(struct ev_loop *loop, int fd)
+{
+	uid_t uid = client_peer_uid(fd);
+	unsigned same = 0;
+	struct client *cl;
+
+	for (cl = B->clients; cl; cl = cl->next)
+		same += cl->uid == uid && !cl->turned_away;
+	cl = calloc(1, sizeof(*cl));
+	if (!cl) {
+		close(fd);
+		return;
+	}
+	cl->uid = uid;
+	cl->conn = proto_conn_new(loop, fd, fd, &client_ops, cl);
+	if (!cl->conn) {
+		close(fd);
+		free(cl);
+		return;
+	}
+	/* Over the cap, it is kept just long enough to be told why. */
+	cl->turned_away = same >= CLIENT_MAX_PER_UID;
+	if (cl->turned_away)
+		client_warn("turning away a client of uid %d: it has %u connections already, the "
+			    "most one user may have", (int)uid, same);
+	proto_conn_set_limits(cl->conn, cl->turned_away ? &acc.turned_away_limits : &acc.limits);
+	cl->next = B->clients;
+	if (B->clients)
+		B->clients->prev = cl;
+	B->clients = cl;
+	acc.n++;
+}
+
+/*
+ * accept() failed for want of a descriptor (or memory). The pending client
+ * would make the watcher fire again at once, for ever: turn it away with
+ * the reserve descriptor, and pause accepting a while.
+ */
+static void accept_failed(struct ev_loop *loop, int e)
+{
+	if ((e == EMFILE || e == ENFILE) && acc.reserve_fd >= 0) {
+		int fd;
+
+		close(acc.reserve_fd);
+		fd = accept4(B->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd >= 0)
+			client_refuse(fd, "vmctld turned this connection away: it has no file "
+					  "descriptor left; try again in a moment");
+		acc.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	acc.backoff_s = acc.backoff_s > 0 ? acc.backoff_s * 2 : ACCEPT_BACKOFF_FIRST;
+	if (acc.backoff_s > ACCEPT_BACKOFF_MAX)
+		acc.backoff_s = ACCEPT_BACKOFF_MAX;
+	client_warn("accept: %s (%u clients connected); not accepting for %g s", strerror(e),
+		    acc.n, acc.backoff_s);
+	ev_io_stop(loop, &B->listen_w);
+	ev_timer_set(&acc.backoff_w, acc.backoff_s, 0);
+	ev_timer_start(loop, &acc.backoff_w);
+}
+
+static void accept_on_backoff(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	accept_resume();
+}
+
 static void client_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
-	for (;;) {
-		int fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		struct client *cl;
+	for (unsigned i = 0; i < ACCEPT_BATCH; i++) {
+		int fd;
 
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				vlog(LOG_WARN_, "accept: %s", strerror(errno));
+		if (acc.n >= acc.max) {
+			/* New clients wait in the listen backlog until one leaves. */
+			acc.full = true;
+			ev_io_stop(loop, w);
+			client_warn("%u clients connected, the most this vmctld serves at once; "
+				    "new connections wait until one leaves", acc.n);
 			return;
 		}
-		cl = calloc(1, sizeof(*cl));
-		if (!cl) {
-			close(fd);
-			continue;
+		fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+				return;
+			if (errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			accept_failed(loop, errno);
+			return;
 		}
-		cl->conn = proto_conn_new(loop, fd, fd, &client_ops, cl);
-		if (!cl->conn) {
-			close(fd);
-			free(cl);
-			continue;
-		}
-		cl->next = B->clients;
-		if (B->clients)
-			B->clients->prev = cl;
-		B->clients = cl;
+		acc.backoff_s = 0;
+		client_add(loop, fd);
 	}
+}
+
+/* Clients the descriptors allow, keeping CLIENT_FD_HEADROOM for the rest. */
+static unsigned client_max_for_fds(void)
+{
+	struct rlimit rl;
+	rlim_t room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return CLIENT_MAX;
+	room = rl.rlim_cur > 2 * CLIENT_FD_HEADROOM ? rl.rlim_cur - CLIENT_FD_HEADROOM
+						     : rl.rlim_cur / 2;
+	return room < CLIENT_MAX ? (unsigned)room : CLIENT_MAX;
+}
+
+/* CLIENT_IDLE_S and CLIENT_MESSAGE_S, or $VMCTL_CLIENT_DEADLINE if lower. */
+static void client_limits_init(void)
+{
+	const char *cap_env = getenv("VMCTL_CLIENT_DEADLINE");
+	double cap = cap_env ? strtod(cap_env, NULL) : 0;
+
+	acc.max = client_max_for_fds();
+	acc.budget.max = CLIENT_INPUT_BUDGET;
+	acc.limits.idle_s = CLIENT_IDLE_S;
+	acc.limits.message_s = CLIENT_MESSAGE_S;
+	if (cap > 0 && cap < acc.limits.idle_s)
+		acc.limits.idle_s = cap;
+	if (cap > 0 && cap < acc.limits.message_s)
+		acc.limits.message_s = cap;
+	acc.limits.max_output = CLIENT_MAX_OUTPUT;
+	acc.limits.budget = &acc.budget;
+	acc.turned_away_limits = acc.limits;
+	acc.turned_away_limits.idle_s = CLIENT_TURNED_AWAY_S;
+	acc.turned_away_limits.message_s = CLIENT_TURNED_AWAY_S;
+	acc.warn_rl.interval_s = CLIENT_WARN_WINDOW;
+	acc.warn_rl.burst = CLIENT_WARN_BURST;
+	ev_init(&acc.backoff_w, accept_on_backoff);
 }
 
 int client_listen(char *err, size_t errlen)
@@ -375,6 +585,11 @@ int client_listen(char *err, size_t errlen)
 		goto out_close;
 	}
 	B->listen_fd = fd;
+	client_limits_init();
+	acc.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	vlog(LOG_INFO_, "serving at most %u clients (%d per user); idle ones are dropped after "
+	     "%g s, unfinished requests after %g s", acc.max, CLIENT_MAX_PER_UID, acc.limits.idle_s,
+	     acc.limits.message_s);
 	ev_io_init(&B->listen_w, client_on_accept, fd, EV_READ);
 	ev_io_start(B->loop, &B->listen_w);
 	return 0;
@@ -388,8 +603,13 @@ void client_close_all(void)
 {
 	if (B->listen_fd >= 0) {
 		ev_io_stop(B->loop, &B->listen_w);
+		ev_timer_stop(B->loop, &acc.backoff_w);
 		close(B->listen_fd);
 		B->listen_fd = -1;
+	}
+	if (acc.reserve_fd >= 0) {
+		close(acc.reserve_fd);
+		acc.reserve_fd = -1;
 	}
 	while (B->clients)
 		client_free(B->clients);

@@ -20,6 +20,21 @@
 
 #define HELPER_REAP_GRACE 2.0 /* after EOF on its pipe, wait this long for it to exit */
 #define HELPER_STOP_GRACE 5.0 /* after "shutdown", wait this long before SIGKILL */
+/* What helpers write to the broker's log: each line cut at HELPER_LOG_LINE_MAX
+ * bytes; at most HELPER_LOG_BURST stderr lines of all helpers together (a
+ * helper restarted in a loop gets no fresh allowance), and as many log
+ * notifications of each helper, per HELPER_LOG_WINDOW seconds. The rest is
+ * counted as dropped. */
+#define HELPER_LOG_LINE_MAX 1024
+#define HELPER_LOG_BURST 200
+#define HELPER_LOG_WINDOW 10.0
+
+/* The rate limit of one stream of forwarded lines. */
+struct log_gate {
+	char what[96]; /* "lines of helper stderr" */
+	struct log_ratelimit rl;
+	ev_timer report_w; /* says how many were dropped once the window ends */
+};
 
 enum hcall_state { HC_QUEUED, HC_SENT, HC_PARKED, HC_FAILED };
 
@@ -68,6 +83,7 @@ struct helper {
 	char death[512];  /* "crashed (killed by signal 9)" */
 	void (*stop_done)(void *ud);
 	void *stop_ud;
+	struct log_gate log_gate; /* its log notifications */
 };
 
 /* A helper's stderr, logged line by line. It outlives the helper: a VM
@@ -75,24 +91,81 @@ struct helper {
 struct errpipe {
 	struct errpipe *next;
 	ev_io w;
-	char name[64];
+	char name[64]; /* "vmctl-qemu-helper[123]" */
 	size_t len;
-	char buf[2048];
+	size_t cut; /* bytes of this line past HELPER_LOG_LINE_MAX */
+	char buf[HELPER_LOG_LINE_MAX + 1];
 };
 static struct errpipe *errpipes;
+static struct log_gate errpipe_gate; /* shared by every errpipe */
 
 static void helper_spawn(struct helper *h);
 static void helper_finish_death(struct helper *h);
+
+/* ---- rate-limited forwarding ---- */
+
+static void log_gate_report(struct log_gate *g)
+{
+	unsigned long n = log_ratelimit_take(&g->rl);
+
+	if (n > 0)
+		vlog(LOG_WARN_, "%lu %s dropped (more than %u in %g s)", n, g->what, g->rl.burst,
+		     g->rl.interval_s);
+}
+
+static void log_gate_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	log_gate_report(w->data);
+}
+
+static void log_gate_init(struct log_gate *g, const char *what)
+{
+	snprintf(g->what, sizeof(g->what), "%s", what);
+	g->rl.interval_s = HELPER_LOG_WINDOW;
+	g->rl.burst = HELPER_LOG_BURST;
+	ev_init(&g->report_w, log_gate_on_timer);
+	g->report_w.data = g;
+}
+
+/* May the next line be logged? Says first how many were dropped before it. */
+static bool log_gate_pass(struct log_gate *g)
+{
+	ev_tstamp now = ev_now(B->loop);
+
+	if (log_ratelimit_allow(&g->rl, now)) {
+		log_gate_report(g);
+		return true;
+	}
+	if (!ev_is_active(&g->report_w)) {
+		ev_tstamp left = log_ratelimit_window_end(&g->rl) - now;
+
+		ev_timer_set(&g->report_w, left > 0.01 ? left : 0.01, 0);
+		ev_timer_start(B->loop, &g->report_w);
+	}
+	return false;
+}
+
+static void log_gate_stop(struct log_gate *g)
+{
+	ev_timer_stop(B->loop, &g->report_w);
+	log_gate_report(g);
+}
 
 /* ---- stderr forwarding ---- */
 
 static void errpipe_flush(struct errpipe *e)
 {
-	if (e->len == 0)
+	if (e->len == 0 && e->cut == 0)
 		return;
 	e->buf[e->len] = '\0';
-	vlog(LOG_INFO_, "%s: %s", e->name, e->buf);
+	if (log_gate_pass(&errpipe_gate)) {
+		if (e->cut > 0)
+			vlog(LOG_INFO_, "%s: %s … [%zu more bytes cut]", e->name, e->buf, e->cut);
+		else
+			vlog(LOG_INFO_, "%s: %s", e->name, e->buf);
+	}
 	e->len = 0;
+	e->cut = 0;
 }
 
 static void errpipe_free(struct errpipe *e)
@@ -111,7 +184,7 @@ static void errpipe_free(struct errpipe *e)
 static void errpipe_on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct errpipe *e = w->data;
-	char chunk[4096];
+	static char chunk[65536]; /* a flood is read in big bites */
 	ssize_t n = read(w->fd, chunk, sizeof(chunk));
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -122,13 +195,12 @@ static void errpipe_on_read(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	for (ssize_t i = 0; i < n; i++) {
-		if (chunk[i] == '\n') {
+		if (chunk[i] == '\n')
 			errpipe_flush(e);
-			continue;
-		}
-		if (e->len == sizeof(e->buf) - 1)
-			errpipe_flush(e);
-		e->buf[e->len++] = chunk[i];
+		else if (e->len < HELPER_LOG_LINE_MAX)
+			e->buf[e->len++] = chunk[i];
+		else
+			e->cut++;
 	}
 }
 
@@ -141,6 +213,8 @@ static void errpipe_start(int fd, const char *name)
 		return;
 	}
 	snprintf(e->name, sizeof(e->name), "%s", name);
+	if (!errpipe_gate.rl.burst)
+		log_gate_init(&errpipe_gate, "lines of helper stderr");
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	ev_io_init(&e->w, errpipe_on_read, fd, EV_READ);
 	e->w.data = e;
@@ -155,6 +229,8 @@ void helper_errpipes_free(void)
 		errpipe_flush(errpipes);
 		errpipe_free(errpipes);
 	}
+	if (errpipe_gate.rl.burst)
+		log_gate_stop(&errpipe_gate);
 }
 
 /* ---- finding helpers ---- */
@@ -576,11 +652,21 @@ static void helper_on_notify(struct proto_conn *conn, void *ud, const char *meth
 	struct helper *h = ud;
 
 	if (strcmp(method, "log") == 0) {
-		char text[1024] = "", level[16] = "info";
+		const msgpack_object *text = proto_map_get(params, "text");
+		char level[16] = "info";
+		uint32_t n, cut;
 
-		proto_get_str(params, "text", text, sizeof(text));
+		if (!log_gate_pass(&h->log_gate))
+			return;
 		proto_get_str(params, "level", level, sizeof(level));
-		vlog(LOG_INFO_, "%s: %s: %s", h->name, level, text);
+		n = text && text->type == MSGPACK_OBJECT_STR ? text->via.str.size : 0;
+		cut = n > HELPER_LOG_LINE_MAX ? n - HELPER_LOG_LINE_MAX : 0;
+		if (cut > 0)
+			vlog(LOG_INFO_, "%s: %s: %.*s … [%u more bytes cut]", h->name, level,
+			     (int)(n - cut), text->via.str.ptr, (unsigned)cut);
+		else
+			vlog(LOG_INFO_, "%s: %s: %.*s", h->name, level, (int)n,
+			     n ? text->via.str.ptr : "");
 	} else if (strcmp(method, "state") == 0) {
 		char name[INSTANCE_NAME_MAX + 1], state[32];
 		struct instance_record *rec;
@@ -841,7 +927,7 @@ static void helper_finish_death(struct helper *h)
 struct helper *helper_new(const char *driver)
 {
 	struct helper *h = calloc(1, sizeof(*h));
-	char err[1024];
+	char err[1024], what[96];
 
 	if (!h)
 		return NULL;
@@ -853,6 +939,8 @@ struct helper *helper_new(const char *driver)
 	h->restart_w.data = h;
 	ev_timer_init(&h->reap_w, helper_on_reap_timer, HELPER_REAP_GRACE, 0);
 	h->reap_w.data = h;
+	snprintf(what, sizeof(what), "log notifications of the %s", h->name);
+	log_gate_init(&h->log_gate, what);
 	h->conn_closed = true;
 	if (helper_find(driver, h->path, sizeof(h->path), err, sizeof(err)) < 0) {
 		h->state = HELPER_MISSING;
@@ -963,6 +1051,7 @@ void helper_free(struct helper *h)
 	ev_timer_stop(B->loop, &h->reap_w);
 	ev_timer_stop(B->loop, &h->stop_w);
 	ev_child_stop(B->loop, &h->child_w);
+	log_gate_stop(&h->log_gate);
 	if (h->conn)
 		proto_conn_free(h->conn);
 	free(h);

@@ -23,6 +23,9 @@
 #define DESCRIBE_DELAY 3.0
 /* Bytes of a start-up error handed to the process that waits in detach(). */
 #define STARTUP_ERROR_MAX 2048
+/* DATA/vmctld.log is renamed vmctld.log.1 (replacing the one before) once it
+ * holds this much, so the two never take more than twice this on disk. */
+#define BROKER_LOG_MAX_BYTES (10u * 1024 * 1024)
 
 static struct broker broker_state = {.listen_fd = -1};
 struct broker *B = &broker_state;
@@ -118,6 +121,7 @@ static int detach(int *ready_fd)
 	dup2(logfd, 2);
 	close(nullfd);
 	close(logfd);
+	vlog_set_file(log_path, BROKER_LOG_MAX_BYTES);
 	*ready_fd = pipefd[1];
 	return 0;
 }
@@ -251,6 +255,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	vlog_set_name("vmctld");
+	/* A record repeated in a loop (a failing accept, a chatty helper) is
+	 * written once and counted. */
+	vlog_collapse_repeats(true);
+	atexit(vlog_flush);
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 

@@ -77,6 +77,16 @@ struct proto_conn {
 	uint64_t peer_ids[PROTO_MAX_INFLIGHT]; /* the peer's, awaiting our answer */
 	unsigned npeer;
 
+	/* proto_conn_set_limits(): one timer serves both deadlines; it looks
+	 * at the times below when it fires and sets itself again if need be. */
+	bool limited;
+	struct proto_conn_limits limits;
+	ev_timer limit_w;
+	ev_tstamp last_io;       /* a byte read or written */
+	ev_tstamp partial_since; /* the first byte of the incomplete message in rbuf */
+	size_t held;             /* bytes counted in limits.budget */
+	bool read_paused;        /* more than limits.max_output queued */
+
 	char why[256]; /* text passed to closed() */
 };
 
@@ -110,12 +120,24 @@ static void conn_flush_once(struct proto_conn *c)
 		conn_write_some(c);
 }
 
+/* Count held bytes of an incomplete message in the shared budget. */
+static void conn_budget_hold(struct proto_conn *c, size_t held)
+{
+	struct proto_budget *b = c->limited ? c->limits.budget : NULL;
+
+	if (b)
+		b->used = b->used - c->held + held;
+	c->held = held;
+}
+
 static void conn_destroy(struct proto_conn *c)
 {
 	conn_flush_once(c);
 	ev_io_stop(c->loop, &c->rio);
 	ev_io_stop(c->loop, &c->wio);
 	ev_prepare_stop(c->loop, &c->flush_w);
+	ev_timer_stop(c->loop, &c->limit_w);
+	conn_budget_hold(c, 0);
 	while (c->calls) {
 		struct conn_call *call = c->calls;
 
@@ -150,6 +172,8 @@ static void conn_close_fds(struct proto_conn *c)
 	ev_io_stop(c->loop, &c->rio);
 	ev_io_stop(c->loop, &c->wio);
 	ev_prepare_stop(c->loop, &c->flush_w);
+	ev_timer_stop(c->loop, &c->limit_w);
+	conn_budget_hold(c, 0);
 	if (c->rfd >= 0)
 		close(c->rfd);
 	if (c->wfd >= 0 && c->wfd != c->rfd)
@@ -196,6 +220,7 @@ static int conn_set_flags(int fd)
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents);
+static void conn_limit_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* Best effort: a pipe that stays at its default size still works. */
 static void conn_grow_pipe(int fd)
@@ -243,6 +268,8 @@ struct proto_conn *proto_conn_new(struct ev_loop *loop, int rfd, int wfd,
 	c->wio.data = c;
 	ev_prepare_init(&c->flush_w, conn_flush_cb);
 	c->flush_w.data = c;
+	ev_init(&c->limit_w, conn_limit_cb);
+	c->limit_w.data = c;
 	ev_io_start(loop, &c->rio);
 	return c;
 
@@ -293,6 +320,81 @@ void proto_conn_set_ud(struct proto_conn *c, void *ud)
 	c->ud = ud;
 }
 
+size_t proto_conn_partial_bytes(const struct proto_conn *c)
+{
+	return c ? c->rlen : 0;
+}
+
+/* ---- limits ---- */
+
+/* Set the timer for the nearest deadline that applies now. */
+static void conn_limit_arm(struct proto_conn *c)
+{
+	ev_tstamp now = ev_now(c->loop), due = 0;
+
+	if (!c->limited || !c->open)
+		return;
+	if (c->rlen > 0 && c->limits.message_s > 0) {
+		due = c->partial_since + c->limits.message_s;
+	} else if (c->limits.idle_s > 0) {
+		due = c->last_io + c->limits.idle_s;
+		/* Past due but an answer is awaited: not idle; look again later. */
+		if (due <= now)
+			due = now + c->limits.idle_s;
+	}
+	ev_timer_stop(c->loop, &c->limit_w);
+	if (due > 0) {
+		ev_timer_set(&c->limit_w, due - now > 0.001 ? due - now : 0.001, 0);
+		ev_timer_start(c->loop, &c->limit_w);
+	}
+}
+
+static void conn_limit_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct proto_conn *c = w->data;
+	ev_tstamp now = ev_now(loop);
+	char why[160];
+
+	conn_enter(c);
+	if (c->rlen > 0 && c->limits.message_s > 0 &&
+	    now - c->partial_since >= c->limits.message_s) {
+		snprintf(why, sizeof(why), "a message was not complete %g s after its first byte "
+			 "(%zu bytes of it received)", c->limits.message_s, c->rlen);
+		conn_shutdown(c, PROTO_E_TIMEOUT, why);
+	} else if (c->rlen == 0 && c->npeer == 0 && c->ncalls == 0 && c->limits.idle_s > 0 &&
+		   now - c->last_io >= c->limits.idle_s) {
+		snprintf(why, sizeof(why), "idle for %g s", c->limits.idle_s);
+		conn_shutdown(c, PROTO_E_TIMEOUT, why);
+	} else {
+		conn_limit_arm(c);
+	}
+	conn_leave(c);
+}
+
+void proto_conn_set_limits(struct proto_conn *c, const struct proto_conn_limits *limits)
+{
+	if (!c || !limits)
+		return;
+	conn_budget_hold(c, 0);
+	c->limits = *limits;
+	c->limited = true;
+	c->last_io = ev_now(c->loop);
+	if (c->rlen > 0 && c->partial_since == 0)
+		c->partial_since = c->last_io;
+	conn_budget_hold(c, c->rlen);
+	conn_limit_arm(c);
+}
+
+/* Read again once the peer has taken most of what was queued for it. */
+static void conn_resume_read(struct proto_conn *c)
+{
+	if (c->read_paused && conn_live(c) &&
+	    c->wlen - c->woff <= c->limits.max_output / 2) {
+		c->read_paused = false;
+		ev_io_start(c->loop, &c->rio);
+	}
+}
+
 /* ---- writing ---- */
 
 /* Write what the kernel takes. 0, or a negative errno on a real failure. */
@@ -314,6 +416,8 @@ static int conn_write_some(struct proto_conn *c)
 			return -errno;
 		}
 		c->woff += (size_t)n;
+		if (c->limited)
+			c->last_io = ev_now(c->loop);
 	}
 	c->woff = c->wlen = 0;
 	if (c->wcap > 4 * CONN_READ_CHUNK) {
@@ -336,8 +440,10 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 		snprintf(why, sizeof(why), "write: %s", strerror(-ret));
 		conn_shutdown(c, PROTO_E_IO, why);
-	} else if (c->wlen == 0) {
-		ev_io_stop(loop, &c->wio);
+	} else {
+		if (c->wlen == 0)
+			ev_io_stop(loop, &c->wio);
+		conn_resume_read(c);
 	}
 	conn_leave(c);
 }
@@ -379,6 +485,7 @@ static void conn_kick_write(struct proto_conn *c)
 	} else if (c->wlen > 0) {
 		ev_io_start(c->loop, &c->wio);
 	}
+	conn_resume_read(c);
 }
 
 static void conn_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -773,6 +880,39 @@ out_destroy:
 	msgpack_unpacked_destroy(&msg);
 }
 
+/*
+ * After a read: note when the incomplete message in rbuf began, count it in
+ * the shared budget, stop reading a peer that leaves its answers unread.
+ * false if that closed the conn. consumed: messages were taken from rbuf,
+ * so what is left (if anything) is a message that began in this read.
+ */
+static bool conn_limit_input(struct proto_conn *c, bool consumed)
+{
+	struct proto_budget *b = c->limits.budget;
+	ev_tstamp now = ev_now(c->loop);
+
+	c->last_io = now;
+	if (c->rlen == 0)
+		c->partial_since = 0;
+	else if (consumed || c->partial_since == 0)
+		c->partial_since = now;
+	if (b && b->max > 0 && c->rlen > c->held && b->used - c->held + c->rlen > b->max) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "incomplete messages would hold more than the %zu bytes "
+			 "allowed for all peers together", b->max);
+		conn_shutdown(c, PROTO_E_BUSY, why);
+		return false;
+	}
+	conn_budget_hold(c, c->rlen);
+	if (c->limits.max_output > 0 && c->wlen - c->woff > c->limits.max_output) {
+		c->read_paused = true;
+		ev_io_stop(c->loop, &c->rio);
+	}
+	conn_limit_arm(c);
+	return true;
+}
+
 /* Deliver every complete message in rbuf, then keep the partial rest. */
 static void conn_process(struct proto_conn *c)
 {
@@ -800,6 +940,8 @@ static void conn_process(struct proto_conn *c)
 	conn_kick_write(c);
 	memmove(c->rbuf, c->rbuf + start, c->rlen - start);
 	c->rlen -= start;
+	if (c->limited && !conn_limit_input(c, start > 0))
+		return;
 	/* One big message should not pin megabytes for the conn's lifetime. */
 	if (c->rlen == 0 && c->rcap > 4 * CONN_READ_CHUNK) {
 		char *p = realloc(c->rbuf, CONN_READ_CHUNK);

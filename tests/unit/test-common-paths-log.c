@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <vmproto/proto.h>
@@ -145,4 +146,176 @@ Test(log, debug_only_when_asked)
 	out = capture_log(LOG_DEBUG_, "shown");
 	assert_matches(out, "DEBUG: shown\n$");
 	free(out);
+}
+
+/* ---- the broker's log: repeats, rotation, rate limiting ---- */
+
+/* Point stderr at a new file in a new folder; returns the file's path. */
+static char log_dir[64];
+static const char *log_to_file(void)
+{
+	static char path[128];
+	int fd;
+
+	snprintf(log_dir, sizeof(log_dir), "/tmp/vmctl-test-log-XXXXXX");
+	cr_assert_not_null(mkdtemp(log_dir));
+	snprintf(path, sizeof(path), "%s/vmctld.log", log_dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	cr_assert_geq(fd, 0);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+	return path;
+}
+
+static char *slurp(const char *path)
+{
+	char *out = NULL;
+	size_t len;
+
+	cr_assert_eq(read_file(path, 1 << 24, &out, &len), 0, "reading %s", path);
+	return out;
+}
+
+static size_t count_lines(const char *text)
+{
+	size_t n = 0;
+
+	for (; *text; text++)
+		n += *text == '\n';
+	return n;
+}
+
+Test(log, repeated_records_are_written_once_then_counted)
+{
+	const char *path = log_to_file();
+	char *out;
+
+	vlog_set_name("vmctld");
+	vlog_collapse_repeats(true);
+	vlog(LOG_WARN_, "first");
+	for (int i = 0; i < 1000; i++)
+		vlog(LOG_WARN_, "accept: %s", "Too many open files");
+	vlog(LOG_INFO_, "something else");
+	out = slurp(path);
+	cr_assert_eq(count_lines(out), 4, "log:\n%s", out);
+	assert_matches(out, "WARN: first\n[^\n]*WARN: accept: Too many open files\n"
+			    "[^\n]*INFO: … the last line repeated 999 times\n"
+			    "[^\n]*INFO: something else\n$");
+	free(out);
+	remove_tree(log_dir);
+}
+
+Test(log, a_pending_repeat_count_is_written_by_flush)
+{
+	const char *path = log_to_file();
+	char *out;
+
+	vlog_collapse_repeats(true);
+	vlog(LOG_INFO_, "same");
+	vlog(LOG_INFO_, "same");
+	vlog_flush();
+	vlog_flush();
+	out = slurp(path);
+	assert_matches(out, "INFO: same\n[^\n]*INFO: … the last line repeated 1 time\n$");
+	free(out);
+	remove_tree(log_dir);
+}
+
+Test(log, repeats_are_written_without_collapsing_by_default)
+{
+	const char *path = log_to_file();
+	char *out;
+
+	vlog(LOG_INFO_, "same");
+	vlog(LOG_INFO_, "same");
+	out = slurp(path);
+	cr_assert_eq(count_lines(out), 2);
+	free(out);
+	remove_tree(log_dir);
+}
+
+Test(log, a_text_past_4kib_is_cut_and_says_so)
+{
+	char *big = malloc(10000), *out;
+
+	memset(big, 'x', 9999);
+	big[9999] = '\0';
+	out = capture_log(LOG_INFO_, big);
+	cr_assert_leq(strlen(out), 4096);
+	assert_matches(out, "xxxx \\[cut\\]\n$");
+	free(out);
+	free(big);
+}
+
+Test(log, the_file_is_rotated_by_size_keeping_one_old_file)
+{
+	const char *path = log_to_file();
+	char old[160], line[101];
+	struct stat st;
+	char *out;
+
+	memset(line, 'y', 100);
+	line[100] = '\0';
+	vlog_set_file(path, 4000);
+	for (int i = 0; i < 1000; i++)
+		vlog(LOG_INFO_, "%d %s", i, line);
+	snprintf(old, sizeof(old), "%s.1", path);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_leq(st.st_size, 4000 + 200);
+	cr_assert_eq(stat(old, &st), 0);
+	cr_assert_geq(st.st_size, 4000);
+	cr_assert_leq(st.st_size, 4000 + 200);
+	out = slurp(path);
+	assert_matches(out, "^[^\n]*INFO: log rotated at 4000 bytes; the earlier records are in "
+			    "/tmp/vmctl-test-log-[^/]*/vmctld.log.1\n");
+	assert_matches(out, "INFO: 999 y+\n$");
+	free(out);
+	/* Only the one old file is kept. */
+	snprintf(old, sizeof(old), "%s.2", path);
+	cr_assert_neq(stat(old, &st), 0);
+	remove_tree(log_dir);
+}
+
+Test(log, rotation_counts_what_the_file_held_already)
+{
+	const char *path = log_to_file();
+	char old[160];
+	struct stat st;
+
+	for (int i = 0; i < 50; i++)
+		vlog(LOG_INFO_, "%080d", i);
+	vlog_set_file(path, 4000);
+	vlog(LOG_INFO_, "one more");
+	snprintf(old, sizeof(old), "%s.1", path);
+	cr_assert_eq(stat(old, &st), 0, "a file already past the size was not rotated");
+	remove_tree(log_dir);
+}
+
+Test(ratelimit, lets_a_burst_through_per_window_and_counts_the_rest)
+{
+	struct log_ratelimit rl = {.interval_s = 10, .burst = 3};
+	int allowed = 0;
+
+	for (int t = 0; t < 8; t++)
+		allowed += log_ratelimit_allow(&rl, 100 + t * 0.5);
+	cr_assert_eq(allowed, 3);
+	cr_assert_eq(log_ratelimit_window_end(&rl), 110);
+	cr_assert_eq(log_ratelimit_take(&rl), 5);
+	cr_assert_eq(log_ratelimit_take(&rl), 0);
+	/* The next window starts with the next event after 110. */
+	cr_assert(log_ratelimit_allow(&rl, 110.5));
+	cr_assert_eq(log_ratelimit_window_end(&rl), 120.5);
+	cr_assert(log_ratelimit_allow(&rl, 111));
+	cr_assert(log_ratelimit_allow(&rl, 112));
+	cr_assert_not(log_ratelimit_allow(&rl, 113));
+	cr_assert_eq(log_ratelimit_take(&rl), 1);
+}
+
+Test(ratelimit, a_clock_going_back_opens_a_new_window)
+{
+	struct log_ratelimit rl = {.interval_s = 10, .burst = 1};
+
+	cr_assert(log_ratelimit_allow(&rl, 100));
+	cr_assert_not(log_ratelimit_allow(&rl, 101));
+	cr_assert(log_ratelimit_allow(&rl, 50));
 }

@@ -1010,3 +1010,209 @@ Test(conn, free_inside_notify_callback)
 	cr_assert_eq(notified, 1);
 	proto_conn_free(a);
 }
+
+/* ---- proto_conn_set_limits: what one peer may make a conn hold ---- */
+
+/* A request [0, 1, "m", {"s": STR}] whose string is len bytes. */
+static void request_with_string(msgpack_sbuffer *sb, size_t len)
+{
+	msgpack_packer pk;
+	char *blob = calloc(1, len ? len : 1);
+
+	cr_assert_not_null(blob);
+	request_with_params(sb);
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	proto_pack_str(&pk, "s");
+	msgpack_pack_str(&pk, len);
+	msgpack_pack_str_body(&pk, blob, len);
+	free(blob);
+}
+
+/* Write what the socket takes now; the offset reached. */
+static size_t write_some(int fd, const char *buf, size_t off, size_t len)
+{
+	while (off < len) {
+		ssize_t n = write(fd, buf + off, len - off);
+
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	return off;
+}
+
+Test(conn, an_incomplete_message_is_dropped_at_its_deadline)
+{
+	struct seen sb_seen = {0};
+	struct proto_conn *b = proto_conn_new(loop, fds[1], fds[1], &seen_ops, &sb_seen);
+	struct proto_conn_limits lim = {.message_s = 1};
+	msgpack_sbuffer sb;
+
+	proto_conn_set_limits(b, &lim);
+	request_with_string(&sb, 1000);
+	write_all(fds[0], sb.data, sb.size - 10);
+	run_for(0.1);
+	cr_assert_eq(sb_seen.closed, 0, "dropped before the deadline");
+	cr_assert_eq(proto_conn_partial_bytes(b), sb.size - 10);
+	run_until(&sb_seen.closed);
+	cr_assert_eq(sb_seen.closed_err, PROTO_E_TIMEOUT);
+	cr_assert(strstr(sb_seen.closed_why, "not complete 1 s after its first byte"), "why: %s",
+		  sb_seen.closed_why);
+	cr_assert_eq(sb_seen.requests, 0);
+	msgpack_sbuffer_destroy(&sb);
+	proto_conn_free(b);
+	close(fds[0]);
+}
+
+Test(conn, a_message_completed_before_its_deadline_is_delivered)
+{
+	struct seen sb_seen = {0};
+	struct proto_conn *b = proto_conn_new(loop, fds[1], fds[1], &seen_ops, &sb_seen);
+	struct proto_conn_limits lim = {.message_s = 3};
+	msgpack_sbuffer sb;
+
+	proto_conn_set_limits(b, &lim);
+	request_with_string(&sb, 1000);
+	for (int i = 0; i < 2; i++) {
+		/* The deadline counts from each message's first byte. */
+		write_all(fds[0], sb.data, sb.size / 2);
+		run_for(0.3);
+		write_all(fds[0], sb.data + sb.size / 2, sb.size - sb.size / 2);
+		run_until(&sb_seen.requests);
+		sb_seen.requests = 0;
+		proto_reply(b, 1, 0, NULL, NULL, 0);
+	}
+	cr_assert_eq(sb_seen.closed, 0, "closed: %s", sb_seen.closed_why);
+	cr_assert_eq(proto_conn_partial_bytes(b), 0);
+	msgpack_sbuffer_destroy(&sb);
+	proto_conn_free(b);
+	close(fds[0]);
+}
+
+Test(conn, an_idle_peer_is_dropped)
+{
+	struct seen sb_seen = {0};
+	struct proto_conn *b = proto_conn_new(loop, fds[1], fds[1], &seen_ops, &sb_seen);
+	struct proto_conn_limits lim = {.idle_s = 0.3};
+
+	proto_conn_set_limits(b, &lim);
+	run_until(&sb_seen.closed);
+	cr_assert_eq(sb_seen.closed_err, PROTO_E_TIMEOUT);
+	cr_assert_str_eq(sb_seen.closed_why, "idle for 0.3 s");
+	proto_conn_free(b);
+	close(fds[0]);
+}
+
+Test(conn, a_peer_awaiting_an_answer_is_not_idle)
+{
+	struct seen sb_seen = {0};
+	struct proto_conn *a = proto_conn_new(loop, fds[0], fds[0], NULL, NULL);
+	struct proto_conn *b = proto_conn_new(loop, fds[1], fds[1], &seen_ops, &sb_seen);
+	struct proto_conn_limits lim = {.idle_s = 0.2};
+	struct result r = {0};
+
+	proto_conn_set_limits(b, &lim);
+	cr_assert_eq(proto_call(a, "slow", NULL, 0, 0, on_result, &r, NULL), 0);
+	run_until(&sb_seen.requests);
+	run_for(0.6);
+	cr_assert_eq(sb_seen.closed, 0, "dropped while its request was being worked on");
+	cr_assert_eq(proto_reply(b, sb_seen.msgid, 0, NULL, NULL, 0), 0);
+	run_until(&r.calls);
+	cr_assert_eq(r.err, 0);
+	/* Answered: idle from now on. */
+	run_until(&sb_seen.closed);
+	cr_assert_eq(sb_seen.closed_err, PROTO_E_TIMEOUT);
+	proto_conn_free(a);
+	proto_conn_free(b);
+}
+
+Test(conn, incomplete_messages_share_one_budget)
+{
+	int fds2[2];
+	struct proto_budget budget = {.max = 100000};
+	struct proto_conn_limits lim = {.budget = &budget};
+	struct seen s1 = {0}, s2 = {0};
+	struct proto_conn *b1, *b2;
+	msgpack_sbuffer big, small;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds2), 0);
+	b1 = proto_conn_new(loop, fds[1], fds[1], &seen_ops, &s1);
+	b2 = proto_conn_new(loop, fds2[1], fds2[1], &seen_ops, &s2);
+	proto_conn_set_limits(b1, &lim);
+	proto_conn_set_limits(b2, &lim);
+	request_with_string(&big, 70000);
+	request_with_string(&small, 40000);
+	write_all(fds[0], big.data, big.size - 1);
+	run_for(0.1);
+	cr_assert_eq(budget.used, big.size - 1);
+	/* The second peer's incomplete message does not fit beside the first. */
+	fcntl(fds2[0], F_SETFL, O_NONBLOCK);
+	write_some(fds2[0], small.data, 0, small.size - 1);
+	run_until(&s2.closed);
+	cr_assert_eq(s2.closed_err, PROTO_E_BUSY);
+	cr_assert(strstr(s2.closed_why, "100000 bytes"), "why: %s", s2.closed_why);
+	cr_assert_eq(s1.closed, 0);
+	cr_assert_eq(budget.used, big.size - 1);
+	/* A complete message holds nothing once delivered. */
+	write_all(fds[0], big.data + big.size - 1, 1);
+	run_until(&s1.requests);
+	cr_assert_eq(budget.used, 0);
+	write_all(fds[0], big.data, 100);
+	run_for(0.05);
+	cr_assert_eq(budget.used, 100);
+	proto_conn_free(b1);
+	cr_assert_eq(budget.used, 0, "a freed conn gives its bytes back");
+	proto_conn_free(b2);
+	msgpack_sbuffer_destroy(&big);
+	msgpack_sbuffer_destroy(&small);
+	close(fds[0]);
+	close(fds2[0]);
+}
+
+Test(conn, a_peer_that_leaves_its_answers_unread_is_not_read)
+{
+	struct seen sb_seen = {.reply_echo = true};
+	struct proto_conn *b;
+	struct proto_conn_limits lim = {.max_output = 4096};
+	msgpack_sbuffer req;
+	int small = 4096;
+	size_t off = 0, total;
+	char *many, buf[65536];
+	int count = 20000;
+
+	/* Small kernel buffers, so that answers queue up in the conn. */
+	setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	b = proto_conn_new(loop, fds[1], fds[1], &seen_ops, &sb_seen);
+	proto_conn_set_limits(b, &lim);
+	request_with_string(&req, 200);
+	total = req.size * (size_t)count;
+	many = malloc(total);
+	cr_assert_not_null(many);
+	for (int i = 0; i < count; i++) {
+		/* msgid 1 each time: answered before the next one is read */
+		memcpy(many + (size_t)i * req.size, req.data, req.size);
+	}
+	fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	for (int round = 0; round < 200 && off < total; round++) {
+		off = write_some(fds[0], many, off, total);
+		run_for(0.005);
+	}
+	cr_assert_lt(off, total, "the conn read everything though its answers were not read");
+	cr_assert_lt(proto_conn_pending_bytes(b), 4096 + 65536, "%zu pending, %d read", proto_conn_pending_bytes(b), sb_seen.requests);
+	cr_assert_eq(sb_seen.closed, 0);
+	/* Reading the answers lets it read the rest. */
+	for (ev_tstamp end = ev_time() + 10; sb_seen.requests < count;) {
+		cr_assert_lt(ev_time(), end, "only %d of %d requests read", sb_seen.requests, count);
+		while (read(fds[0], buf, sizeof(buf)) > 0)
+			;
+		off = write_some(fds[0], many, off, total);
+		ev_run(loop, EVRUN_NOWAIT);
+	}
+	cr_assert_eq(sb_seen.closed, 0);
+	free(many);
+	msgpack_sbuffer_destroy(&req);
+	proto_conn_free(b);
+	close(fds[0]);
+}

@@ -166,6 +166,29 @@ size_t proto_conn_pending_bytes(const struct proto_conn *c);
 void proto_conn_set_ud(struct proto_conn *c, void *ud);
 
 /*
+ * What one peer may make a conn hold, for a server whose peers it does not
+ * trust to be quick (vmctld's clients). A conn has no limits until this is
+ * called; each field left 0 (or NULL) stays off. A broken limit closes the
+ * conn: closed() gets PROTO_E_TIMEOUT for the deadlines, PROTO_E_BUSY for
+ * the budget, and a sentence saying which.
+ */
+struct proto_budget {
+	size_t used; /* bytes of incomplete messages the conns sharing it hold */
+	size_t max;  /* a conn whose incomplete message would take used past this is closed */
+};
+struct proto_conn_limits {
+	double message_s;   /* a message must be whole this long after its first byte */
+	double idle_s;      /* closed after this long without a byte either way while
+			       no request (the peer's or ours) awaits its answer */
+	size_t max_output;  /* the peer is not read while more than this is queued for it */
+	struct proto_budget *budget; /* shared by several conns; outlives them */
+};
+/* The limits are copied. */
+void proto_conn_set_limits(struct proto_conn *c, const struct proto_conn_limits *limits);
+/* Bytes held of a message not yet complete (0 between messages). */
+size_t proto_conn_partial_bytes(const struct proto_conn *c);
+
+/*
  * Reply to a call: err 0 with a result, or err < 0 with a message.
  * result/len: one already-packed msgpack object (NULL packs nil).
  */
