@@ -57,7 +57,9 @@ static const struct cmd_argument launch_arguments[] = {
 	{ "IMAGE",
 	  "What to run: a release alias (\"24.04\", \"lts\", \"release:noble\"), a local disk image "
 	  "(\"/path/disk.qcow2\", \"./disk.img\", \"file:///path/disk.img\"; a relative path must "
-	  "contain a '/') or an http(s) URL. Default: lts." },
+	  "contain a '/') or an http(s) URL. The disk must be qcow2 or a raw image with a "
+	  "partition table or a file system; any other file is refused before anything is "
+	  "created. Default: lts." },
 	{ NULL, NULL },
 };
 
