@@ -69,7 +69,10 @@ const struct cmd_entry cmd_launch_entry = {
 	.summary = "Create and start a new instance.",
 	.help = "Downloads the image if it is not cached yet (with a progress bar on a "
 		"terminal), creates the instance's disk and cloud-init seed, starts it and waits "
-		"until it can be reached over SSH. Prints \"Launched: NAME\" when it is ready.\n\n"
+		"until it can be reached over SSH. Prints \"Launched: NAME\" when it is ready. "
+		"If the VM stops before that, launch fails at once, naming the serial console "
+		"log, and keeps the instance; 'vmctl stop --force' or 'vmctl delete' cancels a "
+		"launch in progress.\n\n"
 		"    vmctl launch --name web --cpus 2 --memory 2G 24.04\n"
 		"    vmctl launch --cloud-init user-data.yaml /srv/images/debian.qcow2\n"
 		"    vmctl launch --network br0 --network name=br1,mode=manual 24.04",
