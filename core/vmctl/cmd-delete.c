@@ -28,7 +28,8 @@ const struct cmd_entry cmd_delete_entry = {
 	.usage = "[options] NAME...|--all",
 	.summary = "Delete instances.",
 	.help = "Stops the instances and marks them deleted: 'vmctl recover' brings them back "
-		"until 'vmctl purge' (or --purge) removes them and their disks. "
+		"until 'vmctl purge' (or --purge) removes them and their disks. A launch in "
+		"progress is cancelled first. "
 		"NAME.SNAPSHOT deletes a snapshot of a stopped instance; snapshots cannot be "
 		"recovered, so that needs --purge.",
 	.options = delete_options,

@@ -57,7 +57,9 @@ static const struct cmd_argument launch_arguments[] = {
 	{ "IMAGE",
 	  "What to run: a release alias (\"24.04\", \"lts\", \"release:noble\"), a local disk image "
 	  "(\"/path/disk.qcow2\", \"./disk.img\", \"file:///path/disk.img\"; a relative path must "
-	  "contain a '/') or an http(s) URL. Default: lts." },
+	  "contain a '/') or an http(s) URL. The disk must be qcow2 or a raw image with a "
+	  "partition table or a file system; any other file is refused before anything is "
+	  "created. Default: lts." },
 	{ NULL, NULL },
 };
 
@@ -67,7 +69,10 @@ const struct cmd_entry cmd_launch_entry = {
 	.summary = "Create and start a new instance.",
 	.help = "Downloads the image if it is not cached yet (with a progress bar on a "
 		"terminal), creates the instance's disk and cloud-init seed, starts it and waits "
-		"until it can be reached over SSH. Prints \"Launched: NAME\" when it is ready.\n\n"
+		"until it can be reached over SSH. Prints \"Launched: NAME\" when it is ready. "
+		"If the VM stops before that, launch fails at once, naming the serial console "
+		"log, and keeps the instance; 'vmctl stop --force' or 'vmctl delete' cancels a "
+		"launch in progress.\n\n"
 		"    vmctl launch --name web --cpus 2 --memory 2G 24.04\n"
 		"    vmctl launch --cloud-init user-data.yaml /srv/images/debian.qcow2\n"
 		"    vmctl launch --network br0 --network name=br1,mode=manual 24.04",

@@ -14,7 +14,8 @@ static const struct cmd_option stop_options[] = {
 	{ "all", 0, NULL, 0, "Stop every instance." },
 	{ "force", 0, NULL, 0,
 	  "Power off at once, without asking the guest to shut down (for an instance that does "
-	  "not respond). Also stops a suspended instance, discarding its saved state." },
+	  "not respond). Also stops a suspended instance, discarding its saved state, and "
+	  "cancels a launch in progress." },
 	{ "time", 't', "MINUTES", 0,
 	  "Stop after this many minutes (\"+5\" or \"5\"); 0 stops now. The guest's users are "
 	  "warned." },

@@ -286,6 +286,18 @@ struct ssh_wait *ssh_wait_start(const char *name, const char *host, int port, bo
 				ev_tstamp deadline, double timeout_s, struct creq *progress_r,
 				ssh_wait_fn done, void *ud);
 void ssh_wait_cancel(struct ssh_wait *w);
+/* The helper says NAME is now STATE: a wait for a VM that stopped (or was
+ * suspended) ends at once with PROTO_E_INVALID_STATE and a sentence saying so. */
+void ssh_wait_state_changed(const char *name, const char *state);
+/* A launch of name holds the name. */
+bool launch_active(const char *name);
+/* Cancel the launch of name (for stop --force and delete, named by `by`):
+ * the waiting launch is answered with an error, and then(ud) runs once it has
+ * let go of the name (at once while it waits for SSH; after the step in
+ * flight otherwise). A launch that had not created its VM yet is undone, so
+ * then may find no record. false, and then never runs, when no launch of
+ * name is in progress or one is already being cancelled. */
+bool launch_cancel(const char *name, const char *by, void (*then)(void *ud), void *ud);
 /* Make sure DATA/ssh/id_ed25519 exists (ssh-keygen) and B->ssh_pubkey is
  * loaded. sync: before the loop runs. */
 int keys_ensure_sync(char *err, size_t errlen);

@@ -679,6 +679,8 @@ static void helper_on_notify(struct proto_conn *conn, void *ud, const char *meth
 			vlog(LOG_INFO_, "%s is now %s", name, state);
 			scope_save();
 		}
+		if (h == B->helper)
+			ssh_wait_state_changed(name, state);
 	}
 	/* progress belongs to a request; the calls that care ask for it. */
 }

@@ -23,8 +23,16 @@ int img_mkdirs(const char *path);
 int img_write_atomic(const char *path, const void *data, size_t len);
 /* Whole file into a NUL-terminated heap buffer; PROTO_E_NOT_FOUND if absent. */
 int img_read_whole(const char *path, size_t max, char **out, size_t *len);
-/* "qcow2" when the file starts with the qcow2 magic, else "raw". */
-int img_detect_format(const char *path, const char **format, char *err, size_t errlen);
+/* The format of a disk from its first n bytes: 0 with *format "qcow2" (a
+ * version 2 or 3 header) or "raw" (an MBR or GPT partition table, or an
+ * ext2/3/4, XFS, Btrfs or ISO 9660 file system), else
+ * PROTO_E_INVALID_ARGUMENT with why ("it holds text; it has no ..."). */
+int img_check_head(const unsigned char *head, size_t n, const char **format, char *why,
+		   size_t whylen);
+/* img_check_head() of the file at path; err names shown (path when NULL):
+ * "SHOWN is not a disk image vmctl can use: WHY". */
+int img_detect_format(const char *path, const char *shown, const char **format, char *err,
+		      size_t errlen);
 
 /* ---- image-fetch.c: libcurl's multi interface on the libev loop ---- */
 

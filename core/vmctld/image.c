@@ -143,28 +143,156 @@ out_close:
 	return rc;
 }
 
-int img_detect_format(const char *path, const char **format, char *err, size_t errlen)
+/*
+ * Which disk formats the drivers can boot, told by a disk's first bytes. A
+ * raw image must carry a partition table or a file system the firmware or
+ * a direct-boot kernel can use; any other file (a text file, an archive, a
+ * disk of another hypervisor) would boot nothing and, on a system-wide
+ * broker, would hand the file's bytes to a guest.
+ */
+struct img_signature {
+	size_t offset;
+	const char *magic;
+	size_t len;
+	const char *what;
+};
+
+/* Any of these makes a file a usable raw disk. */
+static const struct img_signature raw_signatures[] = {
+	{ 510, "\x55\xaa", 2, "an MBR partition table" },
+	{ 512, "EFI PART", 8, "a GPT partition table" },
+	{ 4096, "EFI PART", 8, "a GPT partition table (4 KiB sectors)" },
+	{ 1080, "\x53\xef", 2, "an ext2/3/4 file system" },
+	{ 0, "XFSB", 4, "an XFS file system" },
+	{ 65600, "_BHRfS_M", 8, "a Btrfs file system" },
+	{ 32769, "CD001", 5, "an ISO 9660 file system" },
+};
+
+/* Files that are something else, named so the user knows what to do. */
+static const struct img_signature foreign_signatures[] = {
+	{ 0, "KDMV", 4, "a VMDK disk; convert it with qemu-img convert -O qcow2" },
+	{ 0, "# Disk DescriptorFile", 21, "a VMDK descriptor; convert the disk with qemu-img convert -O qcow2" },
+	{ 64, "\x7f\x10\xda\xbe", 4, "a VirtualBox VDI disk; convert it with qemu-img convert -O qcow2" },
+	{ 0, "vhdxfile", 8, "a VHDX disk; convert it with qemu-img convert -O qcow2" },
+	{ 0, "conectix", 8, "a VHD disk; convert it with qemu-img convert -O qcow2" },
+	{ 0, "\x1f\x8b", 2, "gzip-compressed; decompress it first" },
+	{ 0, "\xfd" "7zXZ\0", 6, "xz-compressed; decompress it first" },
+	{ 0, "\x28\xb5\x2f\xfd", 4, "zstd-compressed; decompress it first" },
+	{ 0, "BZh", 3, "bzip2-compressed; decompress it first" },
+	{ 257, "ustar", 5, "a tar archive; extract the disk image from it first" },
+};
+
+/* Enough for every signature above (Btrfs's is the farthest). */
+#define IMG_HEAD_SIZE (65600 + 8)
+
+static bool sig_at(const unsigned char *head, size_t n, const struct img_signature *sig)
+{
+	return n >= sig->offset + sig->len && memcmp(head + sig->offset, sig->magic, sig->len) == 0;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Printable ASCII and white space only, as in /etc/passwd or a script. */
+static bool looks_like_text(const unsigned char *head, size_t n)
+{
+	if (n > 512)
+		n = 512;
+	for (size_t i = 0; i < n; i++)
+		if ((head[i] < 0x20 && head[i] != '\n' && head[i] != '\r' && head[i] != '\t') ||
+		    head[i] >= 0x7f)
+			return false;
+	return n > 0;
+}
+
+int img_check_head(const unsigned char *head, size_t n, const char **format, char *why,
+		   size_t whylen)
 {
 	static const unsigned char qcow2_magic[4] = { 'Q', 'F', 'I', 0xfb };
-	unsigned char head[4];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
 
+	if (n == 0) {
+		snprintf(why, whylen, "the file is empty");
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (n >= sizeof(qcow2_magic) && memcmp(head, qcow2_magic, sizeof(qcow2_magic)) == 0) {
+		uint32_t version = n >= 8 ? be32(head + 4) : 0;
+
+		if (version != 2 && version != 3) {
+			snprintf(why, whylen, "it has a qcow header of version %u; only qcow2 "
+				 "(versions 2 and 3) can be used", (unsigned)version);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+		/* The fixed part of the header: 72 bytes in version 2, 104 in 3. */
+		if (n < (version == 2 ? 72u : 104u)) {
+			snprintf(why, whylen, "its qcow2 header is cut short (%zu bytes)", n);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+		*format = "qcow2";
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(foreign_signatures) / sizeof(foreign_signatures[0]); i++) {
+		if (sig_at(head, n, &foreign_signatures[i])) {
+			snprintf(why, whylen, "it is %s", foreign_signatures[i].what);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+	}
+	for (size_t i = 0; i < sizeof(raw_signatures) / sizeof(raw_signatures[0]); i++) {
+		if (sig_at(head, n, &raw_signatures[i])) {
+			*format = "raw";
+			return 0;
+		}
+	}
+	snprintf(why, whylen, "%sit has no qcow2 header, no partition table (MBR or GPT) and no "
+		 "file system signature (ext2/3/4, XFS, Btrfs, ISO 9660)",
+		 looks_like_text(head, n) ? "it holds text; " : "");
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+int img_detect_format(const char *path, const char *shown, const char **format, char *err,
+		      size_t errlen)
+{
+	unsigned char *head;
+	char why[256];
+	size_t got = 0;
+	int fd, rc;
+
+	if (!shown)
+		shown = path;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(err, errlen, "cannot open image %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "cannot open image %s: %s", shown, strerror(errno));
 		return errno == ENOENT ? PROTO_E_NOT_FOUND : PROTO_E_IO;
 	}
-	do
-		n = read(fd, head, sizeof(head));
-	while (n < 0 && errno == EINTR);
-	close(fd);
-	if (n < 0) {
-		snprintf(err, errlen, "cannot read image %s: %s", path, strerror(errno));
-		return PROTO_E_IO;
+	head = malloc(IMG_HEAD_SIZE);
+	if (!head) {
+		rc = PROTO_E_NOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out_close;
 	}
-	*format = (n == (ssize_t)sizeof(head) && memcmp(head, qcow2_magic, sizeof(head)) == 0)
-			  ? "qcow2" : "raw";
-	return 0;
+	while (got < IMG_HEAD_SIZE) {
+		ssize_t n = read(fd, head + got, IMG_HEAD_SIZE - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "cannot read image %s: %s", shown, strerror(errno));
+			rc = PROTO_E_IO;
+			goto out_free_head;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	rc = img_check_head(head, got, format, why, sizeof(why));
+	if (rc < 0)
+		snprintf(err, errlen, "%s is not a disk image vmctl can use: %s", shown, why);
+out_free_head:
+	free(head);
+out_close:
+	close(fd);
+	return rc;
 }
 
 /* ---- specs ---- */
@@ -336,7 +464,7 @@ static int resolve_local(const char *path, struct image_spec *spec, char *err, s
 		snprintf(err, errlen, "image %s is not readable: %s", path, strerror(errno));
 		return PROTO_E_IO;
 	}
-	rc = img_detect_format(path, &format, err, errlen);
+	rc = img_detect_format(path, NULL, &format, err, errlen);
 	if (rc < 0)
 		return rc;
 
@@ -563,7 +691,7 @@ static void op_complete(struct image_op *op)
 {
 	char err[IMG_ERRLEN] = "";
 	const char *format;
-	int rc = img_detect_format(op->spec.disk, &format, err, sizeof(err));
+	int rc = img_detect_format(op->spec.disk, NULL, &format, err, sizeof(err));
 
 	if (rc == 0 && !op->spec.format && !(op->spec.format = strdup(format)))
 		rc = PROTO_E_NOMEM;
@@ -731,7 +859,7 @@ static int download_store(struct img_download *dl, const struct img_xfer_result 
 		return PROTO_E_DRIVER;
 	}
 	if (dl->kind == SLOT_DISK) {
-		rc = img_detect_format(dl->tmp_path, &format, err, errlen);
+		rc = img_detect_format(dl->tmp_path, dl->url, &format, err, errlen);
 		if (rc < 0)
 			return rc;
 		ext = disk_ext(format);

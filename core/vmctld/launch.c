@@ -173,6 +173,8 @@ void keys_ensure(void (*done)(void *ud, int err, const char *errmsg), void *ud)
  * than addresses skip the look and are probed by ssh alone, as before.
  */
 struct ssh_wait {
+	struct ssh_wait *next; /* in ssh_waits */
+	unsigned gen;          /* B->scope_gen of name */
 	char name[INSTANCE_NAME_MAX + 1];
 	char host[64];
 	char port[16];
@@ -193,16 +195,32 @@ struct ssh_wait {
 	void *ud;
 };
 
+/* Every wait in progress, for ssh_wait_state_changed(). */
+static struct ssh_wait *ssh_waits;
+
 static void ssh_wait_step(struct ssh_wait *w);
+
+static void ssh_wait_free(struct ssh_wait *w)
+{
+	for (struct ssh_wait **pp = &ssh_waits; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	ev_timer_stop(B->loop, &w->retry_w);
+	ev_timer_stop(B->loop, &w->login_w);
+	probe_cancel(w->probe);
+	child_cancel(w->child);
+	free(w);
+}
 
 static void ssh_wait_finish(struct ssh_wait *w, int err, const char *msg)
 {
 	ssh_wait_fn done = w->done;
 	void *ud = w->ud;
 
-	ev_timer_stop(B->loop, &w->retry_w);
-	ev_timer_stop(B->loop, &w->login_w);
-	free(w);
+	ssh_wait_free(w);
 	done(ud, err, msg);
 }
 
@@ -404,18 +422,41 @@ struct ssh_wait *ssh_wait_start(const char *name, const char *host, int port, bo
 	ev_timer_init(&w->retry_w, ssh_wait_on_retry, 0, 0);
 	w->retry_w.data = w;
 	ev_timer_start(B->loop, &w->retry_w);
+	w->gen = B->scope_gen;
+	w->next = ssh_waits;
+	ssh_waits = w;
 	return w;
 }
 
 void ssh_wait_cancel(struct ssh_wait *w)
 {
-	if (!w)
+	if (w)
+		ssh_wait_free(w);
+}
+
+/* A VM that stopped will never answer: end its waits now rather than at
+ * their deadline (a launch whose QEMU died used to hold the instance for
+ * the whole --timeout). */
+void ssh_wait_state_changed(const char *name, const char *state)
+{
+	char msg[512];
+
+	if (strcmp(state, "stopped") != 0 && strcmp(state, "suspended") != 0)
 		return;
-	ev_timer_stop(B->loop, &w->retry_w);
-	ev_timer_stop(B->loop, &w->login_w);
-	probe_cancel(w->probe);
-	child_cancel(w->child);
-	free(w);
+	for (;;) {
+		struct ssh_wait *w = ssh_waits;
+
+		while (w && (w->gen != B->scope_gen || strcmp(w->name, name) != 0))
+			w = w->next;
+		if (!w)
+			return;
+		snprintf(msg, sizeof(msg), "%s %s before %s (the %s driver reports it %s)", name,
+			 state, w->ssh_up ? "cloud-init finished" : "it answered SSH", B->driver,
+			 state);
+		vlog(LOG_INFO_, "%s", msg);
+		/* done may start or end other waits: look again from the start. */
+		ssh_wait_finish(w, PROTO_E_INVALID_STATE, msg);
+	}
 }
 
 /* ---- the NoCloud seed ---- */
@@ -528,15 +569,43 @@ struct launch {
 	bool created;    /* instance.create succeeded */
 	int fail_err;
 	char fail_msg[2048];
+	struct launch *next;        /* in launches */
+	/* Set by launch_cancel(): then runs once the launch has let go of the name. */
+	const char *cancelled_by;   /* "vmctl stop --force" */
+	void (*cancel_then)(void *ud);
+	void *cancel_ud;
 };
+
+/* Every launch that holds its name (from busy_add() to launch_free()). */
+static struct launch *launches;
 
 static void launch_free(struct launch *l)
 {
+	void (*then)(void *ud) = l->cancel_then;
+	void *then_ud = l->cancel_ud;
+
+	for (struct launch **pp = &launches; *pp; pp = &(*pp)->next) {
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	}
+	ssh_wait_cancel(l->sw);
 	busy_remove(l->name);
 	free(l->image);
 	free(l->cloud_init);
 	network_records_free(l->nets, l->n_nets);
 	free(l);
+	if (then)
+		then(then_ud);
+}
+
+static struct launch *launch_find(const char *name)
+{
+	for (struct launch *l = launches; l; l = l->next)
+		if (l->gen == B->scope_gen && strcmp(l->name, name) == 0)
+			return l;
+	return NULL;
 }
 
 static struct instance_record *launch_rec(struct launch *l)
@@ -603,6 +672,65 @@ static void launch_set_state(struct launch *l, const char *state)
 		scope_save();
 }
 
+/* End a launch that launch_cancel() asked to stop, at the first point where
+ * nothing of it is in flight. Before the VM exists there is nothing worth
+ * keeping; after, the instance is left to whoever cancelled. */
+static bool launch_cancel_due(struct launch *l)
+{
+	if (!l->cancel_then)
+		return false;
+	vlog(LOG_INFO_, "the launch of %s ends: cancelled by %s", l->name, l->cancelled_by);
+	if (!l->created) {
+		launch_fail(l, PROTO_E_INVALID_STATE,
+			    "the launch of %s was cancelled by %s before its VM was created; "
+			    "nothing was kept", l->name, l->cancelled_by);
+		return true;
+	}
+	creq_fail(l->r, PROTO_E_INVALID_STATE, "the launch of %s was cancelled by %s", l->name,
+		  l->cancelled_by);
+	launch_free(l);
+	return true;
+}
+
+bool launch_active(const char *name)
+{
+	return launch_find(name) != NULL;
+}
+
+bool launch_cancel(const char *name, const char *by, void (*then)(void *ud), void *ud)
+{
+	struct launch *l = launch_find(name);
+
+	if (!l || l->cancel_then)
+		return false;
+	l->cancelled_by = by;
+	l->cancel_then = then;
+	l->cancel_ud = ud;
+	/* Waiting for SSH can stop at once; a step in flight ends first. */
+	if (l->sw) {
+		ssh_wait_cancel(l->sw);
+		l->sw = NULL;
+		launch_cancel_due(l);
+	}
+	return true;
+}
+
+/* The VM stopped before the launch was done: say so at once, and keep the
+ * instance, whose console log tells why. */
+static void launch_fail_stopped(struct launch *l, const char *what)
+{
+	char console[4500], where[4600] = "";
+
+	snprintf(console, sizeof(console), "%s/console.log", l->dir);
+	if (access(console, F_OK) == 0)
+		snprintf(where, sizeof(where), "; its serial console log is %s", console);
+	creq_fail(l->r, PROTO_E_INVALID_STATE,
+		  "%s: its VM is no longer running%s; the instance is kept (vmctl start %s tries "
+		  "again, vmctl delete --purge %s removes it)",
+		  what, where, l->name, l->name);
+	launch_free(l);
+}
+
 static void launch_on_ssh(void *ud, int err, const char *errmsg)
 {
 	struct launch *l = ud;
@@ -610,6 +738,10 @@ static void launch_on_ssh(void *ud, int err, const char *errmsg)
 	msgpack_packer pk;
 
 	l->sw = NULL;
+	if (err == PROTO_E_INVALID_STATE) {
+		launch_fail_stopped(l, errmsg);
+		return;
+	}
 	if (err == PROTO_E_TIMEOUT) {
 		creq_fail(l->r, PROTO_E_TIMEOUT, "%s; the instance is kept (see vmctl info %s)", errmsg,
 			  l->name);
@@ -634,13 +766,28 @@ static void launch_on_ssh(void *ud, int err, const char *errmsg)
 static void launch_on_info(void *ud, int err, const char *errmsg, const msgpack_object *result)
 {
 	struct launch *l = ud;
-	char host[64] = "127.0.0.1";
+	struct instance_record *rec;
+	char host[64] = "127.0.0.1", state[32] = "";
+	char what[INSTANCE_NAME_MAX + 128];
 	int64_t port = 0;
 
+	if (launch_cancel_due(l))
+		return;
 	if (err < 0) {
 		creq_fail(l->r, err, "%s started, but its SSH address is unknown: %s; the instance is "
 			  "kept (see vmctl info %s)", l->name, errmsg, l->name);
 		launch_free(l);
+		return;
+	}
+	/* The answer, or a state notification since the start, may tell of its end. */
+	rec = launch_rec(l);
+	proto_get_str(result, "state", state, sizeof(state));
+	if (strcmp(state, "stopped") != 0 && strcmp(state, "suspended") != 0 && rec && rec->state)
+		snprintf(state, sizeof(state), "%s", rec->state);
+	if (strcmp(state, "stopped") == 0 || strcmp(state, "suspended") == 0) {
+		snprintf(what, sizeof(what), "%s %s before it answered SSH (the %s driver reports it "
+			 "%s)", l->name, state, B->driver, state);
+		launch_fail_stopped(l, what);
 		return;
 	}
 	proto_get_str(result, "ssh_host", host, sizeof(host));
@@ -674,6 +821,8 @@ static void launch_on_started(void *ud, int err, const char *errmsg, const msgpa
 	}
 	proto_get_str(result, "state", state, sizeof(state));
 	launch_set_state(l, state);
+	if (launch_cancel_due(l))
+		return;
 	if (!rec) {
 		launch_fail(l, PROTO_E_INTERNAL, "%s vanished from the registry while launching", l->name);
 		return;
@@ -696,6 +845,8 @@ static void launch_on_created(void *ud, int err, const char *errmsg, const msgpa
 		return;
 	}
 	l->created = true;
+	if (launch_cancel_due(l))
+		return;
 	if (!rec) {
 		launch_fail(l, PROTO_E_INTERNAL, "%s vanished from the registry while launching", l->name);
 		return;
@@ -718,6 +869,8 @@ static void launch_on_seed(void *ud, int err, const char *errmsg)
 		launch_fail(l, err, "%s", errmsg);
 		return;
 	}
+	if (launch_cancel_due(l))
+		return;
 	if (!rec) {
 		launch_fail(l, PROTO_E_INTERNAL, "%s vanished from the registry while launching", l->name);
 		return;
@@ -738,6 +891,8 @@ static void launch_on_keys(void *ud, int err, const char *errmsg)
 		launch_fail(l, err, "%s", errmsg);
 		return;
 	}
+	if (launch_cancel_due(l))
+		return;
 	if (!rec) {
 		launch_fail(l, PROTO_E_INTERNAL, "%s vanished from the registry while launching", l->name);
 		return;
@@ -991,6 +1146,8 @@ void op_launch(struct creq *r, const msgpack_object *p)
 		creq_fail(r, PROTO_E_NOMEM, "out of memory");
 		goto out_free;
 	}
+	l->next = launches;
+	launches = l;
 	vlog(LOG_INFO_, "launching %s from %s", l->name, l->image);
 	if (l->n_nets) {
 		msgpack_sbuffer sb;

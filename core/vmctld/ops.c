@@ -28,6 +28,7 @@ struct batch_item {
 	struct batch *b;
 	char *name;
 	bool busy;        /* we hold the name in B->busy */
+	bool cancelled_launch; /* it waited for a launch of its instance to be cancelled */
 	struct ssh_wait *sw;
 	int err;
 	char *errmsg;
@@ -470,18 +471,58 @@ static void item_on_helper_deleted(void *ud, int err, const char *errmsg, const 
 	item_purge_record(it);
 }
 
+static void item_run(struct batch_item *it);
+
+static void item_on_launch_cancelled(void *ud)
+{
+	item_run(ud);
+}
+
+/* What stops a launch in progress instead of waiting for it: a forced stop
+ * and a delete (the launch may hold the name for its whole --timeout). */
+static const char *item_launch_canceller(const struct batch_item *it)
+{
+	switch (it->b->kind) {
+	case BK_STOP:
+		return it->b->force ? "vmctl stop --force" : NULL;
+	case BK_DELETE:
+		return "vmctl delete";
+	case BK_PURGE:
+		return "vmctl delete --purge";
+	default:
+		return NULL;
+	}
+}
+
 static void item_run(struct batch_item *it)
 {
 	struct batch *b = it->b;
 	struct instance_record *rec = item_rec(it);
 	struct busy *busy;
 	struct hcall *c = NULL;
+	const char *canceller = item_launch_canceller(it);
 
 	if (!rec) {
-		item_done(it, PROTO_E_NOT_FOUND, "instance %s does not exist", it->name);
+		/* The cancelled launch had made nothing yet and was undone. */
+		if (it->cancelled_launch)
+			item_done(it, 0, NULL);
+		else
+			item_done(it, PROTO_E_NOT_FOUND, "instance %s does not exist", it->name);
 		return;
 	}
 	busy = busy_find(it->name);
+	if (busy && canceller && !it->cancelled_launch) {
+		/* item_on_launch_cancelled may run before launch_cancel returns. */
+		it->cancelled_launch = true;
+		if (launch_cancel(it->name, canceller, item_on_launch_cancelled, it))
+			return;
+		it->cancelled_launch = false;
+	}
+	if (busy && b->kind == BK_STOP && !b->force && launch_active(it->name)) {
+		item_done(it, PROTO_E_BUSY, "%s is busy (%s); vmctl stop --force %s or vmctl delete %s "
+			  "cancels the launch", it->name, busy->what, it->name, it->name);
+		return;
+	}
 	if (busy) {
 		item_done(it, PROTO_E_BUSY, "%s is busy (%s); try again later", it->name, busy->what);
 		return;

@@ -21,10 +21,12 @@
 #define PYTHON "/usr/bin/python3"
 
 /* A helper for any driver named by its file name (vmctl-DRIVER-helper).
- * $FAKE_DIR/mode holds "METHOD crash|hang|garbage" lines. */
+ * $FAKE_DIR/mode holds "METHOD crash|hang|garbage|slow" lines (slow: answer
+ * after 2 s), and "instance.info exits": SSH on a closed port, then a state
+ * notification that the VM stopped. */
 static const char fake_helper[] =
 	"#!" PYTHON "\n"
-	"import sys, os, json, signal, msgpack\n"
+	"import sys, os, json, signal, time, msgpack\n"
 	"DRV = os.path.basename(sys.argv[0])[6:-7]\n"
 	"SCOPE = 'qemu' if DRV in ('qemu', 'libvirt') else DRV\n"
 	"FEATS = ['suspend'] if DRV == 'qemu' else []\n"
@@ -68,6 +70,8 @@ static const char fake_helper[] =
 	"            continue\n"
 	"        if m == 'crash':\n"
 	"            os.kill(os.getpid(), signal.SIGKILL)\n"
+	"        if m == 'slow':\n"
+	"            time.sleep(2)\n"
 	"        name = params.get('instance', {}).get('name')\n"
 	"        res = {}\n"
 	"        if method == 'hello':\n"
@@ -86,15 +90,21 @@ static const char fake_helper[] =
 	"            states[name] = 'suspended'\n"
 	"            res = dict(state='suspended')\n"
 	"        elif method == 'instance.info':\n"
-	"            res = dict(state=states.get(name, 'stopped'), ssh_host='127.0.0.1', ssh_port=0,\n"
-	"                       ipv4=[], pid=0)\n"
+	"            res = dict(state=states.get(name, 'stopped'), ssh_host='127.0.0.1',\n"
+	"                       ssh_port=1 if m == 'exits' else 0, ipv4=[], pid=0)\n"
 	"        elif method == 'shutdown':\n"
 	"            out.write(msgpack.packb([1, mid, None, {}]))\n"
 	"            out.flush()\n"
 	"            sys.exit(0)\n"
 	"        json.dump(states, open(SF, 'w'))\n"
 	"        out.write(msgpack.packb([1, mid, None, res]))\n"
-	"        out.flush()\n";
+	"        out.flush()\n"
+	"        if m == 'exits':\n"
+	"            time.sleep(1)\n"
+	"            states[name] = 'stopped'\n"
+	"            json.dump(states, open(SF, 'w'))\n"
+	"            out.write(msgpack.packb([2, 'state', dict(name=name, old='running', new='stopped')]))\n"
+	"            out.flush()\n";
 
 static char test_data[256];
 static char helper_dir[300];
@@ -144,6 +154,61 @@ static void vmctl(const char *args)
 	status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 	read_into(o, out, sizeof(out));
 	read_into(e, err, sizeof(err));
+}
+
+/* Start vmctl ARGS... in the background, its stderr in helper_dir/TAG.err. */
+static pid_t vmctl_bg(const char *tag, const char *args)
+{
+	char cmd[2048];
+	pid_t pid;
+
+	snprintf(cmd, sizeof(cmd), "VMCTL_NO_AUTOSTART=1 exec %s %s >%s/%s.out 2>%s/%s.err </dev/null",
+		 VMCTL_BIN, args, helper_dir, tag, helper_dir, tag);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Wait until the stderr of vmctl_bg(TAG) holds text. */
+static void bg_wait_for(const char *tag, const char *text)
+{
+	char path[400];
+
+	snprintf(path, sizeof(path), "%s/%s.err", helper_dir, tag);
+	for (int i = 0; i < 600; i++) {
+		read_into(path, err, sizeof(err));
+		if (strstr(err, text))
+			return;
+		usleep(50 * 1000);
+	}
+	cr_assert(0, "vmctl %s never printed '%s': %s", tag, text, err);
+}
+
+/* Wait for vmctl_bg(TAG) to end: its status, and its stderr in err. */
+static void bg_end(const char *tag, pid_t pid)
+{
+	char path[400];
+	int rc;
+
+	cr_assert_eq(waitpid(pid, &rc, 0), pid);
+	status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+	snprintf(path, sizeof(path), "%s/%s.err", helper_dir, tag);
+	read_into(path, err, sizeof(err));
+}
+
+/* A disk the image check accepts: a qcow2 version 3 header. */
+static void write_fake_disk(char *path, size_t len)
+{
+	static const char head[] = "QFI\xfb\0\0\0\3";
+	char disk[112] = {0};
+
+	memcpy(disk, head, sizeof(head) - 1);
+	snprintf(path, len, "%s/disk.qcow2", test_data);
+	cr_assert_eq(atomic_write_file(path, disk, sizeof(disk), 0644), 0);
 }
 
 /* The STATE column of NAME in `vmctl list` ("" when not listed); the test
@@ -425,4 +490,53 @@ Test(broker_supervise, a_huge_name_sent_to_the_broker_is_refused_for_its_length)
 	cr_assert_eq(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 0, "client: %s", out);
 	cr_assert(strstr(out, "names are at most 63 characters long (this one has 300)"), "answer: %s",
 		  out);
+}
+
+/* A forced stop while the helper starts the VM of a launch: the launch ends
+ * when the start is answered, saying it was cancelled, and the stop then runs
+ * (it used to be refused: busy until the launch's --timeout). */
+Test(broker_supervise, stop_force_cancels_a_launch_in_flight)
+{
+	char disk[400], args[600];
+	pid_t launch;
+
+	write_fake_disk(disk, sizeof(disk));
+	set_mode("instance.start slow\n");
+	snprintf(args, sizeof(args), "launch %s --name gamma --timeout 300", disk);
+	launch = vmctl_bg("launch", args);
+	bg_wait_for("launch", "Starting gamma");
+	vmctl("stop --force gamma");
+	cr_assert_eq(status, 0, "stop --force: %s", err);
+	bg_end("launch", launch);
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "the launch of gamma was cancelled by vmctl stop --force"), "stderr: %s",
+		  err);
+	cr_assert_str_eq(listed_state("gamma"), "Stopped");
+	vmctl("delete --purge gamma");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_str_eq(listed_state("gamma"), "");
+}
+
+/* The helper says the VM stopped while the launch waits for SSH: the launch
+ * fails at once (not at its --timeout), naming what happened, and keeps the
+ * instance, which nothing holds any more. */
+Test(broker_supervise, a_launch_whose_vm_stops_fails_at_once)
+{
+	char disk[400], args[600];
+	pid_t launch;
+
+	write_fake_disk(disk, sizeof(disk));
+	set_mode("instance.info exits\n");
+	snprintf(args, sizeof(args), "launch %s --name delta --timeout 300", disk);
+	launch = vmctl_bg("launch", args);
+	bg_end("launch", launch);
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "delta stopped before it answered SSH") &&
+		  strstr(err, "no longer running") && strstr(err, "instance is kept"),
+		  "stderr: %s", err);
+	cr_assert_str_eq(listed_state("delta"), "Stopped");
+	set_mode("");
+	vmctl("delete --purge delta");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_str_eq(listed_state("delta"), "");
 }

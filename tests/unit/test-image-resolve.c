@@ -156,7 +156,7 @@ static int all_requests(void)
 	return n;
 }
 
-/* A fake qcow2 disk (magic, then random bytes) at src/NAME.qcow2. */
+/* A fake qcow2 disk (a version 3 header's magic, then random bytes) at src/NAME.qcow2. */
 static void make_disk(const char *name, size_t size)
 {
 	char path[PATH_MAX + 64];
@@ -169,8 +169,27 @@ static void make_disk(const char *name, size_t size)
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(read(fd, buf, size), (ssize_t)size);
 	close(fd);
-	memcpy(buf, "QFI\xfb", 4);
+	memcpy(buf, "QFI\xfb\0\0\0\3", 8);
 	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(buf, 1, size, f), size);
+	fclose(f);
+	free(buf);
+}
+
+/* src/NAME: size zero bytes with magic (mlen bytes) at offset; path_out gets its path. */
+static void make_signed(const char *name, size_t size, size_t offset, const void *magic,
+			size_t mlen, char *path_out, size_t outlen)
+{
+	unsigned char *buf = calloc(1, size ? size : 1);
+	FILE *f;
+
+	cr_assert_not_null(buf);
+	cr_assert_leq(offset + mlen, size);
+	if (mlen)
+		memcpy(buf + offset, magic, mlen);
+	snprintf(path_out, outlen, "%s/%s", src, name);
+	f = fopen(path_out, "w");
 	cr_assert_not_null(f);
 	cr_assert_eq(fwrite(buf, 1, size, f), size);
 	fclose(f);
@@ -770,14 +789,113 @@ Test(image, local_disk_with_direct_boot_files)
 	cr_expect_null(r.spec->sha256);
 	result_free(&r);
 
-	snprintf(path, sizeof(path), "%s/raw.img", src);
-	write_text(path, "plain bytes, no magic");
+	make_signed("raw.img", 4096, 510, "\x55\xaa", 2, path, sizeof(path));
 	resolve(c, path, &r);
 	cr_assert_eq(r.err, 0, "resolve failed: %s", r.errmsg);
 	cr_expect_str_eq(r.spec->format, "raw");
 	cr_expect_null(r.spec->kernel);
 	result_free(&r);
 	cr_expect_eq(cached_files(), 0, "local images are used in place");
+	image_cache_free(c);
+}
+
+/* Raw disks are told by a partition table or a file system, as the firmware
+ * or a direct-boot kernel would find them. */
+Test(image, local_disks_of_every_known_layout_are_used)
+{
+	static const struct {
+		const char *name;
+		size_t size, offset;
+		const char *magic;
+		size_t mlen;
+		const char *format;
+	} disks[] = {
+		{ "mbr.img", 1 << 20, 510, "\x55\xaa", 2, "raw" },
+		{ "gpt.img", 1 << 20, 512, "EFI PART", 8, "raw" },
+		{ "ext4.img", 1 << 20, 1080, "\x53\xef", 2, "raw" },
+		{ "iso.img", 1 << 20, 32769, "CD001", 5, "raw" },
+		{ "v2.qcow2", 4096, 0, "QFI\xfb\0\0\0\2", 8, "qcow2" },
+		{ "v3.qcow2", 4096, 0, "QFI\xfb\0\0\0\3", 8, "qcow2" },
+	};
+	struct image_cache *c = cache_new();
+	char path[PATH_MAX + 64];
+
+	for (size_t i = 0; i < sizeof(disks) / sizeof(disks[0]); i++) {
+		struct result r = { 0 };
+
+		make_signed(disks[i].name, disks[i].size, disks[i].offset, disks[i].magic,
+			    disks[i].mlen, path, sizeof(path));
+		resolve(c, path, &r);
+		cr_expect_eq(r.err, 0, "%s refused: %s", disks[i].name, r.errmsg);
+		if (r.err == 0)
+			cr_expect_str_eq(r.spec->format, disks[i].format, "%s", disks[i].name);
+		result_free(&r);
+	}
+	image_cache_free(c);
+}
+
+/* Any readable file used to become the instance's backing disk. */
+#define SHADOW "root:$6$Mo3pCzUy$O4o1z0jQ.Y:19700:0:99999:7:::\ndaemon:*:19700:0:99999:7:::\n"
+
+Test(image, local_files_that_are_not_disks_are_refused)
+{
+	static const struct {
+		const char *name;
+		size_t size, offset;
+		const char *magic;
+		size_t mlen;
+		const char *why;
+	} files[] = {
+		{ "shadow", sizeof(SHADOW) - 1, 0, SHADOW, sizeof(SHADOW) - 1, "holds text" },
+		{ "empty.img", 0, 0, "", 0, "is empty" },
+		{ "zeros.img", 1 << 20, 0, "", 0, "no partition table" },
+		{ "disk.img.gz", 4096, 0, "\x1f\x8b\x08", 3, "gzip" },
+		{ "disk.vmdk", 4096, 0, "KDMV", 4, "VMDK" },
+		{ "old.qcow", 4096, 0, "QFI\xfb\0\0\0\1", 8, "version 1" },
+		{ "short.qcow2", 40, 0, "QFI\xfb\0\0\0\3", 8, "cut short" },
+	};
+	struct image_cache *c = cache_new();
+	char path[PATH_MAX + 64], url[PATH_MAX + 80];
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		struct result r = { 0 };
+
+		make_signed(files[i].name, files[i].size, files[i].offset, files[i].magic,
+			    files[i].mlen, path, sizeof(path));
+		resolve(c, path, &r);
+		cr_expect_eq(r.err, PROTO_E_INVALID_ARGUMENT, "%s: %d %s", files[i].name, r.err,
+			     r.errmsg);
+		cr_expect(strstr(r.errmsg, path) && strstr(r.errmsg, "not a disk image") &&
+			  strstr(r.errmsg, files[i].why), "%s: message: %s", files[i].name, r.errmsg);
+		result_free(&r);
+
+		snprintf(url, sizeof(url), "file://%s", path);
+		resolve(c, url, &r);
+		cr_expect_eq(r.err, PROTO_E_INVALID_ARGUMENT, "%s: %d %s", url, r.err, r.errmsg);
+		cr_expect(strstr(r.errmsg, files[i].why), "%s: message: %s", url, r.errmsg);
+		result_free(&r);
+	}
+	image_cache_free(c);
+}
+
+/* A download is checked before it goes into the cache. */
+Test(image, downloaded_file_that_is_not_a_disk_is_refused)
+{
+	struct result r = { 0 };
+	struct image_cache *c;
+	char url[PATH_MAX], path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/passwd", www);
+	write_text(path, "root:x:0:0:root:/root:/bin/bash\n");
+	server_start(www);
+	c = cache_new();
+	snprintf(url, sizeof(url), "%spasswd", mirror);
+	resolve(c, url, &r);
+	cr_assert_eq(r.err, PROTO_E_INVALID_ARGUMENT, "%d: %s", r.err, r.errmsg);
+	cr_expect(strstr(r.errmsg, url) && strstr(r.errmsg, "not a disk image") &&
+		  strstr(r.errmsg, "holds text"), "message: %s", r.errmsg);
+	cr_expect_eq(cached_files(), 0, "the refused download was kept in the cache");
+	result_free(&r);
 	image_cache_free(c);
 }
 
