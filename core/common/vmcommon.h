@@ -40,6 +40,8 @@ int read_file(const char *path, size_t max, char **out, size_t *len);
 /* RFC 1123 label: 1-63 of [a-z0-9-], starting with a letter, not ending with '-'.
  * (Upper case is refused with a hint, as Multipass does.) */
 int validate_instance_name(const char *name, char *err, size_t errlen);
+/* "52:54:00:12:34:56": six hex pairs, unicast, not all zero. */
+int validate_mac(const char *mac, char *err, size_t errlen);
 /* "512M", "1G", "1.5G", "10GiB", "1024K", "2048" (bytes). Suffixes K M G T,
  * optional "B"/"iB", powers of 1024. PROTO_E_INVALID_ARGUMENT on anything else. */
 int parse_size(const char *text, uint64_t *bytes, char *err, size_t errlen);

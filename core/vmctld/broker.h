@@ -364,8 +364,6 @@ void list_other_scopes(struct registry **out, char ***scopes, size_t *n);
 /* ---- networks.c (pure: unit-tested) ---- */
 #define BROKER_MAX_NETWORKS 16 /* extra NICs: the qemu helper passes one tap fd each, 16 at most */
 #define NETWORK_NAME_MAX 15    /* a host interface name (IFNAMSIZ - 1) */
-/* "52:54:00:12:34:56": six hex pairs, unicast. */
-int networks_check_mac(const char *mac, char *err, size_t errlen);
 /* The extra networks of launch params {networks: [{name, mode?, mac?}], bridged?}:
  * checked, "bridged" (and bridged: true) resolved to bridged_setting, mode
  * "auto" by default, missing MACs generated. *out is malloc'd (NULL when none). */
