@@ -36,6 +36,7 @@ int read_file(const char *path, size_t max, char **out, size_t *len);
 #define INSTANCE_NAME_MAX 63
 #define MIN_MEMORY (512ull << 20)
 #define MIN_DISK (1ull << 30)
+#define MAX_CPUS 1024
 
 /* RFC 1123 label: 1-63 of [a-z0-9-], starting with a letter, not ending with '-'.
  * (Upper case is refused with a hint, as Multipass does.) */
@@ -132,9 +133,13 @@ struct instance_record {
 struct registry {
 	struct instance_record *v;
 	size_t n, cap;
+	/* Left by a failed load: the file is not what we hold, and
+	 * registry_save() refuses to write over it (PROTO_E_INVALID_STATE). */
+	bool refused;
 };
 
-/* Missing file: empty registry, 0. */
+/* Missing file: empty registry, 0. A record missing a required field or
+ * holding a value the broker could not use fails the whole load. */
 int registry_load(const char *path, struct registry *r);
 int registry_save(const char *path, const struct registry *r);
 struct instance_record *registry_find(struct registry *r, const char *name);
