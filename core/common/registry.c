@@ -277,28 +277,6 @@ static int registry_check_mac(const char *value, char *why, size_t whylen)
 	return PROTO_E_INVALID_ARGUMENT;
 }
 
-/* Quoted for a message: control characters as \n, \t or \xNN, cut at 40 bytes. */
-static void registry_shown(const char *value, char *buf, size_t len)
-{
-	size_t used = 0;
-
-	for (size_t i = 0; value[i] && i < 40 && used + 5 < len; i++) {
-		unsigned char c = (unsigned char)value[i];
-
-		if (c == '\n')
-			used += (size_t)snprintf(buf + used, len - used, "\\n");
-		else if (c == '\t')
-			used += (size_t)snprintf(buf + used, len - used, "\\t");
-		else if (c < 0x20 || c == 0x7f)
-			used += (size_t)snprintf(buf + used, len - used, "\\x%02x", c);
-		else
-			buf[used++] = (char)c;
-	}
-	if (strlen(value) > 40 && used + 4 < len)
-		used += (size_t)snprintf(buf + used, len - used, "...");
-	buf[used < len ? used : len - 1] = '\0';
-}
-
 static int registry_take_field(struct yio_reader *rd, struct instance_record *rec,
 			       const struct registry_field *f)
 {
@@ -317,7 +295,7 @@ static int registry_take_field(struct yio_reader *rd, struct instance_record *re
 		if (!*(char **)at && f->required)
 			return yio_fail(rd, "%s of instance \"%s\" must not be empty", f->name, rec->name);
 		if (*(char **)at && f->check && f->check(*(char **)at, why, sizeof(why)) < 0) {
-			registry_shown(*(char **)at, shown, sizeof(shown));
+			shown_text(*(char **)at, strlen(*(char **)at), shown, sizeof(shown));
 			return yio_fail(rd, "%s of instance \"%s\" %s, not \"%s\"", f->name, rec->name, why,
 					shown);
 		}
@@ -474,13 +452,16 @@ static int registry_check_mount(struct yio_reader *rd, const struct instance_rec
 		return yio_fail(rd, "a mount of instance \"%s\" needs a source and a target", rec->name);
 	if (registry_check_path(m->source, why, sizeof(why)) < 0 ||
 	    registry_check_path(m->target, why, sizeof(why)) < 0) {
-		registry_shown(m->source[0] == '/' ? m->target : m->source, shown, sizeof(shown));
+		const char *bad = m->source[0] == '/' ? m->target : m->source;
+
+		shown_text(bad, strlen(bad), shown, sizeof(shown));
 		return yio_fail(rd, "mount paths of instance \"%s\" must be absolute, not \"%s\"", rec->name,
 				shown);
 	}
 	if ((m->uid_map && !registry_idmap_ok(m->uid_map)) || (m->gid_map && !registry_idmap_ok(m->gid_map))) {
-		registry_shown(m->uid_map && !registry_idmap_ok(m->uid_map) ? m->uid_map : m->gid_map, shown,
-			       sizeof(shown));
+		const char *bad = m->uid_map && !registry_idmap_ok(m->uid_map) ? m->uid_map : m->gid_map;
+
+		shown_text(bad, strlen(bad), shown, sizeof(shown));
 		return yio_fail(rd, "id maps of instance \"%s\" must be HOST:GUEST pairs like 1000:1000,0:0, "
 				"not \"%s\"", rec->name, shown);
 	}
@@ -499,7 +480,7 @@ static int registry_check_network(struct yio_reader *rd, const struct instance_r
 		return yio_fail(rd, "network mode of instance \"%s\" must be auto or manual, not \"%.40s\"",
 				rec->name, net->mode);
 	if (registry_check_mac(net->mac, why, sizeof(why)) < 0) {
-		registry_shown(net->mac, shown, sizeof(shown));
+		shown_text(net->mac, strlen(net->mac), shown, sizeof(shown));
 		return yio_fail(rd, "network mac of instance \"%s\" %s, not \"%s\"", rec->name, why, shown);
 	}
 	return 0;

@@ -276,6 +276,29 @@ out_syntax:
 	return PROTO_E_INVALID_ARGUMENT;
 }
 
+void shown_text(const char *text, size_t n, char *buf, size_t len)
+{
+	size_t used = 0, i;
+
+	if (len == 0)
+		return;
+	for (i = 0; i < n && i < SHOWN_TEXT_MAX && used + 5 < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c == '\n')
+			used += (size_t)snprintf(buf + used, len - used, "\\n");
+		else if (c == '\t')
+			used += (size_t)snprintf(buf + used, len - used, "\\t");
+		else if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+			used += (size_t)snprintf(buf + used, len - used, "\\x%02x", c);
+		else
+			buf[used++] = (char)c;
+	}
+	if (i < n && used + 4 < len)
+		used += (size_t)snprintf(buf + used, len - used, "...");
+	buf[used < len ? used : len - 1] = '\0';
+}
+
 int parse_duration(const char *text, uint64_t *seconds, char *err, size_t errlen)
 {
 	static const struct {

@@ -43,6 +43,11 @@ int read_file(const char *path, size_t max, char **out, size_t *len);
 int validate_instance_name(const char *name, char *err, size_t errlen);
 /* "52:54:00:12:34:56": six hex pairs, unicast, not all zero. */
 int validate_mac(const char *mac, char *err, size_t errlen);
+/* text[0..n) made safe to quote in a message or a log line: control
+ * characters, NUL, '"' and '\\' as \\n, \\t or \\xNN; cut after
+ * SHOWN_TEXT_MAX bytes with "...". buf is always NUL-terminated. */
+#define SHOWN_TEXT_MAX 40
+void shown_text(const char *text, size_t n, char *buf, size_t len);
 /* "512M", "1G", "1.5G", "10GiB", "1024K", "2048" (bytes). Suffixes K M G T,
  * optional "B"/"iB", powers of 1024. PROTO_E_INVALID_ARGUMENT on anything else. */
 int parse_size(const char *text, uint64_t *bytes, char *err, size_t errlen);
