@@ -121,6 +121,10 @@ int util_parse_describe(const char *text, struct driver_info *d);
 void util_random(void *buf, size_t len);
 /* Is this a state in which the VM is (or is about to be) running? */
 bool util_state_active(const char *state);
+/* The states in a helper's answer or state notification (state, old, new,
+ * and instances[].state, where present and not nil) are protocol states:
+ * 0, or PROTO_E_PROTOCOL with why naming the first that is not, escaped. */
+int util_check_states(const msgpack_object *o, char *why, size_t whylen);
 /* "local.NAME.cpus" -> name and property ("cpus"/"memory"/"disk"); 0 or
  * PROTO_E_NOT_FOUND if key has not that shape. */
 int util_instance_key(const char *key, char *name, size_t namelen, char *prop, size_t proplen);
