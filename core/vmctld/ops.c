@@ -1334,13 +1334,14 @@ void op_ssh_info(struct creq *r, const msgpack_object *p)
 	struct instance_record *rec;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
-	char name[INSTANCE_NAME_MAX + 1];
+	char name[INSTANCE_NAME_MAX + 1] = "";
+	int rc = proto_get_str(p, "name", name, sizeof(name));
 
-	if (proto_get_str(p, "name", name, sizeof(name)) == PROTO_E_INVALID_ARGUMENT) {
+	if (rc == PROTO_E_INVALID_ARGUMENT) {
 		creq_fail(r, PROTO_E_NOT_FOUND, "no such instance (the name is too long)");
 		return;
 	}
-	if (!name[0]) {
+	if (rc < 0 || !name[0]) {
 		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "ssh_info needs an instance name");
 		return;
 	}
