@@ -164,8 +164,23 @@ int registry_load_err(const char *path, struct registry *r, char *err, size_t er
 
 /* ---- paths.c ---- */
 
-/* $VMCTL_DATA, else $XDG_DATA_HOME/vmctl, else $HOME/.local/share/vmctl. */
+/* $VMCTL_DATA (made absolute against the working folder), else
+ * $XDG_DATA_HOME/vmctl, else $HOME/.local/share/vmctl (each only when
+ * absolute; else the user's home from the password database). */
 int data_dir(char *buf, size_t len);
+/* path as an absolute path: kept if it is one, else joined to the working
+ * folder (a leading "./" dropped). */
+int path_absolute(const char *path, char *buf, size_t len);
+/* May the effective user trust path (what: "the data folder", for the
+ * message)? It must be of type (S_IFDIR, S_IFREG, S_IFSOCK; only a folder
+ * may be reached through a symbolic link), owned by that user or root and,
+ * unless a socket, not writable by group or others. 0; PROTO_E_NOT_FOUND
+ * when it does not exist; else a negative code with err saying why. */
+int path_check_trusted(const char *path, mode_t type, const char *what, char *err, size_t errlen);
+/* open(path, flags, 0600) that refuses a symbolic link (O_NOFOLLOW) and
+ * anything path_check_trusted() would refuse for a regular file. The fd
+ * (O_CLOEXEC), or a negative code with err saying why. */
+int open_private_file(const char *path, int flags, const char *what, char *err, size_t errlen);
 /* Folder of the running executable (from /proc/self/exe). */
 int exe_dir(char *buf, size_t len);
 
