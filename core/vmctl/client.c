@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -108,31 +109,38 @@ static int cli_start_broker(const char *dir, char *why, size_t whylen)
 	char broker[4096], log[4096 + 16];
 	double deadline;
 	pid_t pid;
-	int status, pidfd;
+	int status, pidfd, logfd;
 
 	cli_broker_path(broker, sizeof(broker));
 	snprintf(log, sizeof(log), "%s/vmctld.log", dir);
 	mkdir_p(dir, 0700);
+	/* Never a symbolic link, nor a file or folder someone else controls. */
+	if (path_check_trusted(dir, S_IFDIR, "the data folder", why, whylen) < 0)
+		return -1;
+	logfd = open_private_file(log, O_WRONLY | O_CREAT | O_APPEND, "the broker's log", why, whylen);
+	if (logfd < 0)
+		return -1;
 	pid = fork();
 	if (pid < 0) {
 		snprintf(why, whylen, "cannot start %s: %s", broker, strerror(errno));
+		close(logfd);
 		return -1;
 	}
 	if (pid == 0) {
 		/* The broker must not hold our stdout: a caller reading vmctl's
 		 * output until EOF would wait for the broker to exit. */
 		int null = open("/dev/null", O_RDWR);
-		int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 
 		if (null >= 0) {
 			dup2(null, STDIN_FILENO);
 			dup2(null, STDOUT_FILENO);
-			dup2(logfd >= 0 ? logfd : null, STDERR_FILENO);
+			dup2(logfd, STDERR_FILENO);
 		}
 		signal(SIGPIPE, SIG_DFL);
 		execlp(broker, broker, "--detach", (char *)NULL);
 		_exit(127);
 	}
+	close(logfd);
 	deadline = cli_now() + CLI_START_WAIT;
 	/* vmctld --detach exits the moment the broker listens: a pidfd says
 	 * so at once, where sleeping between looks cost up to 20 ms. */
@@ -212,6 +220,22 @@ static const struct proto_conn_ops cli_conn_ops = {
 	.closed = cli_on_closed,
 };
 
+/* A broker whose folder or socket someone else controls is not ours to
+ * talk to (nor to start: cli_start_broker checks again once it exists). */
+static int cli_trust(const char *dir, const char *sock)
+{
+	char err[8192];
+	int rc = path_check_trusted(dir, S_IFDIR, "the data folder", err, sizeof(err));
+
+	if (rc == 0)
+		rc = path_check_trusted(sock, S_IFSOCK, "the broker's socket", err, sizeof(err));
+	if (rc < 0 && rc != PROTO_E_NOT_FOUND) {
+		fprintf(stderr, "vmctl: %s\n", err);
+		return rc;
+	}
+	return 0;
+}
+
 static int cli_connect(void)
 {
 	char dir[4096], path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -221,6 +245,8 @@ static int cli_connect(void)
 	int fd;
 
 	if (cli_socket_path(path, sizeof(path), dir, sizeof(dir)) < 0)
+		return EXIT_UNREACHABLE;
+	if (cli_trust(dir, path) < 0)
 		return EXIT_UNREACHABLE;
 	fd = cli_try_connect(path);
 	if (fd < 0 && (fd == -ENOENT || fd == -ECONNREFUSED) &&
