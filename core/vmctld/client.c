@@ -40,20 +40,20 @@ struct method {
 	const char *params;
 };
 
-#define NAMES "names:list all:bool "
+#define NAMES_PARAMS "names:list all:bool "
 static const struct method methods[] = {
 	{"version", op_version, false, "vmctl:str"},
 	{"launch", op_launch, true,
 	 "image:str name:str cpus:int memory:size disk:size timeout:int cloud_init:str networks:list "
 	 "bridged:bool"},
 	{"list", op_list, true, "all_scopes:bool"},
-	{"info", op_info, true, NAMES},
-	{"start", op_start, true, NAMES "timeout:int"},
-	{"stop", op_stop_delayed, true, NAMES "force:bool timeout:int time:int cancel:bool"},
-	{"restart", op_restart, true, NAMES "timeout:int"},
-	{"suspend", op_suspend, true, NAMES "timeout:int"},
-	{"delete", op_delete, true, NAMES "purge:bool"},
-	{"recover", op_recover, true, NAMES},
+	{"info", op_info, true, NAMES_PARAMS},
+	{"start", op_start, true, NAMES_PARAMS "timeout:int"},
+	{"stop", op_stop_delayed, true, NAMES_PARAMS "force:bool timeout:int time:int cancel:bool"},
+	{"restart", op_restart, true, NAMES_PARAMS "timeout:int"},
+	{"suspend", op_suspend, true, NAMES_PARAMS "timeout:int"},
+	{"delete", op_delete, true, NAMES_PARAMS "purge:bool"},
+	{"recover", op_recover, true, NAMES_PARAMS},
 	{"purge", op_purge, true, ""},
 	{"ssh_info", op_ssh_info, true, "name:str"},
 	{"get", op_get_instance, false, "key:str"},
@@ -64,12 +64,12 @@ static const struct method methods[] = {
 	{"snapshot", op_snapshot, true, "name:str snapshot:str comment:str"},
 	{"restore", op_restore, true, "name:str snapshot:str destructive:bool"},
 	{"snapshot_delete", op_snapshot_delete, true, "name:str snapshot:str"},
-	{"snapshots", op_snapshots, true, NAMES},
+	{"snapshots", op_snapshots, true, NAMES_PARAMS},
 	{"clone", op_clone, true, "source:str name:str"},
 	{"mount", op_mount, true, "source:str name:str path:str type:str uid_map:list gid_map:list"},
 	{"umount", op_umount, true, "name:str path:str"},
 };
-#undef NAMES
+#undef NAMES_PARAMS
 
 enum param_type { PARAM_STR, PARAM_INT, PARAM_BOOL, PARAM_SIZE, PARAM_LIST, PARAM_N_TYPES };
 
@@ -129,9 +129,12 @@ static int params_check(const struct method *m, const msgpack_object *params, ch
 		if (val->type == MSGPACK_OBJECT_NIL)
 			continue;
 		while (*p) {
-			size_t klen = strcspn(p, ":"), tlen;
-			const char *type = p + klen + 1, *want;
+			size_t klen = strcspn(p, ": "), tlen;
+			const char *type, *want;
 
+			if (p[klen] != ':')
+				break; /* not "key:type": a bug in the table, caught by the tests */
+			type = p + klen + 1;
 			tlen = strcspn(type, " ");
 			if (key->via.str.size == klen && !memcmp(key->via.str.ptr, p, klen)) {
 				want = param_type_refusal(type, tlen, val);

@@ -1061,7 +1061,7 @@ static void list_warn_orphans(struct creq *r)
 	if (orphans_find(B->scope_dir, &B->reg, &names, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
-		/* A launch makes the folder before the record. */
+		/* Being launched or cloned, it is not lost. */
 		if (busy_find(names[i]))
 			continue;
 		if (n_orphans++ < 5 && used < sizeof(shown))
