@@ -18,30 +18,51 @@
 
 enum registry_type { REGISTRY_STR, REGISTRY_U32, REGISTRY_U64, REGISTRY_BOOL };
 
+/* A value check: 0, or PROTO_E_INVALID_ARGUMENT with why set ("must be ..."). */
+typedef int (*registry_check_fn)(const char *value, char *why, size_t whylen);
+
 struct registry_field {
 	const char *name;
 	enum registry_type type;
 	size_t offset;
+	/* Needed to run the instance: a record without it was cut short or
+	 * written wrong by hand, and is refused rather than loaded with zeros. */
+	bool required;
+	uint64_t min; /* numbers */
+	uint64_t max;
+	registry_check_fn check; /* strings; NULL: any text */
 };
 
-#define REGISTRY_FIELD(n, t) { #n, t, offsetof(struct instance_record, n) }
-/* The order here is the order in the file. */
+static int registry_check_state(const char *value, char *why, size_t whylen);
+static int registry_check_path(const char *value, char *why, size_t whylen);
+static int registry_check_format(const char *value, char *why, size_t whylen);
+static int registry_check_sha256(const char *value, char *why, size_t whylen);
+static int registry_check_mac(const char *value, char *why, size_t whylen);
+
+#define REGISTRY_STRING(n, req, check) \
+	{ #n, REGISTRY_STR, offsetof(struct instance_record, n), req, 0, 0, check }
+#define REGISTRY_NUMBER(n, t, min, max) \
+	{ #n, t, offsetof(struct instance_record, n), true, min, max, NULL }
+/* The order here is the order in the file, except that the mounts and
+ * networks lists come before the last field (registry_write_record). */
 static const struct registry_field registry_fields[] = {
-	REGISTRY_FIELD(state, REGISTRY_STR),
-	REGISTRY_FIELD(switch_state, REGISTRY_STR),
-	REGISTRY_FIELD(image, REGISTRY_STR),
-	REGISTRY_FIELD(image_disk, REGISTRY_STR),
-	REGISTRY_FIELD(image_format, REGISTRY_STR),
-	REGISTRY_FIELD(image_kernel, REGISTRY_STR),
-	REGISTRY_FIELD(image_initrd, REGISTRY_STR),
-	REGISTRY_FIELD(image_cmdline, REGISTRY_STR),
-	REGISTRY_FIELD(image_sha256, REGISTRY_STR),
-	REGISTRY_FIELD(mac, REGISTRY_STR),
-	REGISTRY_FIELD(created, REGISTRY_STR),
-	REGISTRY_FIELD(cpus, REGISTRY_U32),
-	REGISTRY_FIELD(memory, REGISTRY_U64),
-	REGISTRY_FIELD(disk, REGISTRY_U64),
-	REGISTRY_FIELD(deleted, REGISTRY_BOOL),
+	REGISTRY_STRING(state, true, registry_check_state),
+	REGISTRY_STRING(switch_state, false, registry_check_state),
+	REGISTRY_STRING(image, false, NULL),
+	REGISTRY_STRING(image_disk, true, registry_check_path),
+	REGISTRY_STRING(image_format, true, registry_check_format),
+	REGISTRY_STRING(image_kernel, false, registry_check_path),
+	REGISTRY_STRING(image_initrd, false, registry_check_path),
+	REGISTRY_STRING(image_cmdline, false, NULL),
+	REGISTRY_STRING(image_sha256, false, registry_check_sha256),
+	REGISTRY_STRING(mac, true, registry_check_mac),
+	REGISTRY_STRING(created, false, NULL),
+	REGISTRY_NUMBER(cpus, REGISTRY_U32, 1, MAX_CPUS),
+	REGISTRY_NUMBER(memory, REGISTRY_U64, MIN_MEMORY, UINT64_MAX),
+	REGISTRY_NUMBER(disk, REGISTRY_U64, MIN_DISK, UINT64_MAX),
+	/* Always written, required and written last: a file cut anywhere in
+	 * its last record lacks it, so it is refused instead of loaded short. */
+	{ "deleted", REGISTRY_BOOL, offsetof(struct instance_record, deleted), true, 0, 0, NULL },
 };
 #define REGISTRY_N_FIELDS (sizeof(registry_fields) / sizeof(registry_fields[0]))
 
@@ -191,7 +212,7 @@ static int registry_take_string(struct yio_reader *rd, const char *what, char **
 	return record_set(field, yio_scalar(rd)) < 0 ? yio_fail(rd, "out of memory") : 0;
 }
 
-static int registry_take_number(struct yio_reader *rd, const char *what, uint64_t max, uint64_t *out)
+static int registry_take_number(struct yio_reader *rd, const struct registry_field *f, uint64_t *out)
 {
 	const char *text = yio_scalar(rd);
 	char *end;
@@ -201,19 +222,66 @@ static int registry_take_number(struct yio_reader *rd, const char *what, uint64_
 		goto out_invalid;
 	errno = 0;
 	v = strtoull(text, &end, 10);
-	if (*end || errno == ERANGE || v > max)
+	if (*end || errno == ERANGE || v < f->min || v > f->max)
 		goto out_invalid;
 	*out = v;
 	return 0;
 
 out_invalid:
-	return yio_fail(rd, "%s must be a whole number from 0 to %" PRIu64 ", not \"%.40s\"", what, max, text);
+	return yio_fail(rd, "%s must be a whole number from %" PRIu64 " to %" PRIu64 ", not \"%.40s\"",
+			f->name, f->min, f->max, text);
+}
+
+static int registry_check_state(const char *value, char *why, size_t whylen)
+{
+	if (proto_state_known(value))
+		return 0;
+	snprintf(why, whylen, "must be one of running, stopped, suspended, starting, restarting, "
+			      "suspending, stopping, unknown");
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+static int registry_check_path(const char *value, char *why, size_t whylen)
+{
+	if (value[0] == '/' && !strpbrk(value, "\n\r"))
+		return 0;
+	snprintf(why, whylen, "must be an absolute path");
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+static int registry_check_format(const char *value, char *why, size_t whylen)
+{
+	if (!strcmp(value, "qcow2") || !strcmp(value, "raw"))
+		return 0;
+	snprintf(why, whylen, "must be qcow2 or raw");
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+static int registry_check_sha256(const char *value, char *why, size_t whylen)
+{
+	size_t n = strspn(value, "0123456789abcdef");
+
+	if (n == 64 && value[n] == '\0')
+		return 0;
+	snprintf(why, whylen, "must be 64 lower-case hex digits");
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+static int registry_check_mac(const char *value, char *why, size_t whylen)
+{
+	char msg[256];
+
+	if (validate_mac(value, msg, sizeof(msg)) == 0)
+		return 0;
+	snprintf(why, whylen, "must be a unicast MAC address like 52:54:00:12:34:56");
+	return PROTO_E_INVALID_ARGUMENT;
 }
 
 static int registry_take_field(struct yio_reader *rd, struct instance_record *rec,
 			       const struct registry_field *f)
 {
 	void *at = (char *)rec + f->offset;
+	char why[160], shown[200];
 	uint64_t v = 0;
 	int rc;
 
@@ -222,14 +290,23 @@ static int registry_take_field(struct yio_reader *rd, struct instance_record *re
 				rec->name);
 	switch (f->type) {
 	case REGISTRY_STR:
-		return registry_take_string(rd, f->name, (char **)at);
+		if ((rc = registry_take_string(rd, f->name, (char **)at)) < 0)
+			return rc;
+		if (!*(char **)at && f->required)
+			return yio_fail(rd, "%s of instance \"%s\" must not be empty", f->name, rec->name);
+		if (*(char **)at && f->check && f->check(*(char **)at, why, sizeof(why)) < 0) {
+			shown_text(*(char **)at, strlen(*(char **)at), shown, sizeof(shown));
+			return yio_fail(rd, "%s of instance \"%s\" %s, not \"%s\"", f->name, rec->name, why,
+					shown);
+		}
+		return 0;
 	case REGISTRY_U32:
-		if ((rc = registry_take_number(rd, f->name, UINT32_MAX, &v)) < 0)
+		if ((rc = registry_take_number(rd, f, &v)) < 0)
 			return rc;
 		*(uint32_t *)at = (uint32_t)v;
 		return 0;
 	case REGISTRY_U64:
-		if ((rc = registry_take_number(rd, f->name, UINT64_MAX, &v)) < 0)
+		if ((rc = registry_take_number(rd, f, &v)) < 0)
 			return rc;
 		*(uint64_t *)at = v;
 		return 0;
@@ -344,9 +421,57 @@ static int registry_parse_list(struct yio_reader *rd, struct instance_record *re
 	}
 }
 
+/* "H:G,H:G": pairs of decimal ids. */
+static bool registry_idmap_ok(const char *map)
+{
+	const char *p = map;
+
+	for (;;) {
+		size_t h = strspn(p, "0123456789"), g;
+
+		if (h == 0 || h > 10 || p[h] != ':')
+			return false;
+		p += h + 1;
+		g = strspn(p, "0123456789");
+		if (g == 0 || g > 10)
+			return false;
+		p += g;
+		if (*p == '\0')
+			return true;
+		if (*p++ != ',')
+			return false;
+	}
+}
+
+static int registry_check_mount(struct yio_reader *rd, const struct instance_record *rec, void *elem)
+{
+	const struct mount_record *m = elem;
+	char why[64], shown[200];
+
+	if (!m->source || !m->target)
+		return yio_fail(rd, "a mount of instance \"%s\" needs a source and a target", rec->name);
+	if (registry_check_path(m->source, why, sizeof(why)) < 0 ||
+	    registry_check_path(m->target, why, sizeof(why)) < 0) {
+		const char *bad = m->source[0] == '/' ? m->target : m->source;
+
+		shown_text(bad, strlen(bad), shown, sizeof(shown));
+		return yio_fail(rd, "mount paths of instance \"%s\" must be absolute, not \"%s\"", rec->name,
+				shown);
+	}
+	if ((m->uid_map && !registry_idmap_ok(m->uid_map)) || (m->gid_map && !registry_idmap_ok(m->gid_map))) {
+		const char *bad = m->uid_map && !registry_idmap_ok(m->uid_map) ? m->uid_map : m->gid_map;
+
+		shown_text(bad, strlen(bad), shown, sizeof(shown));
+		return yio_fail(rd, "id maps of instance \"%s\" must be HOST:GUEST pairs like 1000:1000,0:0, "
+				"not \"%s\"", rec->name, shown);
+	}
+	return 0;
+}
+
 static int registry_check_network(struct yio_reader *rd, const struct instance_record *rec, void *elem)
 {
 	const struct network_record *net = elem;
+	char why[160], shown[200];
 
 	/* A NIC the broker cannot name or address would only fail at start. */
 	if (!net->name || !net->mac)
@@ -354,6 +479,10 @@ static int registry_check_network(struct yio_reader *rd, const struct instance_r
 	if (net->mode && strcmp(net->mode, "auto") != 0 && strcmp(net->mode, "manual") != 0)
 		return yio_fail(rd, "network mode of instance \"%s\" must be auto or manual, not \"%.40s\"",
 				rec->name, net->mode);
+	if (registry_check_mac(net->mac, why, sizeof(why)) < 0) {
+		shown_text(net->mac, strlen(net->mac), shown, sizeof(shown));
+		return yio_fail(rd, "network mac of instance \"%s\" %s, not \"%s\"", rec->name, why, shown);
+	}
 	return 0;
 }
 
@@ -361,7 +490,7 @@ static const struct registry_list registry_lists[] = {
 	{ "mount", "source, target, uid_map, gid_map", registry_mount_fields,
 	  REGISTRY_N_MOUNT_FIELDS, sizeof(struct mount_record),
 	  offsetof(struct instance_record, mounts), offsetof(struct instance_record, n_mounts), 1u,
-	  NULL },
+	  registry_check_mount },
 	{ "network", "name, mode, mac", registry_network_fields,
 	  REGISTRY_N_NETWORK_FIELDS, sizeof(struct network_record),
 	  offsetof(struct instance_record, networks), offsetof(struct instance_record, n_networks), 2u,
@@ -380,6 +509,26 @@ static const struct registry_list *registry_list_named(const char *key)
 	return NULL;
 }
 
+/* At the end of a record: every required field was given. */
+static int registry_check_required(struct yio_reader *rd, const struct instance_record *rec, uint32_t seen)
+{
+	char missing[256] = "";
+	size_t used = 0, n = 0;
+
+	for (size_t i = 0; i < REGISTRY_N_FIELDS; i++) {
+		if (!registry_fields[i].required || (seen & (1u << i)))
+			continue;
+		n++;
+		if (used < sizeof(missing))
+			used += (size_t)snprintf(missing + used, sizeof(missing) - used, "%s%s",
+						 used ? ", " : "", registry_fields[i].name);
+	}
+	if (n == 0)
+		return 0;
+	return yio_fail(rd, "instance \"%s\" has no %s (the file may have been cut short or edited by hand)",
+			rec->name, missing);
+}
+
 /* At the event after the instance's name. */
 static int registry_parse_record(struct yio_reader *rd, struct instance_record *rec)
 {
@@ -389,7 +538,7 @@ static int registry_parse_record(struct yio_reader *rd, struct instance_record *
 	int rc;
 
 	if (yio_is_scalar(rd) && yio_scalar_is_null(rd))
-		return 0;
+		return registry_check_required(rd, rec, 0);
 	if (rd->ev.type != YAML_MAPPING_START_EVENT)
 		return yio_fail(rd, "instance \"%s\" must be a mapping of fields", rec->name);
 
@@ -400,7 +549,7 @@ static int registry_parse_record(struct yio_reader *rd, struct instance_record *
 		if ((rc = yio_next(rd)) < 0)
 			return rc;
 		if (rd->ev.type == YAML_MAPPING_END_EVENT)
-			return 0;
+			return registry_check_required(rd, rec, seen);
 		if (!yio_is_scalar(rd))
 			return yio_fail(rd, "field names of instance \"%s\" must be plain text", rec->name);
 		key = yio_scalar(rd);
@@ -534,11 +683,11 @@ int registry_load_err(const char *path, struct registry *r, char *err, size_t er
 		return 0;
 	if (rc == PROTO_E_INVALID_ARGUMENT) {
 		snprintf(err, errlen, "%s: the file is larger than %u bytes", path, REGISTRY_FILE_MAX);
-		return rc;
+		goto out_refused;
 	}
 	if (rc < 0) {
 		snprintf(err, errlen, "%s: cannot read: %m", path);
-		return rc;
+		goto out_refused;
 	}
 	rc = yio_reader_open(&reader, text, len, path, err, errlen);
 	if (rc < 0)
@@ -547,10 +696,13 @@ int registry_load_err(const char *path, struct registry *r, char *err, size_t er
 	yio_reader_close(&reader);
 	if (rc == 0)
 		rc = registry_check_unique(r, path, err, errlen);
-	if (rc < 0)
-		registry_free(r);
 out_free_text:
 	free(text);
+	if (rc == 0)
+		return 0;
+out_refused:
+	registry_free(r);
+	r->refused = true;
 	return rc;
 }
 
@@ -596,40 +748,45 @@ static void registry_write_list(struct yio_writer *w, const struct instance_reco
 	yio_seq_end(w);
 }
 
-static void registry_write_record(struct yio_writer *w, const struct instance_record *rec)
+static void registry_write_field(struct yio_writer *w, const struct instance_record *rec,
+				 const struct registry_field *f)
 {
+	const void *at = (const char *)rec + f->offset;
 	char number[24];
 
-	yio_map_start(w);
-	for (size_t i = 0; i < REGISTRY_N_FIELDS; i++) {
-		const struct registry_field *f = &registry_fields[i];
-		const void *at = (const char *)rec + f->offset;
-
-		switch (f->type) {
-		case REGISTRY_STR:
-			if (!*(char *const *)at)
-				continue;
-			yio_plain(w, f->name);
-			yio_string(w, *(char *const *)at);
-			break;
-		case REGISTRY_U32:
-			snprintf(number, sizeof(number), "%" PRIu32, *(const uint32_t *)at);
-			yio_plain(w, f->name);
-			yio_plain(w, number);
-			break;
-		case REGISTRY_U64:
-			snprintf(number, sizeof(number), "%" PRIu64, *(const uint64_t *)at);
-			yio_plain(w, f->name);
-			yio_plain(w, number);
-			break;
-		case REGISTRY_BOOL:
-			yio_plain(w, f->name);
-			yio_plain(w, *(const bool *)at ? "true" : "false");
-			break;
-		}
+	switch (f->type) {
+	case REGISTRY_STR:
+		if (!*(char *const *)at)
+			return;
+		yio_plain(w, f->name);
+		yio_string(w, *(char *const *)at);
+		break;
+	case REGISTRY_U32:
+		snprintf(number, sizeof(number), "%" PRIu32, *(const uint32_t *)at);
+		yio_plain(w, f->name);
+		yio_plain(w, number);
+		break;
+	case REGISTRY_U64:
+		snprintf(number, sizeof(number), "%" PRIu64, *(const uint64_t *)at);
+		yio_plain(w, f->name);
+		yio_plain(w, number);
+		break;
+	case REGISTRY_BOOL:
+		yio_plain(w, f->name);
+		yio_plain(w, *(const bool *)at ? "true" : "false");
+		break;
 	}
+}
+
+static void registry_write_record(struct yio_writer *w, const struct instance_record *rec)
+{
+	yio_map_start(w);
+	for (size_t i = 0; i + 1 < REGISTRY_N_FIELDS; i++)
+		registry_write_field(w, rec, &registry_fields[i]);
 	for (size_t l = 0; l < sizeof(registry_lists) / sizeof(registry_lists[0]); l++)
 		registry_write_list(w, rec, &registry_lists[l]);
+	/* Last, after the lists: see registry_fields. */
+	registry_write_field(w, rec, &registry_fields[REGISTRY_N_FIELDS - 1]);
 	yio_map_end(w);
 }
 
@@ -640,6 +797,8 @@ int registry_save(const char *path, const struct registry *r)
 	size_t len;
 	int rc;
 
+	if (r->refused)
+		return PROTO_E_INVALID_STATE;
 	rc = yio_writer_open(&w);
 	if (rc < 0)
 		goto out_close;

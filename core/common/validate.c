@@ -1,4 +1,4 @@
-/* Checks on what users type: instance names, sizes, cloud-init user data. */
+/* Checks on what users type: instance names, sizes, MAC addresses, cloud-init user data. */
 #include "vmcommon.h"
 
 #include <ctype.h>
@@ -302,6 +302,59 @@ int cloudinit_validate(const char *text, char *err, size_t errlen)
 out_parser:
 	yaml_parser_delete(&parser);
 	return rc;
+}
+
+int validate_mac(const char *mac, char *err, size_t errlen)
+{
+	unsigned first;
+
+	for (int i = 0; i < 17; i++) {
+		bool colon = i % 3 == 2;
+
+		if (colon ? mac[i] != ':' : !isxdigit((unsigned char)mac[i]))
+			goto out_syntax;
+	}
+	if (mac[17] != '\0')
+		goto out_syntax;
+	sscanf(mac, "%2x", &first);
+	if (first & 1) {
+		snprintf(err, errlen, "MAC address '%s' is a multicast address; give a unicast one "
+			 "(the first byte even, like 52:54:00:12:34:56)", mac);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (!strcmp(mac, "00:00:00:00:00:00")) {
+		snprintf(err, errlen, "MAC address '%s' is not usable", mac);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	return 0;
+
+out_syntax:
+	snprintf(err, errlen, "'%.40s' is not a MAC address (six hex pairs like 52:54:00:12:34:56)",
+		 mac);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+void shown_text(const char *text, size_t n, char *buf, size_t len)
+{
+	size_t used = 0, i;
+
+	if (len == 0)
+		return;
+	for (i = 0; i < n && i < SHOWN_TEXT_MAX && used + 5 < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c == '\n')
+			used += (size_t)snprintf(buf + used, len - used, "\\n");
+		else if (c == '\t')
+			used += (size_t)snprintf(buf + used, len - used, "\\t");
+		else if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+			used += (size_t)snprintf(buf + used, len - used, "\\x%02x", c);
+		else
+			buf[used++] = (char)c;
+	}
+	if (i < n && used + 4 < len)
+		used += (size_t)snprintf(buf + used, len - used, "...");
+	buf[used < len ? used : len - 1] = '\0';
 }
 
 int parse_duration(const char *text, uint64_t *seconds, char *err, size_t errlen)

@@ -36,6 +36,7 @@ int read_file(const char *path, size_t max, char **out, size_t *len);
 #define INSTANCE_NAME_MAX 63
 #define MIN_MEMORY (512ull << 20)
 #define MIN_DISK (1ull << 30)
+#define MAX_CPUS 1024
 
 /* RFC 1123 label: 1-63 of [a-z0-9-], starting with a letter, not ending with '-'.
  * (Upper case is refused with a hint, as Multipass does.) */
@@ -49,6 +50,13 @@ int validate_instance_name_n(const char *name, size_t len, char *err, size_t err
  * parser reads specially. PROTO_E_INVALID_ARGUMENT with why (a phrase). */
 #define NETWORK_NAME_SETTING_MAX 64
 int validate_network_name(const char *name, char *why, size_t whylen);
+/* "52:54:00:12:34:56": six hex pairs, unicast, not all zero. */
+int validate_mac(const char *mac, char *err, size_t errlen);
+/* text[0..n) made safe to quote in a message or a log line: control
+ * characters, NUL, '"' and '\\' as \\n, \\t or \\xNN; cut after
+ * SHOWN_TEXT_MAX bytes with "...". buf is always NUL-terminated. */
+#define SHOWN_TEXT_MAX 40
+void shown_text(const char *text, size_t n, char *buf, size_t len);
 /* "512M", "1G", "1.5G", "10GiB", "1024K", "2048" (bytes). Suffixes K M G T,
  * optional "B"/"iB", powers of 1024. PROTO_E_INVALID_ARGUMENT on anything else. */
 int parse_size(const char *text, uint64_t *bytes, char *err, size_t errlen);
@@ -139,9 +147,13 @@ struct instance_record {
 struct registry {
 	struct instance_record *v;
 	size_t n, cap;
+	/* Left by a failed load: the file is not what we hold, and
+	 * registry_save() refuses to write over it (PROTO_E_INVALID_STATE). */
+	bool refused;
 };
 
-/* Missing file: empty registry, 0. */
+/* Missing file: empty registry, 0. A record missing a required field or
+ * holding a value the broker could not use fails the whole load. */
 int registry_load(const char *path, struct registry *r);
 int registry_save(const char *path, const struct registry *r);
 struct instance_record *registry_find(struct registry *r, const char *name);
@@ -161,8 +173,23 @@ int registry_load_err(const char *path, struct registry *r, char *err, size_t er
 
 /* ---- paths.c ---- */
 
-/* $VMCTL_DATA, else $XDG_DATA_HOME/vmctl, else $HOME/.local/share/vmctl. */
+/* $VMCTL_DATA (made absolute against the working folder), else
+ * $XDG_DATA_HOME/vmctl, else $HOME/.local/share/vmctl (each only when
+ * absolute; else the user's home from the password database). */
 int data_dir(char *buf, size_t len);
+/* path as an absolute path: kept if it is one, else joined to the working
+ * folder (a leading "./" dropped). */
+int path_absolute(const char *path, char *buf, size_t len);
+/* May the effective user trust path (what: "the data folder", for the
+ * message)? It must be of type (S_IFDIR, S_IFREG, S_IFSOCK; only a folder
+ * may be reached through a symbolic link), owned by that user or root and,
+ * unless a socket, not writable by group or others. 0; PROTO_E_NOT_FOUND
+ * when it does not exist; else a negative code with err saying why. */
+int path_check_trusted(const char *path, mode_t type, const char *what, char *err, size_t errlen);
+/* open(path, flags, 0600) that refuses a symbolic link (O_NOFOLLOW) and
+ * anything path_check_trusted() would refuse for a regular file. The fd
+ * (O_CLOEXEC), or a negative code with err saying why. */
+int open_private_file(const char *path, int flags, const char *what, char *err, size_t errlen);
 /* Folder of the running executable (from /proc/self/exe). */
 int exe_dir(char *buf, size_t len);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -169,6 +170,10 @@ static int cli_start_broker(const char *dir, char *why, size_t whylen)
 	cli_broker_path(broker, sizeof(broker));
 	snprintf(log, sizeof(log), "%s/vmctld.log", dir);
 	mkdir_p(dir, 0700);
+	/* Never a symbolic link, nor a file or folder someone else controls
+	 * (the broker opens its log itself, with the same checks). */
+	if (path_check_trusted(dir, S_IFDIR, "the data folder", why, whylen) < 0)
+		return -1;
 	if (pipe2(errpipe, O_CLOEXEC) < 0) {
 		snprintf(why, whylen, "cannot start %s: pipe: %s", broker, strerror(errno));
 		return -1;
@@ -285,6 +290,23 @@ static const struct proto_conn_ops cli_conn_ops = {
 	.closed = cli_on_closed,
 };
 
+/* A broker whose folder or socket someone else controls is not ours to
+ * talk to (nor to start: cli_start_broker checks again once it exists). */
+static int cli_trust(const char *dir, const char *sock)
+{
+	char err[8192];
+	int rc = path_check_trusted(dir, S_IFDIR, "the data folder", err, sizeof(err));
+
+	if (rc == 0)
+		rc = path_check_trusted(sock, S_IFSOCK, "the broker's socket", err, sizeof(err));
+	if (rc < 0 && rc != PROTO_E_NOT_FOUND) {
+		fprintf(stderr, "vmctl: %s\n", err);
+		return rc;
+	}
+	return 0;
+}
+
+
 /* The broker's pid, from the socket (0 if the kernel does not say). */
 static pid_t cli_peer_pid(int fd)
 {
@@ -309,6 +331,8 @@ static int cli_connect(double timeout_s)
 	if (cli_socket_path(path, sizeof(path), dir, sizeof(dir)) < 0)
 		return EXIT_UNREACHABLE;
 	snprintf(cli.log_path, sizeof(cli.log_path), "%s/vmctld.log", dir);
+	if (cli_trust(dir, path) < 0)
+		return EXIT_UNREACHABLE;
 	fd = cli_try_connect(path);
 	if (fd == -EAGAIN) {
 		deadline = cli_now() + (timeout_s > 0 ? timeout_s : CLI_CONNECT_WAIT);

@@ -19,7 +19,10 @@ const struct cmd_entry cmd_recover_entry = {
 	.usage = "[options] NAME...|--all",
 	.summary = "Recover deleted instances.",
 	.help = "Brings back instances deleted without --purge, in the state they had "
-		"before.",
+		"before. An instance folder the registry has no record of (vmctl list warns "
+		"about those) gets its record rebuilt: the image and disk size from the "
+		"folder's disk; cpus (1), memory (1.0GiB) and the MAC address are new, and "
+		"mounts and extra networks have to be added again.",
 	.options = recover_options,
 	.arguments = recover_arguments,
 	.min_args = 0,

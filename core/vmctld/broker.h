@@ -121,6 +121,10 @@ int util_parse_describe(const char *text, struct driver_info *d);
 void util_random(void *buf, size_t len);
 /* Is this a state in which the VM is (or is about to be) running? */
 bool util_state_active(const char *state);
+/* The states in a helper's answer or state notification (state, old, new,
+ * and instances[].state, where present and not nil) are protocol states:
+ * 0, or PROTO_E_PROTOCOL with why naming the first that is not, escaped. */
+int util_check_states(const msgpack_object *o, char *why, size_t whylen);
 /* "local.NAME.cpus" -> name and property ("cpus"/"memory"/"disk"); 0 or
  * PROTO_E_NOT_FOUND if key has not that shape. */
 int util_instance_key(const char *key, char *name, size_t namelen, char *prop, size_t proplen);
@@ -375,14 +379,14 @@ void op_get_instance(struct creq *r, const msgpack_object *p);
 
 /* ---- ops.c (shared) ---- */
 /* Records of the scopes that are not active, read from disk: n registries
- * and their scope names, all owned by the caller. */
-void list_other_scopes(struct registry **out, char ***scopes, size_t *n);
+ * and their scope names, all owned by the caller. Returns how many scopes'
+ * registries could not be loaded (why, if not NULL, says what was wrong
+ * with the first); those scopes are left out. */
+int list_other_scopes(struct registry **out, char ***scopes, size_t *n, char *why, size_t whylen);
 
 /* ---- networks.c (pure: unit-tested) ---- */
 #define BROKER_MAX_NETWORKS 16 /* extra NICs: the qemu helper passes one tap fd each, 16 at most */
 #define NETWORK_NAME_MAX 15    /* a host interface name (IFNAMSIZ - 1) */
-/* "52:54:00:12:34:56": six hex pairs, unicast. */
-int networks_check_mac(const char *mac, char *err, size_t errlen);
 /* The extra networks of launch params {networks: [{name, mode?, mac?}], bridged?}:
  * checked, "bridged" (and bridged: true) resolved to bridged_setting, mode
  * "auto" by default, missing MACs generated. *out is malloc'd (NULL when none). */
@@ -408,6 +412,16 @@ typedef void (*addresses_done_fn)(void *ud);
  * else done runs once, later. */
 bool addresses_refresh(const struct instance_record *rec, const char *host, int64_t port,
 		       msgpack_sbuffer *ipv4, addresses_done_fn done, void *ud);
+
+/* ---- orphan.c ---- */
+/* Folders under SCOPE_DIR/instances named like an instance that reg has no
+ * record of, sorted; *names is the caller's (names_free). */
+int orphans_find(const char *scope_dir, const struct registry *reg, char ***names, size_t *n);
+/* Add a record for NAME, a folder of the active scope without one, from what
+ * the folder holds (the base image and size its disk.qcow2 names; cpus,
+ * memory and MAC are new) and save the registry. 0 with note saying what
+ * was guessed, or a negative code with note saying why not. */
+int orphan_rebuild(const char *name, char *note, size_t notelen);
 
 /* ---- prune.c ---- */
 /* Remove cached images unused for local.image.prune-after, now and then

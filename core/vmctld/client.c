@@ -68,34 +68,124 @@ struct method {
 	const char *name;
 	void (*fn)(struct creq *r, const msgpack_object *params);
 	bool needs_scope; /* refused while the driver is being switched */
+	/* The params fn reads, "key:type ...", type one of str, int, bool,
+	 * size (bytes, or text like "1G") and list: a key given with another
+	 * type is refused before fn runs. nil is the same as absent, and keys
+	 * not listed are ignored (docs/protocol.md, "CLI <-> broker"). */
+	const char *params;
 };
 
+#define NAMES_PARAMS "names:list all:bool "
 static const struct method methods[] = {
-	{"version", op_version, false},
-	{"launch", op_launch, true},
-	{"list", op_list, true},
-	{"info", op_info, true},
-	{"start", op_start, true},
-	{"stop", op_stop_delayed, true},
-	{"restart", op_restart, true},
-	{"suspend", op_suspend, true},
-	{"delete", op_delete, true},
-	{"recover", op_recover, true},
-	{"purge", op_purge, true},
-	{"ssh_info", op_ssh_info, true},
-	{"get", op_get_instance, false},
-	{"set", op_set_instance, true},
-	{"keys", op_keys, false},
-	{"networks", op_networks, true},
-	{"find", op_find, false},
-	{"snapshot", op_snapshot, true},
-	{"restore", op_restore, true},
-	{"snapshot_delete", op_snapshot_delete, true},
-	{"snapshots", op_snapshots, true},
-	{"clone", op_clone, true},
-	{"mount", op_mount, true},
-	{"umount", op_umount, true},
+	{"version", op_version, false, "vmctl:str"},
+	{"launch", op_launch, true,
+	 "image:str name:str cpus:int memory:size disk:size timeout:int cloud_init:str networks:list "
+	 "bridged:bool"},
+	{"list", op_list, true, "all_scopes:bool"},
+	{"info", op_info, true, NAMES_PARAMS},
+	{"start", op_start, true, NAMES_PARAMS "timeout:int"},
+	{"stop", op_stop_delayed, true, NAMES_PARAMS "force:bool timeout:int time:int cancel:bool"},
+	{"restart", op_restart, true, NAMES_PARAMS "timeout:int"},
+	{"suspend", op_suspend, true, NAMES_PARAMS "timeout:int"},
+	{"delete", op_delete, true, NAMES_PARAMS "purge:bool"},
+	{"recover", op_recover, true, NAMES_PARAMS},
+	{"purge", op_purge, true, ""},
+	{"ssh_info", op_ssh_info, true, "name:str"},
+	{"get", op_get_instance, false, "key:str"},
+	{"set", op_set_instance, true, "key:str value:str"},
+	{"keys", op_keys, false, ""},
+	{"networks", op_networks, true, ""},
+	{"find", op_find, false, "query:str remote:str"},
+	{"snapshot", op_snapshot, true, "name:str snapshot:str comment:str"},
+	{"restore", op_restore, true, "name:str snapshot:str destructive:bool"},
+	{"snapshot_delete", op_snapshot_delete, true, "name:str snapshot:str"},
+	{"snapshots", op_snapshots, true, NAMES_PARAMS},
+	{"clone", op_clone, true, "source:str name:str"},
+	{"mount", op_mount, true, "source:str name:str path:str type:str uid_map:list gid_map:list"},
+	{"umount", op_umount, true, "name:str path:str"},
 };
+#undef NAMES_PARAMS
+
+enum param_type { PARAM_STR, PARAM_INT, PARAM_BOOL, PARAM_SIZE, PARAM_LIST, PARAM_N_TYPES };
+
+static const struct {
+	const char *name; /* in methods[].params */
+	const char *what; /* in messages */
+} param_types[PARAM_N_TYPES] = {
+	[PARAM_STR] = {"str", "a string"},
+	[PARAM_INT] = {"int", "a whole number"},
+	[PARAM_BOOL] = {"bool", "true or false"},
+	[PARAM_SIZE] = {"size", "a size (a number of bytes, or text like 1G)"},
+	[PARAM_LIST] = {"list", "a list"},
+};
+
+static bool param_fits(enum param_type t, const msgpack_object *v)
+{
+	switch (v->type) {
+	case MSGPACK_OBJECT_STR:
+		return t == PARAM_STR || t == PARAM_SIZE;
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		return t == PARAM_INT || t == PARAM_SIZE;
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		return t == PARAM_INT;
+	case MSGPACK_OBJECT_BOOLEAN:
+		return t == PARAM_BOOL;
+	case MSGPACK_OBJECT_ARRAY:
+		return t == PARAM_LIST;
+	default:
+		return false;
+	}
+}
+
+/* What a param of that type must be, for the message; NULL if v is one. */
+static const char *param_type_refusal(const char *type, size_t len, const msgpack_object *v)
+{
+	for (size_t t = 0; t < PARAM_N_TYPES; t++)
+		if (strlen(param_types[t].name) == len && !strncmp(param_types[t].name, type, len))
+			return param_fits((enum param_type)t, v) ? NULL : param_types[t].what;
+	return "of a type this vmctld does not know (a bug)";
+}
+
+/* Refuse a params map whose keys are not strings, or in which a key the
+ * method reads has the wrong type. 0, or PROTO_E_INVALID_ARGUMENT with err. */
+static int params_check(const struct method *m, const msgpack_object *params, char *err, size_t errlen)
+{
+	if (!params || params->type != MSGPACK_OBJECT_MAP)
+		return 0;
+	for (uint32_t i = 0; i < params->via.map.size; i++) {
+		const msgpack_object *key = &params->via.map.ptr[i].key;
+		const msgpack_object *val = &params->via.map.ptr[i].val;
+		const char *p = m->params;
+
+		if (key->type != MSGPACK_OBJECT_STR) {
+			snprintf(err, errlen, "the param names of %s must be strings", m->name);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+		if (val->type == MSGPACK_OBJECT_NIL)
+			continue;
+		while (*p) {
+			size_t klen = strcspn(p, ": "), tlen;
+			const char *type, *want;
+
+			if (p[klen] != ':')
+				break; /* not "key:type": a bug in the table, caught by the tests */
+			type = p + klen + 1;
+			tlen = strcspn(type, " ");
+			if (key->via.str.size == klen && !memcmp(key->via.str.ptr, p, klen)) {
+				want = param_type_refusal(type, tlen, val);
+				if (want) {
+					snprintf(err, errlen, "%.*s of %s must be %s", (int)klen, p, m->name,
+						 want);
+					return PROTO_E_INVALID_ARGUMENT;
+				}
+				break;
+			}
+			p = type + tlen;
+			p += strspn(p, " ");
+		}
+	}
+	return 0;
+}
 
 static void creq_unlink(struct creq *r)
 {
@@ -286,6 +376,7 @@ static void client_on_request(struct proto_conn *conn, void *ud, uint64_t msgid,
 	struct client *cl = ud;
 	struct creq *r;
 	const struct method *m = NULL;
+	char why[256];
 
 	if (cl->turned_away) {
 		proto_reply(conn, msgid, PROTO_E_BUSY,
@@ -317,6 +408,10 @@ static void client_on_request(struct proto_conn *conn, void *ud, uint64_t msgid,
 	}
 	if (params && params->type != MSGPACK_OBJECT_MAP && params->type != MSGPACK_OBJECT_NIL) {
 		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "the params of %s must be a map", method);
+		return;
+	}
+	if (params_check(m, params, why, sizeof(why)) < 0) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "%s", why);
 		return;
 	}
 	if (B->shutting_down) {

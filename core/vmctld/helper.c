@@ -407,7 +407,14 @@ static void hcall_on_result(void *ud, int err, const char *errmsg, const msgpack
 {
 	struct hcall *c = ud;
 	struct helper *h = c->h;
+	char why[256];
 
+	/* A state the protocol does not have must not reach the registry. */
+	if (err == 0 && !h->dying && util_check_states(result, why, sizeof(why)) < 0) {
+		hcall_set_state(c, HC_PARKED);
+		helper_kill(h, "broke the protocol (%s) and was killed", why);
+		return;
+	}
 	if (err == PROTO_E_TIMEOUT && !h->dying) {
 		hcall_set_state(c, HC_PARKED);
 		c->timed_out = true;
@@ -668,9 +675,13 @@ static void helper_on_notify(struct proto_conn *conn, void *ud, const char *meth
 			vlog(LOG_INFO_, "%s: %s: %.*s", h->name, level, (int)n,
 			     n ? text->via.str.ptr : "");
 	} else if (strcmp(method, "state") == 0) {
-		char name[INSTANCE_NAME_MAX + 1], state[32];
+		char name[INSTANCE_NAME_MAX + 1], state[32], why[256];
 		struct instance_record *rec;
 
+		if (util_check_states(params, why, sizeof(why)) < 0) {
+			helper_kill(h, "broke the protocol (%s, in a state notification) and was killed", why);
+			return;
+		}
 		if (proto_get_str(params, "name", name, sizeof(name)) < 0 ||
 		    proto_get_str(params, "new", state, sizeof(state)) < 0)
 			return;

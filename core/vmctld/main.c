@@ -43,10 +43,12 @@ static int take_lock(int *fd_out)
 	char path[4200];
 	int fd;
 
+	char err[4400];
+
 	snprintf(path, sizeof(path), "%s/vmctld.lock", B->data_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = open_private_file(path, O_RDWR | O_CREAT, "the lock", err, sizeof(err));
 	if (fd < 0) {
-		fprintf(stderr, "vmctld: cannot open %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "vmctld: %s\n", err);
 		return -1;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -69,18 +71,28 @@ static int take_lock(int *fd_out)
  * *ready_fd. */
 static int detach(int *ready_fd)
 {
-	char log_path[4200];
+	char log_path[4200], err[4400];
 	int pipefd[2];
 	pid_t pid;
 	int logfd, nullfd;
 
+	/* Opened before forking, so that a refusal reaches whoever started us. */
+	snprintf(log_path, sizeof(log_path), "%s/vmctld.log", B->data_dir);
+	logfd = open_private_file(log_path, O_WRONLY | O_CREAT | O_APPEND, "the log", err, sizeof(err));
+	if (logfd < 0) {
+		fprintf(stderr, "vmctld: %s\n", err);
+		return -1;
+	}
+
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		fprintf(stderr, "vmctld: pipe: %s\n", strerror(errno));
+		close(logfd);
 		return -1;
 	}
 	pid = fork();
 	if (pid < 0) {
 		fprintf(stderr, "vmctld: fork: %s\n", strerror(errno));
+		close(logfd);
 		return -1;
 	}
 	if (pid > 0) {
@@ -109,11 +121,9 @@ static int detach(int *ready_fd)
 	}
 	close(pipefd[0]);
 	setsid();
-	snprintf(log_path, sizeof(log_path), "%s/vmctld.log", B->data_dir);
-	logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (logfd < 0 || nullfd < 0) {
-		fprintf(stderr, "vmctld: cannot open %s: %s\n", log_path, strerror(errno));
+	if (nullfd < 0) {
+		fprintf(stderr, "vmctld: cannot open /dev/null: %s\n", strerror(errno));
 		return -1;
 	}
 	dup2(nullfd, 0);
@@ -148,6 +158,38 @@ static int startup_failed(int ready_fd, const char *err)
 	}
 	close(ready_fd);
 	return 1;
+}
+
+/* Relative folders in VMCTL_HELPER_PATH, made absolute before the broker
+ * moves to "/" (helper.c reads the variable whenever it looks for helpers). */
+static int helper_path_absolute(void)
+{
+	const char *env = getenv("VMCTL_HELPER_PATH");
+	char *copy, *save = NULL, *out;
+	size_t used = 0, cap;
+	int rc = 0;
+
+	if (!env || !*env)
+		return 0;
+	cap = strlen(env) * 2 + 4200;
+	copy = strdup(env);
+	out = calloc(1, cap);
+	if (!copy || !out) {
+		rc = -1;
+		goto out_free;
+	}
+	for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		char abs[4200];
+
+		if (path_absolute(d, abs, sizeof(abs)) < 0 || used + strlen(abs) + 2 > cap)
+			continue;
+		used += (size_t)snprintf(out + used, cap - used, "%s%s", used ? ":" : "", abs);
+	}
+	rc = setenv("VMCTL_HELPER_PATH", out, 1);
+out_free:
+	free(copy);
+	free(out);
+	return rc;
 }
 
 static void broker_exit_now(struct ev_loop *loop, ev_timer *w, int revents)
@@ -269,6 +311,16 @@ int main(int argc, char **argv)
 	rc = mkdir_p(B->data_dir, 0700);
 	if (rc < 0) {
 		fprintf(stderr, "vmctld: cannot create %s: %s\n", B->data_dir, proto_strerror(rc));
+		return 1;
+	}
+	/* Whoever can write there can make us write anywhere we can. */
+	if (path_check_trusted(B->data_dir, S_IFDIR, "the data folder", err, sizeof(err)) < 0) {
+		fprintf(stderr, "vmctld: %s\n", err);
+		return 1;
+	}
+	/* Every path is absolute from here on: keep no folder busy. */
+	if (helper_path_absolute() < 0 || chdir("/") < 0) {
+		fprintf(stderr, "vmctld: cannot leave the working folder: %s\n", strerror(errno));
 		return 1;
 	}
 	rc = take_lock(&lock_fd);

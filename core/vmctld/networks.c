@@ -12,36 +12,6 @@
 
 #include "broker.h"
 
-int networks_check_mac(const char *mac, char *err, size_t errlen)
-{
-	unsigned first;
-
-	for (int i = 0; i < 17; i++) {
-		bool colon = i % 3 == 2;
-
-		if (colon ? mac[i] != ':' : !isxdigit((unsigned char)mac[i]))
-			goto out_syntax;
-	}
-	if (mac[17] != '\0')
-		goto out_syntax;
-	sscanf(mac, "%2x", &first);
-	if (first & 1) {
-		snprintf(err, errlen, "MAC address '%s' is a multicast address; give a unicast one "
-			 "(the first byte even, like 52:54:00:12:34:56)", mac);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	if (!strcmp(mac, "00:00:00:00:00:00")) {
-		snprintf(err, errlen, "MAC address '%s' is not usable", mac);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	return 0;
-
-out_syntax:
-	snprintf(err, errlen, "'%.40s' is not a MAC address (six hex pairs like 52:54:00:12:34:56)",
-		 mac);
-	return PROTO_E_INVALID_ARGUMENT;
-}
-
 /* What the helpers can pass to a hypervisor as a host interface name. */
 static int networks_check_name(const char *name, char *err, size_t errlen)
 {
@@ -147,7 +117,7 @@ static int networks_take_one(const msgpack_object *o, size_t i, const char *brid
 	    (rc = networks_check_name(resolved, err, errlen)) < 0)
 		return rc;
 	if (mac[0]) {
-		if ((rc = networks_check_mac(mac, err, errlen)) < 0)
+		if ((rc = validate_mac(mac, err, errlen)) < 0)
 			return rc;
 		if (networks_mac_used(*v, *n, mac)) {
 			snprintf(err, errlen, "MAC address %s is given to two networks", mac);

@@ -183,27 +183,28 @@ void op_mount(struct creq *r, const msgpack_object *p)
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 
-	proto_get_str(p, "type", type, sizeof(type));
-	if (!type[0] || strcmp(type, "classic") == 0) {
-		creq_fail(r, PROTO_E_UNSUPPORTED, "classic mounts are not available yet; use --type native");
-		return;
-	}
-	if (strcmp(type, "native") != 0) {
-		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "unknown mount type \"%s\"; use --type native", type);
-		return;
-	}
-	if (opx_refuse_feature(r, PROTO_FEAT_NATIVE_MOUNTS))
-		return;
 	m = calloc(1, sizeof(*m));
 	if (!m) {
 		creq_fail(r, PROTO_E_NOMEM, "out of memory");
 		return;
 	}
+	/* Before the type: a request without a source is malformed, whatever its type. */
 	if (proto_get_str(p, "source", m->source, sizeof(m->source)) < 0 || !mount_path_ok(m->source)) {
 		creq_fail(r, PROTO_E_INVALID_ARGUMENT,
 			  "the mount source must be an absolute host path without ',' or quotes");
 		goto out_free;
 	}
+	proto_get_str(p, "type", type, sizeof(type));
+	if (!type[0] || strcmp(type, "classic") == 0) {
+		creq_fail(r, PROTO_E_UNSUPPORTED, "classic mounts are not available yet; use --type native");
+		goto out_free;
+	}
+	if (strcmp(type, "native") != 0) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "unknown mount type \"%s\"; use --type native", type);
+		goto out_free;
+	}
+	if (opx_refuse_feature(r, PROTO_FEAT_NATIVE_MOUNTS))
+		goto out_free;
 	if (stat(m->source, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		creq_fail(r, PROTO_E_NOT_FOUND, "the mount source %s is not a folder on this host%s%s",
 			  m->source, errno == ENOENT ? "" : ": ", errno == ENOENT ? "" : strerror(errno));

@@ -721,13 +721,47 @@ void op_purge(struct creq *r, const msgpack_object *p)
 		batch_run(b);
 }
 
+/* Rebuild the records of the named folders that have none (orphan.c);
+ * all: every such folder. 0, or a negative code once r is answered. */
+static int recover_orphans(struct creq *r, const msgpack_object *p)
+{
+	const msgpack_object *list = proto_map_get(p, "names");
+	char **orphans, note[2048];
+	size_t n;
+	bool all = false;
+	int rc;
+
+	proto_get_bool(p, "all", &all);
+	if (!all && (!list || list->type != MSGPACK_OBJECT_ARRAY))
+		return 0;
+	rc = orphans_find(B->scope_dir, &B->reg, &orphans, &n);
+	if (rc < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		bool named = all;
+
+		for (uint32_t j = 0; !named && j < list->via.array.size; j++)
+			named = proto_obj_streq(&list->via.array.ptr[j], orphans[i]);
+		if (!named || busy_find(orphans[i]))
+			continue;
+		rc = orphan_rebuild(orphans[i], note, sizeof(note));
+		if (rc < 0) {
+			creq_fail(r, rc, "%s", note);
+			break;
+		}
+		creq_warning(r, "%s", note);
+	}
+	names_free(orphans, n);
+	return rc < 0 ? rc : 0;
+}
+
 void op_recover(struct creq *r, const msgpack_object *p)
 {
 	char **names;
 	size_t n;
 	bool changed = false;
 
-	if (creq_names(r, p, true, &names, &n) < 0)
+	if (recover_orphans(r, p) < 0 || creq_names(r, p, true, &names, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		struct instance_record *rec = registry_find(&B->reg, names[i]);
@@ -925,11 +959,12 @@ static void list_pack_scope_entry(msgpack_packer *pk, const struct instance_reco
 }
 
 /* Records of the scopes that are not active, read from disk. */
-void list_other_scopes(struct registry **out, char ***scopes, size_t *n)
+int list_other_scopes(struct registry **out, char ***scopes, size_t *n, char *why, size_t whylen)
 {
 	char dir[4200];
 	DIR *dh;
 	struct dirent *de;
+	int unreadable = 0;
 
 	*out = NULL;
 	*scopes = NULL;
@@ -937,9 +972,9 @@ void list_other_scopes(struct registry **out, char ***scopes, size_t *n)
 	snprintf(dir, sizeof(dir), "%s/scopes", B->data_dir);
 	dh = opendir(dir);
 	if (!dh)
-		return;
+		return 0;
 	while ((de = readdir(dh)) != NULL) {
-		char path[4500];
+		char path[4500], err[1024];
 		struct registry reg = {0};
 		struct registry *grown;
 		char **sgrown;
@@ -947,8 +982,14 @@ void list_other_scopes(struct registry **out, char ***scopes, size_t *n)
 		if (de->d_name[0] == '.' || strcmp(de->d_name, B->scope) == 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s/instances.yaml", dir, de->d_name);
-		if (access(path, R_OK) != 0 || registry_load(path, &reg) < 0)
+		if (access(path, F_OK) != 0)
 			continue;
+		if (registry_load_err(path, &reg, err, sizeof(err)) < 0) {
+			vlog(LOG_ERROR_, "%s", err);
+			if (unreadable++ == 0 && why)
+				snprintf(why, whylen, "%s", err);
+			continue;
+		}
 		grown = realloc(*out, (*n + 1) * sizeof(*grown));
 		if (grown)
 			*out = grown;
@@ -963,6 +1004,7 @@ void list_other_scopes(struct registry **out, char ***scopes, size_t *n)
 		(*n)++;
 	}
 	closedir(dh);
+	return unreadable;
 }
 
 /* ipv4: NULL, or one entry per record of B->reg (the helper's addresses). */
@@ -977,7 +1019,12 @@ static void list_answer(struct list_req *l, bool live, const msgpack_object *con
 	const struct dir_set *dirs = &l->dirs;
 
 	if (l->all_scopes) {
-		list_other_scopes(&others, &scopes, &n_others);
+		char why[1024];
+		int unreadable = list_other_scopes(&others, &scopes, &n_others, why, sizeof(why));
+
+		if (unreadable)
+			creq_warning(l->r, "%d other scope(s) left out: their registry could not be "
+				     "loaded (%s)", unreadable, why);
 		for (size_t i = 0; i < n_others; i++)
 			total += others[i].n;
 	}
@@ -1044,6 +1091,33 @@ static void list_warn_missing(struct creq *r, const struct dir_set *dirs)
 		creq_warning(r, "the folders of %zu instances are missing (%s%s; removed outside "
 			     "vmctl?); vmctl delete --purge NAME forgets one",
 			     n, names, n > shown ? ", ..." : "");
+}
+
+/* Folders the registry lost (orphan.c): said on every list until recovered. */
+static void list_warn_orphans(struct creq *r)
+{
+	char **names, shown[512] = "";
+	size_t n, n_orphans = 0, used = 0;
+
+	if (orphans_find(B->scope_dir, &B->reg, &names, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		/* Being launched or cloned, it is not lost. */
+		if (busy_find(names[i]))
+			continue;
+		if (n_orphans++ < 5 && used < sizeof(shown))
+			used += (size_t)snprintf(shown + used, sizeof(shown) - used, "%s%s",
+						 used ? ", " : "", names[i]);
+	}
+	if (n_orphans == 1)
+		creq_warning(r, "the folder %s/instances/%s has no record in %s (was the file damaged?); "
+			     "vmctl recover %s rebuilds one from the folder",
+			     B->scope_dir, shown, B->registry_path, shown);
+	else if (n_orphans > 1)
+		creq_warning(r, "%zu folders in %s/instances have no record in %s (%s%s; was the file "
+			     "damaged?); vmctl recover NAME rebuilds one from its folder",
+			     n_orphans, B->scope_dir, B->registry_path, shown, n_orphans > 5 ? ", ..." : "");
+	names_free(names, n);
 }
 
 static void list_maybe_free(struct list_req *l)
@@ -1174,6 +1248,7 @@ void op_list(struct creq *r, const msgpack_object *p)
 	proto_get_bool(p, "all_scopes", &l->all_scopes);
 	dir_set_load(&l->dirs);
 	list_warn_missing(r, &l->dirs);
+	list_warn_orphans(r);
 	list_start(l);
 }
 
@@ -1300,13 +1375,14 @@ void op_ssh_info(struct creq *r, const msgpack_object *p)
 	struct instance_record *rec;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
-	char name[INSTANCE_NAME_MAX + 1];
+	char name[INSTANCE_NAME_MAX + 1] = "";
+	int rc = proto_get_str(p, "name", name, sizeof(name));
 
-	if (proto_get_str(p, "name", name, sizeof(name)) == PROTO_E_INVALID_ARGUMENT) {
+	if (rc == PROTO_E_INVALID_ARGUMENT) {
 		creq_fail(r, PROTO_E_NOT_FOUND, "no such instance (the name is too long)");
 		return;
 	}
-	if (!name[0]) {
+	if (rc < 0 || !name[0]) {
 		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "ssh_info needs an instance name");
 		return;
 	}

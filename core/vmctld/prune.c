@@ -39,6 +39,29 @@ static int prune_add_record(const char ***v, size_t *n, size_t *cap,
 	return 0;
 }
 
+/* An instance folder with no record (orphan.c) may use any image. */
+static bool prune_has_orphans(const struct registry *others, char *const *scopes, size_t n_others)
+{
+	char dir[4300], **names;
+	size_t n;
+	int rc;
+
+	for (size_t s = 0; s <= n_others; s++) {
+		if (s < n_others)
+			snprintf(dir, sizeof(dir), "%s/scopes/%s", B->data_dir, scopes[s]);
+		else
+			snprintf(dir, sizeof(dir), "%s", B->scope_dir);
+		rc = orphans_find(dir, s < n_others ? &others[s] : &B->reg, &names, &n);
+		if (rc < 0 || n > 0) {
+			vlog(LOG_WARN_, "not pruning the image cache: %s/instances %s", dir,
+			     rc < 0 ? "could not be read" : "holds folders with no record (vmctl recover NAME)");
+			names_free(names, n);
+			return true;
+		}
+	}
+	return false;
+}
+
 static void prune_run(void)
 {
 	const char *setting = settings_get(&B->settings, "local.image.prune-after");
@@ -51,7 +74,13 @@ static void prune_run(void)
 
 	if (!setting || parse_duration(setting, &max_age, err, sizeof(err)) < 0 || max_age == 0)
 		return; /* "never", or a value the settings code already refused */
-	list_other_scopes(&others, &scopes, &n_others);
+	/* An image whose instance we cannot see may still be in use. */
+	if (list_other_scopes(&others, &scopes, &n_others, NULL, 0) > 0) {
+		vlog(LOG_WARN_, "not pruning the image cache: a registry could not be loaded");
+		goto out_free;
+	}
+	if (prune_has_orphans(others, scopes, n_others))
+		goto out_free;
 	for (size_t i = 0; rc == 0 && i < B->reg.n; i++)
 		rc = prune_add_record(&in_use, &n, &cap, &B->reg.v[i]);
 	for (size_t s = 0; s < n_others; s++)
@@ -67,6 +96,7 @@ static void prune_run(void)
 			vlog(LOG_WARN_, "pruning the image cache failed: %s", proto_strerror(rc));
 	}
 	free(in_use);
+out_free:
 	for (size_t s = 0; s < n_others; s++) {
 		registry_free(&others[s]);
 		free(scopes[s]);

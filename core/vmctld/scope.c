@@ -197,7 +197,8 @@ void busy_remove(const char *name)
 
 bool scope_set_state(struct instance_record *rec, const char *state)
 {
-	if (!state || (rec->state && strcmp(rec->state, state) == 0))
+	/* helper.c refuses other states; this keeps any from the file. */
+	if (!proto_state_known(state) || (rec->state && strcmp(rec->state, state) == 0))
 		return false;
 	if (record_set(&rec->state, state) < 0)
 		return false;

@@ -176,3 +176,44 @@ int util_instance_key(const char *key, char *name, size_t namelen, char *prop, s
 	snprintf(prop, proplen, "%s", dot + 1);
 	return 0;
 }
+
+/* A state value, where present and not nil, must be a protocol state. */
+static int util_check_state_at(const msgpack_object *map, const char *key, const char *where,
+			       char *why, size_t whylen)
+{
+	const msgpack_object *v = proto_map_get(map, key);
+	char state[32], shown[SHOWN_TEXT_MAX * 4 + 8];
+
+	if (!v || v->type == MSGPACK_OBJECT_NIL)
+		return 0;
+	if (v->type != MSGPACK_OBJECT_STR) {
+		snprintf(why, whylen, "%s%s is not a string", where, key);
+		return PROTO_E_PROTOCOL;
+	}
+	if (proto_obj_str(v, state, sizeof(state)) == 0 && proto_state_known(state))
+		return 0;
+	shown_text(v->via.str.ptr, v->via.str.size, shown, sizeof(shown));
+	snprintf(why, whylen, "%s%s \"%s\" is not an instance state", where, key, shown);
+	return PROTO_E_PROTOCOL;
+}
+
+int util_check_states(const msgpack_object *o, char *why, size_t whylen)
+{
+	static const char *const keys[] = { "state", "old", "new" };
+	const msgpack_object *list;
+	int rc;
+
+	if (!o || o->type != MSGPACK_OBJECT_MAP)
+		return 0;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if ((rc = util_check_state_at(o, keys[i], "", why, whylen)) < 0)
+			return rc;
+	list = proto_map_get(o, "instances");
+	if (!list || list->type != MSGPACK_OBJECT_ARRAY)
+		return 0;
+	for (uint32_t i = 0; i < list->via.array.size; i++)
+		if ((rc = util_check_state_at(&list->via.array.ptr[i], "state", "instances: ", why,
+					      whylen)) < 0)
+			return rc;
+	return 0;
+}

@@ -1,4 +1,4 @@
-/* Error codes and feature bits: one table each, so names never drift. */
+/* Error codes, feature bits and instance states: one table each, so names never drift. */
 #include <string.h>
 
 #include <vmproto/proto.h>
@@ -102,4 +102,18 @@ unsigned proto_feature_from_name(const char *name)
 			if (strcmp(feature_table[i].name, name) == 0)
 				return feature_table[i].bit;
 	return 0;
+}
+
+/* docs/protocol.md, "Instance states". */
+static const char *const state_table[] = {
+	"running", "stopped", "suspended", "starting", "restarting", "suspending", "stopping", "unknown",
+};
+
+bool proto_state_known(const char *state)
+{
+	if (state)
+		for (size_t i = 0; i < ARRAY_LEN(state_table); i++)
+			if (strcmp(state_table[i], state) == 0)
+				return true;
+	return false;
 }

@@ -75,7 +75,7 @@ static void assert_refused(const char *const (*v)[3], size_t n, bool bridged, co
 static bool generated_mac(const char *mac)
 {
 	return mac && strlen(mac) == 17 && !strncmp(mac, "52:54:00:", 9) &&
-	       networks_check_mac(mac, err, sizeof(err)) == 0;
+	       validate_mac(mac, err, sizeof(err)) == 0;
 }
 
 Test(broker_networks, names_modes_and_macs_are_kept_and_filled_in)

@@ -21,9 +21,11 @@
 #define PYTHON "/usr/bin/python3"
 
 /* A helper for any driver named by its file name (vmctl-DRIVER-helper).
- * $FAKE_DIR/mode holds "METHOD crash|hang|garbage|slow" lines (slow: answer
- * after 2 s), and "instance.info exits": SSH on a closed port, then a state
- * notification that the VM stopped. */
+ * $FAKE_DIR/mode holds "METHOD crash|hang|garbage|slow|badstate|notifybad"
+ * lines (slow: answer after 2 s; badstate answers a state that is not one,
+ * in each entry of a list; notifybad sends a state notification with one
+ * before the answer), and "instance.info exits": SSH on a closed port, then
+ * a state notification that the VM stopped. */
 static const char fake_helper[] =
 	"#!" PYTHON "\n"
 	"import sys, os, json, signal, time, msgpack\n"
@@ -96,6 +98,11 @@ static const char fake_helper[] =
 	"            out.write(msgpack.packb([1, mid, None, {}]))\n"
 	"            out.flush()\n"
 	"            sys.exit(0)\n"
+	"        if m == 'badstate':\n"
+	"            for e in res.get('instances', [res]):\n"
+	"                e['state'] = 'running\\n; rm -rf ~'\n"
+	"        if m == 'notifybad':\n"
+	"            out.write(msgpack.packb([2, 'state', dict(name=name, old='running', new='exploded')]))\n"
 	"        json.dump(states, open(SF, 'w'))\n"
 	"        out.write(msgpack.packb([1, mid, None, res]))\n"
 	"        out.flush()\n"
@@ -539,4 +546,71 @@ Test(broker_supervise, a_launch_whose_vm_stops_fails_at_once)
 	vmctl("delete --purge delta");
 	cr_assert_eq(status, 0, "stderr: %s", err);
 	cr_assert_str_eq(listed_state("delta"), "");
+}
+
+/* The registry file and the broker's log, for what must never reach them. */
+static void read_registry_and_log(char *reg, size_t reglen, char *log, size_t loglen)
+{
+	char path[400];
+
+	snprintf(path, sizeof(path), "%s/scopes/qemu/instances.yaml", test_data);
+	read_into(path, reg, reglen);
+	snprintf(path, sizeof(path), "%s/vmctld.log", test_data);
+	read_into(path, log, loglen);
+}
+
+static char registry_text[16384], log_text[65536];
+
+Test(broker_supervise, a_state_outside_the_protocol_in_an_answer_kills_the_helper)
+{
+	set_mode("instance.start badstate\n");
+	vmctl("start alpha");
+	cr_assert_neq(status, 0, "stdout: %s", out);
+	cr_assert(strstr(err, "the qemu helper broke the protocol (state \"running\\n; rm -rf ~\" is not an "
+			      "instance state) and was killed during instance.start; it has been restarted"),
+		  "stderr: %s", err);
+	set_mode("");
+	read_registry_and_log(registry_text, sizeof(registry_text), log_text, sizeof(log_text));
+	cr_assert_null(strstr(registry_text, "rm -rf"), "the registry took it:\n%s", registry_text);
+	cr_assert(strstr(log_text, "broke the protocol (state \"running\\n; rm -rf ~\""), "log:\n%s", log_text);
+	/* The restarted helper's answers are stored again. */
+	for (int i = 0; i < 50 && strcmp(listed_state("alpha"), "Running") != 0; i++)
+		usleep(100 * 1000);
+	cr_assert_str_eq(listed_state("alpha"), "Running");
+	cr_assert_null(strstr(out, "rm -rf"), "stdout: %s", out);
+}
+
+Test(broker_supervise, a_state_outside_the_protocol_in_a_notification_kills_the_helper)
+{
+	vmctl("start alpha");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	set_mode("instance.stop notifybad\n");
+	vmctl("stop alpha");
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "broke the protocol (new \"exploded\" is not an instance state, in a state "
+			      "notification)"),
+		  "stderr: %s", err);
+	set_mode("");
+	read_registry_and_log(registry_text, sizeof(registry_text), log_text, sizeof(log_text));
+	cr_assert_null(strstr(registry_text, "exploded"), "the registry took it:\n%s", registry_text);
+	vmctl("list");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_null(strstr(out, "exploded"), "stdout: %s", out);
+	cr_assert_null(strstr(out, "Exploded"), "stdout: %s", out);
+}
+
+Test(broker_supervise, a_state_outside_the_protocol_in_a_list_is_not_shown)
+{
+	set_mode("instances.list badstate\n");
+	vmctl("list");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_null(strstr(out, "rm -rf"), "stdout: %s", out);
+	cr_assert(strstr(out, "alpha") && strstr(out, "Unknown"), "stdout: %s", out);
+	cr_assert(strstr(err, "broke the protocol"), "stderr: %s", err);
+	set_mode("");
+	read_registry_and_log(registry_text, sizeof(registry_text), log_text, sizeof(log_text));
+	cr_assert_null(strstr(registry_text, "rm -rf"), "the registry took it:\n%s", registry_text);
+	for (int i = 0; i < 50 && strcmp(listed_state("alpha"), "Stopped") != 0; i++)
+		usleep(100 * 1000);
+	cr_assert_str_eq(listed_state("alpha"), "Stopped");
 }

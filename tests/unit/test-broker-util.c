@@ -124,3 +124,84 @@ Test(broker_util, active_states)
 	cr_assert_not(util_state_active("suspended"));
 	cr_assert_not(util_state_active(NULL));
 }
+
+/* ---- states a helper reports ---- */
+
+static msgpack_unpacked unpacked;
+static msgpack_sbuffer packed; /* the strings of unpacked point into it */
+static char why[256];
+
+static const msgpack_object *unpack(msgpack_sbuffer *sb)
+{
+	msgpack_unpacked_destroy(&unpacked);
+	msgpack_sbuffer_destroy(&packed);
+	packed = *sb;
+	msgpack_unpacked_init(&unpacked);
+	cr_assert_eq(msgpack_unpack_next(&unpacked, packed.data, packed.size, NULL), MSGPACK_UNPACK_SUCCESS);
+	return &unpacked.data;
+}
+
+/* A map {key: value} where value is a string, or an int when text is NULL. */
+static const msgpack_object *one_pair(const char *key, const char *text, size_t len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	proto_pack_str(&pk, key);
+	if (text) {
+		msgpack_pack_str(&pk, len);
+		msgpack_pack_str_body(&pk, text, len);
+	} else {
+		msgpack_pack_int(&pk, 7);
+	}
+	return unpack(&sb);
+}
+
+static const msgpack_object *listed(const char *state)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	proto_pack_str(&pk, "instances");
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_map(&pk, 2);
+	proto_pack_kv_str(&pk, "name", "a");
+	proto_pack_kv_str(&pk, "state", "running");
+	msgpack_pack_map(&pk, 2);
+	proto_pack_kv_str(&pk, "name", "b");
+	proto_pack_kv_str(&pk, "state", state);
+	return unpack(&sb);
+}
+
+Test(broker_states, protocol_states_and_absent_ones_pass)
+{
+	cr_assert_eq(util_check_states(one_pair("state", "suspended", 9), why, sizeof(why)), 0);
+	cr_assert_eq(util_check_states(one_pair("new", "stopping", 8), why, sizeof(why)), 0);
+	cr_assert_eq(util_check_states(one_pair("ssh_port", NULL, 0), why, sizeof(why)), 0);
+	cr_assert_eq(util_check_states(listed("stopped"), why, sizeof(why)), 0);
+	cr_assert_eq(util_check_states(NULL, why, sizeof(why)), 0);
+	msgpack_unpacked_destroy(&unpacked);
+	msgpack_sbuffer_destroy(&packed);
+}
+
+Test(broker_states, anything_else_is_a_protocol_violation)
+{
+	cr_assert_eq(util_check_states(one_pair("state", "running\n; rm", 12), why, sizeof(why)), PROTO_E_PROTOCOL);
+	cr_assert_str_eq(why, "state \"running\\n; rm\" is not an instance state");
+	cr_assert_eq(util_check_states(one_pair("new", "exploded", 8), why, sizeof(why)), PROTO_E_PROTOCOL);
+	cr_assert_str_eq(why, "new \"exploded\" is not an instance state");
+	cr_assert_eq(util_check_states(one_pair("old", "run\0ning", 8), why, sizeof(why)), PROTO_E_PROTOCOL);
+	cr_assert_str_eq(why, "old \"run\\x00ning\" is not an instance state");
+	cr_assert_eq(util_check_states(one_pair("state", NULL, 0), why, sizeof(why)), PROTO_E_PROTOCOL);
+	cr_assert_str_eq(why, "state is not a string");
+	cr_assert_eq(util_check_states(listed("Running"), why, sizeof(why)), PROTO_E_PROTOCOL);
+	cr_assert_str_eq(why, "instances: state \"Running\" is not an instance state");
+	msgpack_unpacked_destroy(&unpacked);
+	msgpack_sbuffer_destroy(&packed);
+}

@@ -62,6 +62,171 @@ Test(paths, small_buffer_is_refused)
 	cr_assert_eq(data_dir(buf, sizeof(buf)), PROTO_E_INVALID_ARGUMENT);
 }
 
+Test(paths, relative_vmctl_data_is_made_absolute)
+{
+	char buf[4200], cwd[4096];
+
+	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
+	setenv("VMCTL_DATA", "./state/vmctl", 1);
+	cr_assert_eq(data_dir(buf, sizeof(buf)), 0);
+	cr_assert_eq(strncmp(buf, cwd, strlen(cwd)), 0, "%s", buf);
+	cr_assert_str_eq(buf + strlen(cwd), strcmp(cwd, "/") ? "/state/vmctl" : "state/vmctl");
+	setenv("VMCTL_DATA", ".", 1);
+	cr_assert_eq(data_dir(buf, sizeof(buf)), 0);
+	cr_assert_str_eq(buf, cwd);
+}
+
+Test(paths, relative_home_is_not_used)
+{
+	char buf[4200];
+
+	unsetenv("VMCTL_DATA");
+	unsetenv("XDG_DATA_HOME");
+	setenv("HOME", "home/dev", 1);
+	if (data_dir(buf, sizeof(buf)) == 0)
+		cr_assert_eq(buf[0], '/', "%s", buf);
+}
+
+/* ---- trusting the data folder and what is in it ---- */
+
+static char trust_dir[] = "/tmp/vmctl-test-trust-XXXXXX";
+static char err[1024];
+
+static void trust_setup(void)
+{
+	cr_assert_not_null(mkdtemp(trust_dir));
+}
+
+static void trust_teardown(void)
+{
+	remove_tree(trust_dir);
+}
+
+static void in_dir(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", trust_dir, name);
+}
+
+TestSuite(trust, .init = trust_setup, .fini = trust_teardown);
+
+Test(trust, a_private_folder_of_ours_is_trusted)
+{
+	cr_assert_eq(chmod(trust_dir, 0700), 0);
+	cr_assert_eq(path_check_trusted(trust_dir, S_IFDIR, "the data folder", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(chmod(trust_dir, 0755), 0);
+	cr_assert_eq(path_check_trusted(trust_dir, S_IFDIR, "the data folder", err, sizeof(err)), 0, "%s", err);
+}
+
+Test(trust, a_folder_others_can_write_is_refused)
+{
+	cr_assert_eq(chmod(trust_dir, 0777), 0);
+	cr_assert_eq(path_check_trusted(trust_dir, S_IFDIR, "the data folder", err, sizeof(err)),
+		     PROTO_E_INVALID_STATE);
+	cr_assert(strstr(err, "refusing the data folder ") && strstr(err, "is writable by others (mode 0777)") &&
+			  strstr(err, "set VMCTL_DATA"),
+		  "%s", err);
+	cr_assert_eq(chmod(trust_dir, 0770), 0);
+	cr_assert_eq(path_check_trusted(trust_dir, S_IFDIR, "the data folder", err, sizeof(err)),
+		     PROTO_E_INVALID_STATE);
+	cr_assert(strstr(err, "is writable by its group (mode 0770)"), "%s", err);
+}
+
+Test(trust, a_folder_of_another_user_is_refused)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root to give a folder away");
+	cr_assert_eq(chown(trust_dir, 65534, 65534), 0);
+	cr_assert_eq(path_check_trusted(trust_dir, S_IFDIR, "the data folder", err, sizeof(err)),
+		     PROTO_E_INVALID_STATE);
+	cr_assert(strstr(err, "is owned by uid 65534, not by you (uid 0)"), "%s", err);
+	cr_assert_eq(chown(trust_dir, 0, 0), 0);
+}
+
+Test(trust, a_missing_folder_is_not_found)
+{
+	char path[300];
+
+	in_dir(path, sizeof(path), "nothing");
+	cr_assert_eq(path_check_trusted(path, S_IFDIR, "the data folder", err, sizeof(err)), PROTO_E_NOT_FOUND);
+}
+
+Test(trust, a_socket_must_be_a_socket)
+{
+	char path[300];
+
+	in_dir(path, sizeof(path), "vmctld.sock");
+	cr_assert_eq(symlink("/etc/passwd", path), 0);
+	cr_assert_eq(path_check_trusted(path, S_IFSOCK, "the socket", err, sizeof(err)), PROTO_E_INVALID_STATE);
+	cr_assert(strstr(err, "it is not a unix socket"), "%s", err);
+}
+
+Test(trust, a_file_is_created_private)
+{
+	char path[300];
+	struct stat st;
+	int fd;
+
+	in_dir(path, sizeof(path), "vmctld.log");
+	fd = open_private_file(path, O_WRONLY | O_CREAT | O_APPEND, "the log", err, sizeof(err));
+	cr_assert_geq(fd, 0, "%s", err);
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	cr_assert_eq(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+	close(fd);
+	/* And opened again. */
+	fd = open_private_file(path, O_WRONLY | O_CREAT | O_APPEND, "the log", err, sizeof(err));
+	cr_assert_geq(fd, 0, "%s", err);
+	close(fd);
+}
+
+Test(trust, a_symlinked_file_is_refused_and_its_target_untouched)
+{
+	char path[300], target[300];
+	struct stat st;
+
+	in_dir(target, sizeof(target), "secret");
+	in_dir(path, sizeof(path), "vmctld.log");
+	cr_assert_eq(atomic_write_file(target, "root only\n", 10, 0600), 0);
+	cr_assert_eq(symlink(target, path), 0);
+	cr_assert_eq(open_private_file(path, O_WRONLY | O_CREAT | O_APPEND, "the log", err, sizeof(err)),
+		     PROTO_E_INVALID_STATE);
+	cr_assert(strstr(err, "refusing the log ") && strstr(err, "it is a symbolic link"), "%s", err);
+	cr_assert_eq(stat(target, &st), 0);
+	cr_assert_eq(st.st_size, 10);
+}
+
+Test(trust, a_fifo_or_a_shared_file_is_refused)
+{
+	char path[300];
+
+	in_dir(path, sizeof(path), "vmctld.lock");
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	cr_assert_eq(open_private_file(path, O_RDWR | O_CREAT, "the lock", err, sizeof(err)), PROTO_E_INVALID_STATE);
+	cr_assert(strstr(err, "is not a regular file"), "%s", err);
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(atomic_write_file(path, "", 0, 0666), 0);
+	cr_assert_eq(chmod(path, 0666), 0);
+	cr_assert_eq(open_private_file(path, O_RDWR | O_CREAT, "the lock", err, sizeof(err)), PROTO_E_INVALID_STATE);
+	cr_assert(strstr(err, "is writable by others (mode 0666)"), "%s", err);
+}
+
+Test(trust, a_file_of_another_user_is_refused)
+{
+	char path[300];
+	int fd;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to give a file away");
+	in_dir(path, sizeof(path), "vmctld.log");
+	fd = open(path, O_WRONLY | O_CREAT, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(chown(path, 65534, 65534), 0);
+	cr_assert_eq(open_private_file(path, O_WRONLY | O_APPEND, "the log", err, sizeof(err)), PROTO_E_INVALID_STATE);
+	cr_assert(strstr(err, "is owned by uid 65534, not by you (uid 0)"), "%s", err);
+}
+
 Test(paths, exe_dir_is_the_folder_of_this_test)
 {
 	char dir[4096], self[4096], want[4096];

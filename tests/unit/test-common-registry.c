@@ -25,9 +25,29 @@ static void teardown(void)
 	remove_tree(tmpdir);
 }
 
+/* The fields a record cannot do without, as a flow mapping's insides. */
+#define REQUIRED "state: stopped, image_disk: /i.qcow2, image_format: qcow2, mac: '52:54:00:00:00:01', " \
+		 "cpus: 1, memory: 1073741824, disk: 5368709120, deleted: false"
+/* The same, as the lines of a block mapping indented for a record. */
+#define REQUIRED_LINES "    state: stopped\n    image_disk: /i.qcow2\n    image_format: qcow2\n" \
+		       "    mac: '52:54:00:00:00:01'\n    cpus: 1\n    memory: 1073741824\n" \
+		       "    disk: 5368709120\n    deleted: false\n"
+
 static void write_text(const char *text)
 {
 	cr_assert_eq(atomic_write_file(path, text, strlen(text), 0600), 0);
+}
+
+/* What a record needs to load: the same values as REQUIRED. */
+static void fill_required(struct instance_record *rec)
+{
+	cr_assert_eq(record_set(&rec->state, "stopped"), 0);
+	cr_assert_eq(record_set(&rec->image_disk, "/i.qcow2"), 0);
+	cr_assert_eq(record_set(&rec->image_format, "qcow2"), 0);
+	cr_assert_eq(record_set(&rec->mac, "52:54:00:00:00:01"), 0);
+	rec->cpus = 1;
+	rec->memory = 1ull << 30;
+	rec->disk = 5ull << 30;
 }
 
 static void fill_record(struct instance_record *rec, unsigned i)
@@ -138,9 +158,11 @@ Test(registry, round_trip_keeps_every_field_and_mount)
 	add_mount(rec, "/srv/data with space", "/data", NULL, NULL);
 	rec = registry_add(&r, "yes");
 	cr_assert_not_null(rec);
-	cr_assert_eq(record_set(&rec->state, "true"), 0);
+	fill_required(rec);
+	/* Text that plain YAML would read as a bool, a number or null. */
 	cr_assert_eq(record_set(&rec->image, ""), 0);
-	cr_assert_eq(record_set(&rec->mac, "1234"), 0);
+	cr_assert_eq(record_set(&rec->image_cmdline, "true"), 0);
+	cr_assert_eq(record_set(&rec->created, "1234"), 0);
 
 	cr_assert_eq(registry_save(path, &r), 0);
 	cr_assert_eq(stat(path, &st), 0);
@@ -165,7 +187,9 @@ Test(registry, round_trip_keeps_extra_networks_in_order)
 	add_network(rec, "br0", "auto", "52:54:00:aa:bb:01");
 	add_network(rec, "lab-net", "manual", "52:54:00:aa:bb:02");
 	add_network(rec, "br0", "auto", "52:54:00:aa:bb:03");
-	cr_assert_not_null(registry_add(&r, "plain"));
+	rec = registry_add(&r, "plain");
+	cr_assert_not_null(rec);
+	fill_required(rec);
 
 	cr_assert_eq(registry_save(path, &r), 0);
 	cr_assert_eq(registry_load_err(path, &back, err, sizeof(err)), 0, "%s", err);
@@ -185,6 +209,7 @@ Test(registry, hand_written_networks_load)
 
 	write_text("instances:\n"
 		   "  a:\n"
+		   REQUIRED_LINES
 		   "    networks:\n"
 		   "      - {name: br0, mac: '52:54:00:01:02:03'}\n"
 		   "      - mac: 52:54:00:01:02:04\n"
@@ -273,23 +298,23 @@ Test(registry, hand_written_file_loads)
 
 	write_text("# edited by hand\n"
 		   "instances:\n"
-		   "  dev: {state: running, cpus: 2, memory: 1073741824, deleted: false,\n"
-		   "        mounts: [{source: /src, target: /mnt}]}\n"
-		   "  old:\n"
-		   "    deleted: true\n"
-		   "  bare:\n");
+		   "  dev: {state: running, image_disk: /images/a.qcow2, image_format: raw,\n"
+		   "        mac: 52:54:00:ab:cd:ef, cpus: 2, memory: 1073741824, disk: 1073741824,\n"
+		   "        deleted: false, mounts: [{source: /src, target: /mnt}]}\n"
+		   "  old: {" REQUIRED "}\n");
 	cr_assert_eq(registry_load_err(path, &r, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(r.n, 3);
+	cr_assert_eq(r.n, 2);
 	rec = registry_find(&r, "dev");
 	cr_assert_not_null(rec);
 	cr_assert_str_eq(rec->state, "running");
+	cr_assert_str_eq(rec->image_format, "raw");
 	cr_assert_eq(rec->cpus, 2);
 	cr_assert_eq(rec->memory, 1ull << 30);
 	cr_assert_eq(rec->n_mounts, 1);
 	cr_assert_str_eq(rec->mounts[0].target, "/mnt");
 	cr_assert_null(rec->mounts[0].uid_map);
-	cr_assert(registry_find(&r, "old")->deleted);
-	cr_assert_null(registry_find(&r, "bare")->state);
+	cr_assert_null(rec->image);
+	cr_assert_not(registry_find(&r, "old")->deleted);
 	registry_free(&r);
 }
 
@@ -314,7 +339,7 @@ Test(registry, yaml_syntax_error_is_refused_with_its_line)
 Test(registry, wrong_types_are_refused)
 {
 	assert_refused("instances:\n  a:\n    cpus: two\n",
-		       ": line 3, column 11: cpus must be a whole number from 0 to 4294967295, not \"two\"");
+		       ": line 3, column 11: cpus must be a whole number from 1 to 1024, not \"two\"");
 	assert_refused("instances:\n  a:\n    cpus: -1\n", "cpus must be a whole number");
 	assert_refused("instances:\n  a:\n    memory: 1.5\n", "memory must be a whole number");
 	assert_refused("instances:\n  a:\n    deleted: maybe\n", "deleted must be true or false, not \"maybe\"");
@@ -328,9 +353,9 @@ Test(registry, wrong_types_are_refused)
 
 Test(registry, huge_values_are_refused)
 {
-	assert_refused("instances:\n  a:\n    cpus: 4294967296\n", "cpus must be a whole number from 0 to 4294967295");
+	assert_refused("instances:\n  a:\n    cpus: 4294967296\n", "cpus must be a whole number from 1 to 1024");
 	assert_refused("instances:\n  a:\n    disk: 18446744073709551616\n",
-		       "disk must be a whole number from 0 to 18446744073709551615");
+		       "disk must be a whole number from 1073741824 to 18446744073709551615");
 }
 
 Test(registry, huge_string_is_refused)
@@ -350,7 +375,7 @@ Test(registry, duplicate_names_are_refused)
 {
 	struct registry r = { 0 };
 
-	write_text("instances:\n  a: {}\n  b: {}\n  a: {}\n");
+	write_text("instances:\n  a: {" REQUIRED "}\n  b: {" REQUIRED "}\n  a: {" REQUIRED "}\n");
 	cr_assert_eq(registry_load_err(path, &r, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
 	cr_assert(strstr(err, "instance \"a\" is listed twice"), "message: %s", err);
 	cr_assert_eq(r.n, 0);
@@ -374,7 +399,7 @@ Test(registry, unknown_fields_and_aliases_are_refused)
 	assert_refused("instances:\n  a:\n    colour: red\n", "unknown field \"colour\" in instance \"a\"");
 	assert_refused("instances:\n  a:\n    mounts: [{source: /a, mode: rw}]\n", "unknown mount field \"mode\"");
 	assert_refused("version: 2\ninstances: {}\n", "unknown key \"version\"");
-	assert_refused("instances:\n  a: &r {cpus: 1}\n  b: *r\n", "aliases (*name) are not allowed");
+	assert_refused("instances:\n  a: &r {" REQUIRED "}\n  b: *r\n", "aliases (*name) are not allowed");
 	assert_refused("instances: {}\n---\ninstances: {}\n", "only one YAML document is allowed");
 }
 
@@ -461,10 +486,10 @@ Test(registry, many_mounts_load)
 {
 	struct registry r = { 0 };
 	size_t n = 5000, used;
-	char *text = malloc(n * 40 + 64);
+	char *text = malloc(n * 40 + 512);
 
 	cr_assert_not_null(text);
-	used = (size_t)sprintf(text, "instances:\n  a:\n    mounts:\n");
+	used = (size_t)sprintf(text, "instances:\n  a:\n" REQUIRED_LINES "    mounts:\n");
 	for (size_t i = 0; i < n; i++)
 		used += (size_t)sprintf(text + used, "    - {source: /s%zu, target: /t}\n", i);
 	write_text(text);
@@ -481,12 +506,158 @@ Test(registry, text_that_is_not_utf8_is_not_saved)
 	struct instance_record *rec;
 
 	rec = registry_add(&r, "a");
+	fill_required(rec);
 	cr_assert_eq(registry_save(path, &r), 0);
 	cr_assert_eq(record_set(&rec->image_disk, "/images/\xff\xfe.qcow2"), 0);
 	cr_assert_eq(registry_save(path, &r), PROTO_E_INVALID_ARGUMENT);
 	cr_assert_eq(registry_load_err(path, &back, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(back.n, 1);
-	cr_assert_null(back.v[0].image_disk, "the failed save changed the file");
+	cr_assert_str_eq(back.v[0].image_disk, "/i.qcow2", "the failed save changed the file");
 	registry_free(&r);
 	registry_free(&back);
+}
+
+/* ---- the strict loader: a file it cannot load whole is refused, and kept ---- */
+
+/* web and db as launch leaves them, web with mounts and a network. */
+static void save_web_and_db(char **text, size_t *len)
+{
+	struct registry r = { 0 };
+	struct instance_record *rec;
+
+	rec = registry_add(&r, "web");
+	fill_record(rec, 1);
+	add_mount(rec, "/home/dev/src", "/home/ubuntu/src", "1000:1000", "1000:1000,0:0");
+	add_mount(rec, "/srv", "/srv", NULL, NULL);
+	add_network(rec, "br0", "auto", "52:54:00:aa:bb:01");
+	rec = registry_add(&r, "db");
+	fill_record(rec, 2);
+	cr_assert_eq(registry_save(path, &r), 0);
+	registry_free(&r);
+	cr_assert_eq(read_file(path, 1 << 20, text, len), 0);
+}
+
+static void assert_file_is(const char *text, size_t len)
+{
+	char *now;
+	size_t now_len;
+
+	cr_assert_eq(read_file(path, 1 << 20, &now, &now_len), 0);
+	cr_assert(now_len == len && memcmp(now, text, len) == 0, "the file changed:\n%s", now);
+	free(now);
+}
+
+Test(registry, a_file_cut_at_200_bytes_is_refused_naming_line_and_column)
+{
+	struct registry r = { 0 };
+	char *text;
+	size_t len;
+
+	const char *memory;
+
+	save_web_and_db(&text, &len);
+	cr_assert_gt(len, 200);
+	cr_assert_eq(atomic_write_file(path, text, 200, 0600), 0);
+	cr_assert_eq(registry_load_err(path, &r, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT, "loaded %zu", r.n);
+	cr_assert(strstr(err, path) == err, "message: %s", err);
+	cr_assert(strstr(err, ": line ") && strstr(err, ", column "), "message: %s", err);
+	cr_assert_eq(r.n, 0);
+	/* Cut at a line's start: valid YAML, but web lost its last fields. */
+	memory = strstr(text, "    memory: ");
+	cr_assert_not_null(memory);
+	cr_assert_eq(atomic_write_file(path, text, (size_t)(memory - text), 0600), 0);
+	cr_assert_eq(registry_load_err(path, &r, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT, "loaded %zu", r.n);
+	cr_assert(strstr(err, path) == err && strstr(err, ", column 1: instance \"web\" has no memory, disk, "
+							   "deleted (the file may have been cut short"),
+		  "message: %s", err);
+	cr_assert_eq(r.n, 0);
+	free(text);
+}
+
+/* Cut anywhere, the file loads only whole records, exactly as saved, or not at all. */
+Test(registry, a_cut_file_never_loads_part_of_a_record)
+{
+	struct registry whole = { 0 }, r;
+	char *text;
+	size_t len, refused = 0;
+
+	save_web_and_db(&text, &len);
+	cr_assert_eq(registry_load_err(path, &whole, err, sizeof(err)), 0, "%s", err);
+	for (size_t cut = 0; cut < len; cut++) {
+		cr_assert_eq(atomic_write_file(path, text, cut, 0600), 0);
+		if (registry_load_err(path, &r, err, sizeof(err)) < 0) {
+			cr_assert(strstr(err, ": line "), "cut at %zu: %s", cut, err);
+			refused++;
+			continue;
+		}
+		cr_assert_leq(r.n, whole.n);
+		for (size_t i = 0; i < r.n; i++)
+			assert_same_record(&whole.v[i], &r.v[i]);
+		registry_free(&r);
+	}
+	cr_assert_gt(refused, len / 2, "only %zu of %zu cuts were refused", refused, len);
+	registry_free(&whole);
+	free(text);
+}
+
+Test(registry, a_failed_load_is_never_saved_over)
+{
+	struct registry r = { 0 };
+	char *text;
+	size_t len;
+
+	save_web_and_db(&text, &len);
+	cr_assert_eq(atomic_write_file(path, text, 200, 0600), 0);
+	cr_assert_eq(registry_load_err(path, &r, err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
+	/* What a careless caller would do next: change what it got, and save. */
+	fill_required(registry_add(&r, "web"));
+	cr_assert_eq(registry_save(path, &r), PROTO_E_INVALID_STATE);
+	assert_file_is(text, 200);
+	registry_free(&r);
+	/* Freed, it is an empty registry of its own again. */
+	cr_assert_eq(registry_save(path, &r), 0);
+	free(text);
+}
+
+Test(registry, records_missing_required_fields_are_refused)
+{
+	assert_refused("instances:\n  web:\n    state: running\n    image: file:///x.qcow2\n",
+		       "line 5, column 1: instance \"web\" has no image_disk, image_format, mac, cpus, memory, "
+		       "disk, deleted (the file may have been cut short or edited by hand)");
+	assert_refused("instances:\n  bare:\n  other: {" REQUIRED "}\n", "line 2, column 8: instance \"bare\" has no state");
+	assert_refused("instances:\n  a: {}\n", "line 2, column 7: instance \"a\" has no state, image_disk");
+	assert_refused("instances:\n  a: {" REQUIRED ", state: }\n", "field state of instance \"a\" is given twice");
+	assert_refused("instances:\n  a: {state: , image_disk: /i, image_format: raw}\n",
+		       "state of instance \"a\" must not be empty");
+	assert_refused("instances:\n  a: {" REQUIRED ", mounts: [{source: /a}]}\n",
+		       "a mount of instance \"a\" needs a source and a target");
+}
+
+Test(registry, invalid_values_are_refused_naming_line_and_column)
+{
+	assert_refused("instances:\n  a:\n    cpus: 0\n", ": line 3, column 11: cpus must be a whole number from 1 to 1024, not \"0\"");
+	assert_refused("instances:\n  a:\n    cpus: 1025\n", "cpus must be a whole number from 1 to 1024, not \"1025\"");
+	assert_refused("instances:\n  a:\n    memory: 0\n",
+		       ": line 3, column 13: memory must be a whole number from 536870912 to");
+	assert_refused("instances:\n  a:\n    disk: 0\n", ": line 3, column 11: disk must be a whole number from 1073741824 to");
+	assert_refused("instances:\n  a:\n    mac: zz;rm -rf /\n",
+		       ": line 3, column 10: mac of instance \"a\" must be a unicast MAC address like 52:54:00:12:34:56, "
+		       "not \"zz;rm -rf /\"");
+	assert_refused("instances:\n  a:\n    mac: 53:54:00:00:00:01\n", "mac of instance \"a\" must be a unicast MAC");
+	assert_refused("instances:\n  a:\n    state: exploded\n",
+		       ": line 3, column 12: state of instance \"a\" must be one of running, stopped, suspended, starting, "
+		       "restarting, suspending, stopping, unknown, not \"exploded\"");
+	assert_refused("instances:\n  a:\n    state: \"running\\n; rm\"\n", "not \"running\\n; rm\"");
+	assert_refused("instances:\n  a:\n    switch_state: Running\n", "switch_state of instance \"a\" must be one of");
+	assert_refused("instances:\n  a:\n    image_format: vmdk\n", "image_format of instance \"a\" must be qcow2 or raw");
+	assert_refused("instances:\n  a:\n    image_disk: images/a.qcow2\n",
+		       "image_disk of instance \"a\" must be an absolute path, not \"images/a.qcow2\"");
+	assert_refused("instances:\n  a:\n    image_kernel: vmlinuz\n", "image_kernel of instance \"a\" must be an absolute path");
+	assert_refused("instances:\n  a:\n    image_sha256: 12ab\n", "image_sha256 of instance \"a\" must be 64 lower-case hex");
+	assert_refused("instances:\n  a: {" REQUIRED ", networks: [{name: br0, mac: 'zz;rm -rf /'}]}\n",
+		       "network mac of instance \"a\" must be a unicast MAC address");
+	assert_refused("instances:\n  a: {" REQUIRED ", mounts: [{source: src, target: /mnt}]}\n",
+		       "mount paths of instance \"a\" must be absolute, not \"src\"");
+	assert_refused("instances:\n  a: {" REQUIRED ", mounts: [{source: /src, target: /mnt, uid_map: 'x;y'}]}\n",
+		       "id maps of instance \"a\" must be HOST:GUEST pairs like 1000:1000,0:0, not \"x;y\"");
 }

@@ -325,3 +325,34 @@ Test(cloudinit, second_document_is_checked_too)
 	cr_assert_eq(cloudinit("a: 1\n---\n- x\n"), PROTO_E_INVALID_ARGUMENT);
 	cr_assert(strstr(err, "line 3"), "message: %s", err);
 }
+
+static const char *shown(const char *text, size_t n)
+{
+	static char buf[128];
+
+	shown_text(text, n, buf, sizeof(buf));
+	return buf;
+}
+
+Test(shown_text, plain_text_is_kept)
+{
+	cr_assert_str_eq(shown("running", 7), "running");
+	cr_assert_str_eq(shown("", 0), "");
+}
+
+Test(shown_text, control_characters_quotes_and_nul_are_escaped)
+{
+	cr_assert_str_eq(shown("running\n; rm", 12), "running\\n; rm");
+	cr_assert_str_eq(shown("a\tb\rc", 5), "a\\tb\\x0dc");
+	cr_assert_str_eq(shown("a\0b", 3), "a\\x00b");
+	cr_assert_str_eq(shown("say \"hi\" \\o/", 12), "say \\x22hi\\x22 \\x5co/");
+}
+
+Test(shown_text, long_text_is_cut)
+{
+	char text[100];
+
+	memset(text, 'x', sizeof(text));
+	cr_assert_eq(strlen(shown(text, sizeof(text))), SHOWN_TEXT_MAX + 3);
+	cr_assert(strstr(shown(text, sizeof(text)), "x..."));
+}

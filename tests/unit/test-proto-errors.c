@@ -1,4 +1,4 @@
-/* The error and feature tables. */
+/* The error, feature and instance state tables. */
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -95,4 +95,27 @@ Test(features, unknown)
 	cr_assert_null(proto_feature_title(3)); /* two bits at once */
 	cr_assert_eq(proto_feature_from_name("teleport"), 0);
 	cr_assert_eq(proto_feature_from_name(NULL), 0);
+}
+
+Test(states, the_documented_states_are_known)
+{
+	static const char *const documented_states[] = {
+		"running", "stopped", "suspended", "starting", "restarting", "suspending", "stopping", "unknown",
+	};
+
+	for (size_t i = 0; i < sizeof(documented_states) / sizeof(documented_states[0]); i++)
+		cr_assert(proto_state_known(documented_states[i]), "%s", documented_states[i]);
+}
+
+Test(states, anything_else_is_not)
+{
+	cr_assert_not(proto_state_known(NULL));
+	cr_assert_not(proto_state_known(""));
+	cr_assert_not(proto_state_known("exploded"));
+	cr_assert_not(proto_state_known("Running"));
+	cr_assert_not(proto_state_known("running\n; rm"));
+	cr_assert_not(proto_state_known("running "));
+	/* The broker's own words are not the helper's to say. */
+	cr_assert_not(proto_state_known("deleted"));
+	cr_assert_not(proto_state_known("delayed shutdown"));
 }

@@ -77,6 +77,11 @@ const char *proto_feature_title(unsigned bit);
 /* Parse a wire name back to its bit; 0 if unknown. */
 unsigned proto_feature_from_name(const char *name);
 
+/* Is state one of the protocol's instance states ("running", "stopped",
+ * "suspended", "starting", "restarting", "suspending", "stopping",
+ * "unknown")? Exact, case-sensitive match; NULL is not. */
+bool proto_state_known(const char *state);
+
 /* ---- Skimming: validate one message in a byte buffer, without allocating ---- */
 
 /*
