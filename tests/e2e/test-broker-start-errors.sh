@@ -48,6 +48,7 @@ instances:
     cpus: 1
     memory: 1073741824
     disk: 5368709120
+    deleted: false
 EOF
 mkdir -p "$VMCTL_DATA/scopes/qemu/instances/web" "$E2E_TMP/helpers"
 cat >"$E2E_TMP/helpers/vmctl-qemu-helper" <<'EOF'
