@@ -305,3 +305,20 @@ Test(cloudinit, second_document_is_checked_too)
 	cr_assert_eq(cloudinit("a: 1\n---\n- x\n"), PROTO_E_INVALID_ARGUMENT);
 	cr_assert(strstr(err, "line 3"), "message: %s", err);
 }
+
+/* The broker and the helpers (vmh_instance_parse) check names and limits
+ * with libvmproto's one rule, so that they cannot disagree. */
+Test(names, the_rule_and_limits_are_the_protocols)
+{
+	static const char *const names[] = {"a", "web-01", "", "Web", "a_b", "1a", "a-", "a.b"};
+	char proto_err[512];
+
+	cr_expect_eq(INSTANCE_NAME_MAX, PROTO_NAME_MAX);
+	cr_expect_eq(MIN_MEMORY, PROTO_MEMORY_MIN);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		proto_err[0] = '\0';
+		cr_expect_eq(name_check(names[i]), proto_check_name(names[i], proto_err, sizeof(proto_err)),
+			     "%s", names[i]);
+		cr_expect_str_eq(err, proto_err, "%s", names[i]);
+	}
+}

@@ -77,6 +77,29 @@ const char *proto_feature_title(unsigned bit);
 /* Parse a wire name back to its bit; 0 if unknown. */
 unsigned proto_feature_from_name(const char *name);
 
+/* ---- Instances: limits and names (instance.c) ---- */
+
+/*
+ * What an instance may be. The broker checks what a user asks for against
+ * these, and the helper SDK checks every instance map against the same ones
+ * (vmh_instance_parse), so that the two agree by construction.
+ */
+#define PROTO_NAME_MAX 63                  /* an instance name is an RFC 1123 label */
+#define PROTO_CPUS_MAX 1024                /* virtual CPUs: 1 to this */
+#define PROTO_MEMORY_MIN (512ull << 20)    /* bytes of memory, at least */
+#define PROTO_MEMORY_DEFAULT (1ull << 30)  /* an instance map without memory */
+#define PROTO_NETWORKS_MAX 16              /* extra NICs of one instance */
+#define PROTO_PATH_MAX 4095                /* bytes of a path in an instance map */
+#define PROTO_DIR_MAX (PROTO_PATH_MAX - 64) /* of the instance folder: DIR/FILE fits */
+
+/*
+ * An instance name: 1 to PROTO_NAME_MAX lower case letters, digits and '-',
+ * starting with a letter and not ending with '-'. 0, or
+ * PROTO_E_INVALID_ARGUMENT with a sentence for the user in err (upper case
+ * letters get the lower case name as a hint).
+ */
+int proto_check_name(const char *name, char *err, size_t errlen);
+
 /* ---- Skimming: validate one message in a byte buffer, without allocating ---- */
 
 /*

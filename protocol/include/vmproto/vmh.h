@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <vmproto/proto.h>
 
 #define VMH_OPS_VERSION 1
@@ -106,6 +107,75 @@ void vmh_state_changed(const char *instance, const char *old_state, const char *
 enum vmh_level { VMH_DEBUG, VMH_INFO, VMH_WARN, VMH_ERROR };
 /* One line on stderr: "LEVEL: text". */
 void vmh_log(enum vmh_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- The instance map (instance.c) ---- */
+
+/*
+ * The instance map every instance.* request carries (docs/protocol.md, "The
+ * instance map"), parsed and checked once for every helper: the types, the
+ * limits of proto.h (PROTO_CPUS_MAX, PROTO_MEMORY_MIN, ...), the name rule
+ * (proto_check_name), absolute paths without control characters, MAC
+ * addresses. A helper checks only what is its own on top (a 9p tag's form,
+ * what its hypervisor can do). Optional strings are NULL when absent or "".
+ */
+struct vmh_idpair {
+	uint32_t host, guest;
+};
+
+struct vmh_mount {
+	char *source; /* absolute host folder */
+	char *target; /* guest path, or NULL */
+	char *tag;    /* or NULL */
+	struct vmh_idpair *uid_map, *gid_map; /* [HOST, GUEST] pairs; NULL when none */
+	size_t n_uid_map, n_gid_map;
+};
+
+struct vmh_network {
+	char *name; /* host interface */
+	char *mode; /* "auto" or "manual" */
+	char *mac;
+};
+
+struct vmh_image {
+	char *disk;    /* absolute path of the base image, or NULL */
+	char *format;  /* "qcow2" or "raw" */
+	char *kernel;  /* NULL: the image boots itself */
+	char *initrd;  /* NULL, or with a kernel */
+	char *cmdline; /* NULL, or for the kernel */
+};
+
+struct vmh_instance {
+	char *name;
+	char *dir;  /* absolute, at most PROTO_DIR_MAX bytes */
+	char *mac;  /* of the default NIC, or NULL */
+	char *seed; /* NULL: none */
+	unsigned cpus;   /* 1 to PROTO_CPUS_MAX; 1 when absent or 0 */
+	uint64_t memory; /* bytes, at least PROTO_MEMORY_MIN; PROTO_MEMORY_DEFAULT when absent or 0 */
+	uint64_t disk;   /* bytes; 0: the image's own size */
+	struct vmh_image image;
+	struct vmh_mount *mounts;
+	size_t n_mounts;
+	struct vmh_network *networks; /* at most PROTO_NETWORKS_MAX */
+	size_t n_networks;
+};
+
+/* Parse and check an instance map into *inst (a copy: it outlives the
+ * request). 0, or PROTO_E_INVALID_ARGUMENT / PROTO_E_NOMEM with a sentence
+ * in err and nothing to free. */
+int vmh_instance_parse(const msgpack_object *map, struct vmh_instance *inst, char *err,
+		       size_t errlen);
+/* vmh_instance_parse() of params[key] ("instance", "clone"); on failure req
+ * is failed with the reason (after "KEY: " but for "instance") and the code
+ * is returned. */
+int vmh_instance_from_req(struct vmh_req *req, const msgpack_object *params, const char *key,
+			  struct vmh_instance *inst);
+void vmh_instance_free(struct vmh_instance *inst);
+/* One mount map ({source, target, tag, uid_map, gid_map}), as in "mounts"
+ * and the "mount" of instance.mount. */
+int vmh_mount_parse(const msgpack_object *map, struct vmh_mount *m, char *err, size_t errlen);
+void vmh_mount_free(struct vmh_mount *m);
+/* DIR/file into buf: 0, or PROTO_E_INVALID_ARGUMENT when it does not fit. */
+int vmh_instance_file(const struct vmh_instance *inst, const char *file, char *buf, size_t len);
 
 /* ---- Child processes (run.c) ---- */
 
