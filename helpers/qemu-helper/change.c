@@ -22,8 +22,8 @@
 
 struct change {
 	struct vmh_req *req;
-	struct qh_inst inst;
-	struct qh_inst clone;
+	struct vmh_instance inst;
+	struct vmh_instance clone;
 	bool claimed;
 };
 
@@ -31,8 +31,8 @@ static void change_free(struct change *c)
 {
 	if (c->claimed)
 		qh_busy_release(c->inst.dir);
-	qh_inst_free(&c->inst);
-	qh_inst_free(&c->clone);
+	vmh_instance_free(&c->inst);
+	vmh_instance_free(&c->clone);
 	free(c);
 }
 
@@ -178,7 +178,7 @@ void qh_instance_set(struct vmh_req *req, const msgpack_object *params)
  * make. As another user than root, qemu shows the host's ids unchanged and
  * cannot chown, so only the map of that user's own id onto itself holds.
  */
-static int mount_check_unprivileged(const struct qh_idpair *p, size_t n, const char *what,
+static int mount_check_unprivileged(const struct vmh_idpair *p, size_t n, const char *what,
 				    unsigned self, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -205,27 +205,24 @@ static int mount_check_unprivileged(const struct qh_idpair *p, size_t n, const c
 	return 0;
 }
 
-static int mount_check_idmap(const struct qh_mount *m, char *err, size_t errlen)
+static int mount_check_idmap(const struct vmh_mount *m, char *err, size_t errlen)
 {
-	int rc;
+	int rc = qh_idmap_check(m, err, errlen);
 
-	if (!m->idmap)
-		return 0;
-	rc = qh_idmap_check(m->idmap, err, errlen);
 	if (rc < 0 || qh_idmap_possible())
 		return rc;
-	rc = mount_check_unprivileged(m->idmap->uid, m->idmap->n_uid, "uid", (unsigned)geteuid(),
-				      err, errlen);
+	rc = mount_check_unprivileged(m->uid_map, m->n_uid_map, "uid", (unsigned)geteuid(), err,
+				      errlen);
 	if (rc == 0)
-		rc = mount_check_unprivileged(m->idmap->gid, m->idmap->n_gid, "gid",
-					      (unsigned)getegid(), err, errlen);
+		rc = mount_check_unprivileged(m->gid_map, m->n_gid_map, "gid", (unsigned)getegid(),
+					      err, errlen);
 	return rc;
 }
 
 void qh_instance_mount(struct vmh_req *req, const msgpack_object *params)
 {
 	const msgpack_object *mount = proto_map_get(params, "mount");
-	struct qh_mount m;
+	struct vmh_mount m;
 	struct change *c;
 	struct stat st;
 	char err[QH_ERR];
@@ -239,24 +236,24 @@ void qh_instance_mount(struct vmh_req *req, const msgpack_object *params)
 	rc = mount_check_idmap(&m, err, sizeof(err));
 	if (rc < 0) {
 		vmh_fail(req, rc, "%s", err);
-		qh_mount_free(&m);
+		vmh_mount_free(&m);
 		return;
 	}
 	if (stat(m.source, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		vmh_fail(req, PROTO_E_NOT_FOUND, "mount source %s is not a folder", m.source);
-		qh_mount_free(&m);
+		vmh_mount_free(&m);
 		return;
 	}
 	/* Kernel and filesystem support are known now rather than at the start. */
-	if (qh_idmap_active(m.idmap)) {
-		rc = qh_idmap_try(m.source, m.idmap, err, sizeof(err));
+	if (qh_idmap_active(&m)) {
+		rc = qh_idmap_try(&m, err, sizeof(err));
 		if (rc < 0) {
 			vmh_fail(req, rc, "%s", err);
-			qh_mount_free(&m);
+			vmh_mount_free(&m);
 			return;
 		}
 	}
-	qh_mount_free(&m);
+	vmh_mount_free(&m);
 	/* qemu cannot add a 9p share to a running VM (fsdev has no hot-plug). */
 	c = change_begin(req, params, "qemu shares folders from the VM's start");
 	if (c)
@@ -361,6 +358,11 @@ void qh_instance_clone(struct vmh_req *req, const msgpack_object *params)
 		change_fail(c, rc, "clone: %s", err);
 		return;
 	}
+	if (!c->inst.image.disk) {
+		change_fail(c, PROTO_E_INVALID_ARGUMENT, "instance '%s' names no base image",
+			    c->inst.name);
+		return;
+	}
 	if (!strcmp(c->clone.dir, c->inst.dir)) {
 		change_fail(c, PROTO_E_INVALID_ARGUMENT, "the clone needs its own folder");
 		return;
@@ -384,7 +386,7 @@ void qh_instance_clone(struct vmh_req *req, const msgpack_object *params)
 	/* A new overlay over the same base holding the source's changes, without
 	 * the source's internal snapshots (a copy of the file would carry them). */
 	char *argv[] = {"qemu-img", "convert", "-q", "-f", "qcow2", "-O", "qcow2",
-			"-B", c->inst.image_disk, "-F", c->inst.image_format, src, dst, NULL};
+			"-B", c->inst.image.disk, "-F", c->inst.image.format, src, dst, NULL};
 	struct vmh_run_opts opts = {.timeout_s = 3600};
 	rc = vmh_run(argv, &opts, clone_done, c);
 	if (rc < 0)

@@ -32,7 +32,7 @@ typedef void (*op_next_fn)(struct op *op);
 
 struct op {
 	struct vmh_req *req;
-	struct qh_inst inst;
+	struct vmh_instance inst;
 	bool claimed;
 	/* stop */
 	bool force;
@@ -76,7 +76,7 @@ static void op_free(struct op *op)
 		qh_busy_release(op->inst.dir);
 	for (size_t i = 0; i < op->n_tap_fds; i++)
 		close(op->tap_fds[i]);
-	qh_inst_free(&op->inst);
+	vmh_instance_free(&op->inst);
 	free(op);
 }
 
@@ -156,7 +156,7 @@ static void log_excerpt(const char *path, char *buf, size_t len)
 	free(text);
 }
 
-static int write_small(const struct qh_inst *inst, const char *file, const char *text)
+static int write_small(const struct vmh_instance *inst, const char *file, const char *text)
 {
 	char path[QH_PATH];
 
@@ -164,7 +164,7 @@ static int write_small(const struct qh_inst *inst, const char *file, const char 
 	return atomic_write_file(path, text, strlen(text), 0644);
 }
 
-static void remove_file(const struct qh_inst *inst, const char *file)
+static void remove_file(const struct vmh_instance *inst, const char *file)
 {
 	char path[QH_PATH];
 
@@ -185,7 +185,7 @@ static void create_done(void *ud, const struct vmh_run_result *r)
 		return;
 	}
 	vmh_log(VMH_INFO, "%s: disk created (%llu bytes over %s)", op->inst.name,
-		(unsigned long long)op->size, op->inst.image_disk);
+		(unsigned long long)op->size, op->inst.image.disk);
 	op_answer_empty(op);
 }
 
@@ -199,7 +199,7 @@ static void create_got_info(void *ud, const struct vmh_run_result *r)
 	int rc;
 
 	if (r->status != 0) {
-		op_fail(op, PROTO_E_DRIVER, "cannot read the image %s: %s", op->inst.image_disk,
+		op_fail(op, PROTO_E_DRIVER, "cannot read the image %s: %s", op->inst.image.disk,
 			r->output);
 		return;
 	}
@@ -208,7 +208,7 @@ static void create_got_info(void *ud, const struct vmh_run_result *r)
 	json_decref(info);
 	if (base_size <= 0) {
 		op_fail(op, PROTO_E_DRIVER, "qemu-img did not report the size of %s",
-			op->inst.image_disk);
+			op->inst.image.disk);
 		return;
 	}
 	op->size = op->inst.disk;
@@ -223,8 +223,8 @@ static void create_got_info(void *ud, const struct vmh_run_result *r)
 	}
 	qh_path(&op->inst, QH_DISK, disk, sizeof(disk));
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)op->size);
-	char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", op->inst.image_format, "-b",
-			op->inst.image_disk, disk, size, NULL};
+	char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", op->inst.image.format, "-b",
+			op->inst.image.disk, disk, size, NULL};
 	struct vmh_run_opts opts = {.timeout_s = 120};
 
 	rc = vmh_run(argv, &opts, create_done, op);
@@ -246,8 +246,13 @@ void qh_instance_create(struct vmh_req *req, const msgpack_object *params)
 			op->inst.name, disk);
 		return;
 	}
-	if (!file_exists(op->inst.image_disk)) {
-		op_fail(op, PROTO_E_NOT_FOUND, "image disk %s does not exist", op->inst.image_disk);
+	if (!op->inst.image.disk) {
+		op_fail(op, PROTO_E_INVALID_ARGUMENT, "instance '%s' names no base image to create "
+			"its disk from", op->inst.name);
+		return;
+	}
+	if (!file_exists(op->inst.image.disk)) {
+		op_fail(op, PROTO_E_NOT_FOUND, "image disk %s does not exist", op->inst.image.disk);
 		return;
 	}
 	rc = mkdir_p(op->inst.dir, 0755);
@@ -255,8 +260,8 @@ void qh_instance_create(struct vmh_req *req, const msgpack_object *params)
 		op_fail(op, rc, "cannot create %s: %s", op->inst.dir, strerror(errno));
 		return;
 	}
-	char *argv[] = {"qemu-img", "info", "--output=json", "-U", "-f", op->inst.image_format,
-			op->inst.image_disk, NULL};
+	char *argv[] = {"qemu-img", "info", "--output=json", "-U", "-f", op->inst.image.format,
+			op->inst.image.disk, NULL};
 	struct vmh_run_opts opts = {.timeout_s = 60};
 
 	rc = vmh_run(argv, &opts, create_got_info, op);
@@ -418,7 +423,7 @@ static int start_prepare_firmware(struct op *op)
 {
 	char vars[QH_PATH], err[QH_ERR];
 
-	if (op->inst.image_kernel)
+	if (op->inst.image.kernel)
 		return 0;
 	if (!file_exists(QH_OVMF_CODE) || !file_exists(QH_OVMF_VARS)) {
 		op_fail(op, PROTO_E_NOT_FOUND,
@@ -440,7 +445,7 @@ static int start_prepare_firmware(struct op *op)
 /* Files the command line names must exist, or qemu's own message is vaguer. */
 static int start_check_files(struct op *op)
 {
-	const struct qh_inst *in = &op->inst;
+	const struct vmh_instance *in = &op->inst;
 	char disk[QH_PATH];
 	struct stat st;
 
@@ -450,7 +455,7 @@ static int start_check_files(struct op *op)
 			in->name, disk);
 		return -1;
 	}
-	const char *need[] = {in->seed, in->image_kernel, in->image_initrd};
+	const char *need[] = {in->seed, in->image.kernel, in->image.initrd};
 	for (size_t i = 0; i < 3; i++) {
 		if (need[i] && !file_exists(need[i])) {
 			op_fail(op, PROTO_E_NOT_FOUND, "instance '%s': %s does not exist", in->name,
@@ -476,13 +481,13 @@ static int start_open_taps(struct op *op)
 
 	if (geteuid() != 0)
 		return 0;
-	if (op->inst.n_nets > sizeof(op->tap_fds) / sizeof(op->tap_fds[0])) {
+	if (op->inst.n_networks > sizeof(op->tap_fds) / sizeof(op->tap_fds[0])) {
 		op_fail(op, PROTO_E_INVALID_ARGUMENT, "instance '%s' has more than %zu extra networks",
 			op->inst.name, sizeof(op->tap_fds) / sizeof(op->tap_fds[0]));
 		return -1;
 	}
-	for (size_t i = 0; i < op->inst.n_nets; i++) {
-		int fd = qh_tap_open(op->inst.nets[i].name, err, sizeof(err));
+	for (size_t i = 0; i < op->inst.n_networks; i++) {
+		int fd = qh_tap_open(op->inst.networks[i].name, err, sizeof(err));
 
 		if (fd < 0) {
 			op_fail(op, fd, "instance '%s': %s", op->inst.name, err);
@@ -895,7 +900,7 @@ void qh_instance_delete(struct vmh_req *req, const msgpack_object *params)
 
 void qh_instance_state(struct vmh_req *req, const msgpack_object *params)
 {
-	struct qh_inst inst;
+	struct vmh_instance inst;
 	msgpack_packer *pk;
 
 	if (qh_inst_from_req(req, params, &inst) < 0)
@@ -904,7 +909,7 @@ void qh_instance_state(struct vmh_req *req, const msgpack_object *params)
 	msgpack_pack_map(pk, 1);
 	proto_pack_kv_str(pk, "state", qh_vm_state(&inst));
 	vmh_done(req);
-	qh_inst_free(&inst);
+	vmh_instance_free(&inst);
 }
 
 /* User-mode networking gives every guest the same address behind the
@@ -921,7 +926,7 @@ static void pack_ipv4(msgpack_packer *pk, const char *state)
 
 void qh_instance_info(struct vmh_req *req, const msgpack_object *params)
 {
-	struct qh_inst inst;
+	struct vmh_instance inst;
 	msgpack_packer *pk;
 	const char *state;
 	pid_t pid;
@@ -943,7 +948,7 @@ void qh_instance_info(struct vmh_req *req, const msgpack_object *params)
 	else
 		msgpack_pack_nil(pk);
 	vmh_done(req);
-	qh_inst_free(&inst);
+	vmh_instance_free(&inst);
 }
 
 void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
@@ -963,7 +968,7 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 	qh_vm_batch(true);
 	for (uint32_t i = 0; i < arr->via.array.size; i++) {
 		const msgpack_object *m = &arr->via.array.ptr[i];
-		struct qh_inst inst;
+		struct vmh_instance inst;
 		char name[128] = "";
 
 		const char *state;
@@ -986,7 +991,7 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 		/* Optional, as in instance.info: saves the broker a call per instance. */
 		proto_pack_str(pk, "ipv4");
 		pack_ipv4(pk, state);
-		qh_inst_free(&inst);
+		vmh_instance_free(&inst);
 	}
 	qh_vm_batch(false);
 	vmh_done(req);

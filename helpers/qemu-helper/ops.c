@@ -152,7 +152,7 @@ static void watch_disarm(struct watched *w)
 static void watch_exit_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct watched *w = io->data;
-	struct qh_inst inst = {.name = w->name, .dir = w->dir};
+	struct vmh_instance inst = {.name = w->name, .dir = w->dir};
 
 	watch_disarm(w);
 	/* An operation in progress (stop, suspend, restart) reports for itself,
@@ -184,13 +184,13 @@ static void watch_arm_pid(struct watched *w, pid_t pid)
 
 static void watch_arm(struct watched *w)
 {
-	struct qh_inst inst = {.name = w->name, .dir = w->dir};
+	struct vmh_instance inst = {.name = w->name, .dir = w->dir};
 
 	if (w->pidfd < 0)
 		watch_arm_pid(w, qh_vm_pid(&inst));
 }
 
-pid_t qh_watch_pid(const struct qh_inst *inst)
+pid_t qh_watch_pid(const struct vmh_instance *inst)
 {
 	struct watched *w = watch_find(inst->dir);
 	pid_t pid = qh_vm_pid(inst);
@@ -218,7 +218,7 @@ pid_t qh_watch_pid(const struct qh_inst *inst)
 	return pid;
 }
 
-void qh_watch(const struct qh_inst *inst)
+void qh_watch(const struct vmh_instance *inst)
 {
 	(void)qh_watch_pid(inst);
 }

@@ -68,7 +68,7 @@ static pid_t spawn_fake_qemu(const char *pidfile)
 
 Test(vm, no_pid_file_is_stopped)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 
 	cr_expect_eq(qh_vm_pid(&in), 0);
 	cr_expect_str_eq(qh_vm_state(&in), "stopped");
@@ -76,7 +76,7 @@ Test(vm, no_pid_file_is_stopped)
 
 Test(vm, pid_of_a_process_that_is_not_this_vm_is_stopped)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 	char text[32];
 
 	/* Our own pid: alive, but not a qemu with this instance's pid file. */
@@ -89,7 +89,7 @@ Test(vm, pid_of_a_process_that_is_not_this_vm_is_stopped)
 
 Test(vm, live_process_with_this_pid_file_is_running)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 	char pidfile[QH_PATH], text[32];
 
 	qh_path(&in, QH_PIDFILE, pidfile, sizeof(pidfile));
@@ -109,7 +109,7 @@ Test(vm, live_process_with_this_pid_file_is_running)
 
 Test(vm, suspend_marker_without_process_is_suspended)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 
 	write_file(QH_SUSPENDED, "2026-01-01T00:00:00Z\n");
 	cr_expect_str_eq(qh_vm_state(&in), "suspended");
@@ -117,7 +117,7 @@ Test(vm, suspend_marker_without_process_is_suspended)
 
 Test(vm, operation_in_progress_shows_its_state)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 
 	cr_assert_eq(qh_busy_claim(dir, "starting"), 0);
 	cr_expect_eq(qh_busy_claim(dir, "stopping"), PROTO_E_BUSY);
@@ -128,7 +128,7 @@ Test(vm, operation_in_progress_shows_its_state)
 
 Test(vm, ssh_port_file)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 
 	cr_expect_eq(qh_vm_ssh_port(&in), 0);
 	write_file(QH_SSH_PORT, "40022\n");
@@ -225,7 +225,7 @@ Test(vm, no_monitor_is_unavailable)
 
 Test(vm, paused_vm_reads_as_suspended)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 	char pidfile[QH_PATH], sock[QH_PATH], text[32];
 	pid_t monitor;
 
