@@ -104,7 +104,7 @@ bool dom_qemu_suspended(const char *dir)
 	return stat(path, &st) == 0;
 }
 
-bool dom_save_is_stale(const struct lvh_instance *inst)
+bool dom_save_is_stale(const struct vmh_instance *inst)
 {
 	char dname[96], save[PATH_MAX], overlay[PATH_MAX + 16];
 	struct stat ss, ds;
@@ -199,7 +199,7 @@ static void dom_put(FILE *f, const char *fmt, ...)
 	va_end(ap);
 }
 
-char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid)
+char *dom_xml(const struct vmh_instance *inst, bool kvm, const char *uuid)
 {
 	const struct conn_settings *set = conn_settings();
 	char dname[96], overlay[PATH_MAX + 16], console[PATH_MAX + 16];
@@ -225,12 +225,12 @@ char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid)
 	dom_put(f, "  <memory unit='b'>%llu</memory>\n", (unsigned long long)inst->memory);
 	dom_put(f, "  <vcpu placement='static'>%u</vcpu>\n", inst->cpus);
 	dom_put(f, "  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n");
-	if (inst->kernel[0]) {
-		dom_put(f, "    <kernel>%s</kernel>\n", inst->kernel);
-		if (inst->initrd[0])
-			dom_put(f, "    <initrd>%s</initrd>\n", inst->initrd);
-		if (inst->cmdline[0])
-			dom_put(f, "    <cmdline>%s</cmdline>\n", inst->cmdline);
+	if (inst->image.kernel) {
+		dom_put(f, "    <kernel>%s</kernel>\n", inst->image.kernel);
+		if (inst->image.initrd)
+			dom_put(f, "    <initrd>%s</initrd>\n", inst->image.initrd);
+		if (inst->image.cmdline)
+			dom_put(f, "    <cmdline>%s</cmdline>\n", inst->image.cmdline);
 	}
 	dom_put(f, "    <boot dev='hd'/>\n  </os>\n");
 	dom_put(f, "  <features><acpi/><apic/></features>\n");
@@ -244,14 +244,14 @@ char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid)
 		   "      <driver name='qemu' type='qcow2' discard='unmap'/>\n"
 		   "      <source file='%s'/>\n      <target dev='vda' bus='virtio'/>\n"
 		   "    </disk>\n", overlay);
-	if (inst->seed[0])
+	if (inst->seed)
 		dom_put(f, "    <disk type='file' device='disk'>\n"
 			   "      <driver name='qemu' type='raw'/>\n"
 			   "      <source file='%s'/>\n      <target dev='vdb' bus='virtio'/>\n"
 			   "      <readonly/>\n    </disk>\n", inst->seed);
 	dom_put(f, "    <interface type='network'>\n      <source network='%s'/>\n",
 		set->network);
-	if (inst->mac[0])
+	if (inst->mac)
 		dom_put(f, "      <mac address='%s'/>\n", inst->mac);
 	dom_put(f, "      <model type='virtio'/>\n    </interface>\n");
 	dom_put(f, "    <serial type='file'>\n      <source path='%s' append='on'/>\n"
@@ -278,7 +278,7 @@ char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid)
 	return buf;
 }
 
-virDomainPtr dom_define(virConnectPtr c, const struct lvh_instance *inst, char *err, size_t errlen)
+virDomainPtr dom_define(virConnectPtr c, const struct vmh_instance *inst, char *err, size_t errlen)
 {
 	char dname[96], uuid[VIR_UUID_STRING_BUFLEN];
 	bool have_uuid = false;

@@ -1,7 +1,4 @@
-/*
- * The instance map of a request, and the disk overlay every driver of the
- * qemu scope shares.
- */
+/* The disk overlay every driver of the qemu scope shares. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -21,107 +18,7 @@ extern char **environ;
 /* The internal snapshot the qemu driver saves a suspended VM in. */
 #define INST_QEMU_SUSPEND_TAG "vmctl-suspend"
 
-static bool inst_name_ok(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n == 0 || n > 63 || name[0] < 'a' || name[0] > 'z' || name[n - 1] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = name[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'))
-			return false;
-	}
-	return true;
-}
-
-/* An optional string: "" when absent, an error when present but wrong. */
-static int inst_opt_str(const msgpack_object *map, const char *key, char *buf, size_t len,
-			char *err, size_t errlen)
-{
-	int rc = proto_get_str(map, key, buf, len);
-
-	if (rc == PROTO_E_NOT_FOUND) {
-		buf[0] = '\0';
-		return 0;
-	}
-	if (rc < 0)
-		snprintf(err, errlen, "instance key '%s' must be a string that fits in %zu bytes", key,
-			 len - 1);
-	return rc;
-}
-
-int inst_parse(const msgpack_object *params, struct lvh_instance *inst, char *err, size_t errlen)
-{
-	const msgpack_object *m = proto_map_get(params, "instance");
-	const msgpack_object *img;
-	uint64_t v;
-	int rc;
-
-	memset(inst, 0, sizeof(*inst));
-	if (!m || m->type != MSGPACK_OBJECT_MAP) {
-		snprintf(err, errlen, "the request has no 'instance' map");
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	if (proto_get_str(m, "name", inst->name, sizeof(inst->name)) < 0 || !inst_name_ok(inst->name)) {
-		snprintf(err, errlen, "instance 'name' must be a host name label (a-z, 0-9, '-')");
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	if (proto_get_str(m, "dir", inst->dir, sizeof(inst->dir)) < 0 || inst->dir[0] != '/') {
-		snprintf(err, errlen, "instance 'dir' of %s must be an absolute path", inst->name);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	inst->cpus = 1;
-	rc = proto_get_uint(m, "cpus", &v);
-	if (rc == 0 && (v < 1 || v > 512))
-		rc = PROTO_E_INVALID_ARGUMENT;
-	if (rc == PROTO_E_INVALID_ARGUMENT) {
-		snprintf(err, errlen, "instance 'cpus' of %s must be between 1 and 512", inst->name);
-		return rc;
-	}
-	if (rc == 0)
-		inst->cpus = (unsigned)v;
-	inst->memory = 1ull << 30;
-	rc = proto_get_uint(m, "memory", &inst->memory);
-	if (rc == PROTO_E_INVALID_ARGUMENT || inst->memory < (64ull << 20)) {
-		snprintf(err, errlen, "instance 'memory' of %s must be a byte count of at least 64 MiB",
-			 inst->name);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	rc = proto_get_uint(m, "disk", &inst->disk);
-	if (rc == PROTO_E_INVALID_ARGUMENT) {
-		snprintf(err, errlen, "instance 'disk' of %s must be a byte count", inst->name);
-		return rc;
-	}
-	if ((rc = inst_opt_str(m, "mac", inst->mac, sizeof(inst->mac), err, errlen)) < 0 ||
-	    (rc = inst_opt_str(m, "seed", inst->seed, sizeof(inst->seed), err, errlen)) < 0)
-		return rc;
-
-	img = proto_map_get(m, "image");
-	if (img && img->type == MSGPACK_OBJECT_MAP) {
-		if ((rc = inst_opt_str(img, "disk", inst->image_disk, sizeof(inst->image_disk), err,
-				       errlen)) < 0 ||
-		    (rc = inst_opt_str(img, "format", inst->image_format, sizeof(inst->image_format),
-				       err, errlen)) < 0 ||
-		    (rc = inst_opt_str(img, "kernel", inst->kernel, sizeof(inst->kernel), err,
-				       errlen)) < 0 ||
-		    (rc = inst_opt_str(img, "initrd", inst->initrd, sizeof(inst->initrd), err,
-				       errlen)) < 0 ||
-		    (rc = inst_opt_str(img, "cmdline", inst->cmdline, sizeof(inst->cmdline), err,
-				       errlen)) < 0)
-			return rc;
-	}
-	if (!inst->image_format[0])
-		snprintf(inst->image_format, sizeof(inst->image_format), "qcow2");
-	if (strcmp(inst->image_format, "qcow2") != 0 && strcmp(inst->image_format, "raw") != 0) {
-		snprintf(err, errlen, "image format of %s must be qcow2 or raw, not '%s'", inst->name,
-			 inst->image_format);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	return 0;
-}
-
-int inst_overlay_path(const struct lvh_instance *inst, char *buf, size_t len)
+int inst_overlay_path(const struct vmh_instance *inst, char *buf, size_t len)
 {
 	int n = snprintf(buf, len, "%s/disk.qcow2", inst->dir);
 	return n < 0 || (size_t)n >= len ? PROTO_E_INVALID_ARGUMENT : 0;
@@ -186,30 +83,30 @@ static int inst_run(char *const argv[], char *out, size_t outlen, bool want_stdo
 }
 
 /* The virtual size of the base image, from `qemu-img info --output=json`. */
-static int inst_base_size(const struct lvh_instance *inst, uint64_t *size, char *err,
+static int inst_base_size(const struct vmh_instance *inst, uint64_t *size, char *err,
 			  size_t errlen)
 {
-	char *argv[] = {"qemu-img", "info", "--output=json", "-U", "-f", (char *)inst->image_format,
-			(char *)inst->image_disk, NULL};
+	char *argv[] = {"qemu-img", "info", "--output=json", "-U", "-f", inst->image.format,
+			inst->image.disk, NULL};
 	char out[8192];
 	const char *key = "\"virtual-size\":";
 	int rc = inst_run(argv, out, sizeof(out), true);
 	char *p;
 
 	if (rc < 0) {
-		snprintf(err, errlen, "cannot read the image %s: %s", inst->image_disk,
+		snprintf(err, errlen, "cannot read the image %s: %s", inst->image.disk,
 			 out[0] ? out : "qemu-img failed");
 		return rc;
 	}
 	p = strstr(out, key);
 	if (!p || sscanf(p + strlen(key), " %" SCNu64, size) != 1 || *size == 0) {
-		snprintf(err, errlen, "qemu-img did not report the size of %s", inst->image_disk);
+		snprintf(err, errlen, "qemu-img did not report the size of %s", inst->image.disk);
 		return PROTO_E_DRIVER;
 	}
 	return 0;
 }
 
-int inst_overlay_ensure(const struct lvh_instance *inst, char *err, size_t errlen)
+int inst_overlay_ensure(const struct vmh_instance *inst, char *err, size_t errlen)
 {
 	char overlay[PATH_MAX + 16], size[32], out[512];
 	uint64_t base_size;
@@ -222,14 +119,14 @@ int inst_overlay_ensure(const struct lvh_instance *inst, char *err, size_t errle
 	}
 	if (stat(overlay, &st) == 0)
 		return 0;
-	if (!inst->image_disk[0]) {
+	if (!inst->image.disk) {
 		snprintf(err, errlen, "%s has no disk yet and its instance map names no base image",
 			 inst->name);
 		return PROTO_E_INVALID_ARGUMENT;
 	}
-	if (stat(inst->image_disk, &st) < 0) {
+	if (stat(inst->image.disk, &st) < 0) {
 		snprintf(err, errlen, "the base image of %s, %s, is not readable: %s", inst->name,
-			 inst->image_disk, strerror(errno));
+			 inst->image.disk, strerror(errno));
 		return PROTO_E_NOT_FOUND;
 	}
 	if (mkdir(inst->dir, 0755) < 0 && errno != EEXIST) {
@@ -243,8 +140,8 @@ int inst_overlay_ensure(const struct lvh_instance *inst, char *err, size_t errle
 	/* As the qemu driver does: never smaller than the image, or the guest's
 	 * file system would be cut short. */
 	snprintf(size, sizeof(size), "%" PRIu64, inst->disk > base_size ? inst->disk : base_size);
-	char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", (char *)inst->image_format,
-			"-b", (char *)inst->image_disk, overlay, size, NULL};
+	char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", inst->image.format,
+			"-b", inst->image.disk, overlay, size, NULL};
 	rc = inst_run(argv, out, sizeof(out), false);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot create the disk of %s: %s", inst->name,
@@ -254,7 +151,7 @@ int inst_overlay_ensure(const struct lvh_instance *inst, char *err, size_t errle
 	return rc;
 }
 
-int inst_overlay_resize(const struct lvh_instance *inst, uint64_t size, char *err, size_t errlen)
+int inst_overlay_resize(const struct vmh_instance *inst, uint64_t size, char *err, size_t errlen)
 {
 	char overlay[PATH_MAX + 16], text[32], out[512];
 	struct stat st;
@@ -280,7 +177,7 @@ int inst_overlay_resize(const struct lvh_instance *inst, uint64_t size, char *er
 	return rc;
 }
 
-int inst_qemu_suspend_discard(const struct lvh_instance *inst, char *err, size_t errlen)
+int inst_qemu_suspend_discard(const struct vmh_instance *inst, char *err, size_t errlen)
 {
 	char overlay[PATH_MAX + 16], out[512];
 	int rc;

@@ -25,38 +25,21 @@
 #define LVH_DEFAULT_NETWORK "vmctl"
 #define LVH_MAX_ADDRS 8
 
-/* The instance map of a request, copied out of the params (which live only
- * during the handler). Optional strings are "" when absent. */
-struct lvh_instance {
-	char name[64];
-	char dir[PATH_MAX];
-	unsigned cpus;
-	uint64_t memory;
-	uint64_t disk;
-	char mac[32];
-	char image_disk[PATH_MAX];
-	char image_format[16];
-	char kernel[PATH_MAX];
-	char initrd[PATH_MAX];
-	char cmdline[1024];
-	char seed[PATH_MAX];
-};
+/* The instance map of a request is the SDK's struct vmh_instance. */
 
 /* instance.c */
-/* Fill inst from params["instance"]; err gets a sentence for the user. */
-int inst_parse(const msgpack_object *params, struct lvh_instance *inst, char *err, size_t errlen);
 /* DIR/disk.qcow2 */
-int inst_overlay_path(const struct lvh_instance *inst, char *buf, size_t len);
+int inst_overlay_path(const struct vmh_instance *inst, char *buf, size_t len);
 /* Create DIR/disk.qcow2 over the base image unless it exists (main thread
  * only: it waits for qemu-img itself). */
-int inst_overlay_ensure(const struct lvh_instance *inst, char *err, size_t errlen);
+int inst_overlay_ensure(const struct vmh_instance *inst, char *err, size_t errlen);
 
 /* Grow DIR/disk.qcow2 to size bytes (main thread only). */
-int inst_overlay_resize(const struct lvh_instance *inst, uint64_t size, char *err, size_t errlen);
+int inst_overlay_resize(const struct vmh_instance *inst, uint64_t size, char *err, size_t errlen);
 
 /* Delete the qemu driver's suspend snapshot from the disk (any thread: the
  * helper has no child watcher that could reap qemu-img first). */
-int inst_qemu_suspend_discard(const struct lvh_instance *inst, char *err, size_t errlen);
+int inst_qemu_suspend_discard(const struct vmh_instance *inst, char *err, size_t errlen);
 
 /* event.c */
 /* Make libvirt run its event callbacks on loop (before any connection). */
@@ -113,12 +96,12 @@ int dom_query_state(virConnectPtr c, const char *name, const char *dir, const ch
 bool dom_qemu_suspended(const char *dir);
 /* Whether the disk was written after libvirt's managed save was taken (it
  * ran under the qemu driver since): restoring that save would corrupt it. */
-bool dom_save_is_stale(const struct lvh_instance *inst);
+bool dom_save_is_stale(const struct vmh_instance *inst);
 /* The domain's XML for inst (malloc'd) or NULL. uuid: keep the identity of
  * an existing definition (NULL: libvirt picks one). */
-char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid);
+char *dom_xml(const struct vmh_instance *inst, bool kvm, const char *uuid);
 /* Define (or redefine) the domain; returns it (virDomainFree it). */
-virDomainPtr dom_define(virConnectPtr c, const struct lvh_instance *inst, char *err, size_t errlen);
+virDomainPtr dom_define(virConnectPtr c, const struct vmh_instance *inst, char *err, size_t errlen);
 /* Make sure the network for the NIC exists and runs. */
 int dom_network_ensure(virConnectPtr c, char *err, size_t errlen);
 /* Undefine the inactive vmctl domains whose instance folder no longer

@@ -32,7 +32,7 @@ struct ops_job {
 	void (*work)(struct ops_job *job, virConnectPtr c);
 	enum ops_kind kind;
 	bool wait_for_conn; /* false: no connection makes states unknown, not an error */
-	struct lvh_instance inst;
+	struct vmh_instance inst;
 	bool force;
 	double timeout;
 	char set_key[16]; /* instance.set */
@@ -234,7 +234,7 @@ static int ops_addresses_from(struct ops_job *job, virDomainPtr d, unsigned sour
 						     ? "cannot read DHCP leases"
 						     : "cannot read the host's ARP table");
 	for (int i = 0; i < n; i++) {
-		bool ours = job->inst.mac[0] && ifaces[i]->hwaddr &&
+		bool ours = job->inst.mac && ifaces[i]->hwaddr &&
 			    strcasecmp(ifaces[i]->hwaddr, job->inst.mac) == 0;
 		for (unsigned j = 0; j < ifaces[i]->naddrs; j++) {
 			const virDomainIPAddress *a = &ifaces[i]->addrs[j];
@@ -628,9 +628,8 @@ static void ops_list_work(struct ops_job *job, virConnectPtr c)
 			dom_name(job->names[i], dname, sizeof(dname));
 			virDomainPtr d = virDomainLookupByName(c, dname);
 			if (d) {
-				struct ops_job one = {0};
-				snprintf(one.inst.name, sizeof(one.inst.name), "%s", job->names[i]);
-				snprintf(one.inst.mac, sizeof(one.inst.mac), "%s", job->macs[i]);
+				struct ops_job one = {.inst.name = job->names[i],
+						      .inst.mac = job->macs[i][0] ? job->macs[i] : NULL};
 				if (ops_addresses(&one, d) == 0 && one.ssh_host[0])
 					snprintf(job->list_ipv4[i], sizeof(job->list_ipv4[0]), "%s",
 						 one.ssh_host);
@@ -660,6 +659,7 @@ static void ops_thread(void *arg)
 
 static void ops_free(struct ops_job *job)
 {
+	vmh_instance_free(&job->inst);
 	free(job->names);
 	free(job->dirs);
 	free(job->macs);
@@ -767,8 +767,6 @@ static struct ops_job *ops_new(struct vmh_req *req, const msgpack_object *params
 			       void (*work)(struct ops_job *, virConnectPtr), enum ops_kind kind)
 {
 	struct ops_job *job = calloc(1, sizeof(*job));
-	char m[512];
-	int rc;
 
 	if (!job) {
 		vmh_fail(req, PROTO_E_NOMEM, "out of memory");
@@ -778,9 +776,7 @@ static struct ops_job *ops_new(struct vmh_req *req, const msgpack_object *params
 	job->work = work;
 	job->kind = kind;
 	job->wait_for_conn = true;
-	rc = inst_parse(params, &job->inst, m, sizeof(m));
-	if (rc < 0) {
-		vmh_fail(req, rc, "%s", m);
+	if (vmh_instance_from_req(req, params, "instance", &job->inst) < 0) {
 		free(job);
 		return NULL;
 	}
@@ -809,7 +805,7 @@ static bool ops_timeout(struct ops_job *job, const msgpack_object *params)
 		job->timeout = d;
 	if (job->timeout < 0 || job->timeout > 86400) {
 		vmh_fail(job->req, PROTO_E_INVALID_ARGUMENT, "timeout must be between 0 and 86400 seconds");
-		free(job);
+		ops_free(job);
 		return false;
 	}
 	return true;
@@ -822,7 +818,7 @@ static void ops_disk_then_run(struct ops_job *job)
 
 	if (rc < 0) {
 		vmh_fail(job->req, rc, "%s", m);
-		free(job);
+		ops_free(job);
 		return;
 	}
 	ops_run(job);
@@ -851,7 +847,7 @@ static void on_stop(struct vmh_req *req, const msgpack_object *params)
 		return;
 	if (proto_get_bool(params, "force", &force) == PROTO_E_INVALID_ARGUMENT) {
 		vmh_fail(req, PROTO_E_INVALID_ARGUMENT, "'force' must be a boolean");
-		free(job);
+		ops_free(job);
 		return;
 	}
 	job->force = force;
@@ -908,23 +904,28 @@ static void on_set(struct vmh_req *req, const msgpack_object *params)
 			     : parse_size(text, &job->set_value, m, sizeof(m));
 	else
 		rc = PROTO_E_INVALID_ARGUMENT;
-	if (rc == 0 && strcmp(job->set_key, "cpus") == 0 && (job->set_value < 1 || job->set_value > 512))
+	if (rc == 0 && strcmp(job->set_key, "cpus") == 0 &&
+	    (job->set_value < 1 || job->set_value > PROTO_CPUS_MAX))
 		rc = PROTO_E_INVALID_ARGUMENT;
-	if (rc == 0 && strcmp(job->set_key, "memory") == 0 && job->set_value < (64ull << 20))
+	if (rc == 0 && strcmp(job->set_key, "memory") == 0 && job->set_value < PROTO_MEMORY_MIN)
 		rc = PROTO_E_INVALID_ARGUMENT;
 	if (rc == 0 && job->set_value == 0)
 		rc = PROTO_E_INVALID_ARGUMENT;
+	if (rc < 0 && strcmp(job->set_key, "cpus") == 0) {
+		vmh_fail(req, PROTO_E_INVALID_ARGUMENT, "cpus: 'value' must be a CPU count from 1 to %d",
+			 PROTO_CPUS_MAX);
+		goto out_free;
+	}
 	if (rc < 0) {
 		vmh_fail(req, PROTO_E_INVALID_ARGUMENT,
-			 "%s: 'value' must be %s", job->set_key,
-			 strcmp(job->set_key, "cpus") == 0 ? "a CPU count from 1 to 512"
-							   : "a byte count or a size like 20G (at least 64M of memory)");
+			 "%s: 'value' must be a byte count or a size like 20G (at least %llu MiB of "
+			 "memory)", job->set_key, (unsigned long long)(PROTO_MEMORY_MIN >> 20));
 		goto out_free;
 	}
 	ops_run(job);
 	return;
 out_free:
-	free(job);
+	ops_free(job);
 }
 
 static void on_list(struct vmh_req *req, const msgpack_object *params)
