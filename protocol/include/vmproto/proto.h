@@ -77,7 +77,7 @@ const char *proto_feature_title(unsigned bit);
 /* Parse a wire name back to its bit; 0 if unknown. */
 unsigned proto_feature_from_name(const char *name);
 
-/* ---- Instances: limits and names (instance.c) ---- */
+/* ---- Instances: limits, names (instance.c) and states (state.c) ---- */
 
 /*
  * What an instance may be. The broker checks what a user asks for against
@@ -99,6 +99,37 @@ unsigned proto_feature_from_name(const char *name);
  * letters get the lower case name as a hint).
  */
 int proto_check_name(const char *name, char *err, size_t errlen);
+
+/*
+ * Instance states (docs/protocol.md, "Instance states"). Code uses the enum;
+ * the wire and the user see the names. Helpers report the first eight; the
+ * broker adds the last two itself. Add at the end only.
+ */
+enum proto_state {
+	PROTO_STATE_UNKNOWN = 0, /* "unknown" */
+	PROTO_STATE_RUNNING,     /* "running" */
+	PROTO_STATE_STOPPED,     /* "stopped" */
+	PROTO_STATE_SUSPENDED,   /* "suspended" */
+	PROTO_STATE_STARTING,    /* "starting" */
+	PROTO_STATE_RESTARTING,  /* "restarting" */
+	PROTO_STATE_SUSPENDING,  /* "suspending" */
+	PROTO_STATE_STOPPING,    /* "stopping" */
+	PROTO_STATE_DELETED,     /* "deleted": soft-deleted (broker only) */
+	PROTO_STATE_DELAYED_SHUTDOWN, /* "delayed shutdown": a stop --time is pending (broker only) */
+};
+#define PROTO_STATE_COUNT 10
+/* The wire name; "unknown" for a value outside the enum. */
+const char *proto_state_name(enum proto_state state);
+/* Inverse of proto_state_name() (exact, lower case): 0, or
+ * PROTO_E_INVALID_ARGUMENT (*out untouched) for anything else. */
+int proto_state_from_name(const char *name, enum proto_state *out);
+/* Whether a helper may report state (the broker's own two excluded). */
+bool proto_state_from_helper(enum proto_state state);
+/* map[key] as a state: 0, PROTO_E_NOT_FOUND (absent or nil), or
+ * PROTO_E_INVALID_ARGUMENT (not a state's name). */
+int proto_get_state(const msgpack_object *map, const char *key, enum proto_state *out);
+/* Pack key and the state's name. */
+void proto_pack_kv_state(msgpack_packer *pk, const char *key, enum proto_state state);
 
 /* ---- Skimming: validate one message in a byte buffer, without allocating ---- */
 
