@@ -73,10 +73,12 @@ static struct change *change_begin(struct vmh_req *req, const msgpack_object *pa
 		free(c);
 		return NULL;
 	}
-	rc = qh_busy_claim(c->inst.dir, "stopped");
+	rc = qh_busy_claim(c->inst.dir, PROTO_STATE_STOPPED);
 	if (rc < 0) {
-		change_fail(c, rc, "instance '%s' is busy %s", c->inst.name,
-			    qh_busy_state(c->inst.dir) ? qh_busy_state(c->inst.dir) : "");
+		enum proto_state busy = PROTO_STATE_UNKNOWN;
+
+		qh_busy_state(c->inst.dir, &busy);
+		change_fail(c, rc, "instance '%s' is busy %s", c->inst.name, proto_state_name(busy));
 		return NULL;
 	}
 	c->claimed = true;

@@ -81,13 +81,16 @@ static void op_free(struct op *op)
 }
 
 /* Claim the instance for this operation or fail the request. */
-static int op_claim(struct op *op, const char *state)
+static int op_claim(struct op *op, enum proto_state state)
 {
 	int rc = qh_busy_claim(op->inst.dir, state);
 
 	if (rc == PROTO_E_BUSY) {
+		enum proto_state busy = PROTO_STATE_UNKNOWN;
+
+		qh_busy_state(op->inst.dir, &busy);
 		vmh_fail(op->req, rc, "instance '%s' is busy %s", op->inst.name,
-			 qh_busy_state(op->inst.dir));
+			 proto_state_name(busy));
 		op->req = NULL;
 		op_free(op);
 		return rc;
@@ -102,12 +105,12 @@ static int op_claim(struct op *op, const char *state)
 	return 0;
 }
 
-static void op_answer_state(struct op *op, const char *state)
+static void op_answer_state(struct op *op, enum proto_state state)
 {
 	msgpack_packer *pk = vmh_result(op->req);
 
 	msgpack_pack_map(pk, 1);
-	proto_pack_kv_str(pk, "state", state);
+	proto_pack_kv_state(pk, "state", state);
 	vmh_done(op->req);
 	op_free(op);
 }
@@ -238,7 +241,7 @@ void qh_instance_create(struct vmh_req *req, const msgpack_object *params)
 	char disk[QH_PATH];
 	int rc;
 
-	if (!op || op_claim(op, "stopped") < 0)
+	if (!op || op_claim(op, PROTO_STATE_STOPPED) < 0)
 		return;
 	qh_path(&op->inst, QH_DISK, disk, sizeof(disk));
 	if (file_exists(disk)) {
@@ -290,8 +293,8 @@ static int pick_port(void)
 
 static void start_finish(struct op *op)
 {
-	qh_notify_state(op->inst.name, op->inst.dir, "running");
-	op_answer_state(op, "running");
+	qh_notify_state(op->inst.name, op->inst.dir, PROTO_STATE_RUNNING);
+	op_answer_state(op, PROTO_STATE_RUNNING);
 }
 
 struct delvm_task {
@@ -360,7 +363,7 @@ static void start_done(void *ud, const struct vmh_run_result *r)
 		return;
 	}
 	/* A restart that cannot start again leaves the instance stopped. */
-	qh_notify_state(op->inst.name, op->inst.dir, op->resume ? "suspended" : "stopped");
+	qh_notify_state(op->inst.name, op->inst.dir, op->resume ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED);
 	if (r->timed_out)
 		op_fail(op, PROTO_E_TIMEOUT, "qemu did not start '%s' within %.0f s", op->inst.name,
 			START_TIMEOUT);
@@ -569,7 +572,7 @@ static void start_begin(struct op *op)
 		    qh_qmp(sock, "cont", NULL, 2.0, NULL, err, sizeof(err)) < 0)
 			vmh_log(VMH_WARN, "%s: cannot resume the paused VM: %s", op->inst.name, err);
 		json_decref(ret);
-		op_answer_state(op, "running");
+		op_answer_state(op, PROTO_STATE_RUNNING);
 		return;
 	}
 	vmh_accel_when_ready(start_with_accel, op);
@@ -579,7 +582,7 @@ void qh_instance_start(struct vmh_req *req, const msgpack_object *params)
 {
 	struct op *op = op_new(req, params);
 
-	if (!op || op_claim(op, "starting") < 0)
+	if (!op || op_claim(op, PROTO_STATE_STARTING) < 0)
 		return;
 	start_begin(op);
 }
@@ -595,8 +598,8 @@ static void stop_gone(struct op *op)
 		op->after_stop(op);
 		return;
 	}
-	qh_notify_state(op->inst.name, op->inst.dir, "stopped");
-	op_answer_state(op, "stopped");
+	qh_notify_state(op->inst.name, op->inst.dir, PROTO_STATE_STOPPED);
+	op_answer_state(op, PROTO_STATE_STOPPED);
 }
 
 static double now(void)
@@ -697,8 +700,8 @@ static void discard_done(void *ud, const struct vmh_run_result *r)
 		op->after_stop(op);
 		return;
 	}
-	qh_notify_state(op->inst.name, op->inst.dir, "stopped");
-	op_answer_state(op, "stopped");
+	qh_notify_state(op->inst.name, op->inst.dir, PROTO_STATE_STOPPED);
+	op_answer_state(op, PROTO_STATE_STOPPED);
 }
 
 /* Forget a suspended state (a forced stop of a suspended instance; delete):
@@ -721,7 +724,7 @@ void qh_instance_stop(struct vmh_req *req, const msgpack_object *params)
 {
 	struct op *op = op_new(req, params);
 
-	if (!op || op_read_stop_params(op, params) < 0 || op_claim(op, "stopping") < 0)
+	if (!op || op_read_stop_params(op, params) < 0 || op_claim(op, PROTO_STATE_STOPPING) < 0)
 		return;
 	if (qh_vm_pid(&op->inst)) {
 		stop_running(op);
@@ -739,7 +742,7 @@ void qh_instance_stop(struct vmh_req *req, const msgpack_object *params)
 		return;
 	}
 	qh_vm_cleanup(&op->inst);
-	op_answer_state(op, "stopped");
+	op_answer_state(op, PROTO_STATE_STOPPED);
 }
 
 /* ---- instance.restart: a real reboot, the guest shuts down and boots again ---- */
@@ -756,7 +759,7 @@ void qh_instance_restart(struct vmh_req *req, const msgpack_object *params)
 	if (!op || op_read_stop_params(op, params) < 0)
 		return;
 	op->force = false;
-	if (op_claim(op, "restarting") < 0)
+	if (op_claim(op, PROTO_STATE_RESTARTING) < 0)
 		return;
 	if (!qh_vm_pid(&op->inst) && qh_vm_suspended(&op->inst)) {
 		op_fail(op, PROTO_E_INVALID_STATE, "instance '%s' is suspended: start it instead",
@@ -764,7 +767,7 @@ void qh_instance_restart(struct vmh_req *req, const msgpack_object *params)
 		return;
 	}
 	op->after_stop = restart_after_stop;
-	qh_notify_state(op->inst.name, op->inst.dir, "restarting");
+	qh_notify_state(op->inst.name, op->inst.dir, PROTO_STATE_RESTARTING);
 	if (!qh_vm_pid(&op->inst)) {
 		start_begin(op);
 		return;
@@ -798,8 +801,8 @@ static int suspend_task(void *arg, char *err, size_t errlen)
 
 static void suspend_after_quit(struct op *op)
 {
-	qh_notify_state(op->inst.name, op->inst.dir, "suspended");
-	op_answer_state(op, "suspended");
+	qh_notify_state(op->inst.name, op->inst.dir, PROTO_STATE_SUSPENDED);
+	op_answer_state(op, PROTO_STATE_SUSPENDED);
 }
 
 static void suspend_saved(void *ud, const struct vmh_run_result *r)
@@ -833,11 +836,11 @@ void qh_instance_suspend(struct vmh_req *req, const msgpack_object *params)
 	struct suspend_task *t;
 	int rc;
 
-	if (!op || op_claim(op, "suspending") < 0)
+	if (!op || op_claim(op, PROTO_STATE_SUSPENDING) < 0)
 		return;
 	if (!qh_vm_pid(&op->inst)) {
 		if (qh_vm_suspended(&op->inst))
-			op_answer_state(op, "suspended");
+			op_answer_state(op, PROTO_STATE_SUSPENDED);
 		else
 			op_fail(op, PROTO_E_INVALID_STATE, "instance '%s' is not running", op->inst.name);
 		return;
@@ -867,7 +870,7 @@ static void delete_files(struct op *op)
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		remove_file(&op->inst, files[i]);
 	vmh_log(VMH_INFO, "%s: runtime files removed", op->inst.name);
-	qh_notify_state(op->inst.name, op->inst.dir, "stopped");
+	qh_notify_state(op->inst.name, op->inst.dir, PROTO_STATE_STOPPED);
 	op_answer_empty(op);
 }
 
@@ -885,7 +888,7 @@ void qh_instance_delete(struct vmh_req *req, const msgpack_object *params)
 {
 	struct op *op = op_new(req, params);
 
-	if (!op || op_claim(op, "stopping") < 0)
+	if (!op || op_claim(op, PROTO_STATE_STOPPING) < 0)
 		return;
 	op->force = true;
 	op->after_stop = delete_after_stop;
@@ -907,16 +910,16 @@ void qh_instance_state(struct vmh_req *req, const msgpack_object *params)
 		return;
 	pk = vmh_result(req);
 	msgpack_pack_map(pk, 1);
-	proto_pack_kv_str(pk, "state", qh_vm_state(&inst));
+	proto_pack_kv_state(pk, "state", qh_vm_state(&inst));
 	vmh_done(req);
 	vmh_instance_free(&inst);
 }
 
 /* User-mode networking gives every guest the same address behind the
  * forwarded port; there is none while the VM is not running. */
-static void pack_ipv4(msgpack_packer *pk, const char *state)
+static void pack_ipv4(msgpack_packer *pk, enum proto_state state)
 {
-	if (!strcmp(state, "running")) {
+	if (state == PROTO_STATE_RUNNING) {
 		msgpack_pack_array(pk, 1);
 		proto_pack_str(pk, "10.0.2.15");
 	} else {
@@ -927,8 +930,8 @@ static void pack_ipv4(msgpack_packer *pk, const char *state)
 void qh_instance_info(struct vmh_req *req, const msgpack_object *params)
 {
 	struct vmh_instance inst;
+	enum proto_state state;
 	msgpack_packer *pk;
-	const char *state;
 	pid_t pid;
 
 	if (qh_inst_from_req(req, params, &inst) < 0)
@@ -937,11 +940,11 @@ void qh_instance_info(struct vmh_req *req, const msgpack_object *params)
 	pid = qh_vm_pid(&inst);
 	pk = vmh_result(req);
 	msgpack_pack_map(pk, 5);
-	proto_pack_kv_str(pk, "state", state);
+	proto_pack_kv_state(pk, "state", state);
 	proto_pack_kv_str(pk, "ssh_host", "127.0.0.1");
 	proto_pack_kv_int(pk, "ssh_port", pid ? qh_vm_ssh_port(&inst) : 0);
 	proto_pack_str(pk, "ipv4");
-	pack_ipv4(pk, pid ? state : "stopped");
+	pack_ipv4(pk, pid ? state : PROTO_STATE_STOPPED);
 	proto_pack_str(pk, "pid");
 	if (pid)
 		msgpack_pack_int64(pk, pid);
@@ -969,9 +972,8 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 	for (uint32_t i = 0; i < arr->via.array.size; i++) {
 		const msgpack_object *m = &arr->via.array.ptr[i];
 		struct vmh_instance inst;
+		enum proto_state state;
 		char name[128] = "";
-
-		const char *state;
 
 		msgpack_pack_map(pk, 3);
 		if (qh_inst_parse(m, &inst, err, sizeof(err)) < 0) {
@@ -979,7 +981,7 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 			proto_get_str(m, "name", name, sizeof(name));
 			vmh_log(VMH_WARN, "instances.list: %s", err);
 			proto_pack_kv_str(pk, "name", name);
-			proto_pack_kv_str(pk, "state", "unknown");
+			proto_pack_kv_state(pk, "state", PROTO_STATE_UNKNOWN);
 			proto_pack_str(pk, "ipv4");
 			msgpack_pack_array(pk, 0);
 			continue;
@@ -987,7 +989,7 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 		/* One look at the pid file serves the watch and the state. */
 		state = qh_vm_state_known(&inst, qh_watch_pid(&inst));
 		proto_pack_kv_str(pk, "name", inst.name);
-		proto_pack_kv_str(pk, "state", state);
+		proto_pack_kv_state(pk, "state", state);
 		/* Optional, as in instance.info: saves the broker a call per instance. */
 		proto_pack_str(pk, "ipv4");
 		pack_ipv4(pk, state);

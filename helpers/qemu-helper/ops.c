@@ -17,14 +17,14 @@
 
 struct busy {
 	char *dir;
-	const char *state;
+	enum proto_state state;
 	struct busy *next;
 };
 
 struct watched {
 	char *name;
 	char *dir;
-	char state[16];
+	enum proto_state state; /* as last told to the broker */
 	int pidfd; /* -1 when not watching a process */
 	ev_io io;
 	struct watched *next; /* in its hash bucket */
@@ -39,11 +39,12 @@ static struct {
 	size_t n;
 } watches;
 
-int qh_busy_claim(const char *dir, const char *state)
+int qh_busy_claim(const char *dir, enum proto_state state)
 {
+	enum proto_state held;
 	struct busy *b;
 
-	if (qh_busy_state(dir))
+	if (qh_busy_state(dir, &held))
 		return PROTO_E_BUSY;
 	b = calloc(1, sizeof(*b));
 	if (!b || !(b->dir = strdup(dir))) {
@@ -70,12 +71,15 @@ void qh_busy_release(const char *dir)
 	}
 }
 
-const char *qh_busy_state(const char *dir)
+bool qh_busy_state(const char *dir, enum proto_state *state)
 {
-	for (struct busy *b = busy_list; b; b = b->next)
-		if (!strcmp(b->dir, dir))
-			return b->state;
-	return NULL;
+	for (struct busy *b = busy_list; b; b = b->next) {
+		if (!strcmp(b->dir, dir)) {
+			*state = b->state;
+			return true;
+		}
+	}
+	return false;
 }
 
 static size_t watch_hash(const char *dir)
@@ -153,17 +157,19 @@ static void watch_exit_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct watched *w = io->data;
 	struct vmh_instance inst = {.name = w->name, .dir = w->dir};
+	enum proto_state busy;
 
 	watch_disarm(w);
 	/* An operation in progress (stop, suspend, restart) reports for itself,
 	 * and one that just ended has already told the broker. */
-	if (qh_busy_state(w->dir) || strcmp(w->state, "running"))
+	if (qh_busy_state(w->dir, &busy) || w->state != PROTO_STATE_RUNNING)
 		return;
 	if (qh_vm_pid(&inst))
 		return;
 	vmh_log(VMH_INFO, "%s: qemu exited", w->name);
 	qh_vm_cleanup(&inst);
-	qh_notify_state(w->name, w->dir, qh_vm_suspended(&inst) ? "suspended" : "stopped");
+	qh_notify_state(w->name, w->dir,
+			qh_vm_suspended(&inst) ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED);
 }
 
 /* pid: qh_vm_pid() of the instance, just read. */
@@ -209,8 +215,9 @@ pid_t qh_watch_pid(const struct vmh_instance *inst)
 		}
 		w->pidfd = -1;
 		/* The state before this helper did anything: the "old" of the next change. */
-		snprintf(w->state, sizeof(w->state), "%s",
-			 pid ? "running" : qh_vm_suspended(inst) ? "suspended" : "stopped");
+		w->state = pid			      ? PROTO_STATE_RUNNING
+			   : qh_vm_suspended(inst) ? PROTO_STATE_SUSPENDED
+						   : PROTO_STATE_STOPPED;
 		if (!watch_insert(w))
 			return pid;
 	}
@@ -223,17 +230,17 @@ void qh_watch(const struct vmh_instance *inst)
 	(void)qh_watch_pid(inst);
 }
 
-void qh_notify_state(const char *name, const char *dir, const char *state)
+void qh_notify_state(const char *name, const char *dir, enum proto_state state)
 {
 	struct watched *w = watch_find(dir);
-	const char *old = w && w->state[0] ? w->state : "unknown";
+	enum proto_state old = w ? w->state : PROTO_STATE_UNKNOWN;
 
-	if (strcmp(old, state))
-		vmh_state_changed(name, old, state);
+	if (old != state)
+		vmh_state_changed(name, proto_state_name(old), proto_state_name(state));
 	if (!w)
 		return;
-	snprintf(w->state, sizeof(w->state), "%s", state);
-	if (!strcmp(state, "running"))
+	w->state = state;
+	if (state == PROTO_STATE_RUNNING)
 		watch_arm(w);
 }
 

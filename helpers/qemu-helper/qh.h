@@ -68,8 +68,8 @@ int qh_hmp(const char *sock_path, const char *line, double timeout_s, char *err,
 
 /* The live qemu process of inst, or 0. */
 pid_t qh_vm_pid(const struct vmh_instance *inst);
-/* "running", "stopped", "suspended", ... as the helper sees it now. */
-const char *qh_vm_state(const struct vmh_instance *inst);
+/* The instance's state as the helper sees it now. */
+enum proto_state qh_vm_state(const struct vmh_instance *inst);
 bool qh_vm_suspended(const struct vmh_instance *inst);
 /* The SSH port written at start, or 0. */
 int qh_vm_ssh_port(const struct vmh_instance *inst);
@@ -82,16 +82,16 @@ void qh_vm_cleanup(const struct vmh_instance *inst);
 
 /* ---- ops.c: per-instance operations in progress ---- */
 
-/* Claim inst->dir for an operation with a transient state ("starting",...).
+/* Claim inst->dir for an operation with a transient state (starting, ...).
  * PROTO_E_BUSY if another operation holds it. */
-int qh_busy_claim(const char *dir, const char *state);
+int qh_busy_claim(const char *dir, enum proto_state state);
 void qh_busy_release(const char *dir);
 /* The transient state of an operation in progress, or NULL. */
-const char *qh_busy_state(const char *dir);
+bool qh_busy_state(const char *dir, enum proto_state *state);
 /* Remember an instance whose state changes are worth notifying. */
 void qh_watch(const struct vmh_instance *inst);
 /* Tell the broker about a state change and remember the new state. */
-void qh_notify_state(const char *name, const char *dir, const char *state);
+void qh_notify_state(const char *name, const char *dir, enum proto_state state);
 /* Forget everything (at exit). */
 void qh_ops_free(void);
 
@@ -132,7 +132,7 @@ bool qh_is_bridge(const char *name);
 /* ---- additions: one pidfile read per instance for instances.list ---- */
 
 /* qh_vm_state() for a pid the caller has just read with qh_vm_pid(). */
-const char *qh_vm_state_known(const struct vmh_instance *inst, pid_t pid);
+enum proto_state qh_vm_state_known(const struct vmh_instance *inst, pid_t pid);
 /* qh_watch(), returning qh_vm_pid(inst) read on the way. */
 pid_t qh_watch_pid(const struct vmh_instance *inst);
 /* on: until called with off, files of instances are looked up relative to

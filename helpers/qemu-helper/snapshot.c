@@ -191,10 +191,12 @@ static struct snap_op *snap_begin(struct vmh_req *req, const msgpack_object *par
 		return NULL;
 	}
 	s->comment = proto_dup_str(snap, "comment");
-	rc = qh_busy_claim(s->inst.dir, "stopped");
+	rc = qh_busy_claim(s->inst.dir, PROTO_STATE_STOPPED);
 	if (rc < 0) {
-		vmh_fail(req, rc, "instance '%s' is busy %s", s->inst.name,
-			 qh_busy_state(s->inst.dir) ? qh_busy_state(s->inst.dir) : "");
+		enum proto_state busy = PROTO_STATE_UNKNOWN;
+
+		qh_busy_state(s->inst.dir, &busy);
+		vmh_fail(req, rc, "instance '%s' is busy %s", s->inst.name, proto_state_name(busy));
 		vmh_instance_free(&s->inst);
 		free(s->comment);
 		free(s);

@@ -139,48 +139,52 @@ int qh_vm_ssh_port(const struct vmh_instance *inst)
 	return port > 0 && port < 65536 ? port : 0;
 }
 
-/* qemu's run states, as the broker's states. */
-static const char *vm_map_status(const char *s)
+/* qemu's run states, as the protocol's. */
+static enum proto_state vm_map_status(const char *s)
 {
-	static const char *const map[][2] = {
-		{"running", "running"},      {"paused", "suspended"},
-		{"suspended", "suspended"},  {"shutdown", "stopping"},
-		{"inmigrate", "starting"},   {"prelaunch", "starting"},
-		{"restore-vm", "starting"},  {"save-vm", "suspending"},
-		{"finish-migrate", "suspending"}, {"postmigrate", "suspended"},
-		{"internal-error", "unknown"}, {"io-error", "unknown"},
-		{"guest-panicked", "unknown"},
+	static const struct {
+		const char *qemu;
+		enum proto_state state;
+	} map[] = {
+		{"running", PROTO_STATE_RUNNING},        {"paused", PROTO_STATE_SUSPENDED},
+		{"suspended", PROTO_STATE_SUSPENDED},    {"shutdown", PROTO_STATE_STOPPING},
+		{"inmigrate", PROTO_STATE_STARTING},     {"prelaunch", PROTO_STATE_STARTING},
+		{"restore-vm", PROTO_STATE_STARTING},    {"save-vm", PROTO_STATE_SUSPENDING},
+		{"finish-migrate", PROTO_STATE_SUSPENDING}, {"postmigrate", PROTO_STATE_SUSPENDED},
+		{"internal-error", PROTO_STATE_UNKNOWN}, {"io-error", PROTO_STATE_UNKNOWN},
+		{"guest-panicked", PROTO_STATE_UNKNOWN},
 	};
 
 	for (size_t i = 0; s && i < sizeof(map) / sizeof(map[0]); i++)
-		if (!strcmp(s, map[i][0]))
-			return map[i][1];
-	return "running";
+		if (!strcmp(s, map[i].qemu))
+			return map[i].state;
+	return PROTO_STATE_RUNNING;
 }
 
-const char *qh_vm_state(const struct vmh_instance *inst)
+enum proto_state qh_vm_state(const struct vmh_instance *inst)
 {
+	enum proto_state busy;
+
 	/* An operation in progress answers without looking at the process. */
-	return qh_vm_state_known(inst, qh_busy_state(inst->dir) ? 0 : qh_vm_pid(inst));
+	return qh_vm_state_known(inst, qh_busy_state(inst->dir, &busy) ? 0 : qh_vm_pid(inst));
 }
 
-const char *qh_vm_state_known(const struct vmh_instance *inst, pid_t pid)
+enum proto_state qh_vm_state_known(const struct vmh_instance *inst, pid_t pid)
 {
-	const char *busy = qh_busy_state(inst->dir);
 	char sock[QH_PATH], err[QH_ERR];
+	enum proto_state state;
 	json_t *ret = NULL;
-	const char *state;
 
-	if (busy)
-		return busy;
+	if (qh_busy_state(inst->dir, &state))
+		return state;
 	if (!pid)
-		return qh_vm_suspended(inst) ? "suspended" : "stopped";
+		return qh_vm_suspended(inst) ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED;
 	qh_path(inst, QH_QMP, sock, sizeof(sock));
 	if (qh_qmp(sock, "query-status", NULL, VM_QMP_TIMEOUT, &ret, err, sizeof(err)) < 0) {
 		/* The process is alive and is ours; a monitor that does not answer
 		 * (busy with another client) does not make the VM stop. */
 		vmh_log(VMH_DEBUG, "%s: %s", inst->name, err);
-		return "running";
+		return PROTO_STATE_RUNNING;
 	}
 	state = vm_map_status(json_string_value(json_object_get(ret, "status")));
 	json_decref(ret);

@@ -71,7 +71,7 @@ Test(vm, no_pid_file_is_stopped)
 	struct vmh_instance in = {.name = "a", .dir = dir};
 
 	cr_expect_eq(qh_vm_pid(&in), 0);
-	cr_expect_str_eq(qh_vm_state(&in), "stopped");
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "stopped");
 }
 
 Test(vm, pid_of_a_process_that_is_not_this_vm_is_stopped)
@@ -98,13 +98,13 @@ Test(vm, live_process_with_this_pid_file_is_running)
 	write_file(QH_PIDFILE, text);
 	cr_expect_eq(qh_vm_pid(&in), child);
 	/* No monitor socket: alive is still running. */
-	cr_expect_str_eq(qh_vm_state(&in), "running");
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "running");
 
 	kill(-child, SIGKILL);
 	waitpid(child, NULL, 0);
 	child = 0;
 	cr_expect_eq(qh_vm_pid(&in), 0, "a dead VM's stale pid file means stopped");
-	cr_expect_str_eq(qh_vm_state(&in), "stopped");
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "stopped");
 }
 
 Test(vm, suspend_marker_without_process_is_suspended)
@@ -112,18 +112,18 @@ Test(vm, suspend_marker_without_process_is_suspended)
 	struct vmh_instance in = {.name = "a", .dir = dir};
 
 	write_file(QH_SUSPENDED, "2026-01-01T00:00:00Z\n");
-	cr_expect_str_eq(qh_vm_state(&in), "suspended");
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "suspended");
 }
 
 Test(vm, operation_in_progress_shows_its_state)
 {
 	struct vmh_instance in = {.name = "a", .dir = dir};
 
-	cr_assert_eq(qh_busy_claim(dir, "starting"), 0);
-	cr_expect_eq(qh_busy_claim(dir, "stopping"), PROTO_E_BUSY);
-	cr_expect_str_eq(qh_vm_state(&in), "starting");
+	cr_assert_eq(qh_busy_claim(dir, PROTO_STATE_STARTING), 0);
+	cr_expect_eq(qh_busy_claim(dir, PROTO_STATE_STOPPING), PROTO_E_BUSY);
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "starting");
 	qh_busy_release(dir);
-	cr_expect_str_eq(qh_vm_state(&in), "stopped");
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "stopped");
 }
 
 Test(vm, ssh_port_file)
@@ -235,7 +235,7 @@ Test(vm, paused_vm_reads_as_suspended)
 	snprintf(text, sizeof(text), "%d\n", (int)child);
 	write_file(QH_PIDFILE, text);
 	monitor = spawn_fake_monitor(sock, FAKE_STATUS, "paused");
-	cr_expect_str_eq(qh_vm_state(&in), "suspended");
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "suspended");
 	kill(monitor, SIGKILL);
 	waitpid(monitor, NULL, 0);
 }
