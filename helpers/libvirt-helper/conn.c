@@ -24,7 +24,7 @@
 struct conn_state_entry {
 	char name[64];
 	char dir[PATH_MAX];
-	char state[16];
+	enum proto_state state;
 	struct conn_state_entry *next;
 };
 
@@ -73,30 +73,28 @@ static struct conn_state_entry *conn_state_find(const char *name)
 	return NULL;
 }
 
-void conn_note_state(const char *name, const char *dir, const char *state, bool notify)
+void conn_note_state(const char *name, const char *dir, enum proto_state state, bool notify)
 {
 	struct conn_state_entry *e = conn_state_find(name);
-	const char *old = "unknown";
+	enum proto_state old;
 
 	if (!e) {
 		e = calloc(1, sizeof(*e));
 		if (!e)
 			return;
 		snprintf(e->name, sizeof(e->name), "%s", name);
-		snprintf(e->state, sizeof(e->state), "unknown");
+		e->state = PROTO_STATE_UNKNOWN;
 		e->next = cs.states;
 		cs.states = e;
 	}
 	if (dir)
 		snprintf(e->dir, sizeof(e->dir), "%s", dir);
-	if (strcmp(e->state, state) == 0)
+	if (e->state == state)
 		return;
-	char prev[16];
-	snprintf(prev, sizeof(prev), "%s", e->state);
-	old = prev;
-	snprintf(e->state, sizeof(e->state), "%s", state);
+	old = e->state;
+	e->state = state;
 	if (notify)
-		vmh_state_changed(name, old, state);
+		vmh_state_changed(name, proto_state_name(old), proto_state_name(state));
 }
 
 void conn_forget_state(const char *name)
@@ -113,7 +111,7 @@ void conn_forget_state(const char *name)
 
 struct conn_state_post {
 	char name[64];
-	char state[16];
+	enum proto_state state;
 };
 
 static void conn_post_state_cb(void *arg)
@@ -123,47 +121,51 @@ static void conn_post_state_cb(void *arg)
 	free(p);
 }
 
-void conn_post_state(const char *name, const char *state)
+void conn_post_state(const char *name, enum proto_state state)
 {
 	struct conn_state_post *p = calloc(1, sizeof(*p));
 	if (!p)
 		return;
 	snprintf(p->name, sizeof(p->name), "%s", name);
-	snprintf(p->state, sizeof(p->state), "%s", state);
+	p->state = state;
 	if (job_post(conn_post_state_cb, p) < 0)
 		free(p);
 }
 
 /* ---- events (main thread, from libvirt's dispatch) ---- */
 
-static const char *conn_event_state(const char *name, int event, int detail)
+/* The state a lifecycle event moves the instance to; false: no change. */
+static bool conn_event_state(const char *name, int event, int detail, enum proto_state *state)
 {
 	const struct conn_state_entry *e = conn_state_find(name);
-	const char *cur = e ? e->state : "unknown";
+	enum proto_state cur = e ? e->state : PROTO_STATE_UNKNOWN;
 
 	switch (event) {
 	case VIR_DOMAIN_EVENT_STARTED:
 	case VIR_DOMAIN_EVENT_RESUMED:
-		return "running";
+		*state = PROTO_STATE_RUNNING;
+		return true;
 	case VIR_DOMAIN_EVENT_SUSPENDED:
 		/* A managed save pauses the guest before writing it out: it is
-		 * still on its way to "suspended". */
-		if (strcmp(cur, "suspending") == 0)
-			return NULL;
-		return "suspended";
+		 * still on its way to suspended. */
+		*state = PROTO_STATE_SUSPENDED;
+		return cur != PROTO_STATE_SUSPENDING;
 	case VIR_DOMAIN_EVENT_PMSUSPENDED:
-		return "suspended";
+		*state = PROTO_STATE_SUSPENDED;
+		return true;
 	case VIR_DOMAIN_EVENT_SHUTDOWN:
-		return detail == VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED ? NULL : "stopping";
+		*state = PROTO_STATE_STOPPING;
+		return detail != VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED;
 	case VIR_DOMAIN_EVENT_STOPPED:
-		if (detail == VIR_DOMAIN_EVENT_STOPPED_SAVED)
-			return "suspended";
+		if (detail == VIR_DOMAIN_EVENT_STOPPED_SAVED) {
+			*state = PROTO_STATE_SUSPENDED;
+			return true;
+		}
 		/* Stopped as one step of a restart: the restart reports on. */
-		if (strcmp(cur, "restarting") == 0)
-			return NULL;
-		return "stopped";
+		*state = PROTO_STATE_STOPPED;
+		return cur != PROTO_STATE_RESTARTING;
 	default:
-		return NULL;
+		return false;
 	}
 }
 
@@ -175,10 +177,12 @@ static int conn_lifecycle_cb(virConnectPtr c, virDomainPtr dom, int event, int d
 	if (!dname || strncmp(dname, LVH_DOMAIN_PREFIX, plen) != 0)
 		return 0;
 	const char *name = dname + plen;
-	const char *state = conn_event_state(name, event, detail);
+	enum proto_state state;
+	bool changes = conn_event_state(name, event, detail, &state);
+
 	vmh_log(VMH_DEBUG, "libvirt event for %s: event %d detail %d -> %s", name, event, detail,
-		state ? state : "(no change)");
-	if (state)
+		changes ? proto_state_name(state) : "(no change)");
+	if (changes)
 		conn_note_state(name, NULL, state, true);
 
 	pthread_mutex_lock(&cs.lock);
@@ -208,11 +212,11 @@ static void conn_lost(void *arg)
 	/* Our reference; workers still holding theirs fail their calls. */
 	virConnectClose(c);
 	for (struct conn_state_entry *e = cs.states; e; e = e->next) {
-		if (strcmp(e->state, "unknown") != 0) {
-			char old[16];
-			snprintf(old, sizeof(old), "%s", e->state);
-			snprintf(e->state, sizeof(e->state), "unknown");
-			vmh_state_changed(e->name, old, "unknown");
+		if (e->state != PROTO_STATE_UNKNOWN) {
+			enum proto_state old = e->state;
+
+			e->state = PROTO_STATE_UNKNOWN;
+			vmh_state_changed(e->name, proto_state_name(old), proto_state_name(PROTO_STATE_UNKNOWN));
 		}
 	}
 	cs.backoff = CONN_BACKOFF_MIN;
@@ -246,7 +250,7 @@ struct conn_reconcile {
 	size_t n;
 	char (*names)[64];
 	char (*dirs)[PATH_MAX];
-	const char **states;
+	enum proto_state *states;
 };
 
 static void conn_reconcile_work(void *arg)
@@ -260,10 +264,10 @@ static void conn_reconcile_work(void *arg)
 		dom_collect_orphans(c);
 
 	for (size_t i = 0; i < r->n; i++) {
-		r->states[i] = "unknown";
+		r->states[i] = PROTO_STATE_UNKNOWN;
 		if (c && dom_query_state(c, r->names[i], r->dirs[i][0] ? r->dirs[i] : NULL,
 					 &r->states[i], err, sizeof(err)) < 0)
-			r->states[i] = "unknown";
+			r->states[i] = PROTO_STATE_UNKNOWN;
 	}
 	if (c)
 		virConnectClose(c);

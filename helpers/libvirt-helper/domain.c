@@ -69,27 +69,27 @@ int dom_error(const char *what, char *err, size_t errlen)
 	return rc;
 }
 
-const char *dom_state_name(int state, int reason, bool managed_save)
+enum proto_state dom_state(int state, int reason, bool managed_save)
 {
 	switch (state) {
 	case VIR_DOMAIN_RUNNING:
 	case VIR_DOMAIN_BLOCKED:
-		return "running";
+		return PROTO_STATE_RUNNING;
 	case VIR_DOMAIN_PAUSED:
 		if (reason == VIR_DOMAIN_PAUSED_SAVE)
-			return "suspending";
+			return PROTO_STATE_SUSPENDING;
 		if (reason == VIR_DOMAIN_PAUSED_STARTING_UP)
-			return "starting";
-		return "suspended";
+			return PROTO_STATE_STARTING;
+		return PROTO_STATE_SUSPENDED;
 	case VIR_DOMAIN_SHUTDOWN:
-		return "stopping";
+		return PROTO_STATE_STOPPING;
 	case VIR_DOMAIN_SHUTOFF:
 	case VIR_DOMAIN_CRASHED:
-		return managed_save ? "suspended" : "stopped";
+		return managed_save ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED;
 	case VIR_DOMAIN_PMSUSPENDED:
-		return "suspended";
+		return PROTO_STATE_SUSPENDED;
 	default:
-		return "unknown";
+		return PROTO_STATE_UNKNOWN;
 	}
 }
 
@@ -122,7 +122,7 @@ bool dom_save_is_stale(const struct vmh_instance *inst)
 	return ds.st_mtime > ss.st_mtime + DOM_SAVE_SLACK_S;
 }
 
-int dom_query_state(virConnectPtr c, const char *name, const char *dir, const char **state,
+int dom_query_state(virConnectPtr c, const char *name, const char *dir, enum proto_state *state,
 		    char *err, size_t errlen)
 {
 	char dname[96];
@@ -135,7 +135,7 @@ int dom_query_state(virConnectPtr c, const char *name, const char *dir, const ch
 		if (rc == PROTO_E_NOT_FOUND) {
 			/* Not defined yet, e.g. created under the qemu driver:
 			 * it is defined when it starts. */
-			*state = dom_qemu_suspended(dir) ? "suspended" : "stopped";
+			*state = dom_qemu_suspended(dir) ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED;
 			return 0;
 		}
 		return rc;
@@ -151,7 +151,7 @@ int dom_query_state(virConnectPtr c, const char *name, const char *dir, const ch
 		rc = dom_error("cannot look for a saved state", err, errlen);
 		goto out_free;
 	}
-	*state = dom_state_name(st, reason, saved > 0 || dom_qemu_suspended(dir));
+	*state = dom_state(st, reason, saved > 0 || dom_qemu_suspended(dir));
 out_free:
 	virDomainFree(d);
 	return rc;

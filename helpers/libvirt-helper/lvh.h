@@ -80,17 +80,17 @@ bool conn_is_local(void);
 void conn_wait_event(unsigned long *gen, double timeout_s);
 unsigned long conn_event_gen(void);
 /* Last known state of an instance, kept to fill "old" in notifications. */
-void conn_note_state(const char *name, const char *dir, const char *state, bool notify);
+void conn_note_state(const char *name, const char *dir, enum proto_state state, bool notify);
 void conn_forget_state(const char *name);
 /* From a worker: note and notify on the main thread. */
-void conn_post_state(const char *name, const char *state);
+void conn_post_state(const char *name, enum proto_state state);
 
 /* domain.c */
-/* "running", "stopped", ... for a libvirt state/reason. */
-const char *dom_state_name(int state, int reason, bool managed_save);
+/* The instance state of a libvirt state/reason. */
+enum proto_state dom_state(int state, int reason, bool managed_save);
 /* State of the instance's domain; "stopped" if it has no domain. dir (may
  * be NULL) is the instance folder, where the qemu driver marks a suspend. */
-int dom_query_state(virConnectPtr c, const char *name, const char *dir, const char **state,
+int dom_query_state(virConnectPtr c, const char *name, const char *dir, enum proto_state *state,
 		    char *err, size_t errlen);
 /* Whether the qemu driver left the instance suspended (DIR/suspended). */
 bool dom_qemu_suspended(const char *dir);

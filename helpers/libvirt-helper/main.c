@@ -40,7 +40,7 @@ struct ops_job {
 
 	int err;
 	char msg[1024];
-	const char *state;
+	enum proto_state state;
 
 	/* instance.info */
 	char ipv4[LVH_MAX_ADDRS][64];
@@ -54,7 +54,7 @@ struct ops_job {
 	char (*dirs)[PATH_MAX];
 	char (*macs)[32];
 	char (*list_ipv4)[64];
-	const char **states;
+	enum proto_state *states;
 };
 
 static int ops_fail(struct ops_job *job, int err, const char *fmt, ...)
@@ -332,13 +332,13 @@ static void ops_start_work(struct ops_job *job, virConnectPtr c)
 				 "that state", job->inst.name, job->inst.name);
 			break;
 		}
-		conn_post_state(job->inst.name, "starting");
+		conn_post_state(job->inst.name, PROTO_STATE_STARTING);
 		if (ops_boot(job, c, &d, saved) == 0)
 			ops_wait_lease(job, d);
 		break;
 	}
 	if (!job->err)
-		job->state = "running";
+		job->state = PROTO_STATE_RUNNING;
 out_free:
 	virDomainFree(d);
 }
@@ -373,7 +373,7 @@ static void ops_stop_work(struct ops_job *job, virConnectPtr c)
 
 	if (!d) {
 		if (!job->err && ops_discard_qemu_suspend(job) == 0)
-			job->state = "stopped";
+			job->state = PROTO_STATE_STOPPED;
 		return;
 	}
 	if (ops_get_state(job, d, &st, &saved) < 0)
@@ -393,7 +393,7 @@ static void ops_stop_work(struct ops_job *job, virConnectPtr c)
 			goto out_free;
 		}
 		if (saved)
-			conn_post_state(job->inst.name, "stopped");
+			conn_post_state(job->inst.name, PROTO_STATE_STOPPED);
 	} else if (job->force) {
 		if (ops_destroy(job, d) < 0)
 			goto out_free;
@@ -403,11 +403,11 @@ static void ops_stop_work(struct ops_job *job, virConnectPtr c)
 			ops_libvirt_fail(job, "cannot resume the paused domain");
 			goto out_free;
 		}
-		conn_post_state(job->inst.name, "stopping");
+		conn_post_state(job->inst.name, PROTO_STATE_STOPPING);
 		if (ops_power_off(job, d, job->timeout) < 0)
 			goto out_free;
 	}
-	job->state = "stopped";
+	job->state = PROTO_STATE_STOPPED;
 out_free:
 	virDomainFree(d);
 }
@@ -433,7 +433,7 @@ static void ops_restart_work(struct ops_job *job, virConnectPtr c)
 			 "discard its saved state", job->inst.name);
 		goto out_free;
 	}
-	conn_post_state(job->inst.name, "restarting");
+	conn_post_state(job->inst.name, PROTO_STATE_RESTARTING);
 	if (st != VIR_DOMAIN_SHUTOFF && st != VIR_DOMAIN_CRASHED) {
 		if (st == VIR_DOMAIN_PAUSED && virDomainResume(d) < 0) {
 			ops_libvirt_fail(job, "cannot resume the paused domain");
@@ -444,7 +444,7 @@ static void ops_restart_work(struct ops_job *job, virConnectPtr c)
 	}
 	if (ops_boot(job, c, &d, saved) == 0) {
 		ops_wait_lease(job, d);
-		job->state = "running";
+		job->state = PROTO_STATE_RUNNING;
 	}
 out_free:
 	virDomainFree(d);
@@ -466,7 +466,7 @@ static void ops_suspend_work(struct ops_job *job, virConnectPtr c)
 	if (ops_get_state(job, d, &st, &saved) < 0)
 		goto out_free;
 	if (saved) {
-		job->state = "suspended";
+		job->state = PROTO_STATE_SUSPENDED;
 		goto out_free;
 	}
 	if (st == VIR_DOMAIN_SHUTOFF || st == VIR_DOMAIN_CRASHED) {
@@ -474,16 +474,16 @@ static void ops_suspend_work(struct ops_job *job, virConnectPtr c)
 			 "%s is stopped; only a running instance can be suspended", job->inst.name);
 		goto out_free;
 	}
-	conn_post_state(job->inst.name, "suspending");
+	conn_post_state(job->inst.name, PROTO_STATE_SUSPENDING);
 	if (virDomainManagedSave(d, 0) < 0) {
-		const char *now = "unknown";
+		enum proto_state now = PROTO_STATE_UNKNOWN;
 		char m[256];
 		ops_libvirt_fail(job, "cannot save the domain");
 		if (dom_query_state(c, job->inst.name, job->inst.dir, &now, m, sizeof(m)) == 0)
 			conn_post_state(job->inst.name, now);
 		goto out_free;
 	}
-	job->state = "suspended";
+	job->state = PROTO_STATE_SUSPENDED;
 out_free:
 	virDomainFree(d);
 }
@@ -597,7 +597,7 @@ static void ops_info_work(struct ops_job *job, virConnectPtr c)
 	virDomainPtr d;
 
 	ops_state_work(job, c);
-	if (job->err || strcmp(job->state, "running") != 0)
+	if (job->err || job->state != PROTO_STATE_RUNNING)
 		return;
 	d = ops_lookup(job, c);
 	if (!d)
@@ -616,14 +616,14 @@ static void ops_list_work(struct ops_job *job, virConnectPtr c)
 	char m[512];
 
 	for (size_t i = 0; i < job->n; i++) {
-		job->states[i] = "unknown";
+		job->states[i] = PROTO_STATE_UNKNOWN;
 		if (c && dom_query_state(c, job->names[i], job->dirs[i], &job->states[i], m, sizeof(m)) < 0) {
 			vmh_log(VMH_WARN, "%s: %s", job->names[i], m);
-			job->states[i] = "unknown";
+			job->states[i] = PROTO_STATE_UNKNOWN;
 		}
 		/* Addresses too, as the qemu driver gives them: one call fewer
 		 * per instance for the broker's list. */
-		if (strcmp(job->states[i], "running") == 0) {
+		if (job->states[i] == PROTO_STATE_RUNNING) {
 			char dname[96];
 			dom_name(job->names[i], dname, sizeof(dname));
 			virDomainPtr d = virDomainLookupByName(c, dname);
@@ -683,7 +683,7 @@ static void ops_done(void *arg)
 	case OPS_STATE_RESULT:
 		conn_note_state(job->inst.name, job->inst.dir, job->state, true);
 		msgpack_pack_map(pk, 1);
-		proto_pack_kv_str(pk, "state", job->state);
+		proto_pack_kv_state(pk, "state", job->state);
 		break;
 	case OPS_EMPTY_RESULT:
 		if (strcmp(vmh_method(job->req), "instance.delete") == 0)
@@ -693,10 +693,10 @@ static void ops_done(void *arg)
 	case OPS_INFO_RESULT:
 		conn_note_state(job->inst.name, job->inst.dir, job->state, true);
 		msgpack_pack_map(pk, 5);
-		proto_pack_kv_str(pk, "state", job->state);
+		proto_pack_kv_state(pk, "state", job->state);
 		/* Port 0 and pid nil when not running, as the qemu driver says. */
 		proto_pack_kv_str(pk, "ssh_host", job->ssh_host[0] ? job->ssh_host : NULL);
-		proto_pack_kv_int(pk, "ssh_port", strcmp(job->state, "running") == 0 ? OPS_SSH_PORT : 0);
+		proto_pack_kv_int(pk, "ssh_port", job->state == PROTO_STATE_RUNNING ? OPS_SSH_PORT : 0);
 		proto_pack_str(pk, "ipv4");
 		msgpack_pack_array(pk, job->n_ipv4);
 		for (size_t i = 0; i < job->n_ipv4; i++)
@@ -728,7 +728,7 @@ static void ops_done(void *arg)
 			conn_note_state(job->names[i], job->dirs[i], job->states[i], false);
 			msgpack_pack_map(pk, 3);
 			proto_pack_kv_str(pk, "name", job->names[i]);
-			proto_pack_kv_str(pk, "state", job->states[i]);
+			proto_pack_kv_state(pk, "state", job->states[i]);
 			proto_pack_str(pk, "ipv4");
 			msgpack_pack_array(pk, job->list_ipv4[i][0] ? 1 : 0);
 			if (job->list_ipv4[i][0])
