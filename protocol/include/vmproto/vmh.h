@@ -177,6 +177,47 @@ void vmh_mount_free(struct vmh_mount *m);
 /* DIR/file into buf: 0, or PROTO_E_INVALID_ARGUMENT when it does not fit. */
 int vmh_instance_file(const struct vmh_instance *inst, const char *file, char *buf, size_t len);
 
+/* The scope folder the hello named (NULL before it). */
+const char *vmh_scope_dir(void);
+/* SCOPE_DIR/instances/NAME, the folder the broker gives instance NAME:
+ * 0, or PROTO_E_INVALID_ARGUMENT when it does not fit (or before hello). */
+int vmh_instance_dir(const char *name, char *buf, size_t len);
+
+/* ---- What the SDK keeps per instance (track.c); on the loop's thread only ---- */
+
+/*
+ * Operations in progress. A helper claims an instance by name for the
+ * length of an operation, with the transient state the instance shows
+ * meanwhile (starting, stopping, ...; or stopped for a change made to a
+ * stopped instance); a second claim is refused until the first is released.
+ */
+/* 0; PROTO_E_BUSY with "instance 'NAME' is busy STATE" in err; PROTO_E_NOMEM. */
+int vmh_busy_claim(const char *name, enum proto_state state, char *err, size_t errlen);
+void vmh_busy_release(const char *name);
+/* Whether an operation holds name, and (state may be NULL) its state. */
+bool vmh_busy(const char *name, enum proto_state *state);
+
+/*
+ * State notifications. The SDK remembers the state each instance was last
+ * told (or seen) to be in, so that a helper says only what changed and the
+ * broker gets the right "old".
+ */
+/* Tell the broker name is now in state: {name, old, new} when state differs
+ * from the remembered one ("unknown" if none), which it becomes. */
+void vmh_state_notify(const char *name, enum proto_state state);
+/* Remember state as the broker's view, without telling it (a state the
+ * broker read in an answer, or the one found before the helper acted). */
+void vmh_state_seen(const char *name, enum proto_state state);
+/* The remembered state, if there is one (then true; state may be NULL). */
+bool vmh_state_last(const char *name, enum proto_state *state);
+/* Forget name's state (the instance is deleted). */
+void vmh_state_forget(const char *name);
+/* fn for every instance with a remembered state; fn may notify or forget
+ * that instance's state, but no other. */
+void vmh_state_each(void (*fn)(void *ud, const char *name, enum proto_state state), void *ud);
+/* Forget every claim and state (vmh_main() does when the helper leaves). */
+void vmh_track_reset(void);
+
 /* ---- Child processes (run.c) ---- */
 
 #define VMH_MAX_KEEP_FDS 16 /* fds a child may be handed */
