@@ -352,6 +352,11 @@ static void vmh_hello(uint64_t msgid, const msgpack_object *params)
 	}
 	if (!settings || settings->type != MSGPACK_OBJECT_MAP)
 		settings = &empty_settings;
+	if (vmh_settings_load(settings) < 0) {
+		proto_reply(vmh.conn, msgid, PROTO_E_NOMEM, "out of memory", NULL, 0);
+		vmh_quit(1);
+		return;
+	}
 
 	vmh.usable = true;
 	if (vmh.ops->init) {
@@ -601,6 +606,7 @@ int vmh_main(const struct vmh_ops *ops, int argc, char **argv)
 	while (vmh.reqs)
 		vmh_req_free(vmh.reqs);
 	vmh_track_reset();
+	vmh_settings_load(NULL);
 	proto_conn_free(vmh.conn);
 	vmh.conn = NULL;
 	return vmh.exit_status;

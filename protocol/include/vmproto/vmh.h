@@ -39,7 +39,8 @@ struct vmh_ops {
 	/*
 	 * Called once, when "hello" arrives, before it is answered.
 	 * scope_dir: the scope's folder (instances live in scope_dir/instances/NAME).
-	 * settings: map of the broker's settings (str -> str), e.g. "local.qemu.accel".
+	 * settings: map of the broker's settings (str -> str), e.g. "local.qemu.accel";
+	 * vmh_setting() and its typed siblings look them up with defaults.
 	 * Return 0 if the driver can run on this host; otherwise fill why and
 	 * return PROTO_E_UNAVAILABLE: the helper stays up and answers requests
 	 * with PROTO_E_UNAVAILABLE and that reason.
@@ -107,6 +108,26 @@ void vmh_state_changed(const char *instance, const char *old_state, const char *
 enum vmh_level { VMH_DEBUG, VMH_INFO, VMH_WARN, VMH_ERROR };
 /* One line on stderr: "LEVEL: text". */
 void vmh_log(enum vmh_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- Settings (settings.c) ---- */
+
+/*
+ * The broker's settings (local.qemu.accel, ...) as the hello gave them,
+ * kept from before init() until the helper exits. A key that is absent or
+ * "" has the default the caller gives; a value that is not a string is not
+ * valid (vmh_setting() gives the default, the typed lookups an error).
+ */
+const char *vmh_setting(const char *key, const char *dflt);
+/* One of names (NULL-terminated), in any case: *out is its index, dflt when
+ * unset. PROTO_E_INVALID_ARGUMENT and "KEY is 'V'; use a, b or c" in err
+ * for anything else. */
+int vmh_setting_enum(const char *key, const char *const names[], int dflt, int *out, char *err,
+		     size_t errlen);
+/* "true" or "false", in any case (the broker stores them so). */
+int vmh_setting_bool(const char *key, bool dflt, bool *out, char *err, size_t errlen);
+/* Replace the settings with map's (NULL: none). vmh_main() does it with the
+ * hello's; tests and other mains may call it. 0 or PROTO_E_NOMEM. */
+int vmh_settings_load(const msgpack_object *map);
 
 /* ---- The instance map (instance.c) ---- */
 
@@ -265,6 +286,8 @@ const char *vmh_accel_name(enum vmh_accel a); /* "tcg", "kvm" */
  * ("auto", "kvm", "tcg"; NULL or "" = auto). PROTO_E_INVALID_ARGUMENT and a
  * sentence in err otherwise. */
 int vmh_accel_configure(const char *key, const char *value, char *err, size_t errlen);
+/* vmh_accel_configure() with the value of the setting key (vmh_setting_enum). */
+int vmh_accel_configure_setting(const char *key, char *err, size_t errlen);
 /* Where the probe's answer is cached (the scope folder); NULL: nowhere. */
 void vmh_accel_cache_in(const char *dir);
 /* Start the probe (once) if the answer is not known yet. */
