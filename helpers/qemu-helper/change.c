@@ -30,7 +30,7 @@ struct change {
 static void change_free(struct change *c)
 {
 	if (c->claimed)
-		qh_busy_release(c->inst.dir);
+		vmh_busy_release(c->inst.name);
 	vmh_instance_free(&c->inst);
 	vmh_instance_free(&c->clone);
 	free(c);
@@ -62,6 +62,7 @@ static struct change *change_begin(struct vmh_req *req, const msgpack_object *pa
 				   const char *why)
 {
 	struct change *c = calloc(1, sizeof(*c));
+	char err[QH_ERR];
 	int rc;
 
 	if (!c) {
@@ -73,12 +74,9 @@ static struct change *change_begin(struct vmh_req *req, const msgpack_object *pa
 		free(c);
 		return NULL;
 	}
-	rc = qh_busy_claim(c->inst.dir, PROTO_STATE_STOPPED);
+	rc = vmh_busy_claim(c->inst.name, PROTO_STATE_STOPPED, err, sizeof(err));
 	if (rc < 0) {
-		enum proto_state busy = PROTO_STATE_UNKNOWN;
-
-		qh_busy_state(c->inst.dir, &busy);
-		change_fail(c, rc, "instance '%s' is busy %s", c->inst.name, proto_state_name(busy));
+		change_fail(c, rc, "%s", err);
 		return NULL;
 	}
 	c->claimed = true;
@@ -156,7 +154,7 @@ void qh_instance_set(struct vmh_req *req, const msgpack_object *params)
 		change_done(c);
 		return;
 	}
-	qh_path(&c->inst, QH_DISK, disk, sizeof(disk));
+	qh_path(&c->inst, PROTO_FILE_DISK, disk, sizeof(disk));
 	if (access(disk, F_OK) < 0) {
 		change_fail(c, PROTO_E_NOT_FOUND, "instance '%s' has no disk %s", c->inst.name, disk);
 		return;
@@ -336,7 +334,7 @@ static void clone_done(void *ud, const struct vmh_run_result *r)
 	char disk[QH_PATH];
 
 	if (r->status != 0) {
-		qh_path(&c->clone, QH_DISK, disk, sizeof(disk));
+		qh_path(&c->clone, PROTO_FILE_DISK, disk, sizeof(disk));
 		unlink(disk);
 		change_fail(c, PROTO_E_DRIVER, "qemu-img could not copy the disk of '%s': %s",
 			    c->inst.name, r->output);
@@ -369,8 +367,8 @@ void qh_instance_clone(struct vmh_req *req, const msgpack_object *params)
 		change_fail(c, PROTO_E_INVALID_ARGUMENT, "the clone needs its own folder");
 		return;
 	}
-	qh_path(&c->inst, QH_DISK, src, sizeof(src));
-	qh_path(&c->clone, QH_DISK, dst, sizeof(dst));
+	qh_path(&c->inst, PROTO_FILE_DISK, src, sizeof(src));
+	qh_path(&c->clone, PROTO_FILE_DISK, dst, sizeof(dst));
 	if (access(src, F_OK) < 0) {
 		change_fail(c, PROTO_E_NOT_FOUND, "instance '%s' has no disk %s", c->inst.name, src);
 		return;

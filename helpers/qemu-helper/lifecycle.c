@@ -73,7 +73,7 @@ static void op_free(struct op *op)
 {
 	ev_timer_stop(vmh_loop(), &op->poll);
 	if (op->claimed)
-		qh_busy_release(op->inst.dir);
+		vmh_busy_release(op->inst.name);
 	for (size_t i = 0; i < op->n_tap_fds; i++)
 		close(op->tap_fds[i]);
 	vmh_instance_free(&op->inst);
@@ -83,20 +83,11 @@ static void op_free(struct op *op)
 /* Claim the instance for this operation or fail the request. */
 static int op_claim(struct op *op, enum proto_state state)
 {
-	int rc = qh_busy_claim(op->inst.dir, state);
+	char err[QH_ERR];
+	int rc = vmh_busy_claim(op->inst.name, state, err, sizeof(err));
 
-	if (rc == PROTO_E_BUSY) {
-		enum proto_state busy = PROTO_STATE_UNKNOWN;
-
-		qh_busy_state(op->inst.dir, &busy);
-		vmh_fail(op->req, rc, "instance '%s' is busy %s", op->inst.name,
-			 proto_state_name(busy));
-		op->req = NULL;
-		op_free(op);
-		return rc;
-	}
 	if (rc < 0) {
-		vmh_fail(op->req, rc, "out of memory");
+		vmh_fail(op->req, rc, "%s", err);
 		op->req = NULL;
 		op_free(op);
 		return rc;
@@ -224,7 +215,7 @@ static void create_got_info(void *ud, const struct vmh_run_result *r)
 				(long long)base_size);
 		op->size = (uint64_t)base_size;
 	}
-	qh_path(&op->inst, QH_DISK, disk, sizeof(disk));
+	qh_path(&op->inst, PROTO_FILE_DISK, disk, sizeof(disk));
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)op->size);
 	char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", op->inst.image.format, "-b",
 			op->inst.image.disk, disk, size, NULL};
@@ -243,7 +234,7 @@ void qh_instance_create(struct vmh_req *req, const msgpack_object *params)
 
 	if (!op || op_claim(op, PROTO_STATE_STOPPED) < 0)
 		return;
-	qh_path(&op->inst, QH_DISK, disk, sizeof(disk));
+	qh_path(&op->inst, PROTO_FILE_DISK, disk, sizeof(disk));
 	if (file_exists(disk)) {
 		op_fail(op, PROTO_E_ALREADY_EXISTS, "instance '%s' already has a disk (%s)",
 			op->inst.name, disk);
@@ -293,7 +284,7 @@ static int pick_port(void)
 
 static void start_finish(struct op *op)
 {
-	qh_notify_state(op->inst.name, op->inst.dir, PROTO_STATE_RUNNING);
+	qh_notify_state(&op->inst, PROTO_STATE_RUNNING);
 	op_answer_state(op, PROTO_STATE_RUNNING);
 }
 
@@ -306,7 +297,7 @@ static int delvm_task(void *arg, char *err, size_t errlen)
 {
 	struct delvm_task *t = arg;
 
-	return qh_hmp(t->sock, "delvm " QH_SUSPEND_TAG, 60.0, err, errlen);
+	return qh_hmp(t->sock, "delvm " PROTO_SUSPEND_TAG, 60.0, err, errlen);
 }
 
 static void delvm_done(void *ud, const struct vmh_run_result *r)
@@ -323,7 +314,7 @@ static void start_resumed(struct op *op)
 {
 	struct delvm_task *t = calloc(1, sizeof(*t));
 
-	remove_file(&op->inst, QH_SUSPENDED);
+	remove_file(&op->inst, PROTO_FILE_SUSPENDED);
 	if (!t)
 		return;
 	/* The saved state was needed only to come back; drop it so that the disk
@@ -363,7 +354,7 @@ static void start_done(void *ud, const struct vmh_run_result *r)
 		return;
 	}
 	/* A restart that cannot start again leaves the instance stopped. */
-	qh_notify_state(op->inst.name, op->inst.dir, op->resume ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED);
+	qh_notify_state(&op->inst, op->resume ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED);
 	if (r->timed_out)
 		op_fail(op, PROTO_E_TIMEOUT, "qemu did not start '%s' within %.0f s", op->inst.name,
 			START_TIMEOUT);
@@ -452,7 +443,7 @@ static int start_check_files(struct op *op)
 	char disk[QH_PATH];
 	struct stat st;
 
-	qh_path(in, QH_DISK, disk, sizeof(disk));
+	qh_path(in, PROTO_FILE_DISK, disk, sizeof(disk));
 	if (!file_exists(disk)) {
 		op_fail(op, PROTO_E_NOT_FOUND, "instance '%s' has no disk %s (create it first)",
 			in->name, disk);
@@ -598,7 +589,7 @@ static void stop_gone(struct op *op)
 		op->after_stop(op);
 		return;
 	}
-	qh_notify_state(op->inst.name, op->inst.dir, PROTO_STATE_STOPPED);
+	qh_notify_state(&op->inst, PROTO_STATE_STOPPED);
 	op_answer_state(op, PROTO_STATE_STOPPED);
 }
 
@@ -694,13 +685,13 @@ static void discard_done(void *ud, const struct vmh_run_result *r)
 	if (r->status != 0)
 		vmh_log(VMH_WARN, "%s: could not delete the suspend snapshot: %s", op->inst.name,
 			r->output);
-	remove_file(&op->inst, QH_SUSPENDED);
+	remove_file(&op->inst, PROTO_FILE_SUSPENDED);
 	vmh_log(VMH_INFO, "%s: suspended state discarded", op->inst.name);
 	if (op->after_stop) {
 		op->after_stop(op);
 		return;
 	}
-	qh_notify_state(op->inst.name, op->inst.dir, PROTO_STATE_STOPPED);
+	qh_notify_state(&op->inst, PROTO_STATE_STOPPED);
 	op_answer_state(op, PROTO_STATE_STOPPED);
 }
 
@@ -711,8 +702,8 @@ static void discard_suspend(struct op *op)
 	char disk[QH_PATH];
 	int rc;
 
-	qh_path(&op->inst, QH_DISK, disk, sizeof(disk));
-	char *argv[] = {"qemu-img", "snapshot", "-d", QH_SUSPEND_TAG, disk, NULL};
+	qh_path(&op->inst, PROTO_FILE_DISK, disk, sizeof(disk));
+	char *argv[] = {"qemu-img", "snapshot", "-d", PROTO_SUSPEND_TAG, disk, NULL};
 	struct vmh_run_opts opts = {.timeout_s = 120};
 
 	rc = vmh_run(argv, &opts, discard_done, op);
@@ -767,7 +758,7 @@ void qh_instance_restart(struct vmh_req *req, const msgpack_object *params)
 		return;
 	}
 	op->after_stop = restart_after_stop;
-	qh_notify_state(op->inst.name, op->inst.dir, PROTO_STATE_RESTARTING);
+	qh_notify_state(&op->inst, PROTO_STATE_RESTARTING);
 	if (!qh_vm_pid(&op->inst)) {
 		start_begin(op);
 		return;
@@ -790,7 +781,7 @@ static int suspend_task(void *arg, char *err, size_t errlen)
 	rc = qh_qmp(t->sock, "stop", NULL, 10.0, NULL, err, errlen);
 	if (rc < 0)
 		return rc;
-	rc = qh_hmp(t->sock, "savevm " QH_SUSPEND_TAG, SAVEVM_TIMEOUT, err, errlen);
+	rc = qh_hmp(t->sock, "savevm " PROTO_SUSPEND_TAG, SAVEVM_TIMEOUT, err, errlen);
 	if (rc < 0) {
 		char ignored[QH_ERR];
 
@@ -801,7 +792,7 @@ static int suspend_task(void *arg, char *err, size_t errlen)
 
 static void suspend_after_quit(struct op *op)
 {
-	qh_notify_state(op->inst.name, op->inst.dir, PROTO_STATE_SUSPENDED);
+	qh_notify_state(&op->inst, PROTO_STATE_SUSPENDED);
 	op_answer_state(op, PROTO_STATE_SUSPENDED);
 }
 
@@ -819,9 +810,9 @@ static void suspend_saved(void *ud, const struct vmh_run_result *r)
 		return;
 	}
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ\n", gmtime(&t));
-	rc = write_small(&op->inst, QH_SUSPENDED, stamp);
+	rc = write_small(&op->inst, PROTO_FILE_SUSPENDED, stamp);
 	if (rc < 0) {
-		op_fail(op, rc, "cannot write %s/%s; the VM stays paused", op->inst.dir, QH_SUSPENDED);
+		op_fail(op, rc, "cannot write %s/%s; the VM stays paused", op->inst.dir, PROTO_FILE_SUSPENDED);
 		return;
 	}
 	vmh_log(VMH_INFO, "%s: state saved; stopping qemu", op->inst.name);
@@ -863,14 +854,14 @@ void qh_instance_suspend(struct vmh_req *req, const msgpack_object *params)
 static void delete_files(struct op *op)
 {
 	static const char *const files[] = {QH_PIDFILE, QH_QMP, QH_SSH_PORT, QH_CONSOLE, QH_LOG,
-					    QH_SUSPENDED, QH_EFI_VARS};
+					    PROTO_FILE_SUSPENDED, QH_EFI_VARS};
 
 	/* Before the broker removes the folder: it must not reach a source. */
 	qh_idmap_release(&op->inst);
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		remove_file(&op->inst, files[i]);
 	vmh_log(VMH_INFO, "%s: runtime files removed", op->inst.name);
-	qh_notify_state(op->inst.name, op->inst.dir, PROTO_STATE_STOPPED);
+	qh_notify_state(&op->inst, PROTO_STATE_STOPPED);
 	op_answer_empty(op);
 }
 

@@ -1,9 +1,9 @@
 /*
- * What the helper remembers between requests, none of it needed to be
- * correct after a restart: which instances have an operation in progress
- * (to answer "starting", "stopping", ... and refuse a second one), and the
- * last state told to the broker, so that a VM that stops by itself (the
- * guest powered off) is noticed through a pidfd and reported.
+ * Watching the qemu of each running instance through a pidfd, so that a VM
+ * that stops by itself (the guest powered off) is noticed and reported.
+ * The SDK keeps the claims of operations in progress and the state last
+ * told to the broker (vmh_busy_*, vmh_state_*); none of it needs to be
+ * correct after a restart.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,22 +15,13 @@
 
 #include "qh.h"
 
-struct busy {
-	char *dir;
-	enum proto_state state;
-	struct busy *next;
-};
-
 struct watched {
 	char *name;
 	char *dir;
-	enum proto_state state; /* as last told to the broker */
 	int pidfd; /* -1 when not watching a process */
 	ev_io io;
 	struct watched *next; /* in its hash bucket */
 };
-
-static struct busy *busy_list;
 
 /* Watches by folder: instances.list looks up every instance on every call. */
 static struct {
@@ -38,49 +29,6 @@ static struct {
 	size_t n_buckets; /* a power of two, or 0 */
 	size_t n;
 } watches;
-
-int qh_busy_claim(const char *dir, enum proto_state state)
-{
-	enum proto_state held;
-	struct busy *b;
-
-	if (qh_busy_state(dir, &held))
-		return PROTO_E_BUSY;
-	b = calloc(1, sizeof(*b));
-	if (!b || !(b->dir = strdup(dir))) {
-		free(b);
-		return PROTO_E_NOMEM;
-	}
-	b->state = state;
-	b->next = busy_list;
-	busy_list = b;
-	return 0;
-}
-
-void qh_busy_release(const char *dir)
-{
-	for (struct busy **p = &busy_list; *p; p = &(*p)->next) {
-		if (!strcmp((*p)->dir, dir)) {
-			struct busy *b = *p;
-
-			*p = b->next;
-			free(b->dir);
-			free(b);
-			return;
-		}
-	}
-}
-
-bool qh_busy_state(const char *dir, enum proto_state *state)
-{
-	for (struct busy *b = busy_list; b; b = b->next) {
-		if (!strcmp(b->dir, dir)) {
-			*state = b->state;
-			return true;
-		}
-	}
-	return false;
-}
 
 static size_t watch_hash(const char *dir)
 {
@@ -157,19 +105,19 @@ static void watch_exit_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct watched *w = io->data;
 	struct vmh_instance inst = {.name = w->name, .dir = w->dir};
-	enum proto_state busy;
+	enum proto_state told;
 
 	watch_disarm(w);
 	/* An operation in progress (stop, suspend, restart) reports for itself,
 	 * and one that just ended has already told the broker. */
-	if (qh_busy_state(w->dir, &busy) || w->state != PROTO_STATE_RUNNING)
+	if (vmh_busy(w->name, NULL) || !vmh_state_last(w->name, &told) ||
+	    told != PROTO_STATE_RUNNING)
 		return;
 	if (qh_vm_pid(&inst))
 		return;
 	vmh_log(VMH_INFO, "%s: qemu exited", w->name);
 	qh_vm_cleanup(&inst);
-	qh_notify_state(w->name, w->dir,
-			qh_vm_suspended(&inst) ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED);
+	qh_notify_state(&inst, qh_vm_suspended(&inst) ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED);
 }
 
 /* pid: qh_vm_pid() of the instance, just read. */
@@ -214,13 +162,14 @@ pid_t qh_watch_pid(const struct vmh_instance *inst)
 			return pid;
 		}
 		w->pidfd = -1;
-		/* The state before this helper did anything: the "old" of the next change. */
-		w->state = pid			      ? PROTO_STATE_RUNNING
-			   : qh_vm_suspended(inst) ? PROTO_STATE_SUSPENDED
-						   : PROTO_STATE_STOPPED;
 		if (!watch_insert(w))
 			return pid;
 	}
+	/* The state before this helper did anything: the "old" of the next change. */
+	if (!vmh_state_last(inst->name, NULL))
+		vmh_state_seen(inst->name, pid ? PROTO_STATE_RUNNING
+					 : qh_vm_suspended(inst) ? PROTO_STATE_SUSPENDED
+								 : PROTO_STATE_STOPPED);
 	watch_arm_pid(w, pid);
 	return pid;
 }
@@ -230,17 +179,12 @@ void qh_watch(const struct vmh_instance *inst)
 	(void)qh_watch_pid(inst);
 }
 
-void qh_notify_state(const char *name, const char *dir, enum proto_state state)
+void qh_notify_state(const struct vmh_instance *inst, enum proto_state state)
 {
-	struct watched *w = watch_find(dir);
-	enum proto_state old = w ? w->state : PROTO_STATE_UNKNOWN;
+	struct watched *w = watch_find(inst->dir);
 
-	if (old != state)
-		vmh_state_changed(name, proto_state_name(old), proto_state_name(state));
-	if (!w)
-		return;
-	w->state = state;
-	if (state == PROTO_STATE_RUNNING)
+	vmh_state_notify(inst->name, state);
+	if (w && state == PROTO_STATE_RUNNING)
 		watch_arm(w);
 }
 
@@ -260,11 +204,4 @@ void qh_ops_free(void)
 	free(watches.v);
 	watches.v = NULL;
 	watches.n_buckets = watches.n = 0;
-	while (busy_list) {
-		struct busy *b = busy_list;
-
-		busy_list = b->next;
-		free(b->dir);
-		free(b);
-	}
 }

@@ -17,16 +17,13 @@
 
 #define QH_PATH 4096
 #define QH_ERR 1024
-#define QH_SUSPEND_TAG "vmctl-suspend"
 
-/* Files in the instance folder. */
-#define QH_DISK "disk.qcow2"
+/* Files in the instance folder, besides the scope's own PROTO_FILE_* . */
 #define QH_PIDFILE "qemu.pid"
 #define QH_QMP "qmp.sock"
 #define QH_SSH_PORT "ssh-port"
 #define QH_CONSOLE "console.log"
 #define QH_LOG "qemu.log"
-#define QH_SUSPENDED "suspended"
 #define QH_SNAPSHOTS "snapshots.json"
 #define QH_EFI_VARS "efivars.fd" /* firmware boot only: this instance's UEFI variables */
 
@@ -80,18 +77,12 @@ void qh_argv_free(char **argv);
 /* Remove what a stopped qemu leaves behind (pid file, QMP socket). */
 void qh_vm_cleanup(const struct vmh_instance *inst);
 
-/* ---- ops.c: per-instance operations in progress ---- */
+/* ---- ops.c: the qemu of each instance, watched (claims and states: the SDK's) ---- */
 
-/* Claim inst->dir for an operation with a transient state (starting, ...).
- * PROTO_E_BUSY if another operation holds it. */
-int qh_busy_claim(const char *dir, enum proto_state state);
-void qh_busy_release(const char *dir);
-/* The transient state of an operation in progress, or NULL. */
-bool qh_busy_state(const char *dir, enum proto_state *state);
-/* Remember an instance whose state changes are worth notifying. */
+/* Watch an instance whose state changes are worth notifying. */
 void qh_watch(const struct vmh_instance *inst);
-/* Tell the broker about a state change and remember the new state. */
-void qh_notify_state(const char *name, const char *dir, enum proto_state state);
+/* vmh_state_notify(), and a watch on the qemu of an instance now running. */
+void qh_notify_state(const struct vmh_instance *inst, enum proto_state state);
 /* Forget everything (at exit). */
 void qh_ops_free(void);
 

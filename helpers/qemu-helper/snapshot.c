@@ -28,7 +28,7 @@ struct snap_op {
 
 static void snap_free(struct snap_op *s)
 {
-	qh_busy_release(s->inst.dir);
+	vmh_busy_release(s->inst.name);
 	vmh_instance_free(&s->inst);
 	json_decref(s->mounts);
 	free(s->comment);
@@ -169,6 +169,7 @@ static struct snap_op *snap_begin(struct vmh_req *req, const msgpack_object *par
 {
 	const msgpack_object *snap = proto_map_get(params, "snapshot");
 	struct snap_op *s = calloc(1, sizeof(*s));
+	char err[QH_ERR];
 	int rc;
 
 	if (!s) {
@@ -191,12 +192,9 @@ static struct snap_op *snap_begin(struct vmh_req *req, const msgpack_object *par
 		return NULL;
 	}
 	s->comment = proto_dup_str(snap, "comment");
-	rc = qh_busy_claim(s->inst.dir, PROTO_STATE_STOPPED);
+	rc = vmh_busy_claim(s->inst.name, PROTO_STATE_STOPPED, err, sizeof(err));
 	if (rc < 0) {
-		enum proto_state busy = PROTO_STATE_UNKNOWN;
-
-		qh_busy_state(s->inst.dir, &busy);
-		vmh_fail(req, rc, "instance '%s' is busy %s", s->inst.name, proto_state_name(busy));
+		vmh_fail(req, rc, "%s", err);
 		vmh_instance_free(&s->inst);
 		free(s->comment);
 		free(s);
@@ -218,7 +216,7 @@ static int snap_qemu_img(struct snap_op *s, const char *flag, vmh_run_cb cb)
 	struct vmh_run_opts opts = {.timeout_s = 600};
 	int rc;
 
-	qh_path(&s->inst, QH_DISK, disk, sizeof(disk));
+	qh_path(&s->inst, PROTO_FILE_DISK, disk, sizeof(disk));
 	char *argv[] = {"qemu-img", "snapshot", (char *)flag, s->name, disk, NULL};
 	rc = vmh_run(argv, &opts, cb, s);
 	if (rc < 0)

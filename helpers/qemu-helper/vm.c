@@ -123,7 +123,7 @@ pid_t qh_vm_pid(const struct vmh_instance *inst)
 bool qh_vm_suspended(const struct vmh_instance *inst)
 {
 	char path[QH_PATH];
-	int at = vm_at(inst, QH_SUSPENDED, path, sizeof(path));
+	int at = vm_at(inst, PROTO_FILE_SUSPENDED, path, sizeof(path));
 
 	return faccessat(at, path, F_OK, 0) == 0;
 }
@@ -163,10 +163,8 @@ static enum proto_state vm_map_status(const char *s)
 
 enum proto_state qh_vm_state(const struct vmh_instance *inst)
 {
-	enum proto_state busy;
-
 	/* An operation in progress answers without looking at the process. */
-	return qh_vm_state_known(inst, qh_busy_state(inst->dir, &busy) ? 0 : qh_vm_pid(inst));
+	return qh_vm_state_known(inst, vmh_busy(inst->name, NULL) ? 0 : qh_vm_pid(inst));
 }
 
 enum proto_state qh_vm_state_known(const struct vmh_instance *inst, pid_t pid)
@@ -175,7 +173,7 @@ enum proto_state qh_vm_state_known(const struct vmh_instance *inst, pid_t pid)
 	enum proto_state state;
 	json_t *ret = NULL;
 
-	if (qh_busy_state(inst->dir, &state))
+	if (vmh_busy(inst->name, &state))
 		return state;
 	if (!pid)
 		return qh_vm_suspended(inst) ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED;
@@ -330,7 +328,7 @@ char **qh_vm_argv(const struct vmh_instance *inst, enum vmh_accel accel, int ssh
 
 	/* The device set must be the same on every start: a suspended VM only
 	 * resumes into exactly the devices it was saved with. */
-	qh_path(inst, QH_DISK, path, sizeof(path));
+	qh_path(inst, PROTO_FILE_DISK, path, sizeof(path));
 	av_path(&a, "-drive", "if=none,id=disk0,format=qcow2,discard=unmap,file=", path, "");
 	av_add(&a, "-device");
 	av_add(&a, "virtio-blk-pci,drive=disk0,bootindex=1");
@@ -405,7 +403,7 @@ char **qh_vm_argv(const struct vmh_instance *inst, enum vmh_accel accel, int ssh
 	}
 	if (resume) {
 		av_add(&a, "-loadvm");
-		av_add(&a, QH_SUSPEND_TAG);
+		av_add(&a, PROTO_SUSPEND_TAG);
 	}
 	if (a.failed) {
 		snprintf(err, errlen, "out of memory building qemu's command line");

@@ -111,7 +111,7 @@ Test(vm, suspend_marker_without_process_is_suspended)
 {
 	struct vmh_instance in = {.name = "a", .dir = dir};
 
-	write_file(QH_SUSPENDED, "2026-01-01T00:00:00Z\n");
+	write_file(PROTO_FILE_SUSPENDED, "2026-01-01T00:00:00Z\n");
 	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "suspended");
 }
 
@@ -119,10 +119,12 @@ Test(vm, operation_in_progress_shows_its_state)
 {
 	struct vmh_instance in = {.name = "a", .dir = dir};
 
-	cr_assert_eq(qh_busy_claim(dir, PROTO_STATE_STARTING), 0);
-	cr_expect_eq(qh_busy_claim(dir, PROTO_STATE_STOPPING), PROTO_E_BUSY);
+	char err[128];
+
+	cr_assert_eq(vmh_busy_claim("a", PROTO_STATE_STARTING, err, sizeof(err)), 0);
+	cr_expect_eq(vmh_busy_claim("a", PROTO_STATE_STOPPING, err, sizeof(err)), PROTO_E_BUSY);
 	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "starting");
-	qh_busy_release(dir);
+	vmh_busy_release("a");
 	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "stopped");
 }
 

@@ -77,7 +77,7 @@ const char *proto_feature_title(unsigned bit);
 /* Parse a wire name back to its bit; 0 if unknown. */
 unsigned proto_feature_from_name(const char *name);
 
-/* ---- Instances: limits, names (instance.c) and states (state.c) ---- */
+/* ---- Instances: limits, names (instance.c), states (state.c), shared files ---- */
 
 /*
  * What an instance may be. The broker checks what a user asks for against
@@ -130,6 +130,15 @@ bool proto_state_from_helper(enum proto_state state);
 int proto_get_state(const msgpack_object *map, const char *key, enum proto_state *out);
 /* Pack key and the state's name. */
 void proto_pack_kv_state(msgpack_packer *pk, const char *key, enum proto_state state);
+
+/*
+ * Files of an instance folder (DIR, the instance map's dir) that the
+ * drivers of one scope share, and the broker with them (docs/protocol.md).
+ */
+#define PROTO_FILE_DISK "disk.qcow2"     /* the qcow2 overlay over image.disk */
+#define PROTO_FILE_SEED "cloud-init.iso" /* the NoCloud seed the broker makes */
+#define PROTO_FILE_SUSPENDED "suspended" /* the qemu driver's mark of a suspended instance */
+#define PROTO_SUSPEND_TAG "vmctl-suspend" /* the internal snapshot of the disk holding that state */
 
 /* ---- Skimming: validate one message in a byte buffer, without allocating ---- */
 
