@@ -20,9 +20,6 @@
 #define DOM_NET_RANGE_START "10.98.0.2"
 #define DOM_NET_RANGE_END "10.98.0.254"
 
-/* The qemu driver's mark of a suspended instance (its state is an internal
- * snapshot in disk.qcow2 that only that driver can resume). */
-#define DOM_QEMU_SUSPENDED "suspended"
 #define DOM_SAVE_SLACK_S 2
 #define DOM_METADATA_NS "https://vmctl.invalid/xmlns/libvirt/1"
 
@@ -100,7 +97,9 @@ bool dom_qemu_suspended(const char *dir)
 
 	if (!dir || !dir[0])
 		return false;
-	snprintf(path, sizeof(path), "%s/" DOM_QEMU_SUSPENDED, dir);
+	/* The qemu driver's mark: its state is an internal snapshot of the disk
+	 * that only that driver can resume. */
+	snprintf(path, sizeof(path), "%s/" PROTO_FILE_SUSPENDED, dir);
 	return stat(path, &st) == 0;
 }
 

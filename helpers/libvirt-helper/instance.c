@@ -15,13 +15,9 @@
 
 extern char **environ;
 
-/* The internal snapshot the qemu driver saves a suspended VM in. */
-#define INST_QEMU_SUSPEND_TAG "vmctl-suspend"
-
 int inst_overlay_path(const struct vmh_instance *inst, char *buf, size_t len)
 {
-	int n = snprintf(buf, len, "%s/disk.qcow2", inst->dir);
-	return n < 0 || (size_t)n >= len ? PROTO_E_INVALID_ARGUMENT : 0;
+	return vmh_instance_file(inst, PROTO_FILE_DISK, buf, len);
 }
 
 /* Run argv with stderr (and stdout too if want_stdout) captured into out;
@@ -158,7 +154,8 @@ int inst_overlay_resize(const struct vmh_instance *inst, uint64_t size, char *er
 	int rc;
 
 	if (inst_overlay_path(inst, overlay, sizeof(overlay)) < 0 || stat(overlay, &st) < 0) {
-		snprintf(err, errlen, "%s has no disk %s/disk.qcow2", inst->name, inst->dir);
+		snprintf(err, errlen, "%s has no disk %s/%s", inst->name, inst->dir,
+			 PROTO_FILE_DISK);
 		return PROTO_E_NOT_FOUND;
 	}
 	snprintf(text, sizeof(text), "%" PRIu64, size);
@@ -186,7 +183,7 @@ int inst_qemu_suspend_discard(const struct vmh_instance *inst, char *err, size_t
 		return PROTO_E_INVALID_ARGUMENT;
 	/* The qemu driver keeps a suspended VM's RAM in this internal snapshot;
 	 * without its marker it is dead weight in the disk. */
-	char *argv[] = {"qemu-img", "snapshot", "-d", INST_QEMU_SUSPEND_TAG, overlay, NULL};
+	char *argv[] = {"qemu-img", "snapshot", "-d", PROTO_SUSPEND_TAG, overlay, NULL};
 	rc = inst_run(argv, out, sizeof(out), false);
 	if (rc < 0)
 		snprintf(err, errlen, "%s", out[0] ? out : "qemu-img snapshot -d failed");

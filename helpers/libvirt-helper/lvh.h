@@ -28,7 +28,7 @@
 /* The instance map of a request is the SDK's struct vmh_instance. */
 
 /* instance.c */
-/* DIR/disk.qcow2 */
+/* DIR/disk.qcow2 (PROTO_FILE_DISK) */
 int inst_overlay_path(const struct vmh_instance *inst, char *buf, size_t len);
 /* Create DIR/disk.qcow2 over the base image unless it exists (main thread
  * only: it waits for qemu-img itself). */
@@ -56,7 +56,6 @@ int job_init(struct ev_loop *loop);
 struct conn_settings {
 	char uri[512];
 	char network[64]; /* libvirt network for the default NIC */
-	char accel[16];   /* local.libvirt.accel: "auto", "kvm", "tcg" */
 };
 int conn_init(const struct conn_settings *s);
 void conn_fini(void);
@@ -79,10 +78,7 @@ bool conn_is_local(void);
  * change); returns at once if one came after *gen. Worker threads only. */
 void conn_wait_event(unsigned long *gen, double timeout_s);
 unsigned long conn_event_gen(void);
-/* Last known state of an instance, kept to fill "old" in notifications. */
-void conn_note_state(const char *name, const char *dir, enum proto_state state, bool notify);
-void conn_forget_state(const char *name);
-/* From a worker: note and notify on the main thread. */
+/* From a worker: vmh_state_notify() on the main thread. */
 void conn_post_state(const char *name, enum proto_state state);
 
 /* domain.c */

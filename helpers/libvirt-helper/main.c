@@ -3,7 +3,6 @@
  * out of the request, runs the libvirt calls on a worker thread (ops_*_work)
  * and answers from the main thread (ops_done).
  */
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -32,6 +31,7 @@ struct ops_job {
 	void (*work)(struct ops_job *job, virConnectPtr c);
 	enum ops_kind kind;
 	bool wait_for_conn; /* false: no connection makes states unknown, not an error */
+	bool claimed;       /* holds the SDK's busy claim of inst */
 	struct vmh_instance inst;
 	bool force;
 	double timeout;
@@ -357,7 +357,7 @@ static int ops_discard_qemu_suspend(struct ops_job *job)
 	if (inst_qemu_suspend_discard(&job->inst, m, sizeof(m)) < 0)
 		vmh_log(VMH_WARN, "%s: could not delete the qemu driver's saved state from the disk: %s",
 			job->inst.name, m);
-	snprintf(path, sizeof(path), "%s/suspended", job->inst.dir);
+	vmh_instance_file(&job->inst, PROTO_FILE_SUSPENDED, path, sizeof(path));
 	if (unlink(path) < 0 && errno != ENOENT)
 		return ops_fail(job, PROTO_E_IO, "%s: cannot remove %s: %s", job->inst.name, path,
 				strerror(errno));
@@ -659,6 +659,8 @@ static void ops_thread(void *arg)
 
 static void ops_free(struct ops_job *job)
 {
+	if (job->claimed)
+		vmh_busy_release(job->inst.name);
 	vmh_instance_free(&job->inst);
 	free(job->names);
 	free(job->dirs);
@@ -681,17 +683,17 @@ static void ops_done(void *arg)
 	pk = vmh_result(job->req);
 	switch (job->kind) {
 	case OPS_STATE_RESULT:
-		conn_note_state(job->inst.name, job->inst.dir, job->state, true);
+		vmh_state_notify(job->inst.name, job->state);
 		msgpack_pack_map(pk, 1);
 		proto_pack_kv_state(pk, "state", job->state);
 		break;
 	case OPS_EMPTY_RESULT:
 		if (strcmp(vmh_method(job->req), "instance.delete") == 0)
-			conn_forget_state(job->inst.name);
+			vmh_state_forget(job->inst.name);
 		msgpack_pack_map(pk, 0);
 		break;
 	case OPS_INFO_RESULT:
-		conn_note_state(job->inst.name, job->inst.dir, job->state, true);
+		vmh_state_notify(job->inst.name, job->state);
 		msgpack_pack_map(pk, 5);
 		proto_pack_kv_state(pk, "state", job->state);
 		/* Port 0 and pid nil when not running, as the qemu driver says. */
@@ -725,7 +727,7 @@ static void ops_done(void *arg)
 		proto_pack_str(pk, "instances");
 		msgpack_pack_array(pk, job->n);
 		for (size_t i = 0; i < job->n; i++) {
-			conn_note_state(job->names[i], job->dirs[i], job->states[i], false);
+			vmh_state_seen(job->names[i], job->states[i]);
 			msgpack_pack_map(pk, 3);
 			proto_pack_kv_str(pk, "name", job->names[i]);
 			proto_pack_kv_state(pk, "state", job->states[i]);
@@ -762,11 +764,18 @@ static void ops_run(struct ops_job *job)
 		ops_spawn(job, VMH_ACCEL_TCG);
 }
 
-/* Parse the common params; NULL after answering the request if they are bad. */
+/* Requests that only look at the instance claim nothing. */
+#define OPS_NO_CLAIM PROTO_STATE_UNKNOWN
+
+/* Parse the common params and claim the instance for the operation (with
+ * the state it shows meanwhile); NULL after answering the request if the
+ * params are bad or another operation holds the instance. */
 static struct ops_job *ops_new(struct vmh_req *req, const msgpack_object *params,
-			       void (*work)(struct ops_job *, virConnectPtr), enum ops_kind kind)
+			       void (*work)(struct ops_job *, virConnectPtr), enum ops_kind kind,
+			       enum proto_state claim)
 {
 	struct ops_job *job = calloc(1, sizeof(*job));
+	char m[256];
 
 	if (!job) {
 		vmh_fail(req, PROTO_E_NOMEM, "out of memory");
@@ -780,14 +789,25 @@ static struct ops_job *ops_new(struct vmh_req *req, const msgpack_object *params
 		free(job);
 		return NULL;
 	}
+	if (claim != OPS_NO_CLAIM) {
+		int rc = vmh_busy_claim(job->inst.name, claim, m, sizeof(m));
+
+		if (rc < 0) {
+			vmh_fail(req, rc, "%s", m);
+			ops_free(job);
+			return NULL;
+		}
+		job->claimed = true;
+	}
 	return job;
 }
 
 /* The requests that need nothing but the instance. */
 static void ops_new_run(struct vmh_req *req, const msgpack_object *params,
-			void (*work)(struct ops_job *, virConnectPtr), enum ops_kind kind)
+			void (*work)(struct ops_job *, virConnectPtr), enum ops_kind kind,
+			enum proto_state claim)
 {
-	struct ops_job *job = ops_new(req, params, work, kind);
+	struct ops_job *job = ops_new(req, params, work, kind, claim);
 
 	if (job)
 		ops_run(job);
@@ -826,21 +846,21 @@ static void ops_disk_then_run(struct ops_job *job)
 
 static void on_create(struct vmh_req *req, const msgpack_object *params)
 {
-	struct ops_job *job = ops_new(req, params, ops_create_work, OPS_EMPTY_RESULT);
+	struct ops_job *job = ops_new(req, params, ops_create_work, OPS_EMPTY_RESULT, PROTO_STATE_STOPPED);
 	if (job)
 		ops_disk_then_run(job);
 }
 
 static void on_start(struct vmh_req *req, const msgpack_object *params)
 {
-	struct ops_job *job = ops_new(req, params, ops_start_work, OPS_STATE_RESULT);
+	struct ops_job *job = ops_new(req, params, ops_start_work, OPS_STATE_RESULT, PROTO_STATE_STARTING);
 	if (job)
 		ops_disk_then_run(job);
 }
 
 static void on_stop(struct vmh_req *req, const msgpack_object *params)
 {
-	struct ops_job *job = ops_new(req, params, ops_stop_work, OPS_STATE_RESULT);
+	struct ops_job *job = ops_new(req, params, ops_stop_work, OPS_STATE_RESULT, PROTO_STATE_STOPPING);
 	bool force = false;
 
 	if (!job || !ops_timeout(job, params))
@@ -856,35 +876,35 @@ static void on_stop(struct vmh_req *req, const msgpack_object *params)
 
 static void on_restart(struct vmh_req *req, const msgpack_object *params)
 {
-	struct ops_job *job = ops_new(req, params, ops_restart_work, OPS_STATE_RESULT);
+	struct ops_job *job = ops_new(req, params, ops_restart_work, OPS_STATE_RESULT, PROTO_STATE_RESTARTING);
 	if (job && ops_timeout(job, params))
 		ops_disk_then_run(job);
 }
 
 static void on_suspend(struct vmh_req *req, const msgpack_object *params)
 {
-	ops_new_run(req, params, ops_suspend_work, OPS_STATE_RESULT);
+	ops_new_run(req, params, ops_suspend_work, OPS_STATE_RESULT, PROTO_STATE_SUSPENDING);
 }
 
 static void on_delete(struct vmh_req *req, const msgpack_object *params)
 {
-	ops_new_run(req, params, ops_delete_work, OPS_EMPTY_RESULT);
+	ops_new_run(req, params, ops_delete_work, OPS_EMPTY_RESULT, PROTO_STATE_STOPPING);
 }
 
 static void on_state(struct vmh_req *req, const msgpack_object *params)
 {
-	ops_new_run(req, params, ops_state_work, OPS_STATE_RESULT);
+	ops_new_run(req, params, ops_state_work, OPS_STATE_RESULT, OPS_NO_CLAIM);
 }
 
 static void on_info(struct vmh_req *req, const msgpack_object *params)
 {
-	ops_new_run(req, params, ops_info_work, OPS_INFO_RESULT);
+	ops_new_run(req, params, ops_info_work, OPS_INFO_RESULT, OPS_NO_CLAIM);
 }
 
 static void on_set(struct vmh_req *req, const msgpack_object *params)
 {
 	const msgpack_object *v = proto_map_get(params, "value");
-	struct ops_job *job = ops_new(req, params, ops_set_work, OPS_SET_RESULT);
+	struct ops_job *job = ops_new(req, params, ops_set_work, OPS_SET_RESULT, PROTO_STATE_STOPPED);
 	char text[64], m[256];
 	int rc = 0;
 
@@ -976,28 +996,17 @@ out_nomem:
 	vmh_fail(req, PROTO_E_NOMEM, "out of memory");
 }
 
-static void ops_setting(const msgpack_object *settings, const char *key, char *buf, size_t len,
-			const char *dflt)
-{
-	if (!settings || proto_get_str(settings, key, buf, len) < 0 || !buf[0])
-		snprintf(buf, len, "%s", dflt);
-}
-
 static int ops_init(const char *scope_dir, const msgpack_object *settings, char *why, size_t whylen)
 {
 	struct conn_settings s;
 	int rc;
 
 	memset(&s, 0, sizeof(s));
-	ops_setting(settings, "local.libvirt.uri", s.uri, sizeof(s.uri),
-		    geteuid() == 0 ? "qemu:///system" : "qemu:///session");
-	ops_setting(settings, "local.libvirt.network", s.network, sizeof(s.network),
-		    LVH_DEFAULT_NETWORK);
-	ops_setting(settings, "local.libvirt.accel", s.accel, sizeof(s.accel), "auto");
-	for (char *p = s.accel; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	rc = vmh_accel_configure("local.libvirt.accel", s.accel, why, whylen);
-	if (rc < 0)
+	snprintf(s.uri, sizeof(s.uri), "%s",
+		 vmh_setting("local.libvirt.uri", geteuid() == 0 ? "qemu:///system" : "qemu:///session"));
+	snprintf(s.network, sizeof(s.network), "%s",
+		 vmh_setting("local.libvirt.network", LVH_DEFAULT_NETWORK));
+	if (vmh_accel_configure_setting("local.libvirt.accel", why, whylen) < 0)
 		return PROTO_E_UNAVAILABLE;
 
 	rc = conn_init(&s);
@@ -1005,7 +1014,8 @@ static int ops_init(const char *scope_dir, const msgpack_object *settings, char 
 		snprintf(why, whylen, "libvirt could not be initialised");
 		return PROTO_E_UNAVAILABLE;
 	}
-	vmh_log(VMH_INFO, "libvirt driver: uri %s, network %s, accel %s", s.uri, s.network, s.accel);
+	vmh_log(VMH_INFO, "libvirt driver: uri %s, network %s, %s", s.uri, s.network,
+		vmh_accel_setting());
 	/* The QEMU of a daemon on this machine is the one the probe runs; the
 	 * answer is shared with the qemu driver through the scope's folder. */
 	if (conn_is_local()) {
