@@ -30,16 +30,17 @@
 /* instance.c */
 /* DIR/disk.qcow2 (PROTO_FILE_DISK) */
 int inst_overlay_path(const struct vmh_instance *inst, char *buf, size_t len);
-/* Create DIR/disk.qcow2 over the base image unless it exists (main thread
- * only: it waits for qemu-img itself). */
-int inst_overlay_ensure(const struct vmh_instance *inst, char *err, size_t errlen);
-
-/* Grow DIR/disk.qcow2 to size bytes (main thread only). */
-int inst_overlay_resize(const struct vmh_instance *inst, uint64_t size, char *err, size_t errlen);
-
-/* Delete the qemu driver's suspend snapshot from the disk (any thread: the
- * helper has no child watcher that could reap qemu-img first). */
-int inst_qemu_suspend_discard(const struct vmh_instance *inst, char *err, size_t errlen);
+/* The answer of the three below, from the main loop, exactly once: rc 0, or
+ * a PROTO_E_* code with a sentence for the user in err. */
+typedef void (*inst_done_fn)(void *ud, int rc, const char *err);
+/* Create DIR/disk.qcow2 over the base image unless it exists. Main thread;
+ * inst must live until done. */
+void inst_overlay_ensure(const struct vmh_instance *inst, inst_done_fn done, void *ud);
+/* Grow DIR/disk.qcow2 to size bytes. Main thread. */
+void inst_overlay_resize(const struct vmh_instance *inst, uint64_t size, inst_done_fn done,
+			 void *ud);
+/* Delete the qemu driver's suspend snapshot from the disk. Main thread. */
+void inst_qemu_suspend_discard(const struct vmh_instance *inst, inst_done_fn done, void *ud);
 
 /* event.c */
 /* Make libvirt run its event callbacks on loop (before any connection). */

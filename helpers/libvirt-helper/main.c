@@ -34,6 +34,7 @@ struct ops_job {
 	bool claimed;       /* holds the SDK's busy claim of inst */
 	struct vmh_instance inst;
 	bool force;
+	bool discard_qemu_suspend; /* stop: drop the qemu driver's suspend, then answer */
 	double timeout;
 	char set_key[16]; /* instance.set */
 	uint64_t set_value;
@@ -343,25 +344,18 @@ out_free:
 	virDomainFree(d);
 }
 
-/* A suspend left by the qemu driver is dropped only when asked to. */
+/* A suspend left by the qemu driver is dropped only when asked to; the
+ * main thread drops it once the libvirt calls are done (ops_done), since
+ * qemu-img runs from the loop. */
 static int ops_discard_qemu_suspend(struct ops_job *job)
 {
-	char path[PATH_MAX + 16], m[512];
-
 	if (!dom_qemu_suspended(job->inst.dir))
 		return 0;
 	if (!job->force)
 		return ops_fail(job, PROTO_E_INVALID_STATE,
 				"%s is suspended (by the qemu driver); stopping it would discard "
 				"its saved state (use --force for that)", job->inst.name);
-	if (inst_qemu_suspend_discard(&job->inst, m, sizeof(m)) < 0)
-		vmh_log(VMH_WARN, "%s: could not delete the qemu driver's saved state from the disk: %s",
-			job->inst.name, m);
-	vmh_instance_file(&job->inst, PROTO_FILE_SUSPENDED, path, sizeof(path));
-	if (unlink(path) < 0 && errno != ENOENT)
-		return ops_fail(job, PROTO_E_IO, "%s: cannot remove %s: %s", job->inst.name, path,
-				strerror(errno));
-	vmh_log(VMH_INFO, "%s: discarded the state the qemu driver had suspended", job->inst.name);
+	job->discard_qemu_suspend = true;
 	return 0;
 }
 
@@ -670,17 +664,11 @@ static void ops_free(struct ops_job *job)
 	free(job);
 }
 
-static void ops_done(void *arg)
+/* Answer the request of a job whose work went well, and free it. */
+static void ops_answer(struct ops_job *job)
 {
-	struct ops_job *job = arg;
-	msgpack_packer *pk;
+	msgpack_packer *pk = vmh_result(job->req);
 
-	if (job->err) {
-		vmh_fail(job->req, job->err, "%s", job->msg);
-		ops_free(job);
-		return;
-	}
-	pk = vmh_result(job->req);
 	switch (job->kind) {
 	case OPS_STATE_RESULT:
 		vmh_state_notify(job->inst.name, job->state);
@@ -710,16 +698,6 @@ static void ops_done(void *arg)
 			msgpack_pack_nil(pk);
 		break;
 	case OPS_SET_RESULT:
-		if (strcmp(job->set_key, "disk") == 0) {
-			char m[768];
-			int rc = inst_overlay_resize(&job->inst, job->set_value, m, sizeof(m));
-			if (rc < 0) {
-				/* Nothing packed yet: the failure is the only answer. */
-				vmh_fail(job->req, rc, "%s", m);
-				ops_free(job);
-				return;
-			}
-		}
 		msgpack_pack_map(pk, 0);
 		break;
 	case OPS_LIST_RESULT:
@@ -740,6 +718,59 @@ static void ops_done(void *arg)
 	}
 	vmh_done(job->req);
 	ops_free(job);
+}
+
+/* The end of a job's step on the main loop: answer, or fail with err. */
+static void ops_step_done(void *ud, int rc, const char *err)
+{
+	struct ops_job *job = ud;
+
+	if (rc < 0) {
+		vmh_fail(job->req, rc, "%s", err);
+		ops_free(job);
+		return;
+	}
+	ops_answer(job);
+}
+
+static void ops_qemu_suspend_discarded(void *ud, int rc, const char *err)
+{
+	struct ops_job *job = ud;
+	char path[PATH_MAX];
+
+	if (rc < 0)
+		vmh_log(VMH_WARN, "%s: could not delete the qemu driver's saved state from the disk: %s",
+			job->inst.name, err);
+	vmh_instance_file(&job->inst, PROTO_FILE_SUSPENDED, path, sizeof(path));
+	if (unlink(path) < 0 && errno != ENOENT) {
+		vmh_fail(job->req, PROTO_E_IO, "%s: cannot remove %s: %s", job->inst.name, path,
+			 strerror(errno));
+		ops_free(job);
+		return;
+	}
+	vmh_log(VMH_INFO, "%s: discarded the state the qemu driver had suspended", job->inst.name);
+	ops_answer(job);
+}
+
+/* Main thread, after the work: the steps that run children, then the answer. */
+static void ops_done(void *arg)
+{
+	struct ops_job *job = arg;
+
+	if (job->err) {
+		vmh_fail(job->req, job->err, "%s", job->msg);
+		ops_free(job);
+		return;
+	}
+	if (job->discard_qemu_suspend) {
+		inst_qemu_suspend_discard(&job->inst, ops_qemu_suspend_discarded, job);
+		return;
+	}
+	if (job->kind == OPS_SET_RESULT && strcmp(job->set_key, "disk") == 0) {
+		inst_overlay_resize(&job->inst, job->set_value, ops_step_done, job);
+		return;
+	}
+	ops_answer(job);
 }
 
 static void ops_spawn(void *ud, enum vmh_accel chosen)
@@ -831,17 +862,22 @@ static bool ops_timeout(struct ops_job *job, const msgpack_object *params)
 	return true;
 }
 
-static void ops_disk_then_run(struct ops_job *job)
+static void ops_disk_ready(void *ud, int rc, const char *err)
 {
-	char m[768];
-	int rc = inst_overlay_ensure(&job->inst, m, sizeof(m));
+	struct ops_job *job = ud;
 
 	if (rc < 0) {
-		vmh_fail(job->req, rc, "%s", m);
+		vmh_fail(job->req, rc, "%s", err);
 		ops_free(job);
 		return;
 	}
 	ops_run(job);
+}
+
+/* The shared disk first (qemu-img, from the loop), then the libvirt work. */
+static void ops_disk_then_run(struct ops_job *job)
+{
+	inst_overlay_ensure(&job->inst, ops_disk_ready, job);
 }
 
 static void on_create(struct vmh_req *req, const msgpack_object *params)
