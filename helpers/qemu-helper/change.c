@@ -24,6 +24,7 @@ struct change {
 	struct vmh_req *req;
 	struct vmh_instance inst;
 	struct vmh_instance clone;
+	struct vmh_mount mount; /* instance.mount: the one to try */
 	bool claimed;
 };
 
@@ -33,6 +34,7 @@ static void change_free(struct change *c)
 		vmh_busy_release(c->inst.name);
 	vmh_instance_free(&c->inst);
 	vmh_instance_free(&c->clone);
+	vmh_mount_free(&c->mount);
 	free(c);
 }
 
@@ -219,6 +221,26 @@ static int mount_check_idmap(const struct vmh_mount *m, char *err, size_t errlen
 	return rc;
 }
 
+/* In a child of the runner: qh_idmap_try() waits for a process of its own. */
+static int mount_try_task(void *arg, char *err, size_t errlen)
+{
+	struct change *c = arg;
+
+	return qh_idmap_try(&c->mount, err, errlen);
+}
+
+static void mount_tried(void *ud, const struct vmh_run_result *r)
+{
+	struct change *c = ud;
+	int rc = vmh_task_code(r);
+
+	if (rc < 0) {
+		change_fail(c, rc, "%s", r->output[0] ? r->output : "the idmapped mount failed");
+		return;
+	}
+	change_done(c);
+}
+
 void qh_instance_mount(struct vmh_req *req, const msgpack_object *params)
 {
 	const msgpack_object *mount = proto_map_get(params, "mount");
@@ -244,20 +266,21 @@ void qh_instance_mount(struct vmh_req *req, const msgpack_object *params)
 		vmh_mount_free(&m);
 		return;
 	}
-	/* Kernel and filesystem support are known now rather than at the start. */
-	if (qh_idmap_active(&m)) {
-		rc = qh_idmap_try(&m, err, sizeof(err));
-		if (rc < 0) {
-			vmh_fail(req, rc, "%s", err);
-			vmh_mount_free(&m);
-			return;
-		}
-	}
-	vmh_mount_free(&m);
 	/* qemu cannot add a 9p share to a running VM (fsdev has no hot-plug). */
 	c = change_begin(req, params, "qemu shares folders from the VM's start");
-	if (c)
+	if (!c) {
+		vmh_mount_free(&m);
+		return;
+	}
+	c->mount = m;
+	if (!qh_idmap_active(&c->mount)) {
 		change_done(c);
+		return;
+	}
+	/* Kernel and filesystem support are known now rather than at the start. */
+	rc = vmh_run_task(mount_try_task, c, QH_IDMAP_TIMEOUT, mount_tried, c);
+	if (rc < 0)
+		change_fail(c, rc, "cannot start trying an idmapped mount of %s", c->mount.source);
 }
 
 void qh_instance_umount(struct vmh_req *req, const msgpack_object *params)

@@ -82,6 +82,14 @@ static int idmap_check_list(const struct vmh_idpair *p, size_t n, const char *wh
 	return 0;
 }
 
+bool qh_idmap_needed(const struct vmh_instance *inst)
+{
+	for (size_t i = 0; i < inst->n_mounts; i++)
+		if (qh_idmap_active(&inst->mounts[i]))
+			return true;
+	return false;
+}
+
 int qh_idmap_check(const struct vmh_mount *m, char *err, size_t errlen)
 {
 	int rc = idmap_check_list(m->uid_map, m->n_uid_map, "uid", err, errlen);
@@ -209,7 +217,11 @@ static int idmap_write(pid_t pid, const char *file, const char *text, char *err,
 }
 
 /* A child in a new user namespace lives until its map is written and its
- * namespace opened; the namespace outlives it through the fd. */
+ * namespace opened; the namespace outlives it through the fd. The kernel
+ * needs that process (a map is written to /proc/PID/uid_map by a process of
+ * the parent namespace, as systemd and util-linux do too), and its caller
+ * waits for it: this runs in a child of the runner (vmh_run_task), so the
+ * helper's loop never does. */
 static int idmap_userns(const char *uid_text, const char *gid_text, char *err, size_t errlen)
 {
 	int ready[2], hold[2], rc, ns = -1, child_err = 0;

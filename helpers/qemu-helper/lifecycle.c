@@ -47,6 +47,7 @@ struct op {
 	int port_tries;
 	int tap_fds[VMH_MAX_KEEP_FDS];
 	size_t n_tap_fds;
+	int port; /* of the SSH forward */
 	/* create */
 	uint64_t size;
 	/* what the broker was told before this operation */
@@ -492,40 +493,18 @@ static int start_open_taps(struct op *op)
 	return 0;
 }
 
-static void start_with_accel(void *ud, enum vmh_accel accel)
+/* Run qemu for op, whose files, taps, port and idmapped mounts are ready. */
+static void start_qemu(struct op *op)
 {
-	struct op *op = ud;
-	char err[QH_ERR], port_text[16], log[QH_PATH], line[4096];
-	int keep[VMH_MAX_KEEP_FDS], port, rc;
+	char err[QH_ERR], log[QH_PATH], line[4096];
+	int keep[VMH_MAX_KEEP_FDS], rc;
 	char **argv;
 
-	op->accel = accel;
-	if (start_check_files(op) < 0 || start_prepare_firmware(op) < 0 ||
-	    start_open_taps(op) < 0)
-		return;
-	port = pick_port();
-	if (port < 0) {
-		op_fail(op, PROTO_E_IO, "cannot find a free port for SSH");
-		return;
-	}
-	snprintf(port_text, sizeof(port_text), "%d\n", port);
-	rc = write_small(&op->inst, QH_SSH_PORT, port_text);
-	if (rc < 0) {
-		op_fail(op, rc, "cannot write %s/%s", op->inst.dir, QH_SSH_PORT);
-		return;
-	}
 	/* Passed fds land at 3, 4, ... in qemu (see vmh_run). */
 	for (size_t i = 0; i < op->n_tap_fds; i++)
 		keep[i] = 3 + (int)i;
-	op->resume = qh_vm_suspended(&op->inst);
-	qh_vm_cleanup(&op->inst);
-	rc = qh_idmap_prepare(&op->inst, err, sizeof(err));
-	if (rc < 0) {
-		op_fail(op, rc, "%s", err);
-		return;
-	}
-	argv = qh_vm_argv(&op->inst, accel, port, op->resume, op->n_tap_fds ? keep : NULL, err,
-			  sizeof(err));
+	argv = qh_vm_argv(&op->inst, op->accel, op->port, op->resume, op->n_tap_fds ? keep : NULL,
+			  err, sizeof(err));
 	if (!argv) {
 		qh_idmap_release(&op->inst);
 		op_fail(op, PROTO_E_NOMEM, "%s", err);
@@ -547,6 +526,63 @@ static void start_with_accel(void *ud, enum vmh_accel accel)
 		qh_idmap_release(&op->inst);
 		op_fail(op, rc, "cannot run qemu-system-x86_64");
 	}
+}
+
+/* In a child of the runner: the idmapped mounts are made there, since
+ * making one waits for a process of its own (see idmap.c). Mounts are
+ * shared with the helper's mount namespace. */
+static int start_idmap_task(void *arg, char *err, size_t errlen)
+{
+	struct op *op = arg;
+
+	return qh_idmap_prepare(&op->inst, err, errlen);
+}
+
+static void start_idmapped(void *ud, const struct vmh_run_result *r)
+{
+	struct op *op = ud;
+	int rc = vmh_task_code(r);
+
+	if (rc < 0) {
+		qh_idmap_release(&op->inst);
+		op_fail(op, rc, "%s", r->output[0] ? r->output : "the id mapped mounts failed");
+		return;
+	}
+	start_qemu(op);
+}
+
+static void start_with_accel(void *ud, enum vmh_accel accel)
+{
+	struct op *op = ud;
+	char port_text[16];
+	int rc;
+
+	op->accel = accel;
+	if (start_check_files(op) < 0 || start_prepare_firmware(op) < 0 ||
+	    start_open_taps(op) < 0)
+		return;
+	op->port = pick_port();
+	if (op->port < 0) {
+		op_fail(op, PROTO_E_IO, "cannot find a free port for SSH");
+		return;
+	}
+	snprintf(port_text, sizeof(port_text), "%d\n", op->port);
+	rc = write_small(&op->inst, QH_SSH_PORT, port_text);
+	if (rc < 0) {
+		op_fail(op, rc, "cannot write %s/%s", op->inst.dir, QH_SSH_PORT);
+		return;
+	}
+	op->resume = qh_vm_suspended(&op->inst);
+	qh_vm_cleanup(&op->inst);
+	/* What a helper that died before its VM stopped left behind. */
+	qh_idmap_release(&op->inst);
+	if (!qh_idmap_needed(&op->inst)) {
+		start_qemu(op);
+		return;
+	}
+	rc = vmh_run_task(start_idmap_task, op, QH_IDMAP_TIMEOUT, start_idmapped, op);
+	if (rc < 0)
+		op_fail(op, rc, "cannot start making the idmapped mounts");
 }
 
 /* Start an instance this op has claimed. */

@@ -134,6 +134,7 @@ void qh_vm_batch(bool on);
 
 #define QH_IDMAPPED "idmapped" /* DIR/idmapped/N: the idmapped view of mount N */
 #define QH_IDMAP_MAX 24        /* entries per map: the kernel's map must fit in a page */
+#define QH_IDMAP_TIMEOUT 30.0  /* for a task that makes (or tries) idmapped mounts */
 
 /* Whether the mount's maps move any id (needs an idmapped mount). */
 bool qh_idmap_active(const struct vmh_mount *m);
@@ -141,11 +142,17 @@ bool qh_idmap_active(const struct vmh_mount *m);
 int qh_idmap_check(const struct vmh_mount *m, char *err, size_t errlen);
 /* Whether this helper may make idmapped mounts (root with CAP_SYS_ADMIN). */
 bool qh_idmap_possible(void);
-/* Make (and drop) an idmapped clone of source: does the host support it? */
+/* Whether any mount of inst has an active map (then qemu shares an idmapped view). */
+bool qh_idmap_needed(const struct vmh_instance *inst);
+
+/* The two below wait for a process of their own: call them in a child of
+ * the runner (vmh_run_task), never on the loop. */
+/* Make (and drop) an idmapped clone of the source: does the host support it? */
 int qh_idmap_try(const struct vmh_mount *m, char *err, size_t errlen);
 /* DIR/idmapped/i: what qemu shares for mount i when its map is active. */
 void qh_idmap_path(const struct vmh_instance *inst, size_t i, char *buf, size_t len);
-/* Before qemu starts: drop stale idmapped mounts, make one per active map. */
+/* Before qemu starts: drop stale idmapped mounts, make one per active map
+ * (all dropped again if one fails). */
 int qh_idmap_prepare(const struct vmh_instance *inst, char *err, size_t errlen);
 /* Detach the instance's idmapped mounts (only inst->dir and name are used). */
 void qh_idmap_release(const struct vmh_instance *inst);

@@ -269,6 +269,9 @@ int vmh_run(char *const argv[], const struct vmh_run_opts *opts, vmh_run_cb cb, 
  * to err; cb gets status = -code and output = err. */
 typedef int (*vmh_task_fn)(void *arg, char *err, size_t errlen);
 int vmh_run_task(vmh_task_fn fn, void *arg, double timeout_s, vmh_run_cb cb, void *ud);
+/* The PROTO_E_* code a task's result stands for: 0 when fn returned 0, its
+ * own code, PROTO_E_TIMEOUT past the deadline, PROTO_E_DRIVER if it died. */
+int vmh_task_code(const struct vmh_run_result *r);
 /* Join argv into one line for logs. */
 void vmh_argv_str(char *const argv[], char *buf, size_t len);
 
