@@ -198,10 +198,10 @@ static void dom_put(FILE *f, const char *fmt, ...)
 	va_end(ap);
 }
 
-char *dom_xml(const struct vmh_instance *inst, bool kvm, const char *uuid)
+char *dom_xml(const struct vmh_instance *inst, const struct dom_xml_opts *o)
 {
-	const struct conn_settings *set = conn_settings();
 	char dname[96], overlay[PATH_MAX + 16], console[PATH_MAX + 16];
+	bool kvm = o->kvm;
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
@@ -214,8 +214,8 @@ char *dom_xml(const struct vmh_instance *inst, bool kvm, const char *uuid)
 
 	dom_put(f, "<domain type='%s'>\n", kvm ? "kvm" : "qemu");
 	dom_put(f, "  <name>%s</name>\n", dname);
-	if (uuid)
-		dom_put(f, "  <uuid>%s</uuid>\n", uuid);
+	if (o->uuid)
+		dom_put(f, "  <uuid>%s</uuid>\n", o->uuid);
 	dom_put(f, "  <title>vmctl instance %s</title>\n", inst->name);
 	dom_put(f, "  <description>Managed by vmctl (libvirt driver). Disk and seed live in %s; "
 		   "use vmctl to change this domain.</description>\n", inst->dir);
@@ -249,7 +249,7 @@ char *dom_xml(const struct vmh_instance *inst, bool kvm, const char *uuid)
 			   "      <source file='%s'/>\n      <target dev='vdb' bus='virtio'/>\n"
 			   "      <readonly/>\n    </disk>\n", inst->seed);
 	dom_put(f, "    <interface type='network'>\n      <source network='%s'/>\n",
-		set->network);
+		o->network);
 	if (inst->mac)
 		dom_put(f, "      <mac address='%s'/>\n", inst->mac);
 	dom_put(f, "      <model type='virtio'/>\n    </interface>\n");
@@ -258,17 +258,9 @@ char *dom_xml(const struct vmh_instance *inst, bool kvm, const char *uuid)
 	dom_put(f, "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n");
 	dom_put(f, "    <memballoon model='none'/>\n");
 	dom_put(f, "  </devices>\n");
-	if (conn_is_local_system()) {
-		/* Run QEMU as the owner of the instance folder, as the qemu
-		 * driver does, instead of libvirt-qemu: the folder may not be
-		 * reachable for that user, and relabelling the shared base image
-		 * back and forth would race with instances of the qemu driver. */
-		struct stat st;
-		if (stat(inst->dir, &st) == 0)
-			dom_put(f, "  <seclabel type='static' model='dac' relabel='no'>"
-				   "<label>+%u:+%u</label></seclabel>\n",
-				(unsigned)st.st_uid, (unsigned)st.st_gid);
-	}
+	if (o->static_owner)
+		dom_put(f, "  <seclabel type='static' model='dac' relabel='no'>"
+			   "<label>+%u:+%u</label></seclabel>\n", o->owner, o->group);
 	dom_put(f, "</domain>\n");
 	if (fclose(f) != 0) {
 		free(buf);
@@ -280,18 +272,29 @@ char *dom_xml(const struct vmh_instance *inst, bool kvm, const char *uuid)
 virDomainPtr dom_define(virConnectPtr c, const struct vmh_instance *inst, char *err, size_t errlen)
 {
 	char dname[96], uuid[VIR_UUID_STRING_BUFLEN];
-	bool have_uuid = false;
+	struct dom_xml_opts o = {.network = conn_settings()->network, .kvm = conn_use_kvm()};
+	struct stat st;
 	virDomainPtr d;
 	char *xml;
 
 	dom_name(inst->name, dname, sizeof(dname));
 	d = virDomainLookupByName(c, dname);
 	if (d) {
-		have_uuid = virDomainGetUUIDString(d, uuid) == 0;
+		if (virDomainGetUUIDString(d, uuid) == 0)
+			o.uuid = uuid;
 		virDomainFree(d);
 	}
 	virResetLastError();
-	xml = dom_xml(inst, conn_use_kvm(), have_uuid ? uuid : NULL);
+	/* On the local system daemon, QEMU runs as the owner of the instance
+	 * folder, as the qemu driver does, instead of libvirt-qemu: the folder
+	 * may not be reachable for that user, and relabelling the shared base
+	 * image back and forth would race with instances of the qemu driver. */
+	if (conn_is_local_system() && stat(inst->dir, &st) == 0) {
+		o.static_owner = true;
+		o.owner = (unsigned)st.st_uid;
+		o.group = (unsigned)st.st_gid;
+	}
+	xml = dom_xml(inst, &o);
 	if (!xml) {
 		snprintf(err, errlen, "out of memory building the domain XML");
 		return NULL;

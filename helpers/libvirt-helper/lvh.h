@@ -27,6 +27,19 @@
 
 /* The instance map of a request is the SDK's struct vmh_instance. */
 
+/* ops.c: the requests (the driver table is main.c's) */
+int lvh_init(const char *scope_dir, const msgpack_object *settings, char *why, size_t whylen);
+void lvh_instances_list(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_create(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_start(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_stop(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_suspend(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_restart(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_delete(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_state(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_info(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_set(struct vmh_req *req, const msgpack_object *params);
+
 /* instance.c */
 /* DIR/disk.qcow2 (PROTO_FILE_DISK) */
 int inst_overlay_path(const struct vmh_instance *inst, char *buf, size_t len);
@@ -94,9 +107,16 @@ bool dom_qemu_suspended(const char *dir);
 /* Whether the disk was written after libvirt's managed save was taken (it
  * ran under the qemu driver since): restoring that save would corrupt it. */
 bool dom_save_is_stale(const struct vmh_instance *inst);
-/* The domain's XML for inst (malloc'd) or NULL. uuid: keep the identity of
- * an existing definition (NULL: libvirt picks one). */
-char *dom_xml(const struct vmh_instance *inst, bool kvm, const char *uuid);
+/* What the domain XML depends on besides the instance. */
+struct dom_xml_opts {
+	bool kvm;            /* domain type kvm with the host's CPU; else qemu (TCG), CPU "maximum" */
+	const char *uuid;    /* keep an existing definition's identity; NULL: libvirt picks one */
+	const char *network; /* the libvirt network of the default NIC */
+	bool static_owner;   /* run QEMU as owner:group, unrelabelled (the local system daemon) */
+	unsigned owner, group;
+};
+/* The domain's XML for inst (malloc'd) or NULL; every string in it escaped. */
+char *dom_xml(const struct vmh_instance *inst, const struct dom_xml_opts *o);
 /* Define (or redefine) the domain; returns it (virDomainFree it). */
 virDomainPtr dom_define(virConnectPtr c, const struct vmh_instance *inst, char *err, size_t errlen);
 /* Make sure the network for the NIC exists and runs. */
