@@ -121,6 +121,9 @@ def main():
         print(f"ok: then create ran qemu-img info and create and answered {created}", flush=True)
         print("PASS", flush=True)
     finally:
+        # Let a fake qemu-img still waiting go (a helper that blocks on it
+        # would leave it behind), then stop the helper.
+        open(os.path.join(tmp, "gate"), "a").close()
         if helper:
             helper.close()
         shutil.rmtree(tmp, ignore_errors=True)
