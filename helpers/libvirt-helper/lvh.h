@@ -8,7 +8,8 @@
  * libvirt's event callbacks (event.c). Blocking libvirt calls (start,
  * managed save, shutdown waits, connecting) run on short-lived worker
  * threads (job.c) and hand their result back to the main thread, which alone
- * talks to the broker.
+ * talks to the broker, keeps the SDK's per-instance claims and states, and
+ * runs qemu-img (instance.c, through the SDK's runner).
  */
 #ifndef LVH_H
 #define LVH_H

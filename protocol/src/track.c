@@ -205,10 +205,14 @@ void vmh_state_forget(const char *name)
 
 void vmh_state_each(void (*fn)(void *ud, const char *name, enum proto_state state), void *ud)
 {
-	for (size_t i = 0; i < tr.n_buckets; i++)
-		for (struct tracked *t = tr.v[i]; t; t = t->next)
+	for (size_t i = 0; i < tr.n_buckets; i++) {
+		for (struct tracked *t = tr.v[i], *next; t; t = next) {
+			/* fn may forget t, which frees it. */
+			next = t->next;
 			if (t->known)
 				fn(ud, t->name, t->state);
+		}
+	}
 }
 
 void vmh_track_reset(void)

@@ -1,4 +1,5 @@
 /* What the SDK keeps per instance: busy claims and the states last told. */
+#include <stdio.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -93,4 +94,27 @@ Test(track, each_visits_every_remembered_instance_and_may_change_it)
 	cr_expect_eq(s.running, 500);
 	cr_expect(vmh_state_last("vm7", &st));
 	cr_expect_eq(st, PROTO_STATE_UNKNOWN);
+}
+
+static void forget_stopped(void *ud, const char *name, enum proto_state state)
+{
+	if (state == PROTO_STATE_STOPPED)
+		vmh_state_forget(name);
+}
+
+Test(track, each_may_forget_the_instance_it_is_given)
+{
+	char name[16];
+	int left = 0;
+
+	for (int i = 0; i < 200; i++) {
+		snprintf(name, sizeof(name), "vm%d", i);
+		vmh_state_seen(name, i % 4 ? PROTO_STATE_RUNNING : PROTO_STATE_STOPPED);
+	}
+	vmh_state_each(forget_stopped, NULL);
+	for (int i = 0; i < 200; i++) {
+		snprintf(name, sizeof(name), "vm%d", i);
+		left += vmh_state_last(name, NULL);
+	}
+	cr_expect_eq(left, 150);
 }
