@@ -51,53 +51,10 @@ int validate_instance_name_n(const char *name, size_t len, char *err, size_t err
 	return validate_instance_name(copy, err, errlen);
 }
 
+/* The rule is the protocol's, so that the broker and every helper agree. */
 int validate_instance_name(const char *name, char *err, size_t errlen)
 {
-	size_t n, i;
-	int shown;
-	char what[32];
-
-	if (!name || !*name) {
-		snprintf(err, errlen, "instance name must not be empty");
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	n = strlen(name);
-	shown = n > VALIDATE_SHOWN_MAX ? VALIDATE_SHOWN_MAX : (int)n;
-
-	if (n > INSTANCE_NAME_MAX)
-		return validate_name_too_long(name, n, err, errlen);
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)name[i];
-
-		if (isupper(c) && c < 0x80) {
-			char lower[INSTANCE_NAME_MAX + 1];
-			size_t j;
-
-			for (j = 0; j < n; j++)
-				lower[j] = (char)tolower((unsigned char)name[j]);
-			lower[n] = '\0';
-			snprintf(err, errlen,
-				 "invalid instance name \"%s\": upper case letters are not allowed (try \"%s\")",
-				 name, lower);
-			return PROTO_E_INVALID_ARGUMENT;
-		}
-		if (!(c >= 'a' && c <= 'z') && !(c >= '0' && c <= '9') && c != '-') {
-			validate_describe_char(c, what, sizeof(what));
-			snprintf(err, errlen,
-				 "invalid instance name \"%.*s\": %s is not allowed; names may contain only lower case letters, digits and hyphens",
-				 shown, name, what);
-			return PROTO_E_INVALID_ARGUMENT;
-		}
-	}
-	if (!(name[0] >= 'a' && name[0] <= 'z')) {
-		snprintf(err, errlen, "invalid instance name \"%s\": names must start with a letter", name);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	if (name[n - 1] == '-') {
-		snprintf(err, errlen, "invalid instance name \"%s\": names must not end with a hyphen", name);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	return 0;
+	return proto_check_name(name, err, errlen);
 }
 
 int validate_network_name(const char *name, char *why, size_t whylen)

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <vmproto/proto.h>
+
 #define VMCTL_VERSION "0.1.0"
 
 /* ---- atomic.c ---- */
@@ -33,8 +35,8 @@ int read_file(const char *path, size_t max, char **out, size_t *len);
 
 /* ---- validate.c ---- */
 
-#define INSTANCE_NAME_MAX 63
-#define MIN_MEMORY (512ull << 20)
+#define INSTANCE_NAME_MAX PROTO_NAME_MAX
+#define MIN_MEMORY PROTO_MEMORY_MIN
 #define MIN_DISK (1ull << 30)
 #define MAX_CPUS 1024
 

@@ -21,13 +21,6 @@
 /* How long a request waits for a connection attempt already under way. */
 #define CONN_WAIT_CONNECTING 30.0
 
-struct conn_state_entry {
-	char name[64];
-	char dir[PATH_MAX];
-	char state[16];
-	struct conn_state_entry *next;
-};
-
 /* Fields under lock are shared with workers; the rest is main thread only. */
 static struct {
 	pthread_mutex_t lock;
@@ -42,7 +35,6 @@ static struct {
 	struct ev_loop *loop;
 	ev_timer retry;
 	double backoff;
-	struct conn_state_entry *states;
 	bool stopping;
 } cs = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -63,107 +55,65 @@ static void conn_bump_locked(void)
 	pthread_cond_broadcast(&cs.cond);
 }
 
-/* ---- the state table (main thread) ---- */
-
-static struct conn_state_entry *conn_state_find(const char *name)
-{
-	for (struct conn_state_entry *e = cs.states; e; e = e->next)
-		if (strcmp(e->name, name) == 0)
-			return e;
-	return NULL;
-}
-
-void conn_note_state(const char *name, const char *dir, const char *state, bool notify)
-{
-	struct conn_state_entry *e = conn_state_find(name);
-	const char *old = "unknown";
-
-	if (!e) {
-		e = calloc(1, sizeof(*e));
-		if (!e)
-			return;
-		snprintf(e->name, sizeof(e->name), "%s", name);
-		snprintf(e->state, sizeof(e->state), "unknown");
-		e->next = cs.states;
-		cs.states = e;
-	}
-	if (dir)
-		snprintf(e->dir, sizeof(e->dir), "%s", dir);
-	if (strcmp(e->state, state) == 0)
-		return;
-	char prev[16];
-	snprintf(prev, sizeof(prev), "%s", e->state);
-	old = prev;
-	snprintf(e->state, sizeof(e->state), "%s", state);
-	if (notify)
-		vmh_state_changed(name, old, state);
-}
-
-void conn_forget_state(const char *name)
-{
-	for (struct conn_state_entry **pp = &cs.states; *pp; pp = &(*pp)->next) {
-		if (strcmp((*pp)->name, name) == 0) {
-			struct conn_state_entry *e = *pp;
-			*pp = e->next;
-			free(e);
-			return;
-		}
-	}
-}
+/* ---- states (main thread; the SDK remembers them) ---- */
 
 struct conn_state_post {
 	char name[64];
-	char state[16];
+	enum proto_state state;
 };
 
 static void conn_post_state_cb(void *arg)
 {
 	struct conn_state_post *p = arg;
-	conn_note_state(p->name, NULL, p->state, true);
+	vmh_state_notify(p->name, p->state);
 	free(p);
 }
 
-void conn_post_state(const char *name, const char *state)
+void conn_post_state(const char *name, enum proto_state state)
 {
 	struct conn_state_post *p = calloc(1, sizeof(*p));
 	if (!p)
 		return;
 	snprintf(p->name, sizeof(p->name), "%s", name);
-	snprintf(p->state, sizeof(p->state), "%s", state);
+	p->state = state;
 	if (job_post(conn_post_state_cb, p) < 0)
 		free(p);
 }
 
 /* ---- events (main thread, from libvirt's dispatch) ---- */
 
-static const char *conn_event_state(const char *name, int event, int detail)
+/* The state a lifecycle event moves the instance to; false: no change. */
+static bool conn_event_state(const char *name, int event, int detail, enum proto_state *state)
 {
-	const struct conn_state_entry *e = conn_state_find(name);
-	const char *cur = e ? e->state : "unknown";
+	enum proto_state cur = PROTO_STATE_UNKNOWN;
 
+	vmh_state_last(name, &cur);
 	switch (event) {
 	case VIR_DOMAIN_EVENT_STARTED:
 	case VIR_DOMAIN_EVENT_RESUMED:
-		return "running";
+		*state = PROTO_STATE_RUNNING;
+		return true;
 	case VIR_DOMAIN_EVENT_SUSPENDED:
 		/* A managed save pauses the guest before writing it out: it is
-		 * still on its way to "suspended". */
-		if (strcmp(cur, "suspending") == 0)
-			return NULL;
-		return "suspended";
+		 * still on its way to suspended. */
+		*state = PROTO_STATE_SUSPENDED;
+		return cur != PROTO_STATE_SUSPENDING;
 	case VIR_DOMAIN_EVENT_PMSUSPENDED:
-		return "suspended";
+		*state = PROTO_STATE_SUSPENDED;
+		return true;
 	case VIR_DOMAIN_EVENT_SHUTDOWN:
-		return detail == VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED ? NULL : "stopping";
+		*state = PROTO_STATE_STOPPING;
+		return detail != VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED;
 	case VIR_DOMAIN_EVENT_STOPPED:
-		if (detail == VIR_DOMAIN_EVENT_STOPPED_SAVED)
-			return "suspended";
+		if (detail == VIR_DOMAIN_EVENT_STOPPED_SAVED) {
+			*state = PROTO_STATE_SUSPENDED;
+			return true;
+		}
 		/* Stopped as one step of a restart: the restart reports on. */
-		if (strcmp(cur, "restarting") == 0)
-			return NULL;
-		return "stopped";
+		*state = PROTO_STATE_STOPPED;
+		return cur != PROTO_STATE_RESTARTING;
 	default:
-		return NULL;
+		return false;
 	}
 }
 
@@ -175,11 +125,13 @@ static int conn_lifecycle_cb(virConnectPtr c, virDomainPtr dom, int event, int d
 	if (!dname || strncmp(dname, LVH_DOMAIN_PREFIX, plen) != 0)
 		return 0;
 	const char *name = dname + plen;
-	const char *state = conn_event_state(name, event, detail);
+	enum proto_state state;
+	bool changes = conn_event_state(name, event, detail, &state);
+
 	vmh_log(VMH_DEBUG, "libvirt event for %s: event %d detail %d -> %s", name, event, detail,
-		state ? state : "(no change)");
-	if (state)
-		conn_note_state(name, NULL, state, true);
+		changes ? proto_state_name(state) : "(no change)");
+	if (changes)
+		vmh_state_notify(name, state);
 
 	pthread_mutex_lock(&cs.lock);
 	conn_bump_locked();
@@ -201,20 +153,18 @@ static void conn_schedule_retry(void)
 		cs.backoff = CONN_BACKOFF_MAX;
 }
 
+static void conn_unknown(void *ud, const char *name, enum proto_state state)
+{
+	vmh_state_notify(name, PROTO_STATE_UNKNOWN);
+}
+
 static void conn_lost(void *arg)
 {
 	virConnectPtr c = arg;
 
 	/* Our reference; workers still holding theirs fail their calls. */
 	virConnectClose(c);
-	for (struct conn_state_entry *e = cs.states; e; e = e->next) {
-		if (strcmp(e->state, "unknown") != 0) {
-			char old[16];
-			snprintf(old, sizeof(old), "%s", e->state);
-			snprintf(e->state, sizeof(e->state), "unknown");
-			vmh_state_changed(e->name, old, "unknown");
-		}
-	}
+	vmh_state_each(conn_unknown, NULL);
 	cs.backoff = CONN_BACKOFF_MIN;
 	conn_schedule_retry();
 }
@@ -246,7 +196,7 @@ struct conn_reconcile {
 	size_t n;
 	char (*names)[64];
 	char (*dirs)[PATH_MAX];
-	const char **states;
+	enum proto_state *states;
 };
 
 static void conn_reconcile_work(void *arg)
@@ -260,10 +210,10 @@ static void conn_reconcile_work(void *arg)
 		dom_collect_orphans(c);
 
 	for (size_t i = 0; i < r->n; i++) {
-		r->states[i] = "unknown";
+		r->states[i] = PROTO_STATE_UNKNOWN;
 		if (c && dom_query_state(c, r->names[i], r->dirs[i][0] ? r->dirs[i] : NULL,
 					 &r->states[i], err, sizeof(err)) < 0)
-			r->states[i] = "unknown";
+			r->states[i] = PROTO_STATE_UNKNOWN;
 	}
 	if (c)
 		virConnectClose(c);
@@ -274,12 +224,28 @@ static void conn_reconcile_done(void *arg)
 	struct conn_reconcile *r = arg;
 
 	for (size_t i = 0; i < r->n; i++)
-		if (conn_state_find(r->names[i]))
-			conn_note_state(r->names[i], NULL, r->states[i], true);
+		if (vmh_state_last(r->names[i], NULL))
+			vmh_state_notify(r->names[i], r->states[i]);
 	free(r->names);
 	free(r->dirs);
 	free(r->states);
 	free(r);
+}
+
+static void conn_count(void *ud, const char *name, enum proto_state state)
+{
+	(*(size_t *)ud)++;
+}
+
+/* The instance and its folder, for the worker to look at. */
+static void conn_collect(void *ud, const char *name, enum proto_state state)
+{
+	struct conn_reconcile *r = ud;
+
+	snprintf(r->names[r->n], sizeof(r->names[0]), "%s", name);
+	if (vmh_instance_dir(name, r->dirs[r->n], sizeof(r->dirs[0])) < 0)
+		r->dirs[r->n][0] = '\0';
+	r->n++;
 }
 
 static void conn_reconcile(void)
@@ -287,8 +253,7 @@ static void conn_reconcile(void)
 	struct conn_reconcile *r = calloc(1, sizeof(*r));
 	size_t n = 0;
 
-	for (struct conn_state_entry *e = cs.states; e; e = e->next)
-		n++;
+	vmh_state_each(conn_count, &n);
 	if (!r)
 		return;
 	r->names = calloc(n ? n : 1, sizeof(*r->names));
@@ -296,10 +261,7 @@ static void conn_reconcile(void)
 	r->states = calloc(n ? n : 1, sizeof(*r->states));
 	if (!r->names || !r->dirs || !r->states)
 		goto out_free;
-	for (struct conn_state_entry *e = cs.states; e; e = e->next) {
-		snprintf(r->dirs[r->n], sizeof(r->dirs[0]), "%s", e->dir);
-		snprintf(r->names[r->n++], sizeof(r->names[0]), "%s", e->name);
-	}
+	vmh_state_each(conn_collect, r);
 	if (job_spawn(conn_reconcile_work, conn_reconcile_done, r) == 0)
 		return;
 out_free:
@@ -341,13 +303,18 @@ static void conn_attempt_work(void *arg)
 	 * vmh_accel_*). A remote one can only be asked: libvirt offers kvm
 	 * domains where its probe of QEMU with KVM worked, which is no proof
 	 * that KVM runs guests there, but all there is from here. */
-	if (!conn_is_local() && strcmp(cs.set.accel, "auto") == 0) {
-		caps = virConnectGetDomainCapabilities(a->conn, NULL, NULL, NULL, "kvm", 0);
-		a->kvm = caps != NULL;
-		free(caps);
-		virResetLastError();
-	} else {
-		a->kvm = strcmp(cs.set.accel, "kvm") == 0;
+	if (!conn_is_local()) {
+		enum vmh_accel forced;
+
+		/* Remote: nothing probes, so only a forced choice is known. */
+		if (vmh_accel_chosen(&forced, NULL)) {
+			a->kvm = forced == VMH_ACCEL_KVM;
+		} else {
+			caps = virConnectGetDomainCapabilities(a->conn, NULL, NULL, NULL, "kvm", 0);
+			a->kvm = caps != NULL;
+			free(caps);
+			virResetLastError();
+		}
 	}
 }
 
@@ -470,11 +437,6 @@ void conn_fini(void)
 		virConnectUnregisterCloseCallback(c, conn_close_cb);
 		dom_retire_idle(c);
 		virConnectClose(c);
-	}
-	while (cs.states) {
-		struct conn_state_entry *e = cs.states;
-		cs.states = e->next;
-		free(e);
 	}
 }
 

@@ -20,9 +20,6 @@
 #define DOM_NET_RANGE_START "10.98.0.2"
 #define DOM_NET_RANGE_END "10.98.0.254"
 
-/* The qemu driver's mark of a suspended instance (its state is an internal
- * snapshot in disk.qcow2 that only that driver can resume). */
-#define DOM_QEMU_SUSPENDED "suspended"
 #define DOM_SAVE_SLACK_S 2
 #define DOM_METADATA_NS "https://vmctl.invalid/xmlns/libvirt/1"
 
@@ -69,27 +66,27 @@ int dom_error(const char *what, char *err, size_t errlen)
 	return rc;
 }
 
-const char *dom_state_name(int state, int reason, bool managed_save)
+enum proto_state dom_state(int state, int reason, bool managed_save)
 {
 	switch (state) {
 	case VIR_DOMAIN_RUNNING:
 	case VIR_DOMAIN_BLOCKED:
-		return "running";
+		return PROTO_STATE_RUNNING;
 	case VIR_DOMAIN_PAUSED:
 		if (reason == VIR_DOMAIN_PAUSED_SAVE)
-			return "suspending";
+			return PROTO_STATE_SUSPENDING;
 		if (reason == VIR_DOMAIN_PAUSED_STARTING_UP)
-			return "starting";
-		return "suspended";
+			return PROTO_STATE_STARTING;
+		return PROTO_STATE_SUSPENDED;
 	case VIR_DOMAIN_SHUTDOWN:
-		return "stopping";
+		return PROTO_STATE_STOPPING;
 	case VIR_DOMAIN_SHUTOFF:
 	case VIR_DOMAIN_CRASHED:
-		return managed_save ? "suspended" : "stopped";
+		return managed_save ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED;
 	case VIR_DOMAIN_PMSUSPENDED:
-		return "suspended";
+		return PROTO_STATE_SUSPENDED;
 	default:
-		return "unknown";
+		return PROTO_STATE_UNKNOWN;
 	}
 }
 
@@ -100,11 +97,13 @@ bool dom_qemu_suspended(const char *dir)
 
 	if (!dir || !dir[0])
 		return false;
-	snprintf(path, sizeof(path), "%s/" DOM_QEMU_SUSPENDED, dir);
+	/* The qemu driver's mark: its state is an internal snapshot of the disk
+	 * that only that driver can resume. */
+	snprintf(path, sizeof(path), "%s/" PROTO_FILE_SUSPENDED, dir);
 	return stat(path, &st) == 0;
 }
 
-bool dom_save_is_stale(const struct lvh_instance *inst)
+bool dom_save_is_stale(const struct vmh_instance *inst)
 {
 	char dname[96], save[PATH_MAX], overlay[PATH_MAX + 16];
 	struct stat ss, ds;
@@ -122,7 +121,7 @@ bool dom_save_is_stale(const struct lvh_instance *inst)
 	return ds.st_mtime > ss.st_mtime + DOM_SAVE_SLACK_S;
 }
 
-int dom_query_state(virConnectPtr c, const char *name, const char *dir, const char **state,
+int dom_query_state(virConnectPtr c, const char *name, const char *dir, enum proto_state *state,
 		    char *err, size_t errlen)
 {
 	char dname[96];
@@ -135,7 +134,7 @@ int dom_query_state(virConnectPtr c, const char *name, const char *dir, const ch
 		if (rc == PROTO_E_NOT_FOUND) {
 			/* Not defined yet, e.g. created under the qemu driver:
 			 * it is defined when it starts. */
-			*state = dom_qemu_suspended(dir) ? "suspended" : "stopped";
+			*state = dom_qemu_suspended(dir) ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED;
 			return 0;
 		}
 		return rc;
@@ -151,7 +150,7 @@ int dom_query_state(virConnectPtr c, const char *name, const char *dir, const ch
 		rc = dom_error("cannot look for a saved state", err, errlen);
 		goto out_free;
 	}
-	*state = dom_state_name(st, reason, saved > 0 || dom_qemu_suspended(dir));
+	*state = dom_state(st, reason, saved > 0 || dom_qemu_suspended(dir));
 out_free:
 	virDomainFree(d);
 	return rc;
@@ -199,10 +198,10 @@ static void dom_put(FILE *f, const char *fmt, ...)
 	va_end(ap);
 }
 
-char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid)
+char *dom_xml(const struct vmh_instance *inst, const struct dom_xml_opts *o)
 {
-	const struct conn_settings *set = conn_settings();
 	char dname[96], overlay[PATH_MAX + 16], console[PATH_MAX + 16];
+	bool kvm = o->kvm;
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
@@ -215,8 +214,8 @@ char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid)
 
 	dom_put(f, "<domain type='%s'>\n", kvm ? "kvm" : "qemu");
 	dom_put(f, "  <name>%s</name>\n", dname);
-	if (uuid)
-		dom_put(f, "  <uuid>%s</uuid>\n", uuid);
+	if (o->uuid)
+		dom_put(f, "  <uuid>%s</uuid>\n", o->uuid);
 	dom_put(f, "  <title>vmctl instance %s</title>\n", inst->name);
 	dom_put(f, "  <description>Managed by vmctl (libvirt driver). Disk and seed live in %s; "
 		   "use vmctl to change this domain.</description>\n", inst->dir);
@@ -225,12 +224,12 @@ char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid)
 	dom_put(f, "  <memory unit='b'>%llu</memory>\n", (unsigned long long)inst->memory);
 	dom_put(f, "  <vcpu placement='static'>%u</vcpu>\n", inst->cpus);
 	dom_put(f, "  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n");
-	if (inst->kernel[0]) {
-		dom_put(f, "    <kernel>%s</kernel>\n", inst->kernel);
-		if (inst->initrd[0])
-			dom_put(f, "    <initrd>%s</initrd>\n", inst->initrd);
-		if (inst->cmdline[0])
-			dom_put(f, "    <cmdline>%s</cmdline>\n", inst->cmdline);
+	if (inst->image.kernel) {
+		dom_put(f, "    <kernel>%s</kernel>\n", inst->image.kernel);
+		if (inst->image.initrd)
+			dom_put(f, "    <initrd>%s</initrd>\n", inst->image.initrd);
+		if (inst->image.cmdline)
+			dom_put(f, "    <cmdline>%s</cmdline>\n", inst->image.cmdline);
 	}
 	dom_put(f, "    <boot dev='hd'/>\n  </os>\n");
 	dom_put(f, "  <features><acpi/><apic/></features>\n");
@@ -244,14 +243,14 @@ char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid)
 		   "      <driver name='qemu' type='qcow2' discard='unmap'/>\n"
 		   "      <source file='%s'/>\n      <target dev='vda' bus='virtio'/>\n"
 		   "    </disk>\n", overlay);
-	if (inst->seed[0])
+	if (inst->seed)
 		dom_put(f, "    <disk type='file' device='disk'>\n"
 			   "      <driver name='qemu' type='raw'/>\n"
 			   "      <source file='%s'/>\n      <target dev='vdb' bus='virtio'/>\n"
 			   "      <readonly/>\n    </disk>\n", inst->seed);
 	dom_put(f, "    <interface type='network'>\n      <source network='%s'/>\n",
-		set->network);
-	if (inst->mac[0])
+		o->network);
+	if (inst->mac)
 		dom_put(f, "      <mac address='%s'/>\n", inst->mac);
 	dom_put(f, "      <model type='virtio'/>\n    </interface>\n");
 	dom_put(f, "    <serial type='file'>\n      <source path='%s' append='on'/>\n"
@@ -259,17 +258,9 @@ char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid)
 	dom_put(f, "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n");
 	dom_put(f, "    <memballoon model='none'/>\n");
 	dom_put(f, "  </devices>\n");
-	if (conn_is_local_system()) {
-		/* Run QEMU as the owner of the instance folder, as the qemu
-		 * driver does, instead of libvirt-qemu: the folder may not be
-		 * reachable for that user, and relabelling the shared base image
-		 * back and forth would race with instances of the qemu driver. */
-		struct stat st;
-		if (stat(inst->dir, &st) == 0)
-			dom_put(f, "  <seclabel type='static' model='dac' relabel='no'>"
-				   "<label>+%u:+%u</label></seclabel>\n",
-				(unsigned)st.st_uid, (unsigned)st.st_gid);
-	}
+	if (o->static_owner)
+		dom_put(f, "  <seclabel type='static' model='dac' relabel='no'>"
+			   "<label>+%u:+%u</label></seclabel>\n", o->owner, o->group);
 	dom_put(f, "</domain>\n");
 	if (fclose(f) != 0) {
 		free(buf);
@@ -278,21 +269,32 @@ char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid)
 	return buf;
 }
 
-virDomainPtr dom_define(virConnectPtr c, const struct lvh_instance *inst, char *err, size_t errlen)
+virDomainPtr dom_define(virConnectPtr c, const struct vmh_instance *inst, char *err, size_t errlen)
 {
 	char dname[96], uuid[VIR_UUID_STRING_BUFLEN];
-	bool have_uuid = false;
+	struct dom_xml_opts o = {.network = conn_settings()->network, .kvm = conn_use_kvm()};
+	struct stat st;
 	virDomainPtr d;
 	char *xml;
 
 	dom_name(inst->name, dname, sizeof(dname));
 	d = virDomainLookupByName(c, dname);
 	if (d) {
-		have_uuid = virDomainGetUUIDString(d, uuid) == 0;
+		if (virDomainGetUUIDString(d, uuid) == 0)
+			o.uuid = uuid;
 		virDomainFree(d);
 	}
 	virResetLastError();
-	xml = dom_xml(inst, conn_use_kvm(), have_uuid ? uuid : NULL);
+	/* On the local system daemon, QEMU runs as the owner of the instance
+	 * folder, as the qemu driver does, instead of libvirt-qemu: the folder
+	 * may not be reachable for that user, and relabelling the shared base
+	 * image back and forth would race with instances of the qemu driver. */
+	if (conn_is_local_system() && stat(inst->dir, &st) == 0) {
+		o.static_owner = true;
+		o.owner = (unsigned)st.st_uid;
+		o.group = (unsigned)st.st_gid;
+	}
+	xml = dom_xml(inst, &o);
 	if (!xml) {
 		snprintf(err, errlen, "out of memory building the domain XML");
 		return NULL;

@@ -1,297 +1,219 @@
 /*
- * The instance map of a request, and the disk overlay every driver of the
- * qemu scope shares.
+ * The disk overlay every driver of the qemu scope shares. qemu-img runs
+ * through the SDK's runner (vmh_run), so the main loop never waits for it;
+ * each function answers through its callback, exactly once.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
-#include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lvh.h"
 
-extern char **environ;
+#define INST_INFO_TIMEOUT 60.0
+#define INST_IMG_TIMEOUT 120.0
+#define INST_ERR 1024
 
-/* The internal snapshot the qemu driver saves a suspended VM in. */
-#define INST_QEMU_SUSPEND_TAG "vmctl-suspend"
+/* One qemu-img conversation about one instance's disk. */
+struct inst_run {
+	const struct vmh_instance *inst; /* the caller's, alive until done */
+	char overlay[PATH_MAX];
+	char size[32];
+	inst_done_fn done;
+	void *ud;
+};
 
-static bool inst_name_ok(const char *name)
+int inst_overlay_path(const struct vmh_instance *inst, char *buf, size_t len)
 {
-	size_t n = strlen(name);
-
-	if (n == 0 || n > 63 || name[0] < 'a' || name[0] > 'z' || name[n - 1] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = name[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'))
-			return false;
-	}
-	return true;
+	return vmh_instance_file(inst, PROTO_FILE_DISK, buf, len);
 }
 
-/* An optional string: "" when absent, an error when present but wrong. */
-static int inst_opt_str(const msgpack_object *map, const char *key, char *buf, size_t len,
-			char *err, size_t errlen)
+/* done(rc, message) and free r. */
+static void inst_finish(struct inst_run *r, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void inst_finish(struct inst_run *r, int rc, const char *fmt, ...)
 {
-	int rc = proto_get_str(map, key, buf, len);
+	char err[INST_ERR] = "";
+	va_list ap;
 
-	if (rc == PROTO_E_NOT_FOUND) {
-		buf[0] = '\0';
-		return 0;
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(err, sizeof(err), fmt, ap);
+		va_end(ap);
 	}
+	r->done(r->ud, rc, err);
+	free(r);
+}
+
+static struct inst_run *inst_run_new(const struct vmh_instance *inst, inst_done_fn done, void *ud)
+{
+	struct inst_run *r = calloc(1, sizeof(*r));
+
+	if (!r) {
+		done(ud, PROTO_E_NOMEM, "out of memory");
+		return NULL;
+	}
+	r->inst = inst;
+	r->done = done;
+	r->ud = ud;
+	if (inst_overlay_path(inst, r->overlay, sizeof(r->overlay)) < 0) {
+		inst_finish(r, PROTO_E_INVALID_ARGUMENT, "the instance folder path of %s is too long",
+			    inst->name);
+		return NULL;
+	}
+	return r;
+}
+
+/* vmh_run() of argv for r, or r finished with the reason it could not start. */
+static void inst_spawn(struct inst_run *r, char *const argv[], double timeout_s, vmh_run_cb cb)
+{
+	struct vmh_run_opts opts = {.timeout_s = timeout_s};
+	int rc = vmh_run(argv, &opts, cb, r);
+
 	if (rc < 0)
-		snprintf(err, errlen, "instance key '%s' must be a string that fits in %zu bytes", key,
-			 len - 1);
-	return rc;
+		inst_finish(r, rc, "cannot run qemu-img: %s", proto_strerror(rc));
 }
 
-int inst_parse(const msgpack_object *params, struct lvh_instance *inst, char *err, size_t errlen)
+/* ---- creating the overlay ---- */
+
+static void inst_created(void *ud, const struct vmh_run_result *res)
 {
-	const msgpack_object *m = proto_map_get(params, "instance");
-	const msgpack_object *img;
-	uint64_t v;
-	int rc;
+	struct inst_run *r = ud;
 
-	memset(inst, 0, sizeof(*inst));
-	if (!m || m->type != MSGPACK_OBJECT_MAP) {
-		snprintf(err, errlen, "the request has no 'instance' map");
-		return PROTO_E_INVALID_ARGUMENT;
+	if (res->status != 0) {
+		unlink(r->overlay);
+		inst_finish(r, PROTO_E_DRIVER, "cannot create the disk of %s: %s", r->inst->name,
+			    res->output[0] ? res->output : "qemu-img failed");
+		return;
 	}
-	if (proto_get_str(m, "name", inst->name, sizeof(inst->name)) < 0 || !inst_name_ok(inst->name)) {
-		snprintf(err, errlen, "instance 'name' must be a host name label (a-z, 0-9, '-')");
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	if (proto_get_str(m, "dir", inst->dir, sizeof(inst->dir)) < 0 || inst->dir[0] != '/') {
-		snprintf(err, errlen, "instance 'dir' of %s must be an absolute path", inst->name);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	inst->cpus = 1;
-	rc = proto_get_uint(m, "cpus", &v);
-	if (rc == 0 && (v < 1 || v > 512))
-		rc = PROTO_E_INVALID_ARGUMENT;
-	if (rc == PROTO_E_INVALID_ARGUMENT) {
-		snprintf(err, errlen, "instance 'cpus' of %s must be between 1 and 512", inst->name);
-		return rc;
-	}
-	if (rc == 0)
-		inst->cpus = (unsigned)v;
-	inst->memory = 1ull << 30;
-	rc = proto_get_uint(m, "memory", &inst->memory);
-	if (rc == PROTO_E_INVALID_ARGUMENT || inst->memory < (64ull << 20)) {
-		snprintf(err, errlen, "instance 'memory' of %s must be a byte count of at least 64 MiB",
-			 inst->name);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	rc = proto_get_uint(m, "disk", &inst->disk);
-	if (rc == PROTO_E_INVALID_ARGUMENT) {
-		snprintf(err, errlen, "instance 'disk' of %s must be a byte count", inst->name);
-		return rc;
-	}
-	if ((rc = inst_opt_str(m, "mac", inst->mac, sizeof(inst->mac), err, errlen)) < 0 ||
-	    (rc = inst_opt_str(m, "seed", inst->seed, sizeof(inst->seed), err, errlen)) < 0)
-		return rc;
-
-	img = proto_map_get(m, "image");
-	if (img && img->type == MSGPACK_OBJECT_MAP) {
-		if ((rc = inst_opt_str(img, "disk", inst->image_disk, sizeof(inst->image_disk), err,
-				       errlen)) < 0 ||
-		    (rc = inst_opt_str(img, "format", inst->image_format, sizeof(inst->image_format),
-				       err, errlen)) < 0 ||
-		    (rc = inst_opt_str(img, "kernel", inst->kernel, sizeof(inst->kernel), err,
-				       errlen)) < 0 ||
-		    (rc = inst_opt_str(img, "initrd", inst->initrd, sizeof(inst->initrd), err,
-				       errlen)) < 0 ||
-		    (rc = inst_opt_str(img, "cmdline", inst->cmdline, sizeof(inst->cmdline), err,
-				       errlen)) < 0)
-			return rc;
-	}
-	if (!inst->image_format[0])
-		snprintf(inst->image_format, sizeof(inst->image_format), "qcow2");
-	if (strcmp(inst->image_format, "qcow2") != 0 && strcmp(inst->image_format, "raw") != 0) {
-		snprintf(err, errlen, "image format of %s must be qcow2 or raw, not '%s'", inst->name,
-			 inst->image_format);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	return 0;
-}
-
-int inst_overlay_path(const struct lvh_instance *inst, char *buf, size_t len)
-{
-	int n = snprintf(buf, len, "%s/disk.qcow2", inst->dir);
-	return n < 0 || (size_t)n >= len ? PROTO_E_INVALID_ARGUMENT : 0;
-}
-
-/* Run argv with stderr (and stdout too if want_stdout) captured into out;
- * 0 if it exited 0. */
-static int inst_run(char *const argv[], char *out, size_t outlen, bool want_stdout)
-{
-	posix_spawn_file_actions_t fa;
-	int pipefd[2], status, rc = 0;
-	size_t used = 0;
-	pid_t pid;
-
-	out[0] = '\0';
-	if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		snprintf(out, outlen, "pipe: %s", strerror(errno));
-		return PROTO_E_IO;
-	}
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	if (want_stdout)
-		posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	else
-		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	if (rc != 0) {
-		snprintf(out, outlen, "cannot run %s: %s", argv[0], strerror(rc));
-		close(pipefd[0]);
-		return PROTO_E_DRIVER;
-	}
-	for (;;) {
-		char tmp[512];
-		ssize_t n = read(pipefd[0], tmp, sizeof(tmp));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		size_t take = (size_t)n < outlen - 1 - used ? (size_t)n : outlen - 1 - used;
-		memcpy(out + used, tmp, take);
-		used += take;
-		out[used] = '\0';
-	}
-	close(pipefd[0]);
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			snprintf(out, outlen, "waitpid: %s", strerror(errno));
-			return PROTO_E_INTERNAL;
-		}
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		/* Keep the first line: qemu-img says what was wrong there. */
-		char *nl = strchr(out, '\n');
-		if (nl)
-			*nl = '\0';
-		return PROTO_E_DRIVER;
-	}
-	return 0;
+	vmh_log(VMH_INFO, "%s: disk created (%s bytes over %s)", r->inst->name, r->size,
+		r->inst->image.disk);
+	inst_finish(r, 0, NULL);
 }
 
 /* The virtual size of the base image, from `qemu-img info --output=json`. */
-static int inst_base_size(const struct lvh_instance *inst, uint64_t *size, char *err,
-			  size_t errlen)
+static void inst_got_info(void *ud, const struct vmh_run_result *res)
 {
-	char *argv[] = {"qemu-img", "info", "--output=json", "-U", "-f", (char *)inst->image_format,
-			(char *)inst->image_disk, NULL};
-	char out[8192];
-	const char *key = "\"virtual-size\":";
-	int rc = inst_run(argv, out, sizeof(out), true);
-	char *p;
+	static const char key[] = "\"virtual-size\":";
+	struct inst_run *r = ud;
+	const struct vmh_instance *inst = r->inst;
+	uint64_t base_size = 0;
+	const char *p;
 
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot read the image %s: %s", inst->image_disk,
-			 out[0] ? out : "qemu-img failed");
-		return rc;
+	if (res->status != 0) {
+		inst_finish(r, PROTO_E_DRIVER, "cannot read the image %s: %s", inst->image.disk,
+			    res->output[0] ? res->output : "qemu-img failed");
+		return;
 	}
-	p = strstr(out, key);
-	if (!p || sscanf(p + strlen(key), " %" SCNu64, size) != 1 || *size == 0) {
-		snprintf(err, errlen, "qemu-img did not report the size of %s", inst->image_disk);
-		return PROTO_E_DRIVER;
+	p = strstr(res->output, key);
+	if (!p || sscanf(p + strlen(key), " %" SCNu64, &base_size) != 1 || base_size == 0) {
+		inst_finish(r, PROTO_E_DRIVER, "qemu-img did not report the size of %s",
+			    inst->image.disk);
+		return;
 	}
-	return 0;
-}
-
-int inst_overlay_ensure(const struct lvh_instance *inst, char *err, size_t errlen)
-{
-	char overlay[PATH_MAX + 16], size[32], out[512];
-	uint64_t base_size;
-	struct stat st;
-	int rc;
-
-	if (inst_overlay_path(inst, overlay, sizeof(overlay)) < 0) {
-		snprintf(err, errlen, "the instance folder path of %s is too long", inst->name);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	if (stat(overlay, &st) == 0)
-		return 0;
-	if (!inst->image_disk[0]) {
-		snprintf(err, errlen, "%s has no disk yet and its instance map names no base image",
-			 inst->name);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	if (stat(inst->image_disk, &st) < 0) {
-		snprintf(err, errlen, "the base image of %s, %s, is not readable: %s", inst->name,
-			 inst->image_disk, strerror(errno));
-		return PROTO_E_NOT_FOUND;
-	}
-	if (mkdir(inst->dir, 0755) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot create the instance folder %s: %s", inst->dir,
-			 strerror(errno));
-		return PROTO_E_IO;
-	}
-	rc = inst_base_size(inst, &base_size, err, errlen);
-	if (rc < 0)
-		return rc;
 	/* As the qemu driver does: never smaller than the image, or the guest's
 	 * file system would be cut short. */
-	snprintf(size, sizeof(size), "%" PRIu64, inst->disk > base_size ? inst->disk : base_size);
-	char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", (char *)inst->image_format,
-			"-b", (char *)inst->image_disk, overlay, size, NULL};
-	rc = inst_run(argv, out, sizeof(out), false);
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot create the disk of %s: %s", inst->name,
-			 out[0] ? out : "qemu-img failed");
-		unlink(overlay);
-	}
-	return rc;
+	snprintf(r->size, sizeof(r->size), "%" PRIu64,
+		 inst->disk > base_size ? inst->disk : base_size);
+	char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", inst->image.format,
+			"-b", inst->image.disk, r->overlay, r->size, NULL};
+	inst_spawn(r, argv, INST_IMG_TIMEOUT, inst_created);
 }
 
-int inst_overlay_resize(const struct lvh_instance *inst, uint64_t size, char *err, size_t errlen)
+void inst_overlay_ensure(const struct vmh_instance *inst, inst_done_fn done, void *ud)
 {
-	char overlay[PATH_MAX + 16], text[32], out[512];
+	struct inst_run *r = inst_run_new(inst, done, ud);
 	struct stat st;
-	int rc;
 
-	if (inst_overlay_path(inst, overlay, sizeof(overlay)) < 0 || stat(overlay, &st) < 0) {
-		snprintf(err, errlen, "%s has no disk %s/disk.qcow2", inst->name, inst->dir);
-		return PROTO_E_NOT_FOUND;
+	if (!r)
+		return;
+	if (stat(r->overlay, &st) == 0) {
+		inst_finish(r, 0, NULL);
+		return;
 	}
-	snprintf(text, sizeof(text), "%" PRIu64, size);
-	/* Without --shrink, qemu-img refuses to make the disk smaller. */
-	char *argv[] = {"qemu-img", "resize", "-q", "-f", "qcow2", overlay, text, NULL};
-	rc = inst_run(argv, out, sizeof(out), false);
-	if (rc < 0 && strstr(out, "--shrink")) {
-		snprintf(err, errlen, "the disk of %s can only grow, not shrink", inst->name);
-		return PROTO_E_INVALID_ARGUMENT;
+	if (!inst->image.disk) {
+		inst_finish(r, PROTO_E_INVALID_ARGUMENT,
+			    "%s has no disk yet and its instance map names no base image", inst->name);
+		return;
 	}
-	if (rc < 0)
-		snprintf(err, errlen, "qemu-img could not resize the disk of %s: %s", inst->name,
-			 out[0] ? out : "failed");
-	else
-		vmh_log(VMH_INFO, "%s: disk resized to %s bytes", inst->name, text);
-	return rc;
+	if (stat(inst->image.disk, &st) < 0) {
+		inst_finish(r, PROTO_E_NOT_FOUND, "the base image of %s, %s, is not readable: %s",
+			    inst->name, inst->image.disk, strerror(errno));
+		return;
+	}
+	if (mkdir(inst->dir, 0755) < 0 && errno != EEXIST) {
+		inst_finish(r, PROTO_E_IO, "cannot create the instance folder %s: %s", inst->dir,
+			    strerror(errno));
+		return;
+	}
+	char *argv[] = {"qemu-img", "info", "--output=json", "-U", "-f", inst->image.format,
+			inst->image.disk, NULL};
+	inst_spawn(r, argv, INST_INFO_TIMEOUT, inst_got_info);
 }
 
-int inst_qemu_suspend_discard(const struct lvh_instance *inst, char *err, size_t errlen)
-{
-	char overlay[PATH_MAX + 16], out[512];
-	int rc;
+/* ---- growing it ---- */
 
-	if (inst_overlay_path(inst, overlay, sizeof(overlay)) < 0)
-		return PROTO_E_INVALID_ARGUMENT;
+static void inst_resized(void *ud, const struct vmh_run_result *res)
+{
+	struct inst_run *r = ud;
+
+	/* Without --shrink, qemu-img refuses to make the disk smaller and says so. */
+	if (res->status != 0 && strstr(res->output, "--shrink")) {
+		inst_finish(r, PROTO_E_INVALID_ARGUMENT, "the disk of %s can only grow, not shrink",
+			    r->inst->name);
+		return;
+	}
+	if (res->status != 0) {
+		inst_finish(r, PROTO_E_DRIVER, "qemu-img could not resize the disk of %s: %s",
+			    r->inst->name, res->output[0] ? res->output : "failed");
+		return;
+	}
+	vmh_log(VMH_INFO, "%s: disk resized to %s bytes", r->inst->name, r->size);
+	inst_finish(r, 0, NULL);
+}
+
+void inst_overlay_resize(const struct vmh_instance *inst, uint64_t size, inst_done_fn done,
+			 void *ud)
+{
+	struct inst_run *r = inst_run_new(inst, done, ud);
+	struct stat st;
+
+	if (!r)
+		return;
+	if (stat(r->overlay, &st) < 0) {
+		inst_finish(r, PROTO_E_NOT_FOUND, "%s has no disk %s", inst->name, r->overlay);
+		return;
+	}
+	snprintf(r->size, sizeof(r->size), "%" PRIu64, size);
+	char *argv[] = {"qemu-img", "resize", "-q", "-f", "qcow2", r->overlay, r->size, NULL};
+	inst_spawn(r, argv, INST_IMG_TIMEOUT, inst_resized);
+}
+
+/* ---- the qemu driver's suspend snapshot ---- */
+
+static void inst_discarded(void *ud, const struct vmh_run_result *res)
+{
+	struct inst_run *r = ud;
+
+	if (res->status != 0)
+		inst_finish(r, PROTO_E_DRIVER, "%s",
+			    res->output[0] ? res->output : "qemu-img snapshot -d failed");
+	else
+		inst_finish(r, 0, NULL);
+}
+
+void inst_qemu_suspend_discard(const struct vmh_instance *inst, inst_done_fn done, void *ud)
+{
+	struct inst_run *r = inst_run_new(inst, done, ud);
+
+	if (!r)
+		return;
 	/* The qemu driver keeps a suspended VM's RAM in this internal snapshot;
 	 * without its marker it is dead weight in the disk. */
-	char *argv[] = {"qemu-img", "snapshot", "-d", INST_QEMU_SUSPEND_TAG, overlay, NULL};
-	rc = inst_run(argv, out, sizeof(out), false);
-	if (rc < 0)
-		snprintf(err, errlen, "%s", out[0] ? out : "qemu-img snapshot -d failed");
-	return rc;
+	char *argv[] = {"qemu-img", "snapshot", "-d", PROTO_SUSPEND_TAG, r->overlay, NULL};
+	inst_spawn(r, argv, INST_IMG_TIMEOUT, inst_discarded);
 }

@@ -8,7 +8,8 @@
  * libvirt's event callbacks (event.c). Blocking libvirt calls (start,
  * managed save, shutdown waits, connecting) run on short-lived worker
  * threads (job.c) and hand their result back to the main thread, which alone
- * talks to the broker.
+ * talks to the broker, keeps the SDK's per-instance claims and states, and
+ * runs qemu-img (instance.c, through the SDK's runner).
  */
 #ifndef LVH_H
 #define LVH_H
@@ -25,38 +26,35 @@
 #define LVH_DEFAULT_NETWORK "vmctl"
 #define LVH_MAX_ADDRS 8
 
-/* The instance map of a request, copied out of the params (which live only
- * during the handler). Optional strings are "" when absent. */
-struct lvh_instance {
-	char name[64];
-	char dir[PATH_MAX];
-	unsigned cpus;
-	uint64_t memory;
-	uint64_t disk;
-	char mac[32];
-	char image_disk[PATH_MAX];
-	char image_format[16];
-	char kernel[PATH_MAX];
-	char initrd[PATH_MAX];
-	char cmdline[1024];
-	char seed[PATH_MAX];
-};
+/* The instance map of a request is the SDK's struct vmh_instance. */
+
+/* ops.c: the requests (the driver table is main.c's) */
+int lvh_init(const char *scope_dir, const msgpack_object *settings, char *why, size_t whylen);
+void lvh_instances_list(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_create(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_start(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_stop(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_suspend(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_restart(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_delete(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_state(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_info(struct vmh_req *req, const msgpack_object *params);
+void lvh_instance_set(struct vmh_req *req, const msgpack_object *params);
 
 /* instance.c */
-/* Fill inst from params["instance"]; err gets a sentence for the user. */
-int inst_parse(const msgpack_object *params, struct lvh_instance *inst, char *err, size_t errlen);
-/* DIR/disk.qcow2 */
-int inst_overlay_path(const struct lvh_instance *inst, char *buf, size_t len);
-/* Create DIR/disk.qcow2 over the base image unless it exists (main thread
- * only: it waits for qemu-img itself). */
-int inst_overlay_ensure(const struct lvh_instance *inst, char *err, size_t errlen);
-
-/* Grow DIR/disk.qcow2 to size bytes (main thread only). */
-int inst_overlay_resize(const struct lvh_instance *inst, uint64_t size, char *err, size_t errlen);
-
-/* Delete the qemu driver's suspend snapshot from the disk (any thread: the
- * helper has no child watcher that could reap qemu-img first). */
-int inst_qemu_suspend_discard(const struct lvh_instance *inst, char *err, size_t errlen);
+/* DIR/disk.qcow2 (PROTO_FILE_DISK) */
+int inst_overlay_path(const struct vmh_instance *inst, char *buf, size_t len);
+/* The answer of the three below, from the main loop, exactly once: rc 0, or
+ * a PROTO_E_* code with a sentence for the user in err. */
+typedef void (*inst_done_fn)(void *ud, int rc, const char *err);
+/* Create DIR/disk.qcow2 over the base image unless it exists. Main thread;
+ * inst must live until done. */
+void inst_overlay_ensure(const struct vmh_instance *inst, inst_done_fn done, void *ud);
+/* Grow DIR/disk.qcow2 to size bytes. Main thread. */
+void inst_overlay_resize(const struct vmh_instance *inst, uint64_t size, inst_done_fn done,
+			 void *ud);
+/* Delete the qemu driver's suspend snapshot from the disk. Main thread. */
+void inst_qemu_suspend_discard(const struct vmh_instance *inst, inst_done_fn done, void *ud);
 
 /* event.c */
 /* Make libvirt run its event callbacks on loop (before any connection). */
@@ -73,7 +71,6 @@ int job_init(struct ev_loop *loop);
 struct conn_settings {
 	char uri[512];
 	char network[64]; /* libvirt network for the default NIC */
-	char accel[16];   /* local.libvirt.accel: "auto", "kvm", "tcg" */
 };
 int conn_init(const struct conn_settings *s);
 void conn_fini(void);
@@ -96,29 +93,33 @@ bool conn_is_local(void);
  * change); returns at once if one came after *gen. Worker threads only. */
 void conn_wait_event(unsigned long *gen, double timeout_s);
 unsigned long conn_event_gen(void);
-/* Last known state of an instance, kept to fill "old" in notifications. */
-void conn_note_state(const char *name, const char *dir, const char *state, bool notify);
-void conn_forget_state(const char *name);
-/* From a worker: note and notify on the main thread. */
-void conn_post_state(const char *name, const char *state);
+/* From a worker: vmh_state_notify() on the main thread. */
+void conn_post_state(const char *name, enum proto_state state);
 
 /* domain.c */
-/* "running", "stopped", ... for a libvirt state/reason. */
-const char *dom_state_name(int state, int reason, bool managed_save);
+/* The instance state of a libvirt state/reason. */
+enum proto_state dom_state(int state, int reason, bool managed_save);
 /* State of the instance's domain; "stopped" if it has no domain. dir (may
  * be NULL) is the instance folder, where the qemu driver marks a suspend. */
-int dom_query_state(virConnectPtr c, const char *name, const char *dir, const char **state,
+int dom_query_state(virConnectPtr c, const char *name, const char *dir, enum proto_state *state,
 		    char *err, size_t errlen);
 /* Whether the qemu driver left the instance suspended (DIR/suspended). */
 bool dom_qemu_suspended(const char *dir);
 /* Whether the disk was written after libvirt's managed save was taken (it
  * ran under the qemu driver since): restoring that save would corrupt it. */
-bool dom_save_is_stale(const struct lvh_instance *inst);
-/* The domain's XML for inst (malloc'd) or NULL. uuid: keep the identity of
- * an existing definition (NULL: libvirt picks one). */
-char *dom_xml(const struct lvh_instance *inst, bool kvm, const char *uuid);
+bool dom_save_is_stale(const struct vmh_instance *inst);
+/* What the domain XML depends on besides the instance. */
+struct dom_xml_opts {
+	bool kvm;            /* domain type kvm with the host's CPU; else qemu (TCG), CPU "maximum" */
+	const char *uuid;    /* keep an existing definition's identity; NULL: libvirt picks one */
+	const char *network; /* the libvirt network of the default NIC */
+	bool static_owner;   /* run QEMU as owner:group, unrelabelled (the local system daemon) */
+	unsigned owner, group;
+};
+/* The domain's XML for inst (malloc'd) or NULL; every string in it escaped. */
+char *dom_xml(const struct vmh_instance *inst, const struct dom_xml_opts *o);
 /* Define (or redefine) the domain; returns it (virDomainFree it). */
-virDomainPtr dom_define(virConnectPtr c, const struct lvh_instance *inst, char *err, size_t errlen);
+virDomainPtr dom_define(virConnectPtr c, const struct vmh_instance *inst, char *err, size_t errlen);
 /* Make sure the network for the NIC exists and runs. */
 int dom_network_ensure(virConnectPtr c, char *err, size_t errlen);
 /* Undefine the inactive vmctl domains whose instance folder no longer

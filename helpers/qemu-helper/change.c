@@ -22,17 +22,19 @@
 
 struct change {
 	struct vmh_req *req;
-	struct qh_inst inst;
-	struct qh_inst clone;
+	struct vmh_instance inst;
+	struct vmh_instance clone;
+	struct vmh_mount mount; /* instance.mount: the one to try */
 	bool claimed;
 };
 
 static void change_free(struct change *c)
 {
 	if (c->claimed)
-		qh_busy_release(c->inst.dir);
-	qh_inst_free(&c->inst);
-	qh_inst_free(&c->clone);
+		vmh_busy_release(c->inst.name);
+	vmh_instance_free(&c->inst);
+	vmh_instance_free(&c->clone);
+	vmh_mount_free(&c->mount);
 	free(c);
 }
 
@@ -62,6 +64,7 @@ static struct change *change_begin(struct vmh_req *req, const msgpack_object *pa
 				   const char *why)
 {
 	struct change *c = calloc(1, sizeof(*c));
+	char err[QH_ERR];
 	int rc;
 
 	if (!c) {
@@ -73,10 +76,9 @@ static struct change *change_begin(struct vmh_req *req, const msgpack_object *pa
 		free(c);
 		return NULL;
 	}
-	rc = qh_busy_claim(c->inst.dir, "stopped");
+	rc = vmh_busy_claim(c->inst.name, PROTO_STATE_STOPPED, err, sizeof(err));
 	if (rc < 0) {
-		change_fail(c, rc, "instance '%s' is busy %s", c->inst.name,
-			    qh_busy_state(c->inst.dir) ? qh_busy_state(c->inst.dir) : "");
+		change_fail(c, rc, "%s", err);
 		return NULL;
 	}
 	c->claimed = true;
@@ -154,7 +156,7 @@ void qh_instance_set(struct vmh_req *req, const msgpack_object *params)
 		change_done(c);
 		return;
 	}
-	qh_path(&c->inst, QH_DISK, disk, sizeof(disk));
+	qh_path(&c->inst, PROTO_FILE_DISK, disk, sizeof(disk));
 	if (access(disk, F_OK) < 0) {
 		change_fail(c, PROTO_E_NOT_FOUND, "instance '%s' has no disk %s", c->inst.name, disk);
 		return;
@@ -178,7 +180,7 @@ void qh_instance_set(struct vmh_req *req, const msgpack_object *params)
  * make. As another user than root, qemu shows the host's ids unchanged and
  * cannot chown, so only the map of that user's own id onto itself holds.
  */
-static int mount_check_unprivileged(const struct qh_idpair *p, size_t n, const char *what,
+static int mount_check_unprivileged(const struct vmh_idpair *p, size_t n, const char *what,
 				    unsigned self, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -205,27 +207,44 @@ static int mount_check_unprivileged(const struct qh_idpair *p, size_t n, const c
 	return 0;
 }
 
-static int mount_check_idmap(const struct qh_mount *m, char *err, size_t errlen)
+static int mount_check_idmap(const struct vmh_mount *m, char *err, size_t errlen)
 {
-	int rc;
+	int rc = qh_idmap_check(m, err, errlen);
 
-	if (!m->idmap)
-		return 0;
-	rc = qh_idmap_check(m->idmap, err, errlen);
 	if (rc < 0 || qh_idmap_possible())
 		return rc;
-	rc = mount_check_unprivileged(m->idmap->uid, m->idmap->n_uid, "uid", (unsigned)geteuid(),
-				      err, errlen);
+	rc = mount_check_unprivileged(m->uid_map, m->n_uid_map, "uid", (unsigned)geteuid(), err,
+				      errlen);
 	if (rc == 0)
-		rc = mount_check_unprivileged(m->idmap->gid, m->idmap->n_gid, "gid",
-					      (unsigned)getegid(), err, errlen);
+		rc = mount_check_unprivileged(m->gid_map, m->n_gid_map, "gid", (unsigned)getegid(),
+					      err, errlen);
 	return rc;
+}
+
+/* In a child of the runner: qh_idmap_try() waits for a process of its own. */
+static int mount_try_task(void *arg, char *err, size_t errlen)
+{
+	struct change *c = arg;
+
+	return qh_idmap_try(&c->mount, err, errlen);
+}
+
+static void mount_tried(void *ud, const struct vmh_run_result *r)
+{
+	struct change *c = ud;
+	int rc = vmh_task_code(r);
+
+	if (rc < 0) {
+		change_fail(c, rc, "%s", r->output[0] ? r->output : "the idmapped mount failed");
+		return;
+	}
+	change_done(c);
 }
 
 void qh_instance_mount(struct vmh_req *req, const msgpack_object *params)
 {
 	const msgpack_object *mount = proto_map_get(params, "mount");
-	struct qh_mount m;
+	struct vmh_mount m;
 	struct change *c;
 	struct stat st;
 	char err[QH_ERR];
@@ -239,28 +258,29 @@ void qh_instance_mount(struct vmh_req *req, const msgpack_object *params)
 	rc = mount_check_idmap(&m, err, sizeof(err));
 	if (rc < 0) {
 		vmh_fail(req, rc, "%s", err);
-		qh_mount_free(&m);
+		vmh_mount_free(&m);
 		return;
 	}
 	if (stat(m.source, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		vmh_fail(req, PROTO_E_NOT_FOUND, "mount source %s is not a folder", m.source);
-		qh_mount_free(&m);
+		vmh_mount_free(&m);
+		return;
+	}
+	/* qemu cannot add a 9p share to a running VM (fsdev has no hot-plug). */
+	c = change_begin(req, params, "qemu shares folders from the VM's start");
+	if (!c) {
+		vmh_mount_free(&m);
+		return;
+	}
+	c->mount = m;
+	if (!qh_idmap_active(&c->mount)) {
+		change_done(c);
 		return;
 	}
 	/* Kernel and filesystem support are known now rather than at the start. */
-	if (qh_idmap_active(m.idmap)) {
-		rc = qh_idmap_try(m.source, m.idmap, err, sizeof(err));
-		if (rc < 0) {
-			vmh_fail(req, rc, "%s", err);
-			qh_mount_free(&m);
-			return;
-		}
-	}
-	qh_mount_free(&m);
-	/* qemu cannot add a 9p share to a running VM (fsdev has no hot-plug). */
-	c = change_begin(req, params, "qemu shares folders from the VM's start");
-	if (c)
-		change_done(c);
+	rc = vmh_run_task(mount_try_task, c, QH_IDMAP_TIMEOUT, mount_tried, c);
+	if (rc < 0)
+		change_fail(c, rc, "cannot start trying an idmapped mount of %s", c->mount.source);
 }
 
 void qh_instance_umount(struct vmh_req *req, const msgpack_object *params)
@@ -337,7 +357,7 @@ static void clone_done(void *ud, const struct vmh_run_result *r)
 	char disk[QH_PATH];
 
 	if (r->status != 0) {
-		qh_path(&c->clone, QH_DISK, disk, sizeof(disk));
+		qh_path(&c->clone, PROTO_FILE_DISK, disk, sizeof(disk));
 		unlink(disk);
 		change_fail(c, PROTO_E_DRIVER, "qemu-img could not copy the disk of '%s': %s",
 			    c->inst.name, r->output);
@@ -361,12 +381,17 @@ void qh_instance_clone(struct vmh_req *req, const msgpack_object *params)
 		change_fail(c, rc, "clone: %s", err);
 		return;
 	}
+	if (!c->inst.image.disk) {
+		change_fail(c, PROTO_E_INVALID_ARGUMENT, "instance '%s' names no base image",
+			    c->inst.name);
+		return;
+	}
 	if (!strcmp(c->clone.dir, c->inst.dir)) {
 		change_fail(c, PROTO_E_INVALID_ARGUMENT, "the clone needs its own folder");
 		return;
 	}
-	qh_path(&c->inst, QH_DISK, src, sizeof(src));
-	qh_path(&c->clone, QH_DISK, dst, sizeof(dst));
+	qh_path(&c->inst, PROTO_FILE_DISK, src, sizeof(src));
+	qh_path(&c->clone, PROTO_FILE_DISK, dst, sizeof(dst));
 	if (access(src, F_OK) < 0) {
 		change_fail(c, PROTO_E_NOT_FOUND, "instance '%s' has no disk %s", c->inst.name, src);
 		return;
@@ -384,7 +409,7 @@ void qh_instance_clone(struct vmh_req *req, const msgpack_object *params)
 	/* A new overlay over the same base holding the source's changes, without
 	 * the source's internal snapshots (a copy of the file would carry them). */
 	char *argv[] = {"qemu-img", "convert", "-q", "-f", "qcow2", "-O", "qcow2",
-			"-B", c->inst.image_disk, "-F", c->inst.image_format, src, dst, NULL};
+			"-B", c->inst.image.disk, "-F", c->inst.image.format, src, dst, NULL};
 	struct vmh_run_opts opts = {.timeout_s = 3600};
 	rc = vmh_run(argv, &opts, clone_done, c);
 	if (rc < 0)

@@ -44,84 +44,7 @@
 #define IDMAP_CAP_SETUID 7
 #define IDMAP_CAP_SYS_ADMIN 21
 
-void qh_idmap_free(struct qh_idmap *map)
-{
-	if (!map)
-		return;
-	free(map->uid);
-	free(map->gid);
-	free(map);
-}
-
-static int idmap_read_list(const msgpack_object *mount, const char *key, struct qh_idpair **out,
-			   size_t *n, char *err, size_t errlen)
-{
-	const msgpack_object *arr = proto_map_get(mount, key);
-
-	*out = NULL;
-	*n = 0;
-	if (!arr || arr->type == MSGPACK_OBJECT_NIL)
-		return 0;
-	if (arr->type != MSGPACK_OBJECT_ARRAY)
-		goto bad;
-	if (arr->via.array.size > QH_IDMAP_MAX) {
-		snprintf(err, errlen, "'%s' has %u entries; at most %d are supported", key,
-			 arr->via.array.size, QH_IDMAP_MAX);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	if (arr->via.array.size == 0)
-		return 0;
-	*out = calloc(arr->via.array.size, sizeof(**out));
-	if (!*out) {
-		snprintf(err, errlen, "out of memory");
-		return PROTO_E_NOMEM;
-	}
-	for (uint32_t i = 0; i < arr->via.array.size; i++) {
-		uint32_t host, guest;
-
-		if (proto_obj_u32_pair(&arr->via.array.ptr[i], &host, &guest) < 0)
-			goto bad_free;
-		if (host > IDMAP_ID_MAX || guest > IDMAP_ID_MAX) {
-			snprintf(err, errlen, "'%s': ids go from 0 to %u", key, IDMAP_ID_MAX);
-			free(*out);
-			*out = NULL;
-			return PROTO_E_INVALID_ARGUMENT;
-		}
-		(*out)[i].host = host;
-		(*out)[i].guest = guest;
-	}
-	*n = arr->via.array.size;
-	return 0;
-bad_free:
-	free(*out);
-	*out = NULL;
-bad:
-	snprintf(err, errlen, "'%s' must be a list of [HOST, GUEST]", key);
-	return PROTO_E_INVALID_ARGUMENT;
-}
-
-int qh_idmap_parse(const msgpack_object *mount, struct qh_idmap **out, char *err, size_t errlen)
-{
-	struct qh_idmap *map = calloc(1, sizeof(*map));
-	int rc;
-
-	*out = NULL;
-	if (!map) {
-		snprintf(err, errlen, "out of memory");
-		return PROTO_E_NOMEM;
-	}
-	rc = idmap_read_list(mount, "uid_map", &map->uid, &map->n_uid, err, errlen);
-	if (rc == 0)
-		rc = idmap_read_list(mount, "gid_map", &map->gid, &map->n_gid, err, errlen);
-	if (rc < 0 || (!map->n_uid && !map->n_gid)) {
-		qh_idmap_free(map);
-		return rc;
-	}
-	*out = map;
-	return 0;
-}
-
-static bool idmap_list_identity(const struct qh_idpair *p, size_t n)
+static bool idmap_list_identity(const struct vmh_idpair *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (p[i].host != p[i].guest)
@@ -129,13 +52,13 @@ static bool idmap_list_identity(const struct qh_idpair *p, size_t n)
 	return true;
 }
 
-bool qh_idmap_active(const struct qh_idmap *map)
+bool qh_idmap_active(const struct vmh_mount *m)
 {
-	return map && !(idmap_list_identity(map->uid, map->n_uid) &&
-			idmap_list_identity(map->gid, map->n_gid));
+	return !(idmap_list_identity(m->uid_map, m->n_uid_map) &&
+		 idmap_list_identity(m->gid_map, m->n_gid_map));
 }
 
-static int idmap_check_list(const struct qh_idpair *p, size_t n, const char *what, char *err,
+static int idmap_check_list(const struct vmh_idpair *p, size_t n, const char *what, char *err,
 			    size_t errlen)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -159,15 +82,20 @@ static int idmap_check_list(const struct qh_idpair *p, size_t n, const char *wha
 	return 0;
 }
 
-int qh_idmap_check(const struct qh_idmap *map, char *err, size_t errlen)
+bool qh_idmap_needed(const struct vmh_instance *inst)
 {
-	int rc;
+	for (size_t i = 0; i < inst->n_mounts; i++)
+		if (qh_idmap_active(&inst->mounts[i]))
+			return true;
+	return false;
+}
 
-	if (!map)
-		return 0;
-	rc = idmap_check_list(map->uid, map->n_uid, "uid", err, errlen);
+int qh_idmap_check(const struct vmh_mount *m, char *err, size_t errlen)
+{
+	int rc = idmap_check_list(m->uid_map, m->n_uid_map, "uid", err, errlen);
+
 	if (rc == 0)
-		rc = idmap_check_list(map->gid, map->n_gid, "gid", err, errlen);
+		rc = idmap_check_list(m->gid_map, m->n_gid_map, "gid", err, errlen);
 	return rc;
 }
 
@@ -201,7 +129,7 @@ static bool idmap_has(const uint32_t *v, size_t n, uint32_t id)
  * idmapped mount shows a file whose owner on disk is k as the outside id
  * that k maps to, so INSIDE is the host id and OUTSIDE the guest's.
  */
-static int idmap_text(const struct qh_idpair *p, size_t n, char *buf, size_t len)
+static int idmap_text(const struct vmh_idpair *p, size_t n, char *buf, size_t len)
 {
 	struct idmap_move moves[2 * QH_IDMAP_MAX];
 	uint32_t from[QH_IDMAP_MAX], to[QH_IDMAP_MAX], freed[QH_IDMAP_MAX], taken[QH_IDMAP_MAX];
@@ -289,7 +217,11 @@ static int idmap_write(pid_t pid, const char *file, const char *text, char *err,
 }
 
 /* A child in a new user namespace lives until its map is written and its
- * namespace opened; the namespace outlives it through the fd. */
+ * namespace opened; the namespace outlives it through the fd. The kernel
+ * needs that process (a map is written to /proc/PID/uid_map by a process of
+ * the parent namespace, as systemd and util-linux do too), and its caller
+ * waits for it: this runs in a child of the runner (vmh_run_task), so the
+ * helper's loop never does. */
 static int idmap_userns(const char *uid_text, const char *gid_text, char *err, size_t errlen)
 {
 	int ready[2], hold[2], rc, ns = -1, child_err = 0;
@@ -407,9 +339,10 @@ static const char *idmap_fs_name(const char *path, char *buf, size_t len)
 	}
 }
 
-/* A detached idmapped clone of source, or a PROTO_E_* code. */
-static int idmap_tree(const char *source, const struct qh_idmap *map, char *err, size_t errlen)
+/* A detached idmapped clone of the mount's source, or a PROTO_E_* code. */
+static int idmap_tree(const struct vmh_mount *m, char *err, size_t errlen)
 {
+	const char *source = m->source;
 	char uid_text[4096], gid_text[4096], fsbuf[32];
 	struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP};
 	int ns, tree, rc;
@@ -422,8 +355,8 @@ static int idmap_tree(const char *source, const struct qh_idmap *map, char *err,
 			 source, (unsigned)geteuid());
 		return PROTO_E_INVALID_ARGUMENT;
 	}
-	if (idmap_text(map->uid, map->n_uid, uid_text, sizeof(uid_text)) < 0 ||
-	    idmap_text(map->gid, map->n_gid, gid_text, sizeof(gid_text)) < 0) {
+	if (idmap_text(m->uid_map, m->n_uid_map, uid_text, sizeof(uid_text)) < 0 ||
+	    idmap_text(m->gid_map, m->n_gid_map, gid_text, sizeof(gid_text)) < 0) {
 		snprintf(err, errlen, "the id map of %s is too long", source);
 		return PROTO_E_INVALID_ARGUMENT;
 	}
@@ -456,9 +389,9 @@ out_close_ns:
 	return rc;
 }
 
-int qh_idmap_try(const char *source, const struct qh_idmap *map, char *err, size_t errlen)
+int qh_idmap_try(const struct vmh_mount *m, char *err, size_t errlen)
 {
-	int tree = idmap_tree(source, map, err, errlen);
+	int tree = idmap_tree(m, err, errlen);
 
 	if (tree < 0)
 		return tree;
@@ -469,7 +402,7 @@ int qh_idmap_try(const char *source, const struct qh_idmap *map, char *err, size
 
 /* ---- DIR/idmapped/N ---- */
 
-void qh_idmap_path(const struct qh_inst *inst, size_t i, char *buf, size_t len)
+void qh_idmap_path(const struct vmh_instance *inst, size_t i, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s/%zu", inst->dir, QH_IDMAPPED, i);
 }
@@ -486,7 +419,7 @@ static int idmap_detach(const char *path)
 	return -1;
 }
 
-void qh_idmap_release(const struct qh_inst *inst)
+void qh_idmap_release(const struct vmh_instance *inst)
 {
 	char top[QH_PATH], path[QH_PATH];
 	struct dirent *de;
@@ -523,7 +456,7 @@ static int idmap_mkdir(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-int qh_idmap_prepare(const struct qh_inst *inst, char *err, size_t errlen)
+int qh_idmap_prepare(const struct vmh_instance *inst, char *err, size_t errlen)
 {
 	char path[QH_PATH];
 	int rc = 0;
@@ -531,12 +464,12 @@ int qh_idmap_prepare(const struct qh_inst *inst, char *err, size_t errlen)
 	/* What a helper that died before its VM stopped left behind. */
 	qh_idmap_release(inst);
 	for (size_t i = 0; i < inst->n_mounts; i++) {
-		const struct qh_mount *m = &inst->mounts[i];
+		const struct vmh_mount *m = &inst->mounts[i];
 		int tree;
 
-		if (!qh_idmap_active(m->idmap))
+		if (!qh_idmap_active(m))
 			continue;
-		rc = qh_idmap_check(m->idmap, err, errlen);
+		rc = qh_idmap_check(m, err, errlen);
 		if (rc < 0)
 			break;
 		qh_path(inst, QH_IDMAPPED, path, sizeof(path));
@@ -547,7 +480,7 @@ int qh_idmap_prepare(const struct qh_inst *inst, char *err, size_t errlen)
 		rc = idmap_mkdir(path, err, errlen);
 		if (rc < 0)
 			break;
-		tree = idmap_tree(m->source, m->idmap, err, errlen);
+		tree = idmap_tree(m, err, errlen);
 		if (tree < 0) {
 			rc = tree;
 			break;

@@ -32,7 +32,7 @@ typedef void (*op_next_fn)(struct op *op);
 
 struct op {
 	struct vmh_req *req;
-	struct qh_inst inst;
+	struct vmh_instance inst;
 	bool claimed;
 	/* stop */
 	bool force;
@@ -47,6 +47,7 @@ struct op {
 	int port_tries;
 	int tap_fds[VMH_MAX_KEEP_FDS];
 	size_t n_tap_fds;
+	int port; /* of the SSH forward */
 	/* create */
 	uint64_t size;
 	/* what the broker was told before this operation */
@@ -73,27 +74,21 @@ static void op_free(struct op *op)
 {
 	ev_timer_stop(vmh_loop(), &op->poll);
 	if (op->claimed)
-		qh_busy_release(op->inst.dir);
+		vmh_busy_release(op->inst.name);
 	for (size_t i = 0; i < op->n_tap_fds; i++)
 		close(op->tap_fds[i]);
-	qh_inst_free(&op->inst);
+	vmh_instance_free(&op->inst);
 	free(op);
 }
 
 /* Claim the instance for this operation or fail the request. */
-static int op_claim(struct op *op, const char *state)
+static int op_claim(struct op *op, enum proto_state state)
 {
-	int rc = qh_busy_claim(op->inst.dir, state);
+	char err[QH_ERR];
+	int rc = vmh_busy_claim(op->inst.name, state, err, sizeof(err));
 
-	if (rc == PROTO_E_BUSY) {
-		vmh_fail(op->req, rc, "instance '%s' is busy %s", op->inst.name,
-			 qh_busy_state(op->inst.dir));
-		op->req = NULL;
-		op_free(op);
-		return rc;
-	}
 	if (rc < 0) {
-		vmh_fail(op->req, rc, "out of memory");
+		vmh_fail(op->req, rc, "%s", err);
 		op->req = NULL;
 		op_free(op);
 		return rc;
@@ -102,12 +97,12 @@ static int op_claim(struct op *op, const char *state)
 	return 0;
 }
 
-static void op_answer_state(struct op *op, const char *state)
+static void op_answer_state(struct op *op, enum proto_state state)
 {
 	msgpack_packer *pk = vmh_result(op->req);
 
 	msgpack_pack_map(pk, 1);
-	proto_pack_kv_str(pk, "state", state);
+	proto_pack_kv_state(pk, "state", state);
 	vmh_done(op->req);
 	op_free(op);
 }
@@ -156,7 +151,7 @@ static void log_excerpt(const char *path, char *buf, size_t len)
 	free(text);
 }
 
-static int write_small(const struct qh_inst *inst, const char *file, const char *text)
+static int write_small(const struct vmh_instance *inst, const char *file, const char *text)
 {
 	char path[QH_PATH];
 
@@ -164,7 +159,7 @@ static int write_small(const struct qh_inst *inst, const char *file, const char 
 	return atomic_write_file(path, text, strlen(text), 0644);
 }
 
-static void remove_file(const struct qh_inst *inst, const char *file)
+static void remove_file(const struct vmh_instance *inst, const char *file)
 {
 	char path[QH_PATH];
 
@@ -185,7 +180,7 @@ static void create_done(void *ud, const struct vmh_run_result *r)
 		return;
 	}
 	vmh_log(VMH_INFO, "%s: disk created (%llu bytes over %s)", op->inst.name,
-		(unsigned long long)op->size, op->inst.image_disk);
+		(unsigned long long)op->size, op->inst.image.disk);
 	op_answer_empty(op);
 }
 
@@ -199,7 +194,7 @@ static void create_got_info(void *ud, const struct vmh_run_result *r)
 	int rc;
 
 	if (r->status != 0) {
-		op_fail(op, PROTO_E_DRIVER, "cannot read the image %s: %s", op->inst.image_disk,
+		op_fail(op, PROTO_E_DRIVER, "cannot read the image %s: %s", op->inst.image.disk,
 			r->output);
 		return;
 	}
@@ -208,7 +203,7 @@ static void create_got_info(void *ud, const struct vmh_run_result *r)
 	json_decref(info);
 	if (base_size <= 0) {
 		op_fail(op, PROTO_E_DRIVER, "qemu-img did not report the size of %s",
-			op->inst.image_disk);
+			op->inst.image.disk);
 		return;
 	}
 	op->size = op->inst.disk;
@@ -221,10 +216,10 @@ static void create_got_info(void *ud, const struct vmh_run_result *r)
 				(long long)base_size);
 		op->size = (uint64_t)base_size;
 	}
-	qh_path(&op->inst, QH_DISK, disk, sizeof(disk));
+	qh_path(&op->inst, PROTO_FILE_DISK, disk, sizeof(disk));
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)op->size);
-	char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", op->inst.image_format, "-b",
-			op->inst.image_disk, disk, size, NULL};
+	char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", op->inst.image.format, "-b",
+			op->inst.image.disk, disk, size, NULL};
 	struct vmh_run_opts opts = {.timeout_s = 120};
 
 	rc = vmh_run(argv, &opts, create_done, op);
@@ -238,16 +233,21 @@ void qh_instance_create(struct vmh_req *req, const msgpack_object *params)
 	char disk[QH_PATH];
 	int rc;
 
-	if (!op || op_claim(op, "stopped") < 0)
+	if (!op || op_claim(op, PROTO_STATE_STOPPED) < 0)
 		return;
-	qh_path(&op->inst, QH_DISK, disk, sizeof(disk));
+	qh_path(&op->inst, PROTO_FILE_DISK, disk, sizeof(disk));
 	if (file_exists(disk)) {
 		op_fail(op, PROTO_E_ALREADY_EXISTS, "instance '%s' already has a disk (%s)",
 			op->inst.name, disk);
 		return;
 	}
-	if (!file_exists(op->inst.image_disk)) {
-		op_fail(op, PROTO_E_NOT_FOUND, "image disk %s does not exist", op->inst.image_disk);
+	if (!op->inst.image.disk) {
+		op_fail(op, PROTO_E_INVALID_ARGUMENT, "instance '%s' names no base image to create "
+			"its disk from", op->inst.name);
+		return;
+	}
+	if (!file_exists(op->inst.image.disk)) {
+		op_fail(op, PROTO_E_NOT_FOUND, "image disk %s does not exist", op->inst.image.disk);
 		return;
 	}
 	rc = mkdir_p(op->inst.dir, 0755);
@@ -255,8 +255,8 @@ void qh_instance_create(struct vmh_req *req, const msgpack_object *params)
 		op_fail(op, rc, "cannot create %s: %s", op->inst.dir, strerror(errno));
 		return;
 	}
-	char *argv[] = {"qemu-img", "info", "--output=json", "-U", "-f", op->inst.image_format,
-			op->inst.image_disk, NULL};
+	char *argv[] = {"qemu-img", "info", "--output=json", "-U", "-f", op->inst.image.format,
+			op->inst.image.disk, NULL};
 	struct vmh_run_opts opts = {.timeout_s = 60};
 
 	rc = vmh_run(argv, &opts, create_got_info, op);
@@ -285,8 +285,8 @@ static int pick_port(void)
 
 static void start_finish(struct op *op)
 {
-	qh_notify_state(op->inst.name, op->inst.dir, "running");
-	op_answer_state(op, "running");
+	qh_notify_state(&op->inst, PROTO_STATE_RUNNING);
+	op_answer_state(op, PROTO_STATE_RUNNING);
 }
 
 struct delvm_task {
@@ -298,7 +298,7 @@ static int delvm_task(void *arg, char *err, size_t errlen)
 {
 	struct delvm_task *t = arg;
 
-	return qh_hmp(t->sock, "delvm " QH_SUSPEND_TAG, 60.0, err, errlen);
+	return qh_hmp(t->sock, "delvm " PROTO_SUSPEND_TAG, 60.0, err, errlen);
 }
 
 static void delvm_done(void *ud, const struct vmh_run_result *r)
@@ -315,7 +315,7 @@ static void start_resumed(struct op *op)
 {
 	struct delvm_task *t = calloc(1, sizeof(*t));
 
-	remove_file(&op->inst, QH_SUSPENDED);
+	remove_file(&op->inst, PROTO_FILE_SUSPENDED);
 	if (!t)
 		return;
 	/* The saved state was needed only to come back; drop it so that the disk
@@ -355,7 +355,7 @@ static void start_done(void *ud, const struct vmh_run_result *r)
 		return;
 	}
 	/* A restart that cannot start again leaves the instance stopped. */
-	qh_notify_state(op->inst.name, op->inst.dir, op->resume ? "suspended" : "stopped");
+	qh_notify_state(&op->inst, op->resume ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED);
 	if (r->timed_out)
 		op_fail(op, PROTO_E_TIMEOUT, "qemu did not start '%s' within %.0f s", op->inst.name,
 			START_TIMEOUT);
@@ -418,7 +418,7 @@ static int start_prepare_firmware(struct op *op)
 {
 	char vars[QH_PATH], err[QH_ERR];
 
-	if (op->inst.image_kernel)
+	if (op->inst.image.kernel)
 		return 0;
 	if (!file_exists(QH_OVMF_CODE) || !file_exists(QH_OVMF_VARS)) {
 		op_fail(op, PROTO_E_NOT_FOUND,
@@ -440,17 +440,17 @@ static int start_prepare_firmware(struct op *op)
 /* Files the command line names must exist, or qemu's own message is vaguer. */
 static int start_check_files(struct op *op)
 {
-	const struct qh_inst *in = &op->inst;
+	const struct vmh_instance *in = &op->inst;
 	char disk[QH_PATH];
 	struct stat st;
 
-	qh_path(in, QH_DISK, disk, sizeof(disk));
+	qh_path(in, PROTO_FILE_DISK, disk, sizeof(disk));
 	if (!file_exists(disk)) {
 		op_fail(op, PROTO_E_NOT_FOUND, "instance '%s' has no disk %s (create it first)",
 			in->name, disk);
 		return -1;
 	}
-	const char *need[] = {in->seed, in->image_kernel, in->image_initrd};
+	const char *need[] = {in->seed, in->image.kernel, in->image.initrd};
 	for (size_t i = 0; i < 3; i++) {
 		if (need[i] && !file_exists(need[i])) {
 			op_fail(op, PROTO_E_NOT_FOUND, "instance '%s': %s does not exist", in->name,
@@ -476,13 +476,13 @@ static int start_open_taps(struct op *op)
 
 	if (geteuid() != 0)
 		return 0;
-	if (op->inst.n_nets > sizeof(op->tap_fds) / sizeof(op->tap_fds[0])) {
+	if (op->inst.n_networks > sizeof(op->tap_fds) / sizeof(op->tap_fds[0])) {
 		op_fail(op, PROTO_E_INVALID_ARGUMENT, "instance '%s' has more than %zu extra networks",
 			op->inst.name, sizeof(op->tap_fds) / sizeof(op->tap_fds[0]));
 		return -1;
 	}
-	for (size_t i = 0; i < op->inst.n_nets; i++) {
-		int fd = qh_tap_open(op->inst.nets[i].name, err, sizeof(err));
+	for (size_t i = 0; i < op->inst.n_networks; i++) {
+		int fd = qh_tap_open(op->inst.networks[i].name, err, sizeof(err));
 
 		if (fd < 0) {
 			op_fail(op, fd, "instance '%s': %s", op->inst.name, err);
@@ -493,40 +493,18 @@ static int start_open_taps(struct op *op)
 	return 0;
 }
 
-static void start_with_accel(void *ud, enum vmh_accel accel)
+/* Run qemu for op, whose files, taps, port and idmapped mounts are ready. */
+static void start_qemu(struct op *op)
 {
-	struct op *op = ud;
-	char err[QH_ERR], port_text[16], log[QH_PATH], line[4096];
-	int keep[VMH_MAX_KEEP_FDS], port, rc;
+	char err[QH_ERR], log[QH_PATH], line[4096];
+	int keep[VMH_MAX_KEEP_FDS], rc;
 	char **argv;
 
-	op->accel = accel;
-	if (start_check_files(op) < 0 || start_prepare_firmware(op) < 0 ||
-	    start_open_taps(op) < 0)
-		return;
-	port = pick_port();
-	if (port < 0) {
-		op_fail(op, PROTO_E_IO, "cannot find a free port for SSH");
-		return;
-	}
-	snprintf(port_text, sizeof(port_text), "%d\n", port);
-	rc = write_small(&op->inst, QH_SSH_PORT, port_text);
-	if (rc < 0) {
-		op_fail(op, rc, "cannot write %s/%s", op->inst.dir, QH_SSH_PORT);
-		return;
-	}
 	/* Passed fds land at 3, 4, ... in qemu (see vmh_run). */
 	for (size_t i = 0; i < op->n_tap_fds; i++)
 		keep[i] = 3 + (int)i;
-	op->resume = qh_vm_suspended(&op->inst);
-	qh_vm_cleanup(&op->inst);
-	rc = qh_idmap_prepare(&op->inst, err, sizeof(err));
-	if (rc < 0) {
-		op_fail(op, rc, "%s", err);
-		return;
-	}
-	argv = qh_vm_argv(&op->inst, accel, port, op->resume, op->n_tap_fds ? keep : NULL, err,
-			  sizeof(err));
+	argv = qh_vm_argv(&op->inst, op->accel, op->port, op->resume, op->n_tap_fds ? keep : NULL,
+			  err, sizeof(err));
 	if (!argv) {
 		qh_idmap_release(&op->inst);
 		op_fail(op, PROTO_E_NOMEM, "%s", err);
@@ -550,6 +528,63 @@ static void start_with_accel(void *ud, enum vmh_accel accel)
 	}
 }
 
+/* In a child of the runner: the idmapped mounts are made there, since
+ * making one waits for a process of its own (see idmap.c). Mounts are
+ * shared with the helper's mount namespace. */
+static int start_idmap_task(void *arg, char *err, size_t errlen)
+{
+	struct op *op = arg;
+
+	return qh_idmap_prepare(&op->inst, err, errlen);
+}
+
+static void start_idmapped(void *ud, const struct vmh_run_result *r)
+{
+	struct op *op = ud;
+	int rc = vmh_task_code(r);
+
+	if (rc < 0) {
+		qh_idmap_release(&op->inst);
+		op_fail(op, rc, "%s", r->output[0] ? r->output : "the id mapped mounts failed");
+		return;
+	}
+	start_qemu(op);
+}
+
+static void start_with_accel(void *ud, enum vmh_accel accel)
+{
+	struct op *op = ud;
+	char port_text[16];
+	int rc;
+
+	op->accel = accel;
+	if (start_check_files(op) < 0 || start_prepare_firmware(op) < 0 ||
+	    start_open_taps(op) < 0)
+		return;
+	op->port = pick_port();
+	if (op->port < 0) {
+		op_fail(op, PROTO_E_IO, "cannot find a free port for SSH");
+		return;
+	}
+	snprintf(port_text, sizeof(port_text), "%d\n", op->port);
+	rc = write_small(&op->inst, QH_SSH_PORT, port_text);
+	if (rc < 0) {
+		op_fail(op, rc, "cannot write %s/%s", op->inst.dir, QH_SSH_PORT);
+		return;
+	}
+	op->resume = qh_vm_suspended(&op->inst);
+	qh_vm_cleanup(&op->inst);
+	/* What a helper that died before its VM stopped left behind. */
+	qh_idmap_release(&op->inst);
+	if (!qh_idmap_needed(&op->inst)) {
+		start_qemu(op);
+		return;
+	}
+	rc = vmh_run_task(start_idmap_task, op, QH_IDMAP_TIMEOUT, start_idmapped, op);
+	if (rc < 0)
+		op_fail(op, rc, "cannot start making the idmapped mounts");
+}
+
 /* Start an instance this op has claimed. */
 static void start_begin(struct op *op)
 {
@@ -564,7 +599,7 @@ static void start_begin(struct op *op)
 		    qh_qmp(sock, "cont", NULL, 2.0, NULL, err, sizeof(err)) < 0)
 			vmh_log(VMH_WARN, "%s: cannot resume the paused VM: %s", op->inst.name, err);
 		json_decref(ret);
-		op_answer_state(op, "running");
+		op_answer_state(op, PROTO_STATE_RUNNING);
 		return;
 	}
 	vmh_accel_when_ready(start_with_accel, op);
@@ -574,7 +609,7 @@ void qh_instance_start(struct vmh_req *req, const msgpack_object *params)
 {
 	struct op *op = op_new(req, params);
 
-	if (!op || op_claim(op, "starting") < 0)
+	if (!op || op_claim(op, PROTO_STATE_STARTING) < 0)
 		return;
 	start_begin(op);
 }
@@ -590,8 +625,8 @@ static void stop_gone(struct op *op)
 		op->after_stop(op);
 		return;
 	}
-	qh_notify_state(op->inst.name, op->inst.dir, "stopped");
-	op_answer_state(op, "stopped");
+	qh_notify_state(&op->inst, PROTO_STATE_STOPPED);
+	op_answer_state(op, PROTO_STATE_STOPPED);
 }
 
 static double now(void)
@@ -686,14 +721,14 @@ static void discard_done(void *ud, const struct vmh_run_result *r)
 	if (r->status != 0)
 		vmh_log(VMH_WARN, "%s: could not delete the suspend snapshot: %s", op->inst.name,
 			r->output);
-	remove_file(&op->inst, QH_SUSPENDED);
+	remove_file(&op->inst, PROTO_FILE_SUSPENDED);
 	vmh_log(VMH_INFO, "%s: suspended state discarded", op->inst.name);
 	if (op->after_stop) {
 		op->after_stop(op);
 		return;
 	}
-	qh_notify_state(op->inst.name, op->inst.dir, "stopped");
-	op_answer_state(op, "stopped");
+	qh_notify_state(&op->inst, PROTO_STATE_STOPPED);
+	op_answer_state(op, PROTO_STATE_STOPPED);
 }
 
 /* Forget a suspended state (a forced stop of a suspended instance; delete):
@@ -703,8 +738,8 @@ static void discard_suspend(struct op *op)
 	char disk[QH_PATH];
 	int rc;
 
-	qh_path(&op->inst, QH_DISK, disk, sizeof(disk));
-	char *argv[] = {"qemu-img", "snapshot", "-d", QH_SUSPEND_TAG, disk, NULL};
+	qh_path(&op->inst, PROTO_FILE_DISK, disk, sizeof(disk));
+	char *argv[] = {"qemu-img", "snapshot", "-d", PROTO_SUSPEND_TAG, disk, NULL};
 	struct vmh_run_opts opts = {.timeout_s = 120};
 
 	rc = vmh_run(argv, &opts, discard_done, op);
@@ -716,7 +751,7 @@ void qh_instance_stop(struct vmh_req *req, const msgpack_object *params)
 {
 	struct op *op = op_new(req, params);
 
-	if (!op || op_read_stop_params(op, params) < 0 || op_claim(op, "stopping") < 0)
+	if (!op || op_read_stop_params(op, params) < 0 || op_claim(op, PROTO_STATE_STOPPING) < 0)
 		return;
 	if (qh_vm_pid(&op->inst)) {
 		stop_running(op);
@@ -734,7 +769,7 @@ void qh_instance_stop(struct vmh_req *req, const msgpack_object *params)
 		return;
 	}
 	qh_vm_cleanup(&op->inst);
-	op_answer_state(op, "stopped");
+	op_answer_state(op, PROTO_STATE_STOPPED);
 }
 
 /* ---- instance.restart: a real reboot, the guest shuts down and boots again ---- */
@@ -751,7 +786,7 @@ void qh_instance_restart(struct vmh_req *req, const msgpack_object *params)
 	if (!op || op_read_stop_params(op, params) < 0)
 		return;
 	op->force = false;
-	if (op_claim(op, "restarting") < 0)
+	if (op_claim(op, PROTO_STATE_RESTARTING) < 0)
 		return;
 	if (!qh_vm_pid(&op->inst) && qh_vm_suspended(&op->inst)) {
 		op_fail(op, PROTO_E_INVALID_STATE, "instance '%s' is suspended: start it instead",
@@ -759,7 +794,7 @@ void qh_instance_restart(struct vmh_req *req, const msgpack_object *params)
 		return;
 	}
 	op->after_stop = restart_after_stop;
-	qh_notify_state(op->inst.name, op->inst.dir, "restarting");
+	qh_notify_state(&op->inst, PROTO_STATE_RESTARTING);
 	if (!qh_vm_pid(&op->inst)) {
 		start_begin(op);
 		return;
@@ -782,7 +817,7 @@ static int suspend_task(void *arg, char *err, size_t errlen)
 	rc = qh_qmp(t->sock, "stop", NULL, 10.0, NULL, err, errlen);
 	if (rc < 0)
 		return rc;
-	rc = qh_hmp(t->sock, "savevm " QH_SUSPEND_TAG, SAVEVM_TIMEOUT, err, errlen);
+	rc = qh_hmp(t->sock, "savevm " PROTO_SUSPEND_TAG, SAVEVM_TIMEOUT, err, errlen);
 	if (rc < 0) {
 		char ignored[QH_ERR];
 
@@ -793,8 +828,8 @@ static int suspend_task(void *arg, char *err, size_t errlen)
 
 static void suspend_after_quit(struct op *op)
 {
-	qh_notify_state(op->inst.name, op->inst.dir, "suspended");
-	op_answer_state(op, "suspended");
+	qh_notify_state(&op->inst, PROTO_STATE_SUSPENDED);
+	op_answer_state(op, PROTO_STATE_SUSPENDED);
 }
 
 static void suspend_saved(void *ud, const struct vmh_run_result *r)
@@ -811,9 +846,9 @@ static void suspend_saved(void *ud, const struct vmh_run_result *r)
 		return;
 	}
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ\n", gmtime(&t));
-	rc = write_small(&op->inst, QH_SUSPENDED, stamp);
+	rc = write_small(&op->inst, PROTO_FILE_SUSPENDED, stamp);
 	if (rc < 0) {
-		op_fail(op, rc, "cannot write %s/%s; the VM stays paused", op->inst.dir, QH_SUSPENDED);
+		op_fail(op, rc, "cannot write %s/%s; the VM stays paused", op->inst.dir, PROTO_FILE_SUSPENDED);
 		return;
 	}
 	vmh_log(VMH_INFO, "%s: state saved; stopping qemu", op->inst.name);
@@ -828,11 +863,11 @@ void qh_instance_suspend(struct vmh_req *req, const msgpack_object *params)
 	struct suspend_task *t;
 	int rc;
 
-	if (!op || op_claim(op, "suspending") < 0)
+	if (!op || op_claim(op, PROTO_STATE_SUSPENDING) < 0)
 		return;
 	if (!qh_vm_pid(&op->inst)) {
 		if (qh_vm_suspended(&op->inst))
-			op_answer_state(op, "suspended");
+			op_answer_state(op, PROTO_STATE_SUSPENDED);
 		else
 			op_fail(op, PROTO_E_INVALID_STATE, "instance '%s' is not running", op->inst.name);
 		return;
@@ -855,14 +890,14 @@ void qh_instance_suspend(struct vmh_req *req, const msgpack_object *params)
 static void delete_files(struct op *op)
 {
 	static const char *const files[] = {QH_PIDFILE, QH_QMP, QH_SSH_PORT, QH_CONSOLE, QH_LOG,
-					    QH_SUSPENDED, QH_EFI_VARS};
+					    PROTO_FILE_SUSPENDED, QH_EFI_VARS};
 
 	/* Before the broker removes the folder: it must not reach a source. */
 	qh_idmap_release(&op->inst);
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		remove_file(&op->inst, files[i]);
 	vmh_log(VMH_INFO, "%s: runtime files removed", op->inst.name);
-	qh_notify_state(op->inst.name, op->inst.dir, "stopped");
+	qh_notify_state(&op->inst, PROTO_STATE_STOPPED);
 	op_answer_empty(op);
 }
 
@@ -880,7 +915,7 @@ void qh_instance_delete(struct vmh_req *req, const msgpack_object *params)
 {
 	struct op *op = op_new(req, params);
 
-	if (!op || op_claim(op, "stopping") < 0)
+	if (!op || op_claim(op, PROTO_STATE_STOPPING) < 0)
 		return;
 	op->force = true;
 	op->after_stop = delete_after_stop;
@@ -895,23 +930,23 @@ void qh_instance_delete(struct vmh_req *req, const msgpack_object *params)
 
 void qh_instance_state(struct vmh_req *req, const msgpack_object *params)
 {
-	struct qh_inst inst;
+	struct vmh_instance inst;
 	msgpack_packer *pk;
 
 	if (qh_inst_from_req(req, params, &inst) < 0)
 		return;
 	pk = vmh_result(req);
 	msgpack_pack_map(pk, 1);
-	proto_pack_kv_str(pk, "state", qh_vm_state(&inst));
+	proto_pack_kv_state(pk, "state", qh_vm_state(&inst));
 	vmh_done(req);
-	qh_inst_free(&inst);
+	vmh_instance_free(&inst);
 }
 
 /* User-mode networking gives every guest the same address behind the
  * forwarded port; there is none while the VM is not running. */
-static void pack_ipv4(msgpack_packer *pk, const char *state)
+static void pack_ipv4(msgpack_packer *pk, enum proto_state state)
 {
-	if (!strcmp(state, "running")) {
+	if (state == PROTO_STATE_RUNNING) {
 		msgpack_pack_array(pk, 1);
 		proto_pack_str(pk, "10.0.2.15");
 	} else {
@@ -921,9 +956,9 @@ static void pack_ipv4(msgpack_packer *pk, const char *state)
 
 void qh_instance_info(struct vmh_req *req, const msgpack_object *params)
 {
-	struct qh_inst inst;
+	struct vmh_instance inst;
+	enum proto_state state;
 	msgpack_packer *pk;
-	const char *state;
 	pid_t pid;
 
 	if (qh_inst_from_req(req, params, &inst) < 0)
@@ -932,18 +967,18 @@ void qh_instance_info(struct vmh_req *req, const msgpack_object *params)
 	pid = qh_vm_pid(&inst);
 	pk = vmh_result(req);
 	msgpack_pack_map(pk, 5);
-	proto_pack_kv_str(pk, "state", state);
+	proto_pack_kv_state(pk, "state", state);
 	proto_pack_kv_str(pk, "ssh_host", "127.0.0.1");
 	proto_pack_kv_int(pk, "ssh_port", pid ? qh_vm_ssh_port(&inst) : 0);
 	proto_pack_str(pk, "ipv4");
-	pack_ipv4(pk, pid ? state : "stopped");
+	pack_ipv4(pk, pid ? state : PROTO_STATE_STOPPED);
 	proto_pack_str(pk, "pid");
 	if (pid)
 		msgpack_pack_int64(pk, pid);
 	else
 		msgpack_pack_nil(pk);
 	vmh_done(req);
-	qh_inst_free(&inst);
+	vmh_instance_free(&inst);
 }
 
 void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
@@ -963,10 +998,9 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 	qh_vm_batch(true);
 	for (uint32_t i = 0; i < arr->via.array.size; i++) {
 		const msgpack_object *m = &arr->via.array.ptr[i];
-		struct qh_inst inst;
+		struct vmh_instance inst;
+		enum proto_state state;
 		char name[128] = "";
-
-		const char *state;
 
 		msgpack_pack_map(pk, 3);
 		if (qh_inst_parse(m, &inst, err, sizeof(err)) < 0) {
@@ -974,7 +1008,7 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 			proto_get_str(m, "name", name, sizeof(name));
 			vmh_log(VMH_WARN, "instances.list: %s", err);
 			proto_pack_kv_str(pk, "name", name);
-			proto_pack_kv_str(pk, "state", "unknown");
+			proto_pack_kv_state(pk, "state", PROTO_STATE_UNKNOWN);
 			proto_pack_str(pk, "ipv4");
 			msgpack_pack_array(pk, 0);
 			continue;
@@ -982,11 +1016,11 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 		/* One look at the pid file serves the watch and the state. */
 		state = qh_vm_state_known(&inst, qh_watch_pid(&inst));
 		proto_pack_kv_str(pk, "name", inst.name);
-		proto_pack_kv_str(pk, "state", state);
+		proto_pack_kv_state(pk, "state", state);
 		/* Optional, as in instance.info: saves the broker a call per instance. */
 		proto_pack_str(pk, "ipv4");
 		pack_ipv4(pk, state);
-		qh_inst_free(&inst);
+		vmh_instance_free(&inst);
 	}
 	qh_vm_batch(false);
 	vmh_done(req);

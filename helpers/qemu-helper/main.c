@@ -29,15 +29,7 @@ static bool main_have(const char *prog)
 static int main_init(const char *scope_dir, const msgpack_object *settings, char *why,
 		     size_t whylen)
 {
-	char accel[32] = "auto";
-	int rc;
-
-	rc = proto_get_str(settings, "local.qemu.accel", accel, sizeof(accel));
-	if (rc == PROTO_E_INVALID_ARGUMENT) {
-		snprintf(why, whylen, "local.qemu.accel must be auto, kvm or tcg");
-		return PROTO_E_UNAVAILABLE;
-	}
-	if (vmh_accel_configure("local.qemu.accel", accel, why, whylen) < 0)
+	if (vmh_accel_configure_setting("local.qemu.accel", why, whylen) < 0)
 		return PROTO_E_UNAVAILABLE;
 	if (!main_have("qemu-system-x86_64") || !main_have("qemu-img")) {
 		snprintf(why, whylen,

@@ -1,9 +1,9 @@
 /*
- * What the helper remembers between requests, none of it needed to be
- * correct after a restart: which instances have an operation in progress
- * (to answer "starting", "stopping", ... and refuse a second one), and the
- * last state told to the broker, so that a VM that stops by itself (the
- * guest powered off) is noticed through a pidfd and reported.
+ * Watching the qemu of each running instance through a pidfd, so that a VM
+ * that stops by itself (the guest powered off) is noticed and reported.
+ * The SDK keeps the claims of operations in progress and the state last
+ * told to the broker (vmh_busy_*, vmh_state_*); none of it needs to be
+ * correct after a restart.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,22 +15,13 @@
 
 #include "qh.h"
 
-struct busy {
-	char *dir;
-	const char *state;
-	struct busy *next;
-};
-
 struct watched {
 	char *name;
 	char *dir;
-	char state[16];
 	int pidfd; /* -1 when not watching a process */
 	ev_io io;
 	struct watched *next; /* in its hash bucket */
 };
-
-static struct busy *busy_list;
 
 /* Watches by folder: instances.list looks up every instance on every call. */
 static struct {
@@ -38,45 +29,6 @@ static struct {
 	size_t n_buckets; /* a power of two, or 0 */
 	size_t n;
 } watches;
-
-int qh_busy_claim(const char *dir, const char *state)
-{
-	struct busy *b;
-
-	if (qh_busy_state(dir))
-		return PROTO_E_BUSY;
-	b = calloc(1, sizeof(*b));
-	if (!b || !(b->dir = strdup(dir))) {
-		free(b);
-		return PROTO_E_NOMEM;
-	}
-	b->state = state;
-	b->next = busy_list;
-	busy_list = b;
-	return 0;
-}
-
-void qh_busy_release(const char *dir)
-{
-	for (struct busy **p = &busy_list; *p; p = &(*p)->next) {
-		if (!strcmp((*p)->dir, dir)) {
-			struct busy *b = *p;
-
-			*p = b->next;
-			free(b->dir);
-			free(b);
-			return;
-		}
-	}
-}
-
-const char *qh_busy_state(const char *dir)
-{
-	for (struct busy *b = busy_list; b; b = b->next)
-		if (!strcmp(b->dir, dir))
-			return b->state;
-	return NULL;
-}
 
 static size_t watch_hash(const char *dir)
 {
@@ -152,18 +104,20 @@ static void watch_disarm(struct watched *w)
 static void watch_exit_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct watched *w = io->data;
-	struct qh_inst inst = {.name = w->name, .dir = w->dir};
+	struct vmh_instance inst = {.name = w->name, .dir = w->dir};
+	enum proto_state told;
 
 	watch_disarm(w);
 	/* An operation in progress (stop, suspend, restart) reports for itself,
 	 * and one that just ended has already told the broker. */
-	if (qh_busy_state(w->dir) || strcmp(w->state, "running"))
+	if (vmh_busy(w->name, NULL) || !vmh_state_last(w->name, &told) ||
+	    told != PROTO_STATE_RUNNING)
 		return;
 	if (qh_vm_pid(&inst))
 		return;
 	vmh_log(VMH_INFO, "%s: qemu exited", w->name);
 	qh_vm_cleanup(&inst);
-	qh_notify_state(w->name, w->dir, qh_vm_suspended(&inst) ? "suspended" : "stopped");
+	qh_notify_state(&inst, qh_vm_suspended(&inst) ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED);
 }
 
 /* pid: qh_vm_pid() of the instance, just read. */
@@ -184,13 +138,13 @@ static void watch_arm_pid(struct watched *w, pid_t pid)
 
 static void watch_arm(struct watched *w)
 {
-	struct qh_inst inst = {.name = w->name, .dir = w->dir};
+	struct vmh_instance inst = {.name = w->name, .dir = w->dir};
 
 	if (w->pidfd < 0)
 		watch_arm_pid(w, qh_vm_pid(&inst));
 }
 
-pid_t qh_watch_pid(const struct qh_inst *inst)
+pid_t qh_watch_pid(const struct vmh_instance *inst)
 {
 	struct watched *w = watch_find(inst->dir);
 	pid_t pid = qh_vm_pid(inst);
@@ -208,32 +162,29 @@ pid_t qh_watch_pid(const struct qh_inst *inst)
 			return pid;
 		}
 		w->pidfd = -1;
-		/* The state before this helper did anything: the "old" of the next change. */
-		snprintf(w->state, sizeof(w->state), "%s",
-			 pid ? "running" : qh_vm_suspended(inst) ? "suspended" : "stopped");
 		if (!watch_insert(w))
 			return pid;
 	}
+	/* The state before this helper did anything: the "old" of the next change. */
+	if (!vmh_state_last(inst->name, NULL))
+		vmh_state_seen(inst->name, pid ? PROTO_STATE_RUNNING
+					 : qh_vm_suspended(inst) ? PROTO_STATE_SUSPENDED
+								 : PROTO_STATE_STOPPED);
 	watch_arm_pid(w, pid);
 	return pid;
 }
 
-void qh_watch(const struct qh_inst *inst)
+void qh_watch(const struct vmh_instance *inst)
 {
 	(void)qh_watch_pid(inst);
 }
 
-void qh_notify_state(const char *name, const char *dir, const char *state)
+void qh_notify_state(const struct vmh_instance *inst, enum proto_state state)
 {
-	struct watched *w = watch_find(dir);
-	const char *old = w && w->state[0] ? w->state : "unknown";
+	struct watched *w = watch_find(inst->dir);
 
-	if (strcmp(old, state))
-		vmh_state_changed(name, old, state);
-	if (!w)
-		return;
-	snprintf(w->state, sizeof(w->state), "%s", state);
-	if (!strcmp(state, "running"))
+	vmh_state_notify(inst->name, state);
+	if (w && state == PROTO_STATE_RUNNING)
 		watch_arm(w);
 }
 
@@ -253,11 +204,4 @@ void qh_ops_free(void)
 	free(watches.v);
 	watches.v = NULL;
 	watches.n_buckets = watches.n = 0;
-	while (busy_list) {
-		struct busy *b = busy_list;
-
-		busy_list = b->next;
-		free(b->dir);
-		free(b);
-	}
 }

@@ -17,16 +17,13 @@
 
 #define QH_PATH 4096
 #define QH_ERR 1024
-#define QH_SUSPEND_TAG "vmctl-suspend"
 
-/* Files in the instance folder. */
-#define QH_DISK "disk.qcow2"
+/* Files in the instance folder, besides the scope's own PROTO_FILE_* . */
 #define QH_PIDFILE "qemu.pid"
 #define QH_QMP "qmp.sock"
 #define QH_SSH_PORT "ssh-port"
 #define QH_CONSOLE "console.log"
 #define QH_LOG "qemu.log"
-#define QH_SUSPENDED "suspended"
 #define QH_SNAPSHOTS "snapshots.json"
 #define QH_EFI_VARS "efivars.fd" /* firmware boot only: this instance's UEFI variables */
 
@@ -34,53 +31,20 @@
 #define QH_OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"
 #define QH_OVMF_VARS "/usr/share/OVMF/OVMF_VARS_4M.fd"
 
-struct qh_mount {
-	char *source;
-	char *target;
-	char *tag;
-	struct qh_idmap *idmap; /* uid_map/gid_map; NULL: none (see idmap.c) */
-};
+/* The instance map of a request is the SDK's struct vmh_instance. */
 
-struct qh_net {
-	char *name; /* host bridge */
-	char *mode;
-	char *mac;
-};
-
-/* The instance map of a request, copied so that it outlives the request. */
-struct qh_inst {
-	char *name;
-	char *dir;
-	char *mac;
-	char *seed; /* NULL: none */
-	int64_t cpus;
-	uint64_t memory;
-	uint64_t disk;
-	char *image_disk;
-	char *image_format;
-	char *image_kernel; /* NULL: boot from the disk */
-	char *image_initrd;
-	char *image_cmdline;
-	struct qh_mount *mounts;
-	size_t n_mounts;
-	struct qh_net *nets;
-	size_t n_nets;
-};
-
-/* ---- inst.c ---- */
+/* ---- inst.c: what the qemu driver checks on top of vmh_instance_parse() ---- */
 
 /* Parse an instance map. 0 or PROTO_E_INVALID_ARGUMENT with err set. */
-int qh_inst_parse(const msgpack_object *map, struct qh_inst *inst, char *err, size_t errlen);
+int qh_inst_parse(const msgpack_object *map, struct vmh_instance *inst, char *err, size_t errlen);
 /* Parse params["instance"]; on failure fails req and returns the error. */
-int qh_inst_from_req(struct vmh_req *req, const msgpack_object *params, struct qh_inst *inst);
-void qh_inst_free(struct qh_inst *inst);
+int qh_inst_from_req(struct vmh_req *req, const msgpack_object *params, struct vmh_instance *inst);
 /* DIR/file into buf. */
-void qh_path(const struct qh_inst *inst, const char *file, char *buf, size_t len);
-/* Parse one mount map ({source, target, tag}). */
-int qh_mount_parse(const msgpack_object *map, struct qh_mount *m, char *err, size_t errlen);
-void qh_mount_free(struct qh_mount *m);
-/* Pack the instance's mounts as an array (for snapshot metadata). */
-json_t *qh_mounts_json(const struct qh_inst *inst);
+void qh_path(const struct vmh_instance *inst, const char *file, char *buf, size_t len);
+/* One mount map (instance.mount's "mount"), with qemu's checks. */
+int qh_mount_parse(const msgpack_object *map, struct vmh_mount *m, char *err, size_t errlen);
+/* qemu's own rules for a mount: a 9p tag, id maps it can write. */
+int qh_mount_check(const struct vmh_mount *m, char *err, size_t errlen);
 
 /* Child processes: vmh_run() and vmh_run_task() of the SDK. */
 
@@ -100,31 +64,25 @@ int qh_hmp(const char *sock_path, const char *line, double timeout_s, char *err,
 /* ---- vm.c ---- */
 
 /* The live qemu process of inst, or 0. */
-pid_t qh_vm_pid(const struct qh_inst *inst);
-/* "running", "stopped", "suspended", ... as the helper sees it now. */
-const char *qh_vm_state(const struct qh_inst *inst);
-bool qh_vm_suspended(const struct qh_inst *inst);
+pid_t qh_vm_pid(const struct vmh_instance *inst);
+/* The instance's state as the helper sees it now. */
+enum proto_state qh_vm_state(const struct vmh_instance *inst);
+bool qh_vm_suspended(const struct vmh_instance *inst);
 /* The SSH port written at start, or 0. */
-int qh_vm_ssh_port(const struct qh_inst *inst);
+int qh_vm_ssh_port(const struct vmh_instance *inst);
 /* Build the qemu command line. NULL-terminated, free with qh_argv_free. */
-char **qh_vm_argv(const struct qh_inst *inst, enum vmh_accel accel, int ssh_port, bool resume,
+char **qh_vm_argv(const struct vmh_instance *inst, enum vmh_accel accel, int ssh_port, bool resume,
 		  const int *tap_fds, char *err, size_t errlen);
 void qh_argv_free(char **argv);
 /* Remove what a stopped qemu leaves behind (pid file, QMP socket). */
-void qh_vm_cleanup(const struct qh_inst *inst);
+void qh_vm_cleanup(const struct vmh_instance *inst);
 
-/* ---- ops.c: per-instance operations in progress ---- */
+/* ---- ops.c: the qemu of each instance, watched (claims and states: the SDK's) ---- */
 
-/* Claim inst->dir for an operation with a transient state ("starting",...).
- * PROTO_E_BUSY if another operation holds it. */
-int qh_busy_claim(const char *dir, const char *state);
-void qh_busy_release(const char *dir);
-/* The transient state of an operation in progress, or NULL. */
-const char *qh_busy_state(const char *dir);
-/* Remember an instance whose state changes are worth notifying. */
-void qh_watch(const struct qh_inst *inst);
-/* Tell the broker about a state change and remember the new state. */
-void qh_notify_state(const char *name, const char *dir, const char *state);
+/* Watch an instance whose state changes are worth notifying. */
+void qh_watch(const struct vmh_instance *inst);
+/* vmh_state_notify(), and a watch on the qemu of an instance now running. */
+void qh_notify_state(const struct vmh_instance *inst, enum proto_state state);
 /* Forget everything (at exit). */
 void qh_ops_free(void);
 
@@ -165,46 +123,38 @@ bool qh_is_bridge(const char *name);
 /* ---- additions: one pidfile read per instance for instances.list ---- */
 
 /* qh_vm_state() for a pid the caller has just read with qh_vm_pid(). */
-const char *qh_vm_state_known(const struct qh_inst *inst, pid_t pid);
+enum proto_state qh_vm_state_known(const struct vmh_instance *inst, pid_t pid);
 /* qh_watch(), returning qh_vm_pid(inst) read on the way. */
-pid_t qh_watch_pid(const struct qh_inst *inst);
+pid_t qh_watch_pid(const struct vmh_instance *inst);
 /* on: until called with off, files of instances are looked up relative to
  * their parent folder, kept open (for loops over many instances). */
 void qh_vm_batch(bool on);
-/* Keep the answer of the KVM probe in dir (the scope folder) for later helpers. */
-void vmh_accel_cache_in(const char *dir);
 
 /* ---- idmap.c: id maps of native mounts through idmapped mounts ---- */
 
 #define QH_IDMAPPED "idmapped" /* DIR/idmapped/N: the idmapped view of mount N */
 #define QH_IDMAP_MAX 24        /* entries per map: the kernel's map must fit in a page */
+#define QH_IDMAP_TIMEOUT 30.0  /* for a task that makes (or tries) idmapped mounts */
 
-struct qh_idpair {
-	uint32_t host, guest;
-};
-
-struct qh_idmap {
-	struct qh_idpair *uid, *gid;
-	size_t n_uid, n_gid;
-};
-
-/* Read a mount map's uid_map/gid_map ([[H,G]...]); *out stays NULL when it
- * has none. Checks the form only (see qh_idmap_check). */
-int qh_idmap_parse(const msgpack_object *mount, struct qh_idmap **out, char *err, size_t errlen);
-void qh_idmap_free(struct qh_idmap *map);
-/* Whether the map moves any id (needs an idmapped mount). */
-bool qh_idmap_active(const struct qh_idmap *map);
+/* Whether the mount's maps move any id (needs an idmapped mount). */
+bool qh_idmap_active(const struct vmh_mount *m);
 /* No id given twice on either side: PROTO_E_INVALID_ARGUMENT with err otherwise. */
-int qh_idmap_check(const struct qh_idmap *map, char *err, size_t errlen);
+int qh_idmap_check(const struct vmh_mount *m, char *err, size_t errlen);
 /* Whether this helper may make idmapped mounts (root with CAP_SYS_ADMIN). */
 bool qh_idmap_possible(void);
-/* Make (and drop) an idmapped clone of source: does the host support it? */
-int qh_idmap_try(const char *source, const struct qh_idmap *map, char *err, size_t errlen);
+/* Whether any mount of inst has an active map (then qemu shares an idmapped view). */
+bool qh_idmap_needed(const struct vmh_instance *inst);
+
+/* The two below wait for a process of their own: call them in a child of
+ * the runner (vmh_run_task), never on the loop. */
+/* Make (and drop) an idmapped clone of the source: does the host support it? */
+int qh_idmap_try(const struct vmh_mount *m, char *err, size_t errlen);
 /* DIR/idmapped/i: what qemu shares for mount i when its map is active. */
-void qh_idmap_path(const struct qh_inst *inst, size_t i, char *buf, size_t len);
-/* Before qemu starts: drop stale idmapped mounts, make one per active map. */
-int qh_idmap_prepare(const struct qh_inst *inst, char *err, size_t errlen);
+void qh_idmap_path(const struct vmh_instance *inst, size_t i, char *buf, size_t len);
+/* Before qemu starts: drop stale idmapped mounts, make one per active map
+ * (all dropped again if one fails). */
+int qh_idmap_prepare(const struct vmh_instance *inst, char *err, size_t errlen);
 /* Detach the instance's idmapped mounts (only inst->dir and name are used). */
-void qh_idmap_release(const struct qh_inst *inst);
+void qh_idmap_release(const struct vmh_instance *inst);
 
 #endif

@@ -20,7 +20,7 @@
 
 struct snap_op {
 	struct vmh_req *req;
-	struct qh_inst inst;
+	struct vmh_instance inst;
 	char name[128];
 	char *comment;
 	json_t *mounts; /* create: the instance's mounts when it was asked */
@@ -28,8 +28,8 @@ struct snap_op {
 
 static void snap_free(struct snap_op *s)
 {
-	qh_busy_release(s->inst.dir);
-	qh_inst_free(&s->inst);
+	vmh_busy_release(s->inst.name);
+	vmh_instance_free(&s->inst);
 	json_decref(s->mounts);
 	free(s->comment);
 	free(s);
@@ -50,7 +50,7 @@ static void snap_fail(struct snap_op *s, int err, const char *fmt, ...)
 }
 
 /* Metadata: a missing file is an empty list. */
-static json_t *snap_load(const struct qh_inst *inst)
+static json_t *snap_load(const struct vmh_instance *inst)
 {
 	char path[QH_PATH];
 	json_error_t jerr;
@@ -65,7 +65,7 @@ static json_t *snap_load(const struct qh_inst *inst)
 	return meta;
 }
 
-static int snap_save(const struct qh_inst *inst, json_t *meta)
+static int snap_save(const struct vmh_instance *inst, json_t *meta)
 {
 	char path[QH_PATH];
 	char *text = json_dumps(meta, JSON_INDENT(2));
@@ -102,45 +102,31 @@ static json_t *snap_find(json_t *meta, const char *name, size_t *index)
 	return NULL;
 }
 
-/* [[H,G]...] of a mount map as JSON; pairs that are not two ids are left out
- * (the broker only sends well-formed ones). */
-static json_t *snap_idmap_json(const msgpack_object *arr)
+/* [[H,G]...] as JSON. */
+static json_t *snap_idmap_json(const struct vmh_idpair *p, size_t n)
 {
 	json_t *out = json_array();
 
-	for (uint32_t i = 0; out && arr && arr->type == MSGPACK_OBJECT_ARRAY && i < arr->via.array.size;
-	     i++) {
-		uint32_t host, guest;
-
-		if (proto_obj_u32_pair(&arr->via.array.ptr[i], &host, &guest) < 0)
-			continue;
-		json_array_append_new(out, json_pack("[I, I]", (json_int_t)host, (json_int_t)guest));
-	}
+	for (size_t i = 0; out && i < n; i++)
+		json_array_append_new(out, json_pack("[I, I]", (json_int_t)p[i].host,
+						     (json_int_t)p[i].guest));
 	return out;
 }
 
-/* The instance map's mounts with their id maps, as snapshots.json keeps them
- * (qh_inst keeps no id maps: qemu's command line has no use for them). */
-static json_t *snap_mounts_json(const msgpack_object *params)
+/* The instance's mounts with their id maps, as snapshots.json keeps them. */
+static json_t *snap_mounts_json(const struct vmh_instance *inst)
 {
-	const msgpack_object *arr = proto_map_get(proto_map_get(params, "instance"), "mounts");
 	json_t *out = json_array();
 
-	for (uint32_t i = 0; out && arr && arr->type == MSGPACK_OBJECT_ARRAY && i < arr->via.array.size;
-	     i++) {
-		const msgpack_object *m = &arr->via.array.ptr[i];
-		char *source = proto_dup_str(m, "source"), *target = proto_dup_str(m, "target");
-		char *tag = proto_dup_str(m, "tag");
+	for (size_t i = 0; out && i < inst->n_mounts; i++) {
+		const struct vmh_mount *m = &inst->mounts[i];
 
-		if (source && target)
+		if (m->target)
 			json_array_append_new(
-				out, json_pack("{s:s, s:s, s:s, s:o, s:o}", "source", source, "target",
-					       target, "tag", tag ? tag : "", "uid_map",
-					       snap_idmap_json(proto_map_get(m, "uid_map")), "gid_map",
-					       snap_idmap_json(proto_map_get(m, "gid_map"))));
-		free(source);
-		free(target);
-		free(tag);
+				out, json_pack("{s:s, s:s, s:s, s:o, s:o}", "source", m->source, "target",
+					       m->target, "tag", m->tag ? m->tag : "", "uid_map",
+					       snap_idmap_json(m->uid_map, m->n_uid_map), "gid_map",
+					       snap_idmap_json(m->gid_map, m->n_gid_map)));
 	}
 	return out;
 }
@@ -183,6 +169,7 @@ static struct snap_op *snap_begin(struct vmh_req *req, const msgpack_object *par
 {
 	const msgpack_object *snap = proto_map_get(params, "snapshot");
 	struct snap_op *s = calloc(1, sizeof(*s));
+	char err[QH_ERR];
 	int rc;
 
 	if (!s) {
@@ -200,16 +187,15 @@ static struct snap_op *snap_begin(struct vmh_req *req, const msgpack_object *par
 		vmh_fail(req, PROTO_E_INVALID_ARGUMENT,
 			 "a snapshot needs a 'name' of 1-63 characters without spaces, '/', ',' or "
 			 "'=' (and not starting with 'vmctl-')");
-		qh_inst_free(&s->inst);
+		vmh_instance_free(&s->inst);
 		free(s);
 		return NULL;
 	}
 	s->comment = proto_dup_str(snap, "comment");
-	rc = qh_busy_claim(s->inst.dir, "stopped");
+	rc = vmh_busy_claim(s->inst.name, PROTO_STATE_STOPPED, err, sizeof(err));
 	if (rc < 0) {
-		vmh_fail(req, rc, "instance '%s' is busy %s", s->inst.name,
-			 qh_busy_state(s->inst.dir) ? qh_busy_state(s->inst.dir) : "");
-		qh_inst_free(&s->inst);
+		vmh_fail(req, rc, "%s", err);
+		vmh_instance_free(&s->inst);
 		free(s->comment);
 		free(s);
 		return NULL;
@@ -230,7 +216,7 @@ static int snap_qemu_img(struct snap_op *s, const char *flag, vmh_run_cb cb)
 	struct vmh_run_opts opts = {.timeout_s = 600};
 	int rc;
 
-	qh_path(&s->inst, QH_DISK, disk, sizeof(disk));
+	qh_path(&s->inst, PROTO_FILE_DISK, disk, sizeof(disk));
 	char *argv[] = {"qemu-img", "snapshot", (char *)flag, s->name, disk, NULL};
 	rc = vmh_run(argv, &opts, cb, s);
 	if (rc < 0)
@@ -292,7 +278,7 @@ void qh_snapshot_create(struct vmh_req *req, const msgpack_object *params)
 
 	if (!s)
 		return;
-	s->mounts = snap_mounts_json(params);
+	s->mounts = snap_mounts_json(&s->inst);
 	if (!s->mounts) {
 		snap_fail(s, PROTO_E_NOMEM, "out of memory");
 		return;
@@ -312,7 +298,7 @@ void qh_snapshot_create(struct vmh_req *req, const msgpack_object *params)
 
 void qh_snapshot_list(struct vmh_req *req, const msgpack_object *params)
 {
-	struct qh_inst inst;
+	struct vmh_instance inst;
 	msgpack_packer *pk;
 	json_t *meta, *arr, *e;
 	size_t i;
@@ -338,7 +324,7 @@ void qh_snapshot_list(struct vmh_req *req, const msgpack_object *params)
 	}
 	vmh_done(req);
 	json_decref(meta);
-	qh_inst_free(&inst);
+	vmh_instance_free(&inst);
 }
 
 /* ---- snapshot.restore ---- */

@@ -33,7 +33,7 @@ void qh_vm_batch(bool on)
 
 /* The folder fd to resolve rel against: the batch's, or AT_FDCWD with
  * the whole path. */
-static int vm_at(const struct qh_inst *inst, const char *file, char *rel, size_t len)
+static int vm_at(const struct vmh_instance *inst, const char *file, char *rel, size_t len)
 {
 	const char *slash = strrchr(inst->dir, '/');
 	size_t plen = slash ? (size_t)(slash - inst->dir) : 0;
@@ -57,7 +57,7 @@ static int vm_at(const struct qh_inst *inst, const char *file, char *rel, size_t
 
 /* Read DIR/file into buf; 0 or -1. A plain read(): instances.list asks
  * this of every instance, most of which have no file to read. */
-static int vm_read_small(const struct qh_inst *inst, const char *file, char *buf, size_t len)
+static int vm_read_small(const struct vmh_instance *inst, const char *file, char *buf, size_t len)
 {
 	char path[QH_PATH];
 	size_t got = 0;
@@ -82,7 +82,7 @@ static int vm_read_small(const struct qh_inst *inst, const char *file, char *buf
 	return 0;
 }
 
-pid_t qh_vm_pid(const struct qh_inst *inst)
+pid_t qh_vm_pid(const struct vmh_instance *inst)
 {
 	char buf[64], pidfile[QH_PATH], path[64];
 	char *cmdline = NULL;
@@ -120,15 +120,15 @@ pid_t qh_vm_pid(const struct qh_inst *inst)
 	return found;
 }
 
-bool qh_vm_suspended(const struct qh_inst *inst)
+bool qh_vm_suspended(const struct vmh_instance *inst)
 {
 	char path[QH_PATH];
-	int at = vm_at(inst, QH_SUSPENDED, path, sizeof(path));
+	int at = vm_at(inst, PROTO_FILE_SUSPENDED, path, sizeof(path));
 
 	return faccessat(at, path, F_OK, 0) == 0;
 }
 
-int qh_vm_ssh_port(const struct qh_inst *inst)
+int qh_vm_ssh_port(const struct vmh_instance *inst)
 {
 	char buf[32];
 	int port;
@@ -139,55 +139,57 @@ int qh_vm_ssh_port(const struct qh_inst *inst)
 	return port > 0 && port < 65536 ? port : 0;
 }
 
-/* qemu's run states, as the broker's states. */
-static const char *vm_map_status(const char *s)
+/* qemu's run states, as the protocol's. */
+static enum proto_state vm_map_status(const char *s)
 {
-	static const char *const map[][2] = {
-		{"running", "running"},      {"paused", "suspended"},
-		{"suspended", "suspended"},  {"shutdown", "stopping"},
-		{"inmigrate", "starting"},   {"prelaunch", "starting"},
-		{"restore-vm", "starting"},  {"save-vm", "suspending"},
-		{"finish-migrate", "suspending"}, {"postmigrate", "suspended"},
-		{"internal-error", "unknown"}, {"io-error", "unknown"},
-		{"guest-panicked", "unknown"},
+	static const struct {
+		const char *qemu;
+		enum proto_state state;
+	} map[] = {
+		{"running", PROTO_STATE_RUNNING},        {"paused", PROTO_STATE_SUSPENDED},
+		{"suspended", PROTO_STATE_SUSPENDED},    {"shutdown", PROTO_STATE_STOPPING},
+		{"inmigrate", PROTO_STATE_STARTING},     {"prelaunch", PROTO_STATE_STARTING},
+		{"restore-vm", PROTO_STATE_STARTING},    {"save-vm", PROTO_STATE_SUSPENDING},
+		{"finish-migrate", PROTO_STATE_SUSPENDING}, {"postmigrate", PROTO_STATE_SUSPENDED},
+		{"internal-error", PROTO_STATE_UNKNOWN}, {"io-error", PROTO_STATE_UNKNOWN},
+		{"guest-panicked", PROTO_STATE_UNKNOWN},
 	};
 
 	for (size_t i = 0; s && i < sizeof(map) / sizeof(map[0]); i++)
-		if (!strcmp(s, map[i][0]))
-			return map[i][1];
-	return "running";
+		if (!strcmp(s, map[i].qemu))
+			return map[i].state;
+	return PROTO_STATE_RUNNING;
 }
 
-const char *qh_vm_state(const struct qh_inst *inst)
+enum proto_state qh_vm_state(const struct vmh_instance *inst)
 {
 	/* An operation in progress answers without looking at the process. */
-	return qh_vm_state_known(inst, qh_busy_state(inst->dir) ? 0 : qh_vm_pid(inst));
+	return qh_vm_state_known(inst, vmh_busy(inst->name, NULL) ? 0 : qh_vm_pid(inst));
 }
 
-const char *qh_vm_state_known(const struct qh_inst *inst, pid_t pid)
+enum proto_state qh_vm_state_known(const struct vmh_instance *inst, pid_t pid)
 {
-	const char *busy = qh_busy_state(inst->dir);
 	char sock[QH_PATH], err[QH_ERR];
+	enum proto_state state;
 	json_t *ret = NULL;
-	const char *state;
 
-	if (busy)
-		return busy;
+	if (vmh_busy(inst->name, &state))
+		return state;
 	if (!pid)
-		return qh_vm_suspended(inst) ? "suspended" : "stopped";
+		return qh_vm_suspended(inst) ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED;
 	qh_path(inst, QH_QMP, sock, sizeof(sock));
 	if (qh_qmp(sock, "query-status", NULL, VM_QMP_TIMEOUT, &ret, err, sizeof(err)) < 0) {
 		/* The process is alive and is ours; a monitor that does not answer
 		 * (busy with another client) does not make the VM stop. */
 		vmh_log(VMH_DEBUG, "%s: %s", inst->name, err);
-		return "running";
+		return PROTO_STATE_RUNNING;
 	}
 	state = vm_map_status(json_string_value(json_object_get(ret, "status")));
 	json_decref(ret);
 	return state;
 }
 
-void qh_vm_cleanup(const struct qh_inst *inst)
+void qh_vm_cleanup(const struct vmh_instance *inst)
 {
 	char path[QH_PATH];
 
@@ -281,7 +283,7 @@ void qh_argv_free(char **argv)
 	free(argv);
 }
 
-char **qh_vm_argv(const struct qh_inst *inst, enum vmh_accel accel, int ssh_port, bool resume,
+char **qh_vm_argv(const struct vmh_instance *inst, enum vmh_accel accel, int ssh_port, bool resume,
 		  const int *tap_fds, char *err, size_t errlen)
 {
 	struct argv_buf a = {0};
@@ -304,7 +306,7 @@ char **qh_vm_argv(const struct qh_inst *inst, enum vmh_accel accel, int ssh_port
 		av_add(&a, "max");
 	}
 	av_add(&a, "-smp");
-	av_add(&a, "%lld", (long long)inst->cpus);
+	av_add(&a, "%u", inst->cpus);
 	av_add(&a, "-m");
 	av_add(&a, "%lluM", (unsigned long long)(inst->memory >> 20));
 	av_add(&a, "-nodefaults");
@@ -326,7 +328,7 @@ char **qh_vm_argv(const struct qh_inst *inst, enum vmh_accel accel, int ssh_port
 
 	/* The device set must be the same on every start: a suspended VM only
 	 * resumes into exactly the devices it was saved with. */
-	qh_path(inst, QH_DISK, path, sizeof(path));
+	qh_path(inst, PROTO_FILE_DISK, path, sizeof(path));
 	av_path(&a, "-drive", "if=none,id=disk0,format=qcow2,discard=unmap,file=", path, "");
 	av_add(&a, "-device");
 	av_add(&a, "virtio-blk-pci,drive=disk0,bootindex=1");
@@ -342,14 +344,14 @@ char **qh_vm_argv(const struct qh_inst *inst, enum vmh_accel accel, int ssh_port
 		av_add(&a, "virtio-net-pci,netdev=n0,mac=%s", inst->mac);
 	else
 		av_add(&a, "virtio-net-pci,netdev=n0");
-	for (size_t i = 0; i < inst->n_nets; i++) {
+	for (size_t i = 0; i < inst->n_networks; i++) {
 		av_add(&a, "-netdev");
 		if (tap_fds && tap_fds[i] >= 0)
 			av_add(&a, "tap,id=n%zu,fd=%d", i + 1, tap_fds[i]);
 		else
-			av_add(&a, "bridge,id=n%zu,br=%s", i + 1, inst->nets[i].name);
+			av_add(&a, "bridge,id=n%zu,br=%s", i + 1, inst->networks[i].name);
 		av_add(&a, "-device");
-		av_add(&a, "virtio-net-pci,netdev=n%zu,mac=%s", i + 1, inst->nets[i].mac);
+		av_add(&a, "virtio-net-pci,netdev=n%zu,mac=%s", i + 1, inst->networks[i].mac);
 	}
 	for (size_t i = 0; i < inst->n_mounts; i++) {
 		const char *share = inst->mounts[i].source;
@@ -357,7 +359,7 @@ char **qh_vm_argv(const struct qh_inst *inst, enum vmh_accel accel, int ssh_port
 
 		/* A mount with an id map is shared from its idmapped view, which
 		 * qh_idmap_prepare() makes before qemu starts. */
-		if (qh_idmap_active(inst->mounts[i].idmap)) {
+		if (qh_idmap_active(&inst->mounts[i])) {
 			qh_idmap_path(inst, i, path, sizeof(path));
 			share = path;
 		}
@@ -374,22 +376,22 @@ char **qh_vm_argv(const struct qh_inst *inst, enum vmh_accel accel, int ssh_port
 	}
 	av_add(&a, "-device");
 	av_add(&a, "virtio-rng-pci");
-	if (inst->image_kernel) {
+	if (inst->image.kernel) {
 		av_add(&a, "-kernel");
-		av_add(&a, "%s", inst->image_kernel);
-		if (inst->image_initrd) {
+		av_add(&a, "%s", inst->image.kernel);
+		if (inst->image.initrd) {
 			av_add(&a, "-initrd");
-			av_add(&a, "%s", inst->image_initrd);
+			av_add(&a, "%s", inst->image.initrd);
 		}
 		/* Under emulation on a busy host the guest kernel's early check that
 		 * the IO-APIC timer ticks can fail and panic the boot; the check
 		 * proves nothing about an emulated timer, so skip it. */
 		bool skip_timer_check = accel == VMH_ACCEL_TCG &&
-					!(inst->image_cmdline && strstr(inst->image_cmdline, "no_timer_check"));
-		if (inst->image_cmdline || skip_timer_check) {
+					!(inst->image.cmdline && strstr(inst->image.cmdline, "no_timer_check"));
+		if (inst->image.cmdline || skip_timer_check) {
 			av_add(&a, "-append");
-			av_add(&a, "%s%s%s", inst->image_cmdline ? inst->image_cmdline : "",
-			       inst->image_cmdline && skip_timer_check ? " " : "",
+			av_add(&a, "%s%s%s", inst->image.cmdline ? inst->image.cmdline : "",
+			       inst->image.cmdline && skip_timer_check ? " " : "",
 			       skip_timer_check ? "no_timer_check" : "");
 		}
 	} else {
@@ -401,7 +403,7 @@ char **qh_vm_argv(const struct qh_inst *inst, enum vmh_accel accel, int ssh_port
 	}
 	if (resume) {
 		av_add(&a, "-loadvm");
-		av_add(&a, QH_SUSPEND_TAG);
+		av_add(&a, PROTO_SUSPEND_TAG);
 	}
 	if (a.failed) {
 		snprintf(err, errlen, "out of memory building qemu's command line");

@@ -106,6 +106,16 @@ int vmh_accel_configure(const char *key, const char *value, char *err, size_t er
 	return 0;
 }
 
+int vmh_accel_configure_setting(const char *key, char *err, size_t errlen)
+{
+	static const char *const modes[] = {"auto", "kvm", "tcg", NULL};
+	int mode, rc = vmh_setting_enum(key, modes, 0, &mode, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	return vmh_accel_configure(key, modes[mode], err, errlen);
+}
+
 /* The firmware image, real-mode code at the reset vector (offset 0xfff0),
  * in a memfd: an fd (>= 0) or a PROTO_E_* code. */
 static int accel_firmware(void)

@@ -104,16 +104,9 @@ unsigned proto_feature_from_name(const char *name)
 	return 0;
 }
 
-/* docs/protocol.md, "Instance states". */
-static const char *const state_table[] = {
-	"running", "stopped", "suspended", "starting", "restarting", "suspending", "stopping", "unknown",
-};
-
 bool proto_state_known(const char *state)
 {
-	if (state)
-		for (size_t i = 0; i < ARRAY_LEN(state_table); i++)
-			if (strcmp(state_table[i], state) == 0)
-				return true;
-	return false;
+	enum proto_state s;
+
+	return state && proto_state_from_name(state, &s) == 0 && proto_state_from_helper(s);
 }

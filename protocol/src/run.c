@@ -258,6 +258,17 @@ out_free_run:
 	return PROTO_E_IO;
 }
 
+int vmh_task_code(const struct vmh_run_result *r)
+{
+	if (r->timed_out)
+		return PROTO_E_TIMEOUT;
+	if (r->status == 0)
+		return 0;
+	if (r->status > 0 && r->status <= -PROTO_E_MIN)
+		return -r->status;
+	return PROTO_E_DRIVER;
+}
+
 void vmh_argv_str(char *const argv[], char *buf, size_t len)
 {
 	size_t used = 0;

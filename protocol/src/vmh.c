@@ -33,6 +33,7 @@ static struct {
 	struct ev_loop *loop;
 	struct proto_conn *conn;
 	bool hello_done;
+	char scope_dir[PATH_MAX];
 	bool usable;
 	char why[256];
 	bool quitting;
@@ -109,6 +110,21 @@ unsigned vmh_features(const struct vmh_ops *ops)
 struct ev_loop *vmh_loop(void)
 {
 	return vmh.loop ? vmh.loop : ev_default_loop(0);
+}
+
+const char *vmh_scope_dir(void)
+{
+	return vmh.scope_dir[0] ? vmh.scope_dir : NULL;
+}
+
+int vmh_instance_dir(const char *name, char *buf, size_t len)
+{
+	int n;
+
+	if (!vmh.scope_dir[0])
+		return PROTO_E_INVALID_ARGUMENT;
+	n = snprintf(buf, len, "%s/instances/%s", vmh.scope_dir, name);
+	return n < 0 || (size_t)n >= len ? PROTO_E_INVALID_ARGUMENT : 0;
 }
 
 /* ---- logging ---- */
@@ -303,7 +319,7 @@ static void vmh_hello(uint64_t msgid, const msgpack_object *params)
 	static const msgpack_object empty_settings = {.type = MSGPACK_OBJECT_MAP};
 	const msgpack_object *versions = proto_map_get(params, "versions");
 	const msgpack_object *settings = proto_map_get(params, "settings");
-	char scope_dir[PATH_MAX];
+	char *scope_dir = vmh.scope_dir;
 	struct proto_hello h = {0};
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -325,7 +341,9 @@ static void vmh_hello(uint64_t msgid, const msgpack_object *params)
 		vmh_quit(1);
 		return;
 	}
-	if (proto_get_str(params, "scope_dir", scope_dir, sizeof(scope_dir)) < 0 || !scope_dir[0]) {
+	if (proto_get_str(params, "scope_dir", scope_dir, sizeof(vmh.scope_dir)) < 0 ||
+	    !scope_dir[0]) {
+		scope_dir[0] = '\0';
 		vmh_log(VMH_ERROR, "hello: scope_dir is missing or not a path");
 		proto_reply(vmh.conn, msgid, PROTO_E_INVALID_ARGUMENT,
 			    "hello needs scope_dir, the scope's folder", NULL, 0);
@@ -334,6 +352,11 @@ static void vmh_hello(uint64_t msgid, const msgpack_object *params)
 	}
 	if (!settings || settings->type != MSGPACK_OBJECT_MAP)
 		settings = &empty_settings;
+	if (vmh_settings_load(settings) < 0) {
+		proto_reply(vmh.conn, msgid, PROTO_E_NOMEM, "out of memory", NULL, 0);
+		vmh_quit(1);
+		return;
+	}
 
 	vmh.usable = true;
 	if (vmh.ops->init) {
@@ -582,6 +605,8 @@ int vmh_main(const struct vmh_ops *ops, int argc, char **argv)
 	ev_timer_stop(vmh.loop, &vmh.quit_timer);
 	while (vmh.reqs)
 		vmh_req_free(vmh.reqs);
+	vmh_track_reset();
+	vmh_settings_load(NULL);
 	proto_conn_free(vmh.conn);
 	vmh.conn = NULL;
 	return vmh.exit_status;

@@ -356,3 +356,20 @@ Test(shown_text, long_text_is_cut)
 	cr_assert_eq(strlen(shown(text, sizeof(text))), SHOWN_TEXT_MAX + 3);
 	cr_assert(strstr(shown(text, sizeof(text)), "x..."));
 }
+
+/* The broker and the helpers (vmh_instance_parse) check names and limits
+ * with libvmproto's one rule, so that they cannot disagree. */
+Test(names, the_rule_and_limits_are_the_protocols)
+{
+	static const char *const names[] = {"a", "web-01", "", "Web", "a_b", "1a", "a-", "a.b"};
+	char proto_err[512];
+
+	cr_expect_eq(INSTANCE_NAME_MAX, PROTO_NAME_MAX);
+	cr_expect_eq(MIN_MEMORY, PROTO_MEMORY_MIN);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		proto_err[0] = '\0';
+		cr_expect_eq(name_check(names[i]), proto_check_name(names[i], proto_err, sizeof(proto_err)),
+			     "%s", names[i]);
+		cr_expect_str_eq(err, proto_err, "%s", names[i]);
+	}
+}

@@ -22,10 +22,10 @@ static char drv_scope_dir[256];
 
 static int drv_init(const char *scope_dir, const msgpack_object *settings, char *why, size_t whylen)
 {
-	char mode[32] = "";
+	/* The hello's settings are there for the SDK's lookups by now. */
+	const char *mode = vmh_setting("test.mode", "ok");
 
 	snprintf(drv_scope_dir, sizeof(drv_scope_dir), "%s", scope_dir);
-	proto_get_str(settings, "test.mode", mode, sizeof(mode));
 	if (strcmp(mode, "broken") == 0) {
 		snprintf(why, whylen, "no hypervisor on this host");
 		return PROTO_E_UNAVAILABLE;
@@ -77,6 +77,31 @@ static void drv_snapshot_create(struct vmh_req *req, const msgpack_object *param
 	ev_timer_start(vmh_loop(), &drv_timer);
 }
 
+/* Notifies params["states"] in order through the SDK's memory of the
+ * states, after remembering params["seen"] if given; answers {dir}. */
+static void drv_instance_start(struct vmh_req *req, const msgpack_object *params)
+{
+	const msgpack_object *states = proto_map_get(params, "states");
+	char name[64] = "", dir[512] = "";
+	enum proto_state st;
+
+	proto_get_str(proto_map_get(params, "instance"), "name", name, sizeof(name));
+	if (proto_get_state(params, "seen", &st) == 0)
+		vmh_state_seen(name, st);
+	for (uint32_t i = 0; states && states->type == MSGPACK_OBJECT_ARRAY && i < states->via.array.size;
+	     i++) {
+		char text[32];
+
+		if (proto_obj_str(&states->via.array.ptr[i], text, sizeof(text)) == 0 &&
+		    proto_state_from_name(text, &st) == 0)
+			vmh_state_notify(name, st);
+	}
+	vmh_instance_dir(name, dir, sizeof(dir));
+	msgpack_pack_map(vmh_result(req), 1);
+	proto_pack_kv_str(vmh_result(req), "dir", dir);
+	vmh_done(req);
+}
+
 static void drv_fini(void)
 {
 	fprintf(stderr, "fini ran\n");
@@ -89,6 +114,7 @@ static const struct vmh_ops drv_ops = {
 	.version = "9.9.1",
 	.init = drv_init,
 	.instance_state = drv_instance_state,
+	.instance_start = drv_instance_start,
 	.snapshot_create = drv_snapshot_create,
 	.instance_clone = NULL,
 	.fini = drv_fini,
@@ -196,7 +222,7 @@ struct answer {
 	char errmsg[256];
 	struct proto_hello hello;
 	int hello_ret;
-	char state[32], name[64], scope_dir[256], snapshot[32];
+	char state[32], name[64], scope_dir[256], snapshot[32], dir[512];
 	bool is_empty_map;
 	struct broker *b;
 };
@@ -252,6 +278,7 @@ static void on_answer(void *ud, int err, const char *errmsg, const msgpack_objec
 	proto_get_str(result, "name", a->name, sizeof(a->name));
 	proto_get_str(result, "scope_dir", a->scope_dir, sizeof(a->scope_dir));
 	proto_get_str(result, "snapshot", a->snapshot, sizeof(a->snapshot));
+	proto_get_str(result, "dir", a->dir, sizeof(a->dir));
 	a->is_empty_map = result->type == MSGPACK_OBJECT_MAP && result->via.map.size == 0;
 	if (a->b)
 		a->b->notes_before_result = a->b->nnotes;
@@ -321,6 +348,26 @@ static void instance_params(msgpack_sbuffer *sb, const char *name)
 	proto_pack_str(&pk, "instance");
 	msgpack_pack_map(&pk, 1);
 	proto_pack_kv_str(&pk, "name", name);
+}
+
+/* instance.start of the test driver: notify these states for name. */
+static void start_params(msgpack_sbuffer *sb, const char *name, const char *seen,
+			 const char *const *states, size_t n)
+{
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, seen ? 3 : 2);
+	proto_pack_str(&pk, "instance");
+	msgpack_pack_map(&pk, 1);
+	proto_pack_kv_str(&pk, "name", name);
+	if (seen)
+		proto_pack_kv_str(&pk, "seen", seen);
+	proto_pack_str(&pk, "states");
+	msgpack_pack_array(&pk, n);
+	for (size_t i = 0; i < n; i++)
+		proto_pack_str(&pk, states[i]);
 }
 
 TestSuite(vmh, .timeout = 30);
@@ -647,4 +694,38 @@ Test(vmh, output_buffered_before_vmh_main_goes_to_stderr)
 	char *err = slurp(ch.err);
 	cr_assert_not_null(strstr(err, "buffered before vmh_main"), "stderr: %s", err);
 	free(err);
+}
+
+Test(vmh, state_notifications_say_only_what_changed_with_the_right_old)
+{
+	static const char *const first[] = {"starting", "starting", "running"};
+	static const char *const second[] = {"running", "stopped"};
+	static const char *const third[] = {"stopped", "running"};
+	struct child ch = spawn(NULL);
+	struct broker b;
+	struct answer a;
+	msgpack_sbuffer sb;
+
+	broker_open(&b, &ch);
+	hello(&b, "ok", &a);
+	start_params(&sb, "web", NULL, first, 3);
+	call(&b, "instance.start", &sb, &a);
+	msgpack_sbuffer_destroy(&sb);
+	cr_assert_eq(a.err, 0, "%s", a.errmsg);
+	cr_assert_str_eq(a.dir, "/var/lib/vmctl/scopes/testscope/instances/web");
+	start_params(&sb, "web", NULL, second, 2);
+	call(&b, "instance.start", &sb, &a);
+	msgpack_sbuffer_destroy(&sb);
+	/* Seen in an answer: the broker knows, so only the change after it is told. */
+	start_params(&sb, "db", "stopped", third, 2);
+	call(&b, "instance.start", &sb, &a);
+	msgpack_sbuffer_destroy(&sb);
+	cr_assert_eq(b.nnotes, 4, "notes: %d", b.nnotes);
+	cr_expect_str_eq(b.notes[0], "state name=web old=unknown new=starting");
+	cr_expect_str_eq(b.notes[1], "state name=web old=starting new=running");
+	cr_expect_str_eq(b.notes[2], "state name=web old=running new=stopped");
+	cr_expect_str_eq(b.notes[3], "state name=db old=stopped new=running");
+	broker_close(&b);
+	cr_assert_eq(reap(&ch), 0);
+	free(slurp(ch.err));
 }

@@ -9,14 +9,14 @@ TestSuite(argv, .fini = qhtest_free);
 
 static char **build(const char *json, enum vmh_accel accel, int port, bool resume)
 {
-	struct qh_inst in;
+	struct vmh_instance in;
 	char err[256] = "";
 	char **argv;
 
 	cr_assert_eq(qh_inst_parse(qhtest_obj(json), &in, err, sizeof(err)), 0, "%s", err);
 	argv = qh_vm_argv(&in, accel, port, resume, NULL, err, sizeof(err));
 	cr_assert_not_null(argv, "%s", err);
-	qh_inst_free(&in);
+	vmh_instance_free(&in);
 	return argv;
 }
 
@@ -141,7 +141,7 @@ Test(argv, mounts_and_extra_networks_become_devices)
 
 Test(argv, tap_fds_replace_the_bridge_helper)
 {
-	struct qh_inst in;
+	struct vmh_instance in;
 	char err[256];
 	int fds[] = {3};
 	char **argv;
@@ -153,7 +153,7 @@ Test(argv, tap_fds_replace_the_bridge_helper)
 	argv = qh_vm_argv(&in, VMH_ACCEL_TCG, 1, false, fds, err, sizeof(err));
 	cr_expect(qhtest_has_pair(argv, "-netdev", "tap,id=n1,fd=3"));
 	qh_argv_free(argv);
-	qh_inst_free(&in);
+	vmh_instance_free(&in);
 }
 
 Test(argv, resume_loads_the_suspend_snapshot_with_the_same_devices)

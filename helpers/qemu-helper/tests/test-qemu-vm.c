@@ -68,15 +68,15 @@ static pid_t spawn_fake_qemu(const char *pidfile)
 
 Test(vm, no_pid_file_is_stopped)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 
 	cr_expect_eq(qh_vm_pid(&in), 0);
-	cr_expect_str_eq(qh_vm_state(&in), "stopped");
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "stopped");
 }
 
 Test(vm, pid_of_a_process_that_is_not_this_vm_is_stopped)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 	char text[32];
 
 	/* Our own pid: alive, but not a qemu with this instance's pid file. */
@@ -89,7 +89,7 @@ Test(vm, pid_of_a_process_that_is_not_this_vm_is_stopped)
 
 Test(vm, live_process_with_this_pid_file_is_running)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 	char pidfile[QH_PATH], text[32];
 
 	qh_path(&in, QH_PIDFILE, pidfile, sizeof(pidfile));
@@ -98,37 +98,39 @@ Test(vm, live_process_with_this_pid_file_is_running)
 	write_file(QH_PIDFILE, text);
 	cr_expect_eq(qh_vm_pid(&in), child);
 	/* No monitor socket: alive is still running. */
-	cr_expect_str_eq(qh_vm_state(&in), "running");
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "running");
 
 	kill(-child, SIGKILL);
 	waitpid(child, NULL, 0);
 	child = 0;
 	cr_expect_eq(qh_vm_pid(&in), 0, "a dead VM's stale pid file means stopped");
-	cr_expect_str_eq(qh_vm_state(&in), "stopped");
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "stopped");
 }
 
 Test(vm, suspend_marker_without_process_is_suspended)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 
-	write_file(QH_SUSPENDED, "2026-01-01T00:00:00Z\n");
-	cr_expect_str_eq(qh_vm_state(&in), "suspended");
+	write_file(PROTO_FILE_SUSPENDED, "2026-01-01T00:00:00Z\n");
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "suspended");
 }
 
 Test(vm, operation_in_progress_shows_its_state)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 
-	cr_assert_eq(qh_busy_claim(dir, "starting"), 0);
-	cr_expect_eq(qh_busy_claim(dir, "stopping"), PROTO_E_BUSY);
-	cr_expect_str_eq(qh_vm_state(&in), "starting");
-	qh_busy_release(dir);
-	cr_expect_str_eq(qh_vm_state(&in), "stopped");
+	char err[128];
+
+	cr_assert_eq(vmh_busy_claim("a", PROTO_STATE_STARTING, err, sizeof(err)), 0);
+	cr_expect_eq(vmh_busy_claim("a", PROTO_STATE_STOPPING, err, sizeof(err)), PROTO_E_BUSY);
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "starting");
+	vmh_busy_release("a");
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "stopped");
 }
 
 Test(vm, ssh_port_file)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 
 	cr_expect_eq(qh_vm_ssh_port(&in), 0);
 	write_file(QH_SSH_PORT, "40022\n");
@@ -225,7 +227,7 @@ Test(vm, no_monitor_is_unavailable)
 
 Test(vm, paused_vm_reads_as_suspended)
 {
-	struct qh_inst in = {.name = "a", .dir = dir};
+	struct vmh_instance in = {.name = "a", .dir = dir};
 	char pidfile[QH_PATH], sock[QH_PATH], text[32];
 	pid_t monitor;
 
@@ -235,7 +237,7 @@ Test(vm, paused_vm_reads_as_suspended)
 	snprintf(text, sizeof(text), "%d\n", (int)child);
 	write_file(QH_PIDFILE, text);
 	monitor = spawn_fake_monitor(sock, FAKE_STATUS, "paused");
-	cr_expect_str_eq(qh_vm_state(&in), "suspended");
+	cr_expect_str_eq(proto_state_name(qh_vm_state(&in)), "suspended");
 	kill(monitor, SIGKILL);
 	waitpid(monitor, NULL, 0);
 }

@@ -77,9 +77,71 @@ const char *proto_feature_title(unsigned bit);
 /* Parse a wire name back to its bit; 0 if unknown. */
 unsigned proto_feature_from_name(const char *name);
 
-/* Is state one of the protocol's instance states ("running", "stopped",
- * "suspended", "starting", "restarting", "suspending", "stopping",
- * "unknown")? Exact, case-sensitive match; NULL is not. */
+/* ---- Instances: limits, names (instance.c), states (state.c), shared files ---- */
+
+/*
+ * What an instance may be. The broker checks what a user asks for against
+ * these, and the helper SDK checks every instance map against the same ones
+ * (vmh_instance_parse), so that the two agree by construction.
+ */
+#define PROTO_NAME_MAX 63                  /* an instance name is an RFC 1123 label */
+#define PROTO_CPUS_MAX 1024                /* virtual CPUs: 1 to this */
+#define PROTO_MEMORY_MIN (512ull << 20)    /* bytes of memory, at least */
+#define PROTO_MEMORY_DEFAULT (1ull << 30)  /* an instance map without memory */
+#define PROTO_NETWORKS_MAX 16              /* extra NICs of one instance */
+#define PROTO_PATH_MAX 4095                /* bytes of a path in an instance map */
+#define PROTO_DIR_MAX (PROTO_PATH_MAX - 64) /* of the instance folder: DIR/FILE fits */
+
+/*
+ * An instance name: 1 to PROTO_NAME_MAX lower case letters, digits and '-',
+ * starting with a letter and not ending with '-'. 0, or
+ * PROTO_E_INVALID_ARGUMENT with a sentence for the user in err (upper case
+ * letters get the lower case name as a hint).
+ */
+int proto_check_name(const char *name, char *err, size_t errlen);
+
+/*
+ * Instance states (docs/protocol.md, "Instance states"). Code uses the enum;
+ * the wire and the user see the names. Helpers report the first eight; the
+ * broker adds the last two itself. Add at the end only.
+ */
+enum proto_state {
+	PROTO_STATE_UNKNOWN = 0, /* "unknown" */
+	PROTO_STATE_RUNNING,     /* "running" */
+	PROTO_STATE_STOPPED,     /* "stopped" */
+	PROTO_STATE_SUSPENDED,   /* "suspended" */
+	PROTO_STATE_STARTING,    /* "starting" */
+	PROTO_STATE_RESTARTING,  /* "restarting" */
+	PROTO_STATE_SUSPENDING,  /* "suspending" */
+	PROTO_STATE_STOPPING,    /* "stopping" */
+	PROTO_STATE_DELETED,     /* "deleted": soft-deleted (broker only) */
+	PROTO_STATE_DELAYED_SHUTDOWN, /* "delayed shutdown": a stop --time is pending (broker only) */
+};
+#define PROTO_STATE_COUNT 10
+/* The wire name; "unknown" for a value outside the enum. */
+const char *proto_state_name(enum proto_state state);
+/* Inverse of proto_state_name() (exact, lower case): 0, or
+ * PROTO_E_INVALID_ARGUMENT (*out untouched) for anything else. */
+int proto_state_from_name(const char *name, enum proto_state *out);
+/* Whether a helper may report state (the broker's own two excluded). */
+bool proto_state_from_helper(enum proto_state state);
+/* map[key] as a state: 0, PROTO_E_NOT_FOUND (absent or nil), or
+ * PROTO_E_INVALID_ARGUMENT (not a state's name). */
+int proto_get_state(const msgpack_object *map, const char *key, enum proto_state *out);
+/* Pack key and the state's name. */
+void proto_pack_kv_state(msgpack_packer *pk, const char *key, enum proto_state state);
+
+/*
+ * Files of an instance folder (DIR, the instance map's dir) that the
+ * drivers of one scope share, and the broker with them (docs/protocol.md).
+ */
+#define PROTO_FILE_DISK "disk.qcow2"     /* the qcow2 overlay over image.disk */
+#define PROTO_FILE_SEED "cloud-init.iso" /* the NoCloud seed the broker makes */
+#define PROTO_FILE_SUSPENDED "suspended" /* the qemu driver's mark of a suspended instance */
+#define PROTO_SUSPEND_TAG "vmctl-suspend" /* the internal snapshot of the disk holding that state */
+
+/* Is state the name of a state a helper may report (proto_state_from_name
+ * and proto_state_from_helper in one)? Exact, case-sensitive; NULL is not. */
 bool proto_state_known(const char *state);
 
 /* ---- Skimming: validate one message in a byte buffer, without allocating ---- */

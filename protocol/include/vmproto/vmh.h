@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <vmproto/proto.h>
 
 #define VMH_OPS_VERSION 1
@@ -38,7 +39,8 @@ struct vmh_ops {
 	/*
 	 * Called once, when "hello" arrives, before it is answered.
 	 * scope_dir: the scope's folder (instances live in scope_dir/instances/NAME).
-	 * settings: map of the broker's settings (str -> str), e.g. "local.qemu.accel".
+	 * settings: map of the broker's settings (str -> str), e.g. "local.qemu.accel";
+	 * vmh_setting() and its typed siblings look them up with defaults.
 	 * Return 0 if the driver can run on this host; otherwise fill why and
 	 * return PROTO_E_UNAVAILABLE: the helper stays up and answers requests
 	 * with PROTO_E_UNAVAILABLE and that reason.
@@ -107,6 +109,136 @@ enum vmh_level { VMH_DEBUG, VMH_INFO, VMH_WARN, VMH_ERROR };
 /* One line on stderr: "LEVEL: text". */
 void vmh_log(enum vmh_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- Settings (settings.c) ---- */
+
+/*
+ * The broker's settings (local.qemu.accel, ...) as the hello gave them,
+ * kept from before init() until the helper exits. A key that is absent or
+ * "" has the default the caller gives; a value that is not a string is not
+ * valid (vmh_setting() gives the default, the typed lookups an error).
+ */
+const char *vmh_setting(const char *key, const char *dflt);
+/* One of names (NULL-terminated), in any case: *out is its index, dflt when
+ * unset. PROTO_E_INVALID_ARGUMENT and "KEY is 'V'; use a, b or c" in err
+ * for anything else. */
+int vmh_setting_enum(const char *key, const char *const names[], int dflt, int *out, char *err,
+		     size_t errlen);
+/* "true" or "false", in any case (the broker stores them so). */
+int vmh_setting_bool(const char *key, bool dflt, bool *out, char *err, size_t errlen);
+/* Replace the settings with map's (NULL: none). vmh_main() does it with the
+ * hello's; tests and other mains may call it. 0 or PROTO_E_NOMEM. */
+int vmh_settings_load(const msgpack_object *map);
+
+/* ---- The instance map (instance.c) ---- */
+
+/*
+ * The instance map every instance.* request carries (docs/protocol.md, "The
+ * instance map"), parsed and checked once for every helper: the types, the
+ * limits of proto.h (PROTO_CPUS_MAX, PROTO_MEMORY_MIN, ...), the name rule
+ * (proto_check_name), absolute paths without control characters, MAC
+ * addresses. A helper checks only what is its own on top (a 9p tag's form,
+ * what its hypervisor can do). Optional strings are NULL when absent or "".
+ */
+struct vmh_idpair {
+	uint32_t host, guest;
+};
+
+struct vmh_mount {
+	char *source; /* absolute host folder */
+	char *target; /* guest path, or NULL */
+	char *tag;    /* or NULL */
+	struct vmh_idpair *uid_map, *gid_map; /* [HOST, GUEST] pairs; NULL when none */
+	size_t n_uid_map, n_gid_map;
+};
+
+struct vmh_network {
+	char *name; /* host interface */
+	char *mode; /* "auto" or "manual" */
+	char *mac;
+};
+
+struct vmh_image {
+	char *disk;    /* absolute path of the base image, or NULL */
+	char *format;  /* "qcow2" or "raw" */
+	char *kernel;  /* NULL: the image boots itself */
+	char *initrd;  /* NULL, or with a kernel */
+	char *cmdline; /* NULL, or for the kernel */
+};
+
+struct vmh_instance {
+	char *name;
+	char *dir;  /* absolute, at most PROTO_DIR_MAX bytes */
+	char *mac;  /* of the default NIC, or NULL */
+	char *seed; /* NULL: none */
+	unsigned cpus;   /* 1 to PROTO_CPUS_MAX; 1 when absent or 0 */
+	uint64_t memory; /* bytes, at least PROTO_MEMORY_MIN; PROTO_MEMORY_DEFAULT when absent or 0 */
+	uint64_t disk;   /* bytes; 0: the image's own size */
+	struct vmh_image image;
+	struct vmh_mount *mounts;
+	size_t n_mounts;
+	struct vmh_network *networks; /* at most PROTO_NETWORKS_MAX */
+	size_t n_networks;
+};
+
+/* Parse and check an instance map into *inst (a copy: it outlives the
+ * request). 0, or PROTO_E_INVALID_ARGUMENT / PROTO_E_NOMEM with a sentence
+ * in err and nothing to free. */
+int vmh_instance_parse(const msgpack_object *map, struct vmh_instance *inst, char *err,
+		       size_t errlen);
+/* vmh_instance_parse() of params[key] ("instance", "clone"); on failure req
+ * is failed with the reason (after "KEY: " but for "instance") and the code
+ * is returned. */
+int vmh_instance_from_req(struct vmh_req *req, const msgpack_object *params, const char *key,
+			  struct vmh_instance *inst);
+void vmh_instance_free(struct vmh_instance *inst);
+/* One mount map ({source, target, tag, uid_map, gid_map}), as in "mounts"
+ * and the "mount" of instance.mount. */
+int vmh_mount_parse(const msgpack_object *map, struct vmh_mount *m, char *err, size_t errlen);
+void vmh_mount_free(struct vmh_mount *m);
+/* DIR/file into buf: 0, or PROTO_E_INVALID_ARGUMENT when it does not fit. */
+int vmh_instance_file(const struct vmh_instance *inst, const char *file, char *buf, size_t len);
+
+/* The scope folder the hello named (NULL before it). */
+const char *vmh_scope_dir(void);
+/* SCOPE_DIR/instances/NAME, the folder the broker gives instance NAME:
+ * 0, or PROTO_E_INVALID_ARGUMENT when it does not fit (or before hello). */
+int vmh_instance_dir(const char *name, char *buf, size_t len);
+
+/* ---- What the SDK keeps per instance (track.c); on the loop's thread only ---- */
+
+/*
+ * Operations in progress. A helper claims an instance by name for the
+ * length of an operation, with the transient state the instance shows
+ * meanwhile (starting, stopping, ...; or stopped for a change made to a
+ * stopped instance); a second claim is refused until the first is released.
+ */
+/* 0; PROTO_E_BUSY with "instance 'NAME' is busy STATE" in err; PROTO_E_NOMEM. */
+int vmh_busy_claim(const char *name, enum proto_state state, char *err, size_t errlen);
+void vmh_busy_release(const char *name);
+/* Whether an operation holds name, and (state may be NULL) its state. */
+bool vmh_busy(const char *name, enum proto_state *state);
+
+/*
+ * State notifications. The SDK remembers the state each instance was last
+ * told (or seen) to be in, so that a helper says only what changed and the
+ * broker gets the right "old".
+ */
+/* Tell the broker name is now in state: {name, old, new} when state differs
+ * from the remembered one ("unknown" if none), which it becomes. */
+void vmh_state_notify(const char *name, enum proto_state state);
+/* Remember state as the broker's view, without telling it (a state the
+ * broker read in an answer, or the one found before the helper acted). */
+void vmh_state_seen(const char *name, enum proto_state state);
+/* The remembered state, if there is one (then true; state may be NULL). */
+bool vmh_state_last(const char *name, enum proto_state *state);
+/* Forget name's state (the instance is deleted). */
+void vmh_state_forget(const char *name);
+/* fn for every instance with a remembered state; fn may notify or forget
+ * that instance's state, but no other. */
+void vmh_state_each(void (*fn)(void *ud, const char *name, enum proto_state state), void *ud);
+/* Forget every claim and state (vmh_main() does when the helper leaves). */
+void vmh_track_reset(void);
+
 /* ---- Child processes (run.c) ---- */
 
 #define VMH_MAX_KEEP_FDS 16 /* fds a child may be handed */
@@ -137,6 +269,9 @@ int vmh_run(char *const argv[], const struct vmh_run_opts *opts, vmh_run_cb cb, 
  * to err; cb gets status = -code and output = err. */
 typedef int (*vmh_task_fn)(void *arg, char *err, size_t errlen);
 int vmh_run_task(vmh_task_fn fn, void *arg, double timeout_s, vmh_run_cb cb, void *ud);
+/* The PROTO_E_* code a task's result stands for: 0 when fn returned 0, its
+ * own code, PROTO_E_TIMEOUT past the deadline, PROTO_E_DRIVER if it died. */
+int vmh_task_code(const struct vmh_run_result *r);
 /* Join argv into one line for logs. */
 void vmh_argv_str(char *const argv[], char *buf, size_t len);
 
@@ -154,6 +289,8 @@ const char *vmh_accel_name(enum vmh_accel a); /* "tcg", "kvm" */
  * ("auto", "kvm", "tcg"; NULL or "" = auto). PROTO_E_INVALID_ARGUMENT and a
  * sentence in err otherwise. */
 int vmh_accel_configure(const char *key, const char *value, char *err, size_t errlen);
+/* vmh_accel_configure() with the value of the setting key (vmh_setting_enum). */
+int vmh_accel_configure_setting(const char *key, char *err, size_t errlen);
 /* Where the probe's answer is cached (the scope folder); NULL: nowhere. */
 void vmh_accel_cache_in(const char *dir);
 /* Start the probe (once) if the answer is not known yet. */
