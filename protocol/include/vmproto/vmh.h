@@ -275,6 +275,18 @@ int vmh_task_code(const struct vmh_run_result *r);
 /* Join argv into one line for logs. */
 void vmh_argv_str(char *const argv[], char *buf, size_t len);
 
+/* ---- Blocking work on threads (work.c) ---- */
+
+/*
+ * Run work(arg) on a new thread, then done(arg) on the loop's thread once
+ * it has returned: for a blocking conversation (a REST call, a library
+ * without an event interface) that must not stall the loop. work must not
+ * call the SDK (answers, notifications, claims, states); done may. The loop
+ * keeps running while work is pending. 0, or PROTO_E_NOMEM / PROTO_E_BUSY
+ * (no thread could be made; then neither function runs).
+ */
+int vmh_work(void (*work)(void *arg), void (*done)(void *arg), void *arg);
+
 /* ---- The accelerator of QEMU-based drivers (accel.c) ---- */
 
 /*
