@@ -15,6 +15,7 @@ PACKAGES=(
   openssh-server
   mtools grub-efi-amd64-bin ovmf fdisk
   iproute2 curl time
+  lxd lxd-client
 )
 
 if [ "$(id -u)" -ne 0 ]; then

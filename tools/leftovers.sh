@@ -11,7 +11,7 @@ state() {
 	ps -eo pid=,comm= | awk '$2 ~ /^(dnsmasq|libvirtd|virtlogd|qemu-system-.*|vmctld|vmctl-.*|sshd|lxd|lxc|udhcpc|sftp-server)$/ { print "process " $1 " " $2 }'
 	ip -o link show 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print "interface " $2 }'
 	awk '{ print "mount " $2 }' /proc/self/mounts
-	for d in "${TMPDIR:-/tmp}"/vmctl-e2e.* "${TMPDIR:-/tmp}"/vmctl-lv.*; do
+	for d in "${TMPDIR:-/tmp}"/vmctl-e2e.* "${TMPDIR:-/tmp}"/vmctl-lv.* "${TMPDIR:-/tmp}"/vmctl-lxd.*; do
 		[ -e "$d" ] && echo "folder $d"
 	done
 }
