@@ -196,6 +196,35 @@ static int settings_check_libvirt_uri(const char *key, const char *value, const 
 	return PROTO_E_INVALID_ARGUMENT;
 }
 
+static int settings_check_lxd_type(const char *key, const char *value, const char **canonical,
+				   char *err, size_t errlen)
+{
+	static const char *const types[] = { "auto", "vm", "container" };
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		if (!strcasecmp(value, types[i])) {
+			*canonical = types[i];
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "invalid value \"%s\" for %s: choose one of auto, vm, container", value,
+		 key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+/* "" (the helper looks in LXD's usual places) or an absolute path. */
+static int settings_check_lxd_socket(const char *key, const char *value, const char **canonical,
+				     char *err, size_t errlen)
+{
+	(void)canonical;
+	if (value[0] == '\0' || (value[0] == '/' && !settings_has_control(value)))
+		return 0;
+	snprintf(err, errlen,
+		 "invalid value \"%s\" for %s: give the absolute path of LXD's unix socket, or \"\" for "
+		 "the usual places", settings_has_control(value) ? "" : value, key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
 static bool settings_is_hex(char c)
 {
 	return isxdigit((unsigned char)c) != 0;
@@ -410,6 +439,8 @@ static const struct settings_def settings_defs[] = {
 	{ "local.qemu.accel", settings_default_accel, settings_check_accel, NULL },
 	{ "local.libvirt.uri", settings_default_libvirt_uri, settings_check_libvirt_uri, NULL },
 	{ "local.libvirt.accel", settings_default_accel, settings_check_accel, NULL },
+	{ "local.lxd.socket", settings_default_empty, settings_check_lxd_socket, NULL },
+	{ "local.lxd.instance-type", settings_default_accel, settings_check_lxd_type, NULL },
 	{ "local.image.mirror", settings_default_empty, settings_check_mirror, settings_usable_mirror },
 	{ "local.image.refresh", settings_default_refresh, settings_check_duration, NULL },
 	{ "local.image.prune-after", settings_default_prune, settings_check_duration, NULL },
@@ -420,6 +451,7 @@ static const struct settings_def settings_defs[] = {
 
 static const char *const settings_keys[] = {
 	"local.driver",	       "local.qemu.accel",	"local.libvirt.uri",	 "local.libvirt.accel",
+	"local.lxd.socket",    "local.lxd.instance-type",
 	"local.image.mirror",
 	"local.image.refresh", "local.image.prune-after", "local.bridged-network", "local.privileged-mounts",
 	NULL,

@@ -69,7 +69,7 @@ Test(settings, every_known_key_has_a_default_and_is_settable_to_it)
 		cr_assert_not_null(def, "%s has no default", keys[n]);
 		cr_assert_eq(settings_set(&s, keys[n], def, err, sizeof(err)), 0, "%s: %s", keys[n], err);
 	}
-	cr_assert_eq(n, 9);
+	cr_assert_eq(n, 11);
 	settings_free(&s);
 }
 
@@ -158,6 +158,28 @@ Test(settings, boolean_is_stored_lower_case)
 
 	cr_assert_eq(settings_set(&s, "local.privileged-mounts", "FALSE", err, sizeof(err)), 0);
 	cr_assert_str_eq(settings_get(&s, "local.privileged-mounts"), "false");
+	settings_free(&s);
+}
+
+Test(settings, lxd_keys_have_defaults_and_are_checked)
+{
+	struct settings s = { 0 };
+
+	cr_assert_str_eq(settings_get(&s, "local.lxd.socket"), "");
+	cr_assert_str_eq(settings_get(&s, "local.lxd.instance-type"), "auto");
+	cr_assert_eq(settings_set(&s, "local.lxd.instance-type", "Container", err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_str_eq(settings_get(&s, "local.lxd.instance-type"), "container");
+	cr_assert_eq(settings_set(&s, "local.lxd.instance-type", "jail", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert_str_eq(err, "invalid value \"jail\" for local.lxd.instance-type: choose one of auto, "
+			      "vm, container");
+	cr_assert_eq(settings_set(&s, "local.lxd.socket", "/run/lxd/unix.socket", err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_str_eq(settings_get(&s, "local.lxd.socket"), "/run/lxd/unix.socket");
+	cr_assert_eq(settings_set(&s, "local.lxd.socket", "unix.socket", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "absolute path"), "%s", err);
 	settings_free(&s);
 }
 
