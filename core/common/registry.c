@@ -251,9 +251,9 @@ static int registry_check_path(const char *value, char *why, size_t whylen)
 
 static int registry_check_format(const char *value, char *why, size_t whylen)
 {
-	if (!strcmp(value, "qcow2") || !strcmp(value, "raw"))
+	if (!strcmp(value, "qcow2") || !strcmp(value, "raw") || !strcmp(value, "lxd"))
 		return 0;
-	snprintf(why, whylen, "must be qcow2 or raw");
+	snprintf(why, whylen, "must be qcow2, raw or lxd");
 	return PROTO_E_INVALID_ARGUMENT;
 }
 

@@ -232,6 +232,14 @@ int img_check_head(const unsigned char *head, size_t n, const char **format, cha
 		*format = "qcow2";
 		return 0;
 	}
+	/* An LXD unified tarball (tools/build-lxd-image.sh): a tar whose first
+	 * member is metadata.yaml. Only the lxd driver takes it (launch.c). */
+	if (n >= 512 && memcmp(head + 257, "ustar", 5) == 0 &&
+	    (strncmp((const char *)head, "metadata.yaml", 14) == 0 ||
+	     strncmp((const char *)head, "./metadata.yaml", 16) == 0)) {
+		*format = "lxd";
+		return 0;
+	}
 	for (size_t i = 0; i < sizeof(foreign_signatures) / sizeof(foreign_signatures[0]); i++) {
 		if (sig_at(head, n, &foreign_signatures[i])) {
 			snprintf(why, whylen, "it is %s", foreign_signatures[i].what);

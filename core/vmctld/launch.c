@@ -961,6 +961,13 @@ static void launch_on_image(void *ud, int err, const char *errmsg, const struct 
 			    l->name);
 		return;
 	}
+	/* A container image boots nothing under a hypervisor's disk. */
+	if (spec->format && strcmp(spec->format, "lxd") == 0 && strcmp(B->driver, "lxd") != 0) {
+		launch_fail(l, PROTO_E_INVALID_ARGUMENT,
+			    "%s is an LXD container image, which only the lxd driver runs; the %s "
+			    "driver needs a qcow2 or raw disk", spec->source, B->driver);
+		return;
+	}
 	creq_progress(l->r, -1, "Creating %s", l->name);
 	rc = launch_record(l, spec);
 	if (rc < 0) {

@@ -372,8 +372,8 @@ static int inst_parse_image(const msgpack_object *map, struct vmh_instance *inst
 	}
 	if (!im->format && !(im->format = strdup("qcow2")))
 		return PROTO_E_NOMEM;
-	if (strcmp(im->format, "qcow2") && strcmp(im->format, "raw")) {
-		snprintf(err, errlen, "image format '%s' is neither qcow2 nor raw", im->format);
+	if (strcmp(im->format, "qcow2") && strcmp(im->format, "raw") && strcmp(im->format, "lxd")) {
+		snprintf(err, errlen, "image format '%s' is not qcow2, raw or lxd", im->format);
 		return PROTO_E_INVALID_ARGUMENT;
 	}
 	if (!path_ok(im->kernel, PROTO_PATH_MAX) || !path_ok(im->initrd, PROTO_PATH_MAX)) {

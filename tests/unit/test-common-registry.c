@@ -649,7 +649,7 @@ Test(registry, invalid_values_are_refused_naming_line_and_column)
 		       "restarting, suspending, stopping, unknown, not \"exploded\"");
 	assert_refused("instances:\n  a:\n    state: \"running\\n; rm\"\n", "not \"running\\n; rm\"");
 	assert_refused("instances:\n  a:\n    switch_state: Running\n", "switch_state of instance \"a\" must be one of");
-	assert_refused("instances:\n  a:\n    image_format: vmdk\n", "image_format of instance \"a\" must be qcow2 or raw");
+	assert_refused("instances:\n  a:\n    image_format: vmdk\n", "image_format of instance \"a\" must be qcow2, raw or lxd");
 	assert_refused("instances:\n  a:\n    image_disk: images/a.qcow2\n",
 		       "image_disk of instance \"a\" must be an absolute path, not \"images/a.qcow2\"");
 	assert_refused("instances:\n  a:\n    image_kernel: vmlinuz\n", "image_kernel of instance \"a\" must be an absolute path");

@@ -834,6 +834,31 @@ Test(image, local_disks_of_every_known_layout_are_used)
 	image_cache_free(c);
 }
 
+/* An LXD unified tarball is an image (of the lxd driver's); any other tar is not. */
+Test(image, lxd_unified_tarball_is_an_image_of_format_lxd)
+{
+	struct image_cache *c = cache_new();
+	char cmd[3 * PATH_MAX], path[PATH_MAX + 64];
+	struct result r = { 0 };
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && mkdir -p t/rootfs/etc && echo 'architecture: x86_64' >t/metadata.yaml && "
+		 "echo x >t/rootfs/etc/hostname && tar -C t -cf lxd.tar metadata.yaml rootfs && "
+		 "tar -C t -cf other.tar rootfs metadata.yaml", src);
+	cr_assert_eq(system(cmd), 0);
+	snprintf(path, sizeof(path), "%s/lxd.tar", src);
+	resolve(c, path, &r);
+	cr_assert_eq(r.err, 0, "%s", r.errmsg);
+	cr_expect_str_eq(r.spec->format, "lxd");
+	result_free(&r);
+	snprintf(path, sizeof(path), "%s/other.tar", src);
+	resolve(c, path, &r);
+	cr_expect_eq(r.err, PROTO_E_INVALID_ARGUMENT);
+	cr_expect(strstr(r.errmsg, "a tar archive"), "%s", r.errmsg);
+	result_free(&r);
+	image_cache_free(c);
+}
+
 /* Any readable file used to become the instance's backing disk. */
 #define SHADOW "root:$6$Mo3pCzUy$O4o1z0jQ.Y:19700:0:99999:7:::\ndaemon:*:19700:0:99999:7:::\n"
 

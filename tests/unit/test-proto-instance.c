@@ -225,7 +225,7 @@ Test(instance, the_image_is_checked)
 	refused("{\"name\": \"a\", \"dir\": \"/d/a\", \"image\": {\"disk\": \"x\"}}", "absolute path");
 	refused("{\"name\": \"a\", \"dir\": \"/d/a\", \"image\": {\"disk\": 1}}", "must be strings");
 	refused("{\"name\": \"a\", \"dir\": \"/d/a\", \"image\": {\"disk\": \"/x\", \"format\": \"vmdk\"}}",
-		"neither qcow2 nor raw");
+		"is not qcow2, raw or lxd");
 	refused("{\"name\": \"a\", \"dir\": \"/d/a\", \"image\": {\"disk\": \"/x\", \"initrd\": \"/i\"}}",
 		"initrd but no kernel");
 	refused("{\"name\": \"a\", \"dir\": \"/d/a\", \"image\": {\"kernel\": \"vmlinuz\"}}",
