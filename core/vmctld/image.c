@@ -207,6 +207,38 @@ static bool looks_like_text(const unsigned char *head, size_t n)
 	return n > 0;
 }
 
+/*
+ * An LXD unified tarball (tools/build-lxd-image.sh, LXD's own exports): a
+ * tar whose first member is metadata.yaml, after the pax header that GNU
+ * tar writes before a member with extended attributes. Only the lxd driver
+ * takes it (launch.c).
+ */
+static bool is_lxd_tarball(const unsigned char *head, size_t n)
+{
+	size_t at = 0;
+
+	for (int member = 0; member < 2 && at + 512 <= n; member++) {
+		const unsigned char *h = head + at;
+		char name[101], size_text[13];
+		unsigned long long size;
+
+		if (memcmp(h + 257, "ustar", 5) != 0)
+			return false;
+		memcpy(name, h, 100);
+		name[100] = '\0';
+		if (h[156] != 'x')
+			return !strcmp(name, "metadata.yaml") || !strcmp(name, "./metadata.yaml");
+		/* A pax header: its data follows, then the member it describes. */
+		memcpy(size_text, h + 124, 12);
+		size_text[12] = '\0';
+		size = strtoull(size_text, NULL, 8);
+		if (size > n)
+			return false;
+		at += 512 + (size_t)((size + 511) / 512 * 512);
+	}
+	return false;
+}
+
 int img_check_head(const unsigned char *head, size_t n, const char **format, char *why,
 		   size_t whylen)
 {
@@ -232,11 +264,7 @@ int img_check_head(const unsigned char *head, size_t n, const char **format, cha
 		*format = "qcow2";
 		return 0;
 	}
-	/* An LXD unified tarball (tools/build-lxd-image.sh): a tar whose first
-	 * member is metadata.yaml. Only the lxd driver takes it (launch.c). */
-	if (n >= 512 && memcmp(head + 257, "ustar", 5) == 0 &&
-	    (strncmp((const char *)head, "metadata.yaml", 14) == 0 ||
-	     strncmp((const char *)head, "./metadata.yaml", 16) == 0)) {
+	if (is_lxd_tarball(head, n)) {
 		*format = "lxd";
 		return 0;
 	}

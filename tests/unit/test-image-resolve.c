@@ -844,9 +844,16 @@ Test(image, lxd_unified_tarball_is_an_image_of_format_lxd)
 	snprintf(cmd, sizeof(cmd),
 		 "cd %s && mkdir -p t/rootfs/etc && echo 'architecture: x86_64' >t/metadata.yaml && "
 		 "echo x >t/rootfs/etc/hostname && tar -C t -cf lxd.tar metadata.yaml rootfs && "
+		 "tar -C t --format=pax -cf lxd-pax.tar metadata.yaml rootfs && "
 		 "tar -C t -cf other.tar rootfs metadata.yaml", src);
 	cr_assert_eq(system(cmd), 0);
 	snprintf(path, sizeof(path), "%s/lxd.tar", src);
+	resolve(c, path, &r);
+	cr_assert_eq(r.err, 0, "%s", r.errmsg);
+	cr_expect_str_eq(r.spec->format, "lxd");
+	result_free(&r);
+	/* GNU tar with --xattrs writes a pax header first. */
+	snprintf(path, sizeof(path), "%s/lxd-pax.tar", src);
 	resolve(c, path, &r);
 	cr_assert_eq(r.err, 0, "%s", r.errmsg);
 	cr_expect_str_eq(r.spec->format, "lxd");
