@@ -1,0 +1,68 @@
+/*
+ * vmctl-lxd-helper: the lxd driver, on LXD's REST API over its unix socket.
+ *
+ * Every LXD call is a blocking libcurl easy call made on a thread of the
+ * SDK's (vmh_work); what it learns comes back to the loop's thread, which
+ * alone answers the broker and touches the SDK's claims and states.
+ */
+#ifndef LXD_HELPER_H
+#define LXD_HELPER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <vmproto/vmh.h>
+
+/* api.c: one LXD response, as its JSON says. */
+enum lxd_kind { LXD_SYNC, LXD_ASYNC, LXD_ERROR };
+
+struct lxd_resp {
+	long http;          /* HTTP status of the answer */
+	enum lxd_kind kind;
+	int code;           /* status_code (sync 200, async 100) or error_code (404, ...) */
+	char *error;        /* the error's text, or NULL */
+	char *operation;    /* an async answer's operation path, or NULL */
+	json_t *metadata;   /* owned; NULL when null */
+};
+
+/* Parse an answer of LXD's: 0 for a sync or async answer; for an error
+ * answer (or JSON that is not one), a PROTO_E_* code (404 not-found, 409
+ * already-exists, else driver-error) and "LXD: TEXT (status N)" in err.
+ * *r is filled in every case but malformed JSON; free it with lxd_resp_free. */
+int lxd_parse(const char *body, size_t len, long http, struct lxd_resp *r, char *err,
+	      size_t errlen);
+void lxd_resp_free(struct lxd_resp *r);
+/* The outcome of a finished background operation (the metadata of
+ * /1.0/operations/ID/wait): 0 when it succeeded, PROTO_E_TIMEOUT while it
+ * still runs, else PROTO_E_DRIVER with LXD's reason in err. */
+int lxd_operation_result(const json_t *op, char *err, size_t errlen);
+/* A status of LXD's ("Running", "Stopped", "Frozen", ...) as a protocol state. */
+enum proto_state lxd_state_of(const char *status);
+/* The IPv4 addresses (global scope) of an instance state's network map,
+ * eth0's first: at most max, each in out[i]. */
+size_t lxd_state_ipv4(const json_t *state, char out[][64], size_t max);
+
+/* The transport: a request on the socket, awaited (also its operation, when
+ * LXD answers async). body is JSON text or NULL; upload a file sent as the
+ * body (an image), or NULL. timeout_s bounds the whole call. */
+int lxd_call(const char *socket_path, const char *method, const char *path, const char *body,
+	     const char *upload, double timeout_s, struct lxd_resp *r, char *err, size_t errlen);
+int lxd_sync(const char *socket_path, const char *method, const char *path, const char *body,
+	     const char *upload, double timeout_s, struct lxd_resp *r, char *err, size_t errlen);
+
+/* ops.c */
+int lxd_init(const char *scope_dir, const msgpack_object *settings, char *why, size_t whylen);
+void lxd_fini(void);
+void lxd_instances_list(struct vmh_req *req, const msgpack_object *params);
+void lxd_networks_list(struct vmh_req *req, const msgpack_object *params);
+void lxd_instance_create(struct vmh_req *req, const msgpack_object *params);
+void lxd_instance_start(struct vmh_req *req, const msgpack_object *params);
+void lxd_instance_stop(struct vmh_req *req, const msgpack_object *params);
+void lxd_instance_restart(struct vmh_req *req, const msgpack_object *params);
+void lxd_instance_delete(struct vmh_req *req, const msgpack_object *params);
+void lxd_instance_state(struct vmh_req *req, const msgpack_object *params);
+void lxd_instance_info(struct vmh_req *req, const msgpack_object *params);
+
+#endif
