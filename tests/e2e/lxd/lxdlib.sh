@@ -1,11 +1,14 @@
-# Shared by tests/e2e/test-lxd-*.sh (sourced first): a private LXD daemon for
+# Shared by tests/e2e/test-lxd-*.sh: a private LXD daemon for
 # the test, started as its child (no systemd here), in mount and network
 # namespaces of the test's own, so that its bridge, its dnsmasq, its
 # containers and their addresses are the test's alone; and stopped at the
 # end, passed or failed, with every process of the namespace killed. The
 # test FAILS (never skips) when LXD cannot start.
 #
-# After sourcing: LXD_DIR (exported: `lxc` talks to the private daemon),
+# A test sources this first (it re-executes the test in its namespaces),
+# then tests/e2e/lib.sh if it drives vmctl, then calls lxd_start.
+#
+# After lxd_start: LXD_DIR (exported: `lxc` talks to the private daemon),
 # LXD_SOCKET, LXD_BRIDGE, LXD_IMAGE (the test container image, made by
 # tools/build-lxd-image.sh), lxd_log, lxd_fail, lxd_namespace_pids.
 # E2E_KEEP=1 keeps the daemon and its folder for a post-mortem.
@@ -98,33 +101,35 @@ lxd_cleanup() {
 	fi
 	exit "$rc"
 }
-trap lxd_cleanup EXIT
-trap 'exit 130' INT TERM
+lxd_start() {
+	trap lxd_cleanup EXIT
+	trap 'exit 130' INT TERM
 
-# LXD looks its bridges up in /sys/class/net: a sysfs of this network
-# namespace, with the host's cgroup hierarchy moved over.
-ip link set lo up || lxd_fail "cannot bring up lo in the test's network namespace"
-mkdir -p "$LXD_RUN/cgroup"
-mount --rbind /sys/fs/cgroup "$LXD_RUN/cgroup" || lxd_fail "cannot bind /sys/fs/cgroup"
-mount -t sysfs vmctl-test-sysfs /sys || lxd_fail "cannot mount a sysfs of the network namespace"
-mount --move "$LXD_RUN/cgroup" /sys/fs/cgroup || lxd_fail "cannot move the cgroup hierarchy back"
+	# LXD looks its bridges up in /sys/class/net: a sysfs of this network
+	# namespace, with the host's cgroup hierarchy moved over.
+	ip link set lo up || lxd_fail "cannot bring up lo in the test's network namespace"
+	mkdir -p "$LXD_RUN/cgroup"
+	mount --rbind /sys/fs/cgroup "$LXD_RUN/cgroup" || lxd_fail "cannot bind /sys/fs/cgroup"
+	mount -t sysfs vmctl-test-sysfs /sys || lxd_fail "cannot mount a sysfs of the network namespace"
+	mount --move "$LXD_RUN/cgroup" /sys/fs/cgroup || lxd_fail "cannot move the cgroup hierarchy back"
 
-lxd --group root --logfile "$LXD_RUN/lxd.log" >"$LXD_RUN/lxd.out" 2>&1 &
-LXD_PID=$!
-timeout 60 lxd waitready ||
-	lxd_fail "LXD did not start (lxd waitready failed); $(tail -n 5 "$LXD_RUN/lxd.log" "$LXD_RUN/lxd.out" 2>/dev/null)"
-lxd init --preseed >"$LXD_RUN/preseed.out" 2>&1 <<-EOF || lxd_fail "lxd init --preseed failed: $(cat "$LXD_RUN/preseed.out")"
-	storage_pools:
-	- {name: default, driver: dir}
-	networks:
-	- name: $LXD_BRIDGE
-	  type: bridge
-	  config: {ipv4.address: 10.99.0.1/24, ipv4.nat: "false", ipv6.address: none}
-	profiles:
-	- name: default
-	  devices:
-	    root: {path: /, pool: default, type: disk}
-	    eth0: {name: eth0, network: $LXD_BRIDGE, type: nic}
-	EOF
-LXD_VERSION=$(lxd --version)
-lxd_log "LXD $LXD_VERSION running (pid $LXD_PID, LXD_DIR $LXD_DIR)"
+	lxd --group root --logfile "$LXD_RUN/lxd.log" >"$LXD_RUN/lxd.out" 2>&1 &
+	LXD_PID=$!
+	timeout 60 lxd waitready ||
+		lxd_fail "LXD did not start (lxd waitready failed); $(tail -n 5 "$LXD_RUN/lxd.log" "$LXD_RUN/lxd.out" 2>/dev/null)"
+	lxd init --preseed >"$LXD_RUN/preseed.out" 2>&1 <<-EOF || lxd_fail "lxd init --preseed failed: $(cat "$LXD_RUN/preseed.out")"
+		storage_pools:
+		- {name: default, driver: dir}
+		networks:
+		- name: $LXD_BRIDGE
+		  type: bridge
+		  config: {ipv4.address: 10.99.0.1/24, ipv4.nat: "false", ipv6.address: none}
+		profiles:
+		- name: default
+		  devices:
+		    root: {path: /, pool: default, type: disk}
+		    eth0: {name: eth0, network: $LXD_BRIDGE, type: nic}
+		EOF
+	LXD_VERSION=$(lxd --version)
+	lxd_log "LXD $LXD_VERSION running (pid $LXD_PID, LXD_DIR $LXD_DIR)"
+}
