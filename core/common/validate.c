@@ -23,32 +23,9 @@ static void validate_describe_char(unsigned char c, char *buf, size_t len)
 		snprintf(buf, len, "byte 0x%02x", c);
 }
 
-static int validate_name_too_long(const char *name, size_t n, char *err, size_t errlen)
-{
-	int shown = n > VALIDATE_SHOWN_MAX ? VALIDATE_SHOWN_MAX : (int)n;
-
-	snprintf(err, errlen,
-		 "invalid instance name \"%.*s%s\": names are at most %d characters long (this one has %zu)",
-		 shown, name, n > VALIDATE_SHOWN_MAX ? "..." : "", INSTANCE_NAME_MAX, n);
-	return PROTO_E_INVALID_ARGUMENT;
-}
-
 int validate_instance_name_n(const char *name, size_t len, char *err, size_t errlen)
 {
-	char copy[INSTANCE_NAME_MAX + 1];
-	const char *nul = memchr(name, '\0', len);
-
-	if (len > INSTANCE_NAME_MAX)
-		return validate_name_too_long(name, len, err, errlen);
-	if (nul) {
-		snprintf(err, errlen,
-			 "invalid instance name \"%.*s\": byte 0x00 is not allowed; names may contain only lower case letters, digits and hyphens",
-			 (int)(nul - name), name);
-		return PROTO_E_INVALID_ARGUMENT;
-	}
-	memcpy(copy, name, len);
-	copy[len] = '\0';
-	return validate_instance_name(copy, err, errlen);
+	return proto_check_name_n(name, len, err, errlen);
 }
 
 /* The rule is the protocol's, so that the broker and every helper agree. */

@@ -25,21 +25,16 @@ static void name_describe_char(unsigned char c, char *buf, size_t len)
 		snprintf(buf, len, "byte 0x%02x", c);
 }
 
-int proto_check_name(const char *name, char *err, size_t errlen)
+int proto_check_name_n(const char *name, size_t n, char *err, size_t errlen)
 {
-	const char *more;
+	int shown = n > NAME_SHOWN_MAX ? NAME_SHOWN_MAX : (int)n;
+	const char *more = n > NAME_SHOWN_MAX ? "..." : "";
 	char what[32];
-	size_t n;
-	int shown;
 
-	if (!name || !*name) {
+	if (!name || n == 0) {
 		snprintf(err, errlen, "instance name must not be empty");
 		return PROTO_E_INVALID_ARGUMENT;
 	}
-	n = strlen(name);
-	shown = n > NAME_SHOWN_MAX ? NAME_SHOWN_MAX : (int)n;
-	more = n > NAME_SHOWN_MAX ? "..." : "";
-
 	if (n > PROTO_NAME_MAX) {
 		snprintf(err, errlen,
 			 "invalid instance name \"%.*s%s\": names are at most %d characters long "
@@ -50,16 +45,16 @@ int proto_check_name(const char *name, char *err, size_t errlen)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];
 
-		if (c >= 'A' && c <= 'Z') {
+		if (c >= 'A' && c <= 'Z' && !memchr(name, '\0', n)) {
 			char lower[PROTO_NAME_MAX + 1];
 
 			for (size_t j = 0; j < n; j++)
 				lower[j] = (char)tolower((unsigned char)name[j]);
 			lower[n] = '\0';
 			snprintf(err, errlen,
-				 "invalid instance name \"%s\": upper case letters are not allowed "
+				 "invalid instance name \"%.*s\": upper case letters are not allowed "
 				 "(try \"%s\")",
-				 name, lower);
+				 (int)n, name, lower);
 			return PROTO_E_INVALID_ARGUMENT;
 		}
 		if (!(c >= 'a' && c <= 'z') && !(c >= '0' && c <= '9') && c != '-') {
@@ -67,21 +62,26 @@ int proto_check_name(const char *name, char *err, size_t errlen)
 			snprintf(err, errlen,
 				 "invalid instance name \"%.*s\": %s is not allowed; names may contain "
 				 "only lower case letters, digits and hyphens",
-				 shown, name, what);
+				 c ? shown : (int)i, name, what);
 			return PROTO_E_INVALID_ARGUMENT;
 		}
 	}
 	if (!(name[0] >= 'a' && name[0] <= 'z')) {
-		snprintf(err, errlen, "invalid instance name \"%s\": names must start with a letter",
-			 name);
+		snprintf(err, errlen, "invalid instance name \"%.*s\": names must start with a letter",
+			 (int)n, name);
 		return PROTO_E_INVALID_ARGUMENT;
 	}
 	if (name[n - 1] == '-') {
-		snprintf(err, errlen, "invalid instance name \"%s\": names must not end with a hyphen",
-			 name);
+		snprintf(err, errlen, "invalid instance name \"%.*s\": names must not end with a hyphen",
+			 (int)n, name);
 		return PROTO_E_INVALID_ARGUMENT;
 	}
 	return 0;
+}
+
+int proto_check_name(const char *name, char *err, size_t errlen)
+{
+	return proto_check_name_n(name, name ? strlen(name) : 0, err, errlen);
 }
 
 /* ---- reading the map ---- */

@@ -99,6 +99,9 @@ unsigned proto_feature_from_name(const char *name);
  * letters get the lower case name as a hint).
  */
 int proto_check_name(const char *name, char *err, size_t errlen);
+/* The same for the n bytes at name (not NUL-terminated, e.g. "NAME:PATH"),
+ * whatever their length: one too long is refused as such, shown cut. */
+int proto_check_name_n(const char *name, size_t n, char *err, size_t errlen);
 
 /*
  * Instance states (docs/protocol.md, "Instance states"). Code uses the enum;
