@@ -302,9 +302,14 @@ bool launch_active(const char *name);
  * then may find no record. false, and then never runs, when no launch of
  * name is in progress or one is already being cancelled. */
 bool launch_cancel(const char *name, const char *by, void (*then)(void *ud), void *ud);
+
+/* ---- keys.c ---- */
+/* Before the loop runs: load the key pair DATA/ssh/id_ed25519 into B when it
+ * exists; else *later says it is to be made (keys_ensure()) once the broker
+ * listens, ssh-keygen taking a good part of a second. */
+int keys_init(bool *later, char *err, size_t errlen);
 /* Make sure DATA/ssh/id_ed25519 exists (ssh-keygen) and B->ssh_pubkey is
- * loaded. sync: before the loop runs. */
-int keys_ensure_sync(char *err, size_t errlen);
+ * loaded; done runs once, at once when it is. */
 void keys_ensure(void (*done)(void *ud, int err, const char *errmsg), void *ud);
 
 /* ---- config.c ---- */

@@ -238,26 +238,6 @@ static void broker_on_keys(void *ud, int err, const char *errmsg)
 		vlog(LOG_WARN_, "%s; the next launch tries again", errmsg);
 }
 
-/* Load the SSH key pair if it exists. Making one takes ssh-keygen a good
- * part of a second: *later says it is to be made once the broker listens
- * (keys_ensure() makes a launch wait for it). */
-static int broker_keys_init(bool *later, char *err, size_t errlen)
-{
-	char pub[4300];
-	int rc;
-
-	snprintf(B->ssh_key, sizeof(B->ssh_key), "%s/ssh/id_ed25519", B->data_dir);
-	snprintf(pub, sizeof(pub), "%s.pub", B->ssh_key);
-	*later = access(B->ssh_key, R_OK) != 0 || access(pub, R_OK) != 0;
-	if (!*later)
-		return keys_ensure_sync(err, errlen);
-	snprintf(pub, sizeof(pub), "%s/ssh", B->data_dir);
-	rc = mkdir_p(pub, 0700);
-	if (rc < 0)
-		snprintf(err, errlen, "cannot create %s: %s", pub, proto_strerror(rc));
-	return rc;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -343,7 +323,7 @@ int main(int argc, char **argv)
 		return startup_failed(ready_fd, "cannot create the event loop");
 	vlog(LOG_INFO_, "vmctld %s starting (pid %d, data %s)", VMCTL_VERSION, (int)getpid(),
 	     B->data_dir);
-	if (scope_init(err, sizeof(err)) < 0 || broker_keys_init(&keys_later, err, sizeof(err)) < 0 ||
+	if (scope_init(err, sizeof(err)) < 0 || keys_init(&keys_later, err, sizeof(err)) < 0 ||
 	    client_listen(err, sizeof(err)) < 0)
 		return startup_failed(ready_fd, err);
 	snprintf(images_dir, sizeof(images_dir), "%s/images", B->data_dir);
