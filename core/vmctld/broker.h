@@ -281,6 +281,17 @@ typedef void (*seed_done_fn)(void *ud, int err, const char *errmsg);
 int seed_make(const char *dir, const char *name, const char *user_cloud_init,
 	      seed_done_fn done, void *ud, char *err, size_t errlen);
 void op_launch(struct creq *r, const msgpack_object *p);
+/* A launch of name holds the name. */
+bool launch_active(const char *name);
+/* Cancel the launch of name (for stop --force and delete, named by `by`):
+ * the waiting launch is answered with an error, and then(ud) runs once it has
+ * let go of the name (at once while it waits for SSH; after the step in
+ * flight otherwise). A launch that had not created its VM yet is undone, so
+ * then may find no record. false, and then never runs, when no launch of
+ * name is in progress or one is already being cancelled. */
+bool launch_cancel(const char *name, const char *by, void (*then)(void *ud), void *ud);
+
+/* ---- ssh-wait.c ---- */
 typedef void (*ssh_wait_fn)(void *ud, int err, const char *errmsg);
 struct ssh_wait;
 /* Probe ssh to NAME until it answers (and, with cloud_init, until cloud-init
@@ -293,15 +304,6 @@ void ssh_wait_cancel(struct ssh_wait *w);
 /* The helper says NAME is now STATE: a wait for a VM that stopped (or was
  * suspended) ends at once with PROTO_E_INVALID_STATE and a sentence saying so. */
 void ssh_wait_state_changed(const char *name, const char *state);
-/* A launch of name holds the name. */
-bool launch_active(const char *name);
-/* Cancel the launch of name (for stop --force and delete, named by `by`):
- * the waiting launch is answered with an error, and then(ud) runs once it has
- * let go of the name (at once while it waits for SSH; after the step in
- * flight otherwise). A launch that had not created its VM yet is undone, so
- * then may find no record. false, and then never runs, when no launch of
- * name is in progress or one is already being cancelled. */
-bool launch_cancel(const char *name, const char *by, void (*then)(void *ud), void *ud);
 
 /* ---- keys.c ---- */
 /* Before the loop runs: load the key pair DATA/ssh/id_ed25519 into B when it
