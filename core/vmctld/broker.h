@@ -274,12 +274,14 @@ void ops_reconcile(void);
 /* Start every instance whose switch_state says it was running. */
 void ops_restore_switched(void);
 
-/* ---- launch.c ---- */
+/* ---- seed-iso.c ---- */
 typedef void (*seed_done_fn)(void *ud, int err, const char *errmsg);
 /* Write user-data and meta-data into dir and run genisoimage to make
  * dir/cloud-init.iso. done runs exactly once, later. */
 int seed_make(const char *dir, const char *name, const char *user_cloud_init,
 	      seed_done_fn done, void *ud, char *err, size_t errlen);
+
+/* ---- launch.c ---- */
 void op_launch(struct creq *r, const msgpack_object *p);
 /* A launch of name holds the name. */
 bool launch_active(const char *name);
