@@ -316,6 +316,13 @@ int keys_init(bool *later, char *err, size_t errlen);
  * loaded; done runs once, at once when it is. */
 void keys_ensure(void (*done)(void *ud, int err, const char *errmsg), void *ud);
 
+/* ---- switch.c ---- */
+/* set local.driver=VALUE: switch to that driver (r is answered). */
+void switch_driver(struct creq *r, const char *value);
+/* key, a setting of the active driver, was changed: restart its helper,
+ * which reads its settings in hello only (r is answered). */
+void switch_restart_helper(struct creq *r, const char *key);
+
 /* ---- config.c ---- */
 void op_get(struct creq *r, const msgpack_object *p);
 void op_set(struct creq *r, const msgpack_object *p);
