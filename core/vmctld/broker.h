@@ -324,6 +324,7 @@ void switch_driver(struct creq *r, const char *value);
 void switch_restart_helper(struct creq *r, const char *key);
 
 /* ---- config.c ---- */
+/* get and set of every key: settings, instance sizes, snapshot names. */
 void op_get(struct creq *r, const msgpack_object *p);
 void op_set(struct creq *r, const msgpack_object *p);
 void op_keys(struct creq *r, const msgpack_object *p);
@@ -389,9 +390,8 @@ void stop_delay_scope_entered(void);
 void stop_delay_forget(const char *name);
 
 /* ---- op-resize.c ---- */
-/* set/get with the per-instance keys; other keys go on to op_set/op_get. */
-void op_set_instance(struct creq *r, const msgpack_object *p);
-void op_get_instance(struct creq *r, const msgpack_object *p);
+/* set local.NAME.PROP=TEXT, PROP one of cpus, memory, disk (r is answered). */
+void resize_set(struct creq *r, const char *name, const char *prop, const char *text);
 
 /* ---- ops.c (shared) ---- */
 /* Records of the scopes that are not active, read from disk: n registries

@@ -1,6 +1,9 @@
 /*
- * get / set / keys. Setting local.driver switches drivers, and setting a key
- * of the active driver restarts its helper (switch.c).
+ * get / set / keys, for every key: the global settings, where setting
+ * local.driver switches drivers and setting a key of the active driver
+ * restarts its helper (switch.c); an instance's local.NAME.cpus|memory|disk
+ * (changed by op-resize.c); a snapshot's local.NAME.SNAPSHOT.name|comment
+ * (op-snapshot.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +55,7 @@ static void config_reply_value(struct creq *r, const char *value)
 
 void op_get(struct creq *r, const msgpack_object *p)
 {
-	char key[256], name[INSTANCE_NAME_MAX + 1], prop[16], value[64];
+	char key[256], name[INSTANCE_NAME_MAX + 1], snap[64], prop[16], value[64];
 	const char *v;
 
 	if (proto_get_str(p, "key", key, sizeof(key)) < 0) {
@@ -82,6 +85,10 @@ void op_get(struct creq *r, const msgpack_object *p)
 			format_size(strcmp(prop, "memory") == 0 ? rec->memory : rec->disk, value,
 				    sizeof(value));
 		config_reply_value(r, value);
+		return;
+	}
+	if (snapshot_setting_key(key, name, sizeof(name), snap, sizeof(snap), prop, sizeof(prop)) == 0) {
+		snapshot_setting_get(r, name, snap, prop);
 		return;
 	}
 	creq_fail(r, PROTO_E_INVALID_ARGUMENT, "unknown setting %s (vmctl get --keys lists them)", key);
@@ -133,7 +140,7 @@ static bool config_is_driver_key(const char *key)
 
 void op_set(struct creq *r, const msgpack_object *p)
 {
-	char key[256], value[4096], err[1024], name[INSTANCE_NAME_MAX + 1], prop[16];
+	char key[256], value[4096], err[1024], name[INSTANCE_NAME_MAX + 1], snap[64], prop[16];
 	int rc;
 
 	if (proto_get_str(p, "key", key, sizeof(key)) < 0 ||
@@ -145,18 +152,18 @@ void op_set(struct creq *r, const msgpack_object *p)
 		switch_driver(r, value);
 		return;
 	}
-	if (!config_known_key(key) &&
-	    util_instance_key(key, name, sizeof(name), prop, sizeof(prop)) == 0) {
-		if (!registry_find(&B->reg, name)) {
-			creq_fail(r, PROTO_E_NOT_FOUND, "instance \"%s\" does not exist (driver %s, scope %s)",
-				  name, B->driver, B->scope);
+	if (!config_known_key(key)) {
+		if (util_instance_key(key, name, sizeof(name), prop, sizeof(prop)) == 0) {
+			resize_set(r, name, prop, value);
 			return;
 		}
-		creq_fail(r, PROTO_E_UNSUPPORTED,
-			  "changing the %s of an instance (%s) is not supported by this vmctld yet",
-			  prop, key);
-		return;
+		if (snapshot_setting_key(key, name, sizeof(name), snap, sizeof(snap), prop,
+					 sizeof(prop)) == 0) {
+			snapshot_setting_set(r, name, snap, prop);
+			return;
+		}
 	}
+	/* Refused with what settings_set() says of an unknown key. */
 	rc = settings_set(&B->settings, key, value, err, sizeof(err));
 	if (rc < 0) {
 		creq_fail(r, rc, "%s", err);
