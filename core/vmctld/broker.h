@@ -219,8 +219,6 @@ void driver_refusal(unsigned feature, const char *driver, char *buf, size_t len)
 bool broker_has_feature(unsigned feature);
 
 /* ---- scope.c ---- */
-/* Load settings, pick the driver, load its scope. */
-int scope_init(char *err, size_t errlen);
 /* Make drv the active driver: load the registry of its scope. */
 int scope_enter(const char *driver, char *err, size_t errlen);
 int scope_save(void);
@@ -317,6 +315,9 @@ int keys_init(bool *later, char *err, size_t errlen);
 void keys_ensure(void (*done)(void *ud, int err, const char *errmsg), void *ud);
 
 /* ---- switch.c ---- */
+/* At start-up, after config_load(): enter the scope of the driver the
+ * settings name (or of this host's default driver). */
+int switch_init(char *err, size_t errlen);
 /* set local.driver=VALUE: switch to that driver (r is answered). */
 void switch_driver(struct creq *r, const char *value);
 /* key, a setting of the active driver, was changed: restart its helper,
@@ -324,6 +325,8 @@ void switch_driver(struct creq *r, const char *value);
 void switch_restart_helper(struct creq *r, const char *key);
 
 /* ---- config.c ---- */
+/* Load DATA/settings.yaml into B->settings (at start-up). */
+int config_load(char *err, size_t errlen);
 /* get and set of every key: settings, instance sizes, snapshot names. */
 void op_get(struct creq *r, const msgpack_object *p);
 void op_set(struct creq *r, const msgpack_object *p);
@@ -383,7 +386,7 @@ int mount_idmap_text(const msgpack_object *arr, char *buf, size_t len);
 void op_stop_delayed(struct creq *r, const msgpack_object *p);
 /* "delayed shutdown" for a running instance with a pending delayed stop. */
 const char *stop_delay_shown_state(const char *name, const char *state);
-/* After scope_enter(): drop the timers of the scope left (its file keeps
+/* After scope_enter() (switch.c): drop the timers of the scope left (its file keeps
  * them) and arm those of SCOPE_DIR/delayed-stops; overdue ones fire at once. */
 void stop_delay_scope_entered(void);
 /* Drop the pending delayed stop of name (delete calls it), saying so in the log. */

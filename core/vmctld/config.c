@@ -12,6 +12,12 @@
 #include "broker.h"
 #include "image.h"
 
+int config_load(char *err, size_t errlen)
+{
+	snprintf(B->settings_path, sizeof(B->settings_path), "%s/settings.yaml", B->data_dir);
+	return settings_load_err(B->settings_path, &B->settings, err, errlen);
+}
+
 void config_pack_settings(msgpack_packer *pk)
 {
 	const char *const *keys = settings_known_keys();

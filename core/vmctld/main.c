@@ -323,7 +323,8 @@ int main(int argc, char **argv)
 		return startup_failed(ready_fd, "cannot create the event loop");
 	vlog(LOG_INFO_, "vmctld %s starting (pid %d, data %s)", VMCTL_VERSION, (int)getpid(),
 	     B->data_dir);
-	if (scope_init(err, sizeof(err)) < 0 || keys_init(&keys_later, err, sizeof(err)) < 0 ||
+	if (config_load(err, sizeof(err)) < 0 || switch_init(err, sizeof(err)) < 0 ||
+	    keys_init(&keys_later, err, sizeof(err)) < 0 ||
 	    client_listen(err, sizeof(err)) < 0)
 		return startup_failed(ready_fd, err);
 	snprintf(images_dir, sizeof(images_dir), "%s/images", B->data_dir);

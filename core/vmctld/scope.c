@@ -9,21 +9,6 @@
 
 #include "broker.h"
 
-int scope_init(char *err, size_t errlen)
-{
-	const char *drv;
-	int rc;
-
-	snprintf(B->settings_path, sizeof(B->settings_path), "%s/settings.yaml", B->data_dir);
-	rc = settings_load_err(B->settings_path, &B->settings, err, errlen);
-	if (rc < 0)
-		return rc;
-	drv = settings_get(&B->settings, "local.driver");
-	if (!drv || !driver_canonical(drv))
-		drv = settings_default_driver();
-	return scope_enter(driver_canonical(drv), err, errlen);
-}
-
 int scope_enter(const char *driver, char *err, size_t errlen)
 {
 	struct registry fresh = {0};
@@ -50,7 +35,6 @@ int scope_enter(const char *driver, char *err, size_t errlen)
 	snprintf(B->registry_path, sizeof(B->registry_path), "%s", path);
 	B->scope_gen++;
 	vlog(LOG_INFO_, "driver %s, scope %s: %zu instance(s) registered", driver, scope, B->reg.n);
-	stop_delay_scope_entered();
 	return 0;
 }
 

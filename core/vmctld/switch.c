@@ -11,6 +11,25 @@
 
 #include "broker.h"
 
+/* Make driver the active one: its scope's registry, its delayed stops. */
+static int switch_enter(const char *driver, char *err, size_t errlen)
+{
+	int rc = scope_enter(driver, err, errlen);
+
+	if (rc == 0)
+		stop_delay_scope_entered();
+	return rc;
+}
+
+int switch_init(char *err, size_t errlen)
+{
+	const char *drv = settings_get(&B->settings, "local.driver");
+
+	if (!drv || !driver_canonical(drv))
+		drv = settings_default_driver();
+	return switch_enter(driver_canonical(drv), err, errlen);
+}
+
 struct dswitch {
 	struct creq *r;
 	char from[32];
@@ -48,12 +67,12 @@ static void dswitch_on_old_stopped(void *ud)
 		rc = settings_save(B->settings_path, &B->settings);
 	if (rc < 0)
 		vlog(LOG_ERROR_, "could not save local.driver=%s: %s", s->to, proto_strerror(rc));
-	rc = scope_enter(s->to, err, sizeof(err));
+	rc = switch_enter(s->to, err, sizeof(err));
 	if (rc < 0) {
 		/* Stay on the old scope rather than on no scope at all. */
 		char err2[1024];
 
-		scope_enter(s->from, err2, sizeof(err2));
+		switch_enter(s->from, err2, sizeof(err2));
 		B->helper = helper_new(s->from);
 		dswitch_finish(s, rc, err);
 		return;
