@@ -179,14 +179,12 @@ enum helper_state {
 	HELPER_STOPPED,
 };
 
-/* Find vmctl-DRIVER-helper; 0 with path, or PROTO_E_NOT_FOUND with a
- * sentence naming where it was looked for. */
-int helper_find(const char *driver, char *path, size_t pathlen, char *err, size_t errlen);
 /* Create and spawn the helper for driver (never NULL except on ENOMEM;
  * a missing binary gives state HELPER_MISSING). */
 struct helper *helper_new(const char *driver);
 enum helper_state helper_get_state(const struct helper *h);
-/* The hello answer (valid in READY/UNUSABLE). */
+/* The hello answer of the helper, while it holds: in READY, and in UNUSABLE
+ * unless the handshake was refused; else NULL. */
 const struct proto_hello *helper_hello(const struct helper *h);
 /* Why the helper cannot serve requests now ("" when it can). */
 const char *helper_why(const struct helper *h);
@@ -208,6 +206,11 @@ struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sb
 			  double deadline_s, proto_result_fn cb, void *ud);
 /* Called after every successful hello (start-up, restart, driver switch). */
 void broker_helper_ready(struct helper *h);
+
+/* ---- drivers.c ---- */
+/* Find vmctl-DRIVER-helper; 0 with path, or PROTO_E_NOT_FOUND with a
+ * sentence naming where it was looked for. */
+int helper_find(const char *driver, char *path, size_t pathlen, char *err, size_t errlen);
 /* Run every installed helper with --describe, filling B->drivers. */
 void helper_describe_all(void);
 /* Feature known for a driver (described or built-in). */
