@@ -385,8 +385,10 @@ bool mount_deactivate(const char *name, mount_done_fn done, void *ud);
 int mount_idmap_text(const msgpack_object *arr, char *buf, size_t len);
 
 /* ---- op-stop-delay.c ---- */
-/* stop, with time (minutes) and cancel; plain stops go on to op_stop. */
-void op_stop_delayed(struct creq *r, const msgpack_object *p);
+/* The part of a stop request that is this file's: with time (minutes) or
+ * cancel, r is answered and true returned; a plain stop drops the delayed
+ * stops of the instances it addresses and gets false (op_stop goes on). */
+bool stop_delay_request(struct creq *r, const msgpack_object *p);
 /* "delayed shutdown" for a running instance with a pending delayed stop. */
 const char *stop_delay_shown_state(const char *name, const char *state);
 /* After scope_enter() (switch.c): drop the timers of the scope left (its file keeps

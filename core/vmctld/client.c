@@ -84,7 +84,7 @@ static const struct method methods[] = {
 	{"list", op_list, true, "all_scopes:bool"},
 	{"info", op_info, true, NAMES_PARAMS},
 	{"start", op_start, true, NAMES_PARAMS "timeout:int"},
-	{"stop", op_stop_delayed, true, NAMES_PARAMS "force:bool timeout:int time:int cancel:bool"},
+	{"stop", op_stop, true, NAMES_PARAMS "force:bool timeout:int time:int cancel:bool"},
 	{"restart", op_restart, true, NAMES_PARAMS "timeout:int"},
 	{"suspend", op_suspend, true, NAMES_PARAMS "timeout:int"},
 	{"delete", op_delete, true, NAMES_PARAMS "purge:bool"},
