@@ -179,9 +179,36 @@ enum helper_state {
 	HELPER_STOPPED,
 };
 
-/* Create and spawn the helper for driver (never NULL except on ENOMEM;
- * a missing binary gives state HELPER_MISSING). */
-struct helper *helper_new(const char *driver);
+/* What a helper supervisor asks of whoever made it. */
+struct helper_ops {
+	/* Where vmctl-DRIVER-helper is: 0 with path, or < 0 with a sentence
+	 * saying where it was looked for. Asked by helper_new(), and again by
+	 * a call to a helper that was missing (it may have been installed). */
+	int (*find)(const char *driver, char *path, size_t pathlen, char *err, size_t errlen);
+	/* Pack the settings map of hello (NULL: an empty one). */
+	void (*pack_settings)(void *ud, msgpack_packer *pk);
+	/* After every successful hello: at start-up and after each restart. */
+	void (*ready)(void *ud, struct helper *h);
+	/* A state notification with protocol states: the helper says NAME is
+	 * now STATE. */
+	void (*state)(void *ud, struct helper *h, const char *name, const char *state);
+};
+
+/* What helper_new() needs; it keeps copies of the strings. */
+struct helper_spec {
+	struct ev_loop *loop;
+	const char *driver;    /* "qemu" */
+	const char *scope;     /* what its hello must say */
+	const char *scope_dir; /* sent in hello */
+	double deadline_cap;   /* > 0: no call waits longer ($VMCTL_HELPER_DEADLINE) */
+	const struct helper_ops *ops;
+	void *ud;              /* for ops */
+};
+
+/* Create and spawn the helper of spec->driver (never NULL except on ENOMEM;
+ * a missing binary gives state HELPER_MISSING). It uses nothing of the
+ * broker but what spec gives it. */
+struct helper *helper_new(const struct helper_spec *spec);
 enum helper_state helper_get_state(const struct helper *h);
 /* The hello answer of the helper, while it holds: in READY, and in UNUSABLE
  * unless the handshake was refused; else NULL. */
@@ -204,8 +231,6 @@ void helper_errpipes_free(void);
  * never runs) when h is NULL or memory runs out. */
 struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sbuffer *params,
 			  double deadline_s, proto_result_fn cb, void *ud);
-/* Called after every successful hello (start-up, restart, driver switch). */
-void broker_helper_ready(struct helper *h);
 
 /* ---- drivers.c ---- */
 /* Find vmctl-DRIVER-helper; 0 with path, or PROTO_E_NOT_FOUND with a
@@ -321,6 +346,8 @@ void keys_ensure(void (*done)(void *ud, int err, const char *errmsg), void *ud);
 /* At start-up, after config_load(): enter the scope of the driver the
  * settings name (or of this host's default driver). */
 int switch_init(char *err, size_t errlen);
+/* Make B->helper the helper of the active driver. */
+void switch_start_helper(void);
 /* set local.driver=VALUE: switch to that driver (r is answered). */
 void switch_driver(struct creq *r, const char *value);
 /* key, a setting of the active driver, was changed: restart its helper,
@@ -334,8 +361,6 @@ int config_load(char *err, size_t errlen);
 void op_get(struct creq *r, const msgpack_object *p);
 void op_set(struct creq *r, const msgpack_object *p);
 void op_keys(struct creq *r, const msgpack_object *p);
-/* Settings as {STR: STR} for hello. */
-void config_pack_settings(msgpack_packer *pk);
 
 /* ---- op-common.c: shared by the op-*.c operations ---- */
 /* Answer r with the driver refusal of docs/protocol.md if the active driver

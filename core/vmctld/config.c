@@ -18,24 +18,6 @@ int config_load(char *err, size_t errlen)
 	return settings_load_err(B->settings_path, &B->settings, err, errlen);
 }
 
-void config_pack_settings(msgpack_packer *pk)
-{
-	const char *const *keys = settings_known_keys();
-	size_t n = 0;
-
-	for (size_t i = 0; keys && keys[i]; i++)
-		if (strcmp(keys[i], "local.driver") == 0 || settings_get(&B->settings, keys[i]))
-			n++;
-	msgpack_pack_map(pk, n);
-	for (size_t i = 0; keys && keys[i]; i++) {
-		const char *v = strcmp(keys[i], "local.driver") == 0 ? B->driver
-								      : settings_get(&B->settings, keys[i]);
-
-		if (v)
-			proto_pack_kv_str(pk, keys[i], v);
-	}
-}
-
 static bool config_known_key(const char *key)
 {
 	const char *const *keys = settings_known_keys();

@@ -348,7 +348,7 @@ int main(int argc, char **argv)
 		(void)n;
 		close(ready_fd);
 	}
-	B->helper = helper_new(B->driver);
+	switch_start_helper();
 	if (keys_later)
 		keys_ensure(broker_on_keys, NULL);
 	ev_timer_init(&describe_w, broker_on_describe_timer, DESCRIBE_DELAY, 0);

@@ -1310,13 +1310,6 @@ void ops_reconcile(void)
 	list_start(l);
 }
 
-void broker_helper_ready(struct helper *h)
-{
-	if (h != B->helper)
-		return;
-	ops_reconcile();
-}
-
 /* ---- ssh_info, networks, find, version ---- */
 
 struct ssh_info_req {

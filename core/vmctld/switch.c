@@ -1,15 +1,83 @@
 /*
- * Switching the active driver: the running instances of the scope being left
- * are suspended (or stopped) and remembered in switch_state, the old helper
- * is shut down, the new one started; coming back to a scope starts again
- * what was running when it was left. Also restarting the active helper so
- * that it reads a setting of its driver that changed.
+ * The active helper and switching drivers. The broker starts the helper of
+ * the active driver with its callbacks (hello's settings; after each hello,
+ * reconciling the records; state notifications into the registry and the
+ * SSH waits). Switching: the running instances of the scope being left are
+ * suspended (or stopped) and remembered in switch_state, the old helper is
+ * shut down, the new one started; coming back to a scope starts again what
+ * was running when it was left. Also restarting the active helper so that
+ * it reads a setting of its driver that changed.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
+
+/* ---- the active helper ---- */
+
+/* The settings of hello: {STR: STR}, local.driver being the active one. */
+static void active_pack_settings(void *ud, msgpack_packer *pk)
+{
+	const char *const *keys = settings_known_keys();
+	size_t n = 0;
+
+	for (size_t i = 0; keys && keys[i]; i++)
+		if (strcmp(keys[i], "local.driver") == 0 || settings_get(&B->settings, keys[i]))
+			n++;
+	msgpack_pack_map(pk, n);
+	for (size_t i = 0; keys && keys[i]; i++) {
+		const char *v = strcmp(keys[i], "local.driver") == 0 ? B->driver
+								      : settings_get(&B->settings, keys[i]);
+
+		if (v)
+			proto_pack_kv_str(pk, keys[i], v);
+	}
+}
+
+static void active_on_ready(void *ud, struct helper *h)
+{
+	if (h == B->helper)
+		ops_reconcile();
+}
+
+static void active_on_state(void *ud, struct helper *h, const char *name, const char *state)
+{
+	struct instance_record *rec;
+
+	/* A helper being replaced speaks of a scope that is no longer ours. */
+	if (h != B->helper)
+		return;
+	rec = registry_find(&B->reg, name);
+	if (rec && !rec->deleted && scope_set_state(rec, state)) {
+		vlog(LOG_INFO_, "%s is now %s", name, state);
+		scope_save();
+	}
+	ssh_wait_state_changed(name, state);
+}
+
+static const struct helper_ops active_helper_ops = {
+	.find = helper_find,
+	.pack_settings = active_pack_settings,
+	.ready = active_on_ready,
+	.state = active_on_state,
+};
+
+void switch_start_helper(void)
+{
+	struct helper_spec spec = {
+		.loop = B->loop,
+		.driver = B->driver,
+		.scope = B->scope,
+		.scope_dir = B->scope_dir,
+		.deadline_cap = B->deadline_cap,
+		.ops = &active_helper_ops,
+	};
+
+	B->helper = helper_new(&spec);
+}
+
+/* ---- switching ---- */
 
 /* Make driver the active one: its scope's registry, its delayed stops. */
 static int switch_enter(const char *driver, char *err, size_t errlen)
@@ -73,13 +141,13 @@ static void dswitch_on_old_stopped(void *ud)
 		char err2[1024];
 
 		switch_enter(s->from, err2, sizeof(err2));
-		B->helper = helper_new(s->from);
+		switch_start_helper();
 		dswitch_finish(s, rc, err);
 		return;
 	}
 	vlog(LOG_INFO_, "switched from the %s driver to %s", s->from, s->to);
 	/* Its hello leads to reconcile and to restoring this scope's instances. */
-	B->helper = helper_new(s->to);
+	switch_start_helper();
 	dswitch_finish(s, 0, NULL);
 }
 
@@ -203,7 +271,7 @@ static void restart_on_helper_stopped(void *ud)
 	struct helper_restart *hr = ud;
 
 	helper_free(hr->old);
-	B->helper = helper_new(B->driver);
+	switch_start_helper();
 	B->switching = false;
 	creq_ok(hr->r, NULL);
 	free(hr);
