@@ -43,10 +43,10 @@ struct child;
 #define BACKOFF_MAX_MS 5000
 #define BACKOFF_RESET_S 30.0          /* up this long: restarted at once, the next quick crash waits 100 ms */
 
-/* What --describe (or the built-in table) says about one driver. */
+/* What --describe (or the seed's table) says about one driver. */
 struct driver_info {
-	char driver[32];
-	char scope[32];
+	char driver[DRIVER_NAME_MAX + 1];
+	char scope[DRIVER_NAME_MAX + 1];
 	char version[64];
 	char path[4300]; /* helper binary, "" if not installed */
 	unsigned features;
@@ -71,8 +71,8 @@ struct broker {
 	char exe_dir[4096];
 
 	struct settings settings;
-	char driver[32];         /* active driver */
-	char scope[32];          /* its scope */
+	char driver[DRIVER_NAME_MAX + 1]; /* active driver */
+	char scope[DRIVER_NAME_MAX + 1];  /* its scope */
 	char scope_dir[4200];    /* DATA/scopes/SCOPE */
 	char registry_path[4300];
 	struct registry reg;
@@ -80,9 +80,6 @@ struct broker {
 
 	struct helper *helper;   /* the active helper */
 	struct image_cache *images;
-
-	struct driver_info *drivers;
-	size_t n_drivers;
 
 	struct busy *busy;
 	bool switching;          /* a driver switch is in progress */
@@ -115,7 +112,8 @@ void util_pick_name(uint32_t rnd, char *buf, size_t len);
 void util_iso_time(time_t t, char *buf, size_t len);
 /* "killed by signal 9", "exited with status 1" for a wait status. */
 void util_describe_status(int status, char *buf, size_t len);
-/* Parse one --describe output into *d. 0 or PROTO_E_PROTOCOL. */
+/* Parse one --describe output into *d. 0 or PROTO_E_PROTOCOL (no driver
+ * line, or a driver or scope that is not a driver name). */
 int util_parse_describe(const char *text, struct driver_info *d);
 /* Fill buf with random bytes (getrandom, falling back to time+pid). */
 void util_random(void *buf, size_t len);
@@ -236,19 +234,37 @@ struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sb
 /* Find vmctl-DRIVER-helper; 0 with path, or PROTO_E_NOT_FOUND with a
  * sentence naming where it was looked for. */
 int helper_find(const char *driver, char *path, size_t pathlen, char *err, size_t errlen);
-/* Run every installed helper with --describe, filling B->drivers. */
+/* The drivers whose helpers are installed: "libvirt, qemu" ("" if none). */
+void drivers_installed(char *buf, size_t len);
+/* Run the helper of driver with --describe; what it says is kept (for
+ * driver_info_get()) and handed to done, which runs once, later. 0, or
+ * PROTO_E_NOT_FOUND with err saying why it could not be run (done will not
+ * run). done gets err < 0 and a sentence when the helper's answer is not a
+ * description of driver. */
+typedef void (*driver_described_fn)(void *ud, int err, const char *errmsg,
+				    const struct driver_info *d);
+int driver_describe(const char *driver, driver_described_fn done, void *ud, char *err,
+		    size_t errlen);
+/* The same, waiting for the answer: only before the loop runs. */
+int driver_describe_now(const char *driver, struct driver_info *d, char *err, size_t errlen);
+/* Run every installed helper with --describe (in the background). */
 void helper_describe_all(void);
-/* Feature known for a driver (described or built-in). */
+void drivers_free(void);
+/* What is known of a driver: what its helper said, else the seed's table;
+ * NULL for a driver neither knows. */
 const struct driver_info *driver_info_get(const char *driver);
+/* The scope of driver as driver_info_get() knows it, else the driver's own
+ * name. */
+void driver_scope(const char *driver, char *buf, size_t len);
 /* "snapshots are not supported by the libvirt driver; drivers that have
  * them: qemu, hyperv, virtualbox" */
 void driver_refusal(unsigned feature, const char *driver, char *buf, size_t len);
-/* The active helper has feature (from hello; built-in table before it). */
+/* The active helper has feature (from hello; driver_info_get() before it). */
 bool broker_has_feature(unsigned feature);
 
 /* ---- scope.c ---- */
-/* Make drv the active driver: load the registry of its scope. */
-int scope_enter(const char *driver, char *err, size_t errlen);
+/* Make driver the active driver: load the registry of scope. */
+int scope_enter(const char *driver, const char *scope, char *err, size_t errlen);
 int scope_save(void);
 /* DATA/scopes/SCOPE/instances/NAME */
 void scope_instance_dir(const char *name, char *buf, size_t len);

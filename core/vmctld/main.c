@@ -19,7 +19,7 @@
 /* Helpers' --describe runs this long after the broker is ready, so that it
  * competes with neither the helper's start nor the first commands (the
  * libvirt helper alone loads 60 libraries); refusals before that name the
- * drivers of the built-in feature table. */
+ * other drivers from the seed's table. */
 #define DESCRIBE_DELAY 3.0
 /* Bytes of a start-up error handed to the process that waits in detach(). */
 #define STARTUP_ERROR_MAX 2048
@@ -370,7 +370,7 @@ int main(int argc, char **argv)
 	registry_free(&B->reg);
 	settings_free(&B->settings);
 	free(B->ssh_pubkey);
-	free(B->drivers);
+	drivers_free();
 	while (B->busy)
 		busy_remove(B->busy->name);
 	vlog(LOG_INFO_, "stopped");

@@ -9,12 +9,11 @@
 
 #include "broker.h"
 
-int scope_enter(const char *driver, char *err, size_t errlen)
+int scope_enter(const char *driver, const char *scope, char *err, size_t errlen)
 {
 	struct registry fresh = {0};
 	char path[sizeof(B->registry_path)];
 	char dir[sizeof(B->scope_dir)];
-	const char *scope = driver_scope(driver);
 	int rc;
 
 	snprintf(dir, sizeof(dir), "%s/scopes/%s", B->data_dir, scope);

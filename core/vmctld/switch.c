@@ -79,10 +79,10 @@ void switch_start_helper(void)
 
 /* ---- switching ---- */
 
-/* Make driver the active one: its scope's registry, its delayed stops. */
-static int switch_enter(const char *driver, char *err, size_t errlen)
+/* Make driver (of scope) the active one: its registry, its delayed stops. */
+static int switch_enter(const char *driver, const char *scope, char *err, size_t errlen)
 {
-	int rc = scope_enter(driver, err, errlen);
+	int rc = scope_enter(driver, scope, err, errlen);
 
 	if (rc == 0)
 		stop_delay_scope_entered();
@@ -91,17 +91,26 @@ static int switch_enter(const char *driver, char *err, size_t errlen)
 
 int switch_init(char *err, size_t errlen)
 {
+	/* Stored canonical; a file edited by hand was checked as it loaded. */
 	const char *drv = settings_get(&B->settings, "local.driver");
+	struct driver_info d;
+	char scope[DRIVER_NAME_MAX + 1], why[4400];
 
-	if (!drv || !driver_canonical(drv))
-		drv = settings_default_driver();
-	return switch_enter(driver_canonical(drv), err, errlen);
+	if (driver_describe_now(drv, &d, why, sizeof(why)) == 0) {
+		snprintf(scope, sizeof(scope), "%s", d.scope);
+	} else {
+		/* Not installed, or it could not say: its helper's start will
+		 * tell the user. */
+		driver_scope(drv, scope, sizeof(scope));
+		vlog(LOG_WARN_, "%s; taking the scope of the %s driver to be %s", why, drv, scope);
+	}
+	return switch_enter(drv, scope, err, errlen);
 }
 
 struct dswitch {
 	struct creq *r;
-	char from[32];
-	char to[32];
+	char from[DRIVER_NAME_MAX + 1], from_scope[DRIVER_NAME_MAX + 1];
+	char to[DRIVER_NAME_MAX + 1], to_scope[DRIVER_NAME_MAX + 1];
 	size_t pending;
 	struct helper *old;
 };
@@ -135,12 +144,12 @@ static void dswitch_on_old_stopped(void *ud)
 		rc = settings_save(B->settings_path, &B->settings);
 	if (rc < 0)
 		vlog(LOG_ERROR_, "could not save local.driver=%s: %s", s->to, proto_strerror(rc));
-	rc = switch_enter(s->to, err, sizeof(err));
+	rc = switch_enter(s->to, s->to_scope, err, sizeof(err));
 	if (rc < 0) {
 		/* Stay on the old scope rather than on no scope at all. */
 		char err2[1024];
 
-		switch_enter(s->from, err2, sizeof(err2));
+		switch_enter(s->from, s->from_scope, err2, sizeof(err2));
 		switch_start_helper();
 		dswitch_finish(s, rc, err);
 		return;
@@ -180,53 +189,26 @@ static void dswitch_on_parked(void *ud, int err, const char *errmsg, const msgpa
 		dswitch_swap(s);
 }
 
-void switch_driver(struct creq *r, const char *value)
+/* The helper of the driver switched to has said what it is: park the
+ * running instances of the scope being left, then swap helpers. */
+static void dswitch_on_described(void *ud, int err, const char *errmsg,
+				 const struct driver_info *d)
 {
-	const char *to = driver_canonical(value);
-	struct dswitch *s;
-	char path[4096], err[2048];
+	struct dswitch *s = ud;
 	bool same_scope, can_suspend;
 
-	if (!to) {
-		char names[256] = "";
-		size_t used = 0;
+	if (err < 0) {
+		char msg[4600];
 
-		for (const char *const *d = driver_names(); d && *d; d++)
-			used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s",
-						 used ? ", " : "", *d);
-		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "unknown driver \"%s\"; choose one of: %s", value,
-			  names);
+		snprintf(msg, sizeof(msg), "%s; local.driver is still %s", errmsg, s->from);
+		dswitch_finish(s, PROTO_E_UNAVAILABLE, msg);
 		return;
 	}
-	if (strcmp(to, B->driver) == 0) {
-		if (settings_set(&B->settings, "local.driver", to, err, sizeof(err)) == 0)
-			settings_save(B->settings_path, &B->settings);
-		creq_ok(r, NULL);
-		return;
-	}
-	if (helper_find(to, path, sizeof(path), err, sizeof(err)) < 0) {
-		creq_fail(r, PROTO_E_NOT_FOUND, "%s; local.driver is still %s", err, B->driver);
-		return;
-	}
-	if (B->busy) {
-		creq_fail(r, PROTO_E_BUSY, "cannot switch drivers while %s is %s; try again later",
-			  B->busy->name, B->busy->what);
-		return;
-	}
-	s = calloc(1, sizeof(*s));
-	if (!s) {
-		creq_fail(r, PROTO_E_NOMEM, "out of memory");
-		return;
-	}
-	s->r = r;
-	snprintf(s->from, sizeof(s->from), "%s", B->driver);
-	snprintf(s->to, sizeof(s->to), "%s", to);
-	B->switching = true;
-	snprintf(B->switch_note, sizeof(B->switch_note), "the driver is being switched to %s", to);
-	same_scope = strcmp(driver_scope(to), B->scope) == 0;
+	snprintf(s->to_scope, sizeof(s->to_scope), "%s", d->scope);
+	same_scope = strcmp(s->to_scope, B->scope) == 0;
 	/* Another driver of the same scope cannot resume this one's saved state. */
 	can_suspend = !same_scope && broker_has_feature(PROTO_FEAT_SUSPEND);
-	vlog(LOG_INFO_, "switching from the %s driver to %s", s->from, s->to);
+	vlog(LOG_INFO_, "switching from the %s driver to %s (scope %s)", s->from, s->to, s->to_scope);
 	s->pending = 1;
 	for (size_t i = 0; i < B->reg.n; i++) {
 		struct instance_record *rec = &B->reg.v[i];
@@ -248,7 +230,7 @@ void switch_driver(struct creq *r, const char *value)
 			proto_pack_kv_bool(&pk, "force", false);
 			proto_pack_kv_int(&pk, "timeout", BROKER_STOP_DEFAULT);
 		}
-		creq_progress(r, -1, "%s %s", can_suspend ? "Suspending" : "Stopping", rec->name);
+		creq_progress(s->r, -1, "%s %s", can_suspend ? "Suspending" : "Stopping", rec->name);
 		s->pending++;
 		if (!helper_call(B->helper, can_suspend ? "instance.suspend" : "instance.stop", &sb,
 				 BROKER_STOP_DEFAULT + BROKER_SHORT_DEADLINE, dswitch_on_parked, it)) {
@@ -259,6 +241,55 @@ void switch_driver(struct creq *r, const char *value)
 	}
 	if (--s->pending == 0)
 		dswitch_swap(s);
+}
+
+void switch_driver(struct creq *r, const char *value)
+{
+	char to[DRIVER_NAME_MAX + 1], path[4096], err[2048], installed[512];
+	struct dswitch *s;
+
+	if (driver_canonical(value, to, sizeof(to)) < 0) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "invalid value \"%s\" for local.driver: %s", value,
+			  DRIVER_NAME_RULE);
+		return;
+	}
+	if (strcmp(to, B->driver) == 0) {
+		if (settings_set(&B->settings, "local.driver", to, err, sizeof(err)) == 0)
+			settings_save(B->settings_path, &B->settings);
+		creq_ok(r, NULL);
+		return;
+	}
+	/* A driver exists when its helper does. */
+	if (helper_find(to, path, sizeof(path), err, sizeof(err)) < 0) {
+		drivers_installed(installed, sizeof(installed));
+		creq_fail(r, PROTO_E_NOT_FOUND, "%s; %s%s; local.driver is still %s", err,
+			  installed[0] ? "the drivers installed are " : "no driver is installed",
+			  installed, B->driver);
+		return;
+	}
+	if (B->busy) {
+		creq_fail(r, PROTO_E_BUSY, "cannot switch drivers while %s is %s; try again later",
+			  B->busy->name, B->busy->what);
+		return;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		creq_fail(r, PROTO_E_NOMEM, "out of memory");
+		return;
+	}
+	s->r = r;
+	snprintf(s->from, sizeof(s->from), "%s", B->driver);
+	snprintf(s->from_scope, sizeof(s->from_scope), "%s", B->scope);
+	snprintf(s->to, sizeof(s->to), "%s", to);
+	B->switching = true;
+	snprintf(B->switch_note, sizeof(B->switch_note), "the driver is being switched to %s", to);
+	/* Its scope is what it says it is. */
+	if (driver_describe(to, dswitch_on_described, s, err, sizeof(err)) < 0) {
+		char msg[2200];
+
+		snprintf(msg, sizeof(msg), "%s; local.driver is still %s", err, s->from);
+		dswitch_finish(s, PROTO_E_NOT_FOUND, msg);
+	}
 }
 
 struct helper_restart {
