@@ -90,7 +90,6 @@ struct broker {
 	ev_signal sigterm_w, sigint_w;
 	ev_timer exit_timer;
 	struct client *clients;
-	bool keygen_running;
 	double deadline_cap;     /* $VMCTL_HELPER_DEADLINE: no helper call waits longer */
 };
 
@@ -318,9 +317,10 @@ void ops_restore_switched(void);
 
 /* ---- seed-iso.c ---- */
 typedef void (*seed_done_fn)(void *ud, int err, const char *errmsg);
-/* Write user-data and meta-data into dir and run genisoimage to make
- * dir/cloud-init.iso. done runs exactly once, later. */
-int seed_make(const char *dir, const char *name, const char *user_cloud_init,
+/* Write user-data (ours, with pubkey, and user_cloud_init's) and meta-data
+ * into dir and run genisoimage to make dir/cloud-init.iso. done runs exactly
+ * once, later. */
+int seed_make(const char *dir, const char *name, const char *pubkey, const char *user_cloud_init,
 	      seed_done_fn done, void *ud, char *err, size_t errlen);
 
 /* ---- launch.c ---- */

@@ -90,13 +90,14 @@ struct keys_waiter {
 	void *ud;
 };
 static struct keys_waiter *keys_waiters;
+static bool keygen_running;
 
 static void keys_on_keygen(void *ud, int status, const char *out)
 {
 	char err[1024] = "";
 	int rc = PROTO_E_IO;
 
-	B->keygen_running = false;
+	keygen_running = false;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		rc = keys_load_pub(err, sizeof(err));
 	else
@@ -129,7 +130,7 @@ void keys_ensure(void (*done)(void *ud, int err, const char *errmsg), void *ud)
 	w->ud = ud;
 	w->next = keys_waiters;
 	keys_waiters = w;
-	if (B->keygen_running)
+	if (keygen_running)
 		return;
 	keys_prepare(&argv);
 	vlog(LOG_INFO_, "the SSH key pair is missing; creating %s", B->ssh_key);
@@ -139,7 +140,7 @@ void keys_ensure(void (*done)(void *ud, int err, const char *errmsg), void *ud)
 		done(ud, PROTO_E_IO, err);
 		return;
 	}
-	B->keygen_running = true;
+	keygen_running = true;
 }
 
 /* Load the SSH key pair if it exists. Making one takes ssh-keygen a good

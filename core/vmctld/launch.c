@@ -362,7 +362,8 @@ static void launch_on_keys(void *ud, int err, const char *errmsg)
 		return;
 	}
 	if (seed_write_network_config(l->dir, rec, msg, sizeof(msg)) < 0 ||
-	    seed_make(l->dir, l->name, l->cloud_init, launch_on_seed, l, msg, sizeof(msg)) < 0)
+	    seed_make(l->dir, l->name, B->ssh_pubkey, l->cloud_init, launch_on_seed, l, msg,
+		      sizeof(msg)) < 0)
 		launch_fail(l, PROTO_E_IO, "%s", msg);
 }
 

@@ -35,8 +35,8 @@ static void seed_on_genisoimage(void *ud, int status, const char *out)
 	free(run);
 }
 
-int seed_make(const char *dir, const char *name, const char *user_cloud_init,
-	      seed_done_fn done, void *ud, char *err, size_t errlen)
+int seed_make(const char *dir, const char *name, const char *pubkey,
+	      const char *user_cloud_init, seed_done_fn done, void *ud, char *err, size_t errlen)
 {
 	char path[4400], iso[4400], instance_id[INSTANCE_NAME_MAX + 16];
 	uint32_t rnd[2];
@@ -44,13 +44,13 @@ int seed_make(const char *dir, const char *name, const char *user_cloud_init,
 	struct seed_run *run = NULL;
 	int rc = PROTO_E_NOMEM;
 
-	if (!B->ssh_pubkey) {
+	if (!pubkey) {
 		snprintf(err, errlen, "the broker's SSH key is not ready");
 		return PROTO_E_INTERNAL;
 	}
 	util_random(rnd, sizeof(rnd));
 	snprintf(instance_id, sizeof(instance_id), "%s-%08x", name, rnd[0]);
-	ours = seed_user_data(B->ssh_pubkey);
+	ours = seed_user_data(pubkey);
 	if (!ours)
 		goto out_nomem;
 	user_data = seed_combine(ours, user_cloud_init, rnd[1]);
