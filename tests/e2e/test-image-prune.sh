@@ -18,7 +18,7 @@ done
 touch -d '60 days ago' "$old_unused" "$old_used_here" "$old_used_elsewhere" "$not_an_image"
 
 record() { # NAME DISK
-	printf 'instances:\n  %s:\n    state: stopped\n    image: "file://%s"\n    image_disk: "%s"\n    image_format: qcow2\n    cpus: 1\n    memory: 1073741824\n    disk: 5368709120\n' "$1" "$2" "$2"
+	printf 'instances:\n  %s:\n    state: stopped\n    image: "file://%s"\n    image_disk: "%s"\n    image_format: qcow2\n    mac: "52:54:00:00:00:01"\n    cpus: 1\n    memory: 1073741824\n    disk: 5368709120\n    deleted: false\n' "$1" "$2" "$2"
 }
 record keeper "$old_used_here" >"$VMCTL_DATA/scopes/qemu/instances.yaml"
 record elsewhere "$old_used_elsewhere" >"$VMCTL_DATA/scopes/lxd/instances.yaml"
