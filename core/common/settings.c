@@ -16,34 +16,47 @@
 #define SETTINGS_FILE_MAX (1u << 20)
 #define SETTINGS_VALUE_MAX 4096
 
-static const char *const settings_drivers[] = { "qemu", "libvirt", "lxd", "hyperv", "virtualbox", NULL };
+/* The seed's aliases. Which drivers exist is not written here: the broker
+ * finds their helpers (vmctl-DRIVER-helper) and asks them. */
+static const struct {
+	const char *alias, *driver;
+} driver_aliases[] = {
+	{ "hyper-v", "hyperv" },
+	{ "vbox", "virtualbox" },
+};
 
-const char *const *driver_names(void)
+bool driver_name_valid(const char *name)
 {
-	return settings_drivers;
+	size_t n = name ? strlen(name) : 0;
+
+	if (n == 0 || n > DRIVER_NAME_MAX || name[0] < 'a' || name[0] > 'z')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(name[i] >= 'a' && name[i] <= 'z') && !(name[i] >= '0' && name[i] <= '9') &&
+		    name[i] != '-' && name[i] != '_')
+			return false;
+	return true;
 }
 
-const char *driver_canonical(const char *name)
+int driver_canonical(const char *name, char *buf, size_t len)
 {
-	if (!name)
-		return NULL;
-	for (size_t i = 0; settings_drivers[i]; i++)
-		if (!strcasecmp(name, settings_drivers[i]))
-			return settings_drivers[i];
-	if (!strcasecmp(name, "hyper-v"))
-		return "hyperv";
-	if (!strcasecmp(name, "vbox"))
-		return "virtualbox";
-	return NULL;
-}
+	char lower[DRIVER_NAME_MAX + 2];
+	size_t n = name ? strlen(name) : 0;
 
-const char *driver_scope(const char *driver)
-{
-	const char *canonical = driver_canonical(driver);
-
-	if (canonical && !strcmp(canonical, "libvirt"))
-		return "qemu";
-	return canonical;
+	if (n == 0 || n > DRIVER_NAME_MAX)
+		return PROTO_E_INVALID_ARGUMENT;
+	for (size_t i = 0; i <= n; i++)
+		lower[i] = (char)tolower((unsigned char)name[i]);
+	for (size_t i = 0; i < sizeof(driver_aliases) / sizeof(driver_aliases[0]); i++) {
+		if (!strcmp(lower, driver_aliases[i].alias)) {
+			snprintf(buf, len, "%s", driver_aliases[i].driver);
+			return 0;
+		}
+	}
+	if (!driver_name_valid(lower) || n + 1 > len)
+		return PROTO_E_INVALID_ARGUMENT;
+	memcpy(buf, lower, n + 1);
+	return 0;
 }
 
 const char *settings_default_driver(void)
@@ -109,11 +122,14 @@ static const char *settings_default_true(void)
 static int settings_check_driver(const char *key, const char *value, const char **canonical, char *err,
 				 size_t errlen)
 {
-	*canonical = driver_canonical(value);
-	if (*canonical)
+	/* The caller copies *canonical before the next check. */
+	static char name[DRIVER_NAME_MAX + 1];
+
+	if (driver_canonical(value, name, sizeof(name)) == 0) {
+		*canonical = name;
 		return 0;
-	snprintf(err, errlen, "invalid value \"%s\" for %s: choose one of qemu, libvirt, lxd, hyperv, virtualbox",
-		 value, key);
+	}
+	snprintf(err, errlen, "invalid value \"%s\" for %s: %s", value, key, DRIVER_NAME_RULE);
 	return PROTO_E_INVALID_ARGUMENT;
 }
 

@@ -88,7 +88,7 @@ int settings_save(const char *path, const struct settings *s);
 /* The stored value, else the key's default, else NULL. */
 const char *settings_get(const struct settings *s, const char *key);
 /* Validate and store. Known keys only (settings_known_keys); values checked
- * (local.driver: a known driver or alias, stored canonical). */
+ * (local.driver: a driver name or alias, stored canonical). */
 int settings_set(struct settings *s, const char *key, const char *value, char *err, size_t errlen);
 void settings_free(struct settings *s);
 /* settings_load() that also says what is wrong with a bad file:
@@ -96,14 +96,20 @@ void settings_free(struct settings *s);
 int settings_load_err(const char *path, struct settings *s, char *err, size_t errlen);
 /* NULL-terminated list of the global keys. */
 const char *const *settings_known_keys(void);
-/* Default driver for this host (Linux amd64: qemu, other Linux: lxd). */
+/* Default driver for this host, the seed's (Linux amd64: qemu, other Linux:
+ * lxd, macOS: qemu, Windows: hyperv). */
 const char *settings_default_driver(void);
-/* "hyper-v" -> "hyperv", "vbox" -> "virtualbox", known name -> itself, else NULL. */
-const char *driver_canonical(const char *name);
-/* Instance scope of a driver: libvirt -> "qemu", others -> their own name. */
-const char *driver_scope(const char *driver);
-/* NULL-terminated list of canonical driver names. */
-const char *const *driver_names(void);
+/* A driver (or scope) name: what vmctl-NAME-helper can be called. Which
+ * drivers exist is up to the helpers installed; vmctld finds them. */
+#define DRIVER_NAME_MAX 31
+#define DRIVER_NAME_RULE \
+	"a driver name starts with a letter and has only letters, digits, '-' and '_' (at most 31)"
+/* Is name a driver name in canonical form (lower case, no alias)? */
+bool driver_name_valid(const char *name);
+/* The canonical form of a driver name into buf: the seed's aliases
+ * ("hyper-v" -> "hyperv", "vbox" -> "virtualbox") resolved, letter case
+ * ignored. 0, or PROTO_E_INVALID_ARGUMENT when name breaks DRIVER_NAME_RULE. */
+int driver_canonical(const char *name, char *buf, size_t len);
 
 /* ---- registry.c ---- */
 

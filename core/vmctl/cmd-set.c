@@ -27,8 +27,8 @@ const struct cmd_entry cmd_set_entry = {
 	.help = "'vmctl get --keys' lists the settings. The value is checked before it is "
 		"stored, and refused (exit status 2) with what is allowed: docs/settings.md says "
 		"what each setting takes. Setting local.driver switches the "
-		"driver; instances of the previous driver stay in its scope (see 'vmctl list "
-		"--all-scopes').\n\n"
+		"driver, to any whose helper vmctl-DRIVER-helper is installed; instances of the "
+		"previous driver stay in its scope (see 'vmctl list --all-scopes').\n\n"
 		"    vmctl set local.driver=libvirt",
 	.arguments = set_arguments,
 	.options = set_options,

@@ -43,10 +43,10 @@ struct child;
 #define BACKOFF_MAX_MS 5000
 #define BACKOFF_RESET_S 30.0          /* up this long: restarted at once, the next quick crash waits 100 ms */
 
-/* What --describe (or the built-in table) says about one driver. */
+/* What --describe (or the seed's table) says about one driver. */
 struct driver_info {
-	char driver[32];
-	char scope[32];
+	char driver[DRIVER_NAME_MAX + 1];
+	char scope[DRIVER_NAME_MAX + 1];
 	char version[64];
 	char path[4300]; /* helper binary, "" if not installed */
 	unsigned features;
@@ -71,8 +71,8 @@ struct broker {
 	char exe_dir[4096];
 
 	struct settings settings;
-	char driver[32];         /* active driver */
-	char scope[32];          /* its scope */
+	char driver[DRIVER_NAME_MAX + 1]; /* active driver */
+	char scope[DRIVER_NAME_MAX + 1];  /* its scope */
 	char scope_dir[4200];    /* DATA/scopes/SCOPE */
 	char registry_path[4300];
 	struct registry reg;
@@ -80,9 +80,6 @@ struct broker {
 
 	struct helper *helper;   /* the active helper */
 	struct image_cache *images;
-
-	struct driver_info *drivers;
-	size_t n_drivers;
 
 	struct busy *busy;
 	bool switching;          /* a driver switch is in progress */
@@ -93,7 +90,6 @@ struct broker {
 	ev_signal sigterm_w, sigint_w;
 	ev_timer exit_timer;
 	struct client *clients;
-	bool keygen_running;
 	double deadline_cap;     /* $VMCTL_HELPER_DEADLINE: no helper call waits longer */
 };
 
@@ -115,7 +111,8 @@ void util_pick_name(uint32_t rnd, char *buf, size_t len);
 void util_iso_time(time_t t, char *buf, size_t len);
 /* "killed by signal 9", "exited with status 1" for a wait status. */
 void util_describe_status(int status, char *buf, size_t len);
-/* Parse one --describe output into *d. 0 or PROTO_E_PROTOCOL. */
+/* Parse one --describe output into *d. 0 or PROTO_E_PROTOCOL (no driver
+ * line, or a driver or scope that is not a driver name). */
 int util_parse_describe(const char *text, struct driver_info *d);
 /* Fill buf with random bytes (getrandom, falling back to time+pid). */
 void util_random(void *buf, size_t len);
@@ -179,14 +176,39 @@ enum helper_state {
 	HELPER_STOPPED,
 };
 
-/* Find vmctl-DRIVER-helper; 0 with path, or PROTO_E_NOT_FOUND with a
- * sentence naming where it was looked for. */
-int helper_find(const char *driver, char *path, size_t pathlen, char *err, size_t errlen);
-/* Create and spawn the helper for driver (never NULL except on ENOMEM;
- * a missing binary gives state HELPER_MISSING). */
-struct helper *helper_new(const char *driver);
+/* What a helper supervisor asks of whoever made it. */
+struct helper_ops {
+	/* Where vmctl-DRIVER-helper is: 0 with path, or < 0 with a sentence
+	 * saying where it was looked for. Asked by helper_new(), and again by
+	 * a call to a helper that was missing (it may have been installed). */
+	int (*find)(const char *driver, char *path, size_t pathlen, char *err, size_t errlen);
+	/* Pack the settings map of hello (NULL: an empty one). */
+	void (*pack_settings)(void *ud, msgpack_packer *pk);
+	/* After every successful hello: at start-up and after each restart. */
+	void (*ready)(void *ud, struct helper *h);
+	/* A state notification with protocol states: the helper says NAME is
+	 * now STATE. */
+	void (*state)(void *ud, struct helper *h, const char *name, const char *state);
+};
+
+/* What helper_new() needs; it keeps copies of the strings. */
+struct helper_spec {
+	struct ev_loop *loop;
+	const char *driver;    /* "qemu" */
+	const char *scope;     /* what its hello must say */
+	const char *scope_dir; /* sent in hello */
+	double deadline_cap;   /* > 0: no call waits longer ($VMCTL_HELPER_DEADLINE) */
+	const struct helper_ops *ops;
+	void *ud;              /* for ops */
+};
+
+/* Create and spawn the helper of spec->driver (never NULL except on ENOMEM;
+ * a missing binary gives state HELPER_MISSING). It uses nothing of the
+ * broker but what spec gives it. */
+struct helper *helper_new(const struct helper_spec *spec);
 enum helper_state helper_get_state(const struct helper *h);
-/* The hello answer (valid in READY/UNUSABLE). */
+/* The hello answer of the helper, while it holds: in READY, and in UNUSABLE
+ * unless the handshake was refused; else NULL. */
 const struct proto_hello *helper_hello(const struct helper *h);
 /* Why the helper cannot serve requests now ("" when it can). */
 const char *helper_why(const struct helper *h);
@@ -206,23 +228,42 @@ void helper_errpipes_free(void);
  * never runs) when h is NULL or memory runs out. */
 struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sbuffer *params,
 			  double deadline_s, proto_result_fn cb, void *ud);
-/* Called after every successful hello (start-up, restart, driver switch). */
-void broker_helper_ready(struct helper *h);
-/* Run every installed helper with --describe, filling B->drivers. */
+
+/* ---- drivers.c ---- */
+/* Find vmctl-DRIVER-helper; 0 with path, or PROTO_E_NOT_FOUND with a
+ * sentence naming where it was looked for. */
+int helper_find(const char *driver, char *path, size_t pathlen, char *err, size_t errlen);
+/* The drivers whose helpers are installed: "libvirt, qemu" ("" if none). */
+void drivers_installed(char *buf, size_t len);
+/* Run the helper of driver with --describe; what it says is kept (for
+ * driver_info_get()) and handed to done, which runs once, later. 0, or
+ * PROTO_E_NOT_FOUND with err saying why it could not be run (done will not
+ * run). done gets err < 0 and a sentence when the helper's answer is not a
+ * description of driver. */
+typedef void (*driver_described_fn)(void *ud, int err, const char *errmsg,
+				    const struct driver_info *d);
+int driver_describe(const char *driver, driver_described_fn done, void *ud, char *err,
+		    size_t errlen);
+/* The same, waiting for the answer: only before the loop runs. */
+int driver_describe_now(const char *driver, struct driver_info *d, char *err, size_t errlen);
+/* Run every installed helper with --describe (in the background). */
 void helper_describe_all(void);
-/* Feature known for a driver (described or built-in). */
+void drivers_free(void);
+/* What is known of a driver: what its helper said, else the seed's table;
+ * NULL for a driver neither knows. */
 const struct driver_info *driver_info_get(const char *driver);
+/* The scope of driver as driver_info_get() knows it, else the driver's own
+ * name. */
+void driver_scope(const char *driver, char *buf, size_t len);
 /* "snapshots are not supported by the libvirt driver; drivers that have
  * them: qemu, hyperv, virtualbox" */
 void driver_refusal(unsigned feature, const char *driver, char *buf, size_t len);
-/* The active helper has feature (from hello; built-in table before it). */
+/* The active helper has feature (from hello; driver_info_get() before it). */
 bool broker_has_feature(unsigned feature);
 
 /* ---- scope.c ---- */
-/* Load settings, pick the driver, load its scope. */
-int scope_init(char *err, size_t errlen);
-/* Make drv the active driver: load the registry of its scope. */
-int scope_enter(const char *driver, char *err, size_t errlen);
+/* Make driver the active driver: load the registry of scope. */
+int scope_enter(const char *driver, const char *scope, char *err, size_t errlen);
 int scope_save(void);
 /* DATA/scopes/SCOPE/instances/NAME */
 void scope_instance_dir(const char *name, char *buf, size_t len);
@@ -274,13 +315,27 @@ void ops_reconcile(void);
 /* Start every instance whose switch_state says it was running. */
 void ops_restore_switched(void);
 
-/* ---- launch.c ---- */
+/* ---- seed-iso.c ---- */
 typedef void (*seed_done_fn)(void *ud, int err, const char *errmsg);
-/* Write user-data and meta-data into dir and run genisoimage to make
- * dir/cloud-init.iso. done runs exactly once, later. */
-int seed_make(const char *dir, const char *name, const char *user_cloud_init,
+/* Write user-data (ours, with pubkey, and user_cloud_init's) and meta-data
+ * into dir and run genisoimage to make dir/cloud-init.iso. done runs exactly
+ * once, later. */
+int seed_make(const char *dir, const char *name, const char *pubkey, const char *user_cloud_init,
 	      seed_done_fn done, void *ud, char *err, size_t errlen);
+
+/* ---- launch.c ---- */
 void op_launch(struct creq *r, const msgpack_object *p);
+/* A launch of name holds the name. */
+bool launch_active(const char *name);
+/* Cancel the launch of name (for stop --force and delete, named by `by`):
+ * the waiting launch is answered with an error, and then(ud) runs once it has
+ * let go of the name (at once while it waits for SSH; after the step in
+ * flight otherwise). A launch that had not created its VM yet is undone, so
+ * then may find no record. false, and then never runs, when no launch of
+ * name is in progress or one is already being cancelled. */
+bool launch_cancel(const char *name, const char *by, void (*then)(void *ud), void *ud);
+
+/* ---- ssh-wait.c ---- */
 typedef void (*ssh_wait_fn)(void *ud, int err, const char *errmsg);
 struct ssh_wait;
 /* Probe ssh to NAME until it answers (and, with cloud_init, until cloud-init
@@ -293,26 +348,35 @@ void ssh_wait_cancel(struct ssh_wait *w);
 /* The helper says NAME is now STATE: a wait for a VM that stopped (or was
  * suspended) ends at once with PROTO_E_INVALID_STATE and a sentence saying so. */
 void ssh_wait_state_changed(const char *name, const char *state);
-/* A launch of name holds the name. */
-bool launch_active(const char *name);
-/* Cancel the launch of name (for stop --force and delete, named by `by`):
- * the waiting launch is answered with an error, and then(ud) runs once it has
- * let go of the name (at once while it waits for SSH; after the step in
- * flight otherwise). A launch that had not created its VM yet is undone, so
- * then may find no record. false, and then never runs, when no launch of
- * name is in progress or one is already being cancelled. */
-bool launch_cancel(const char *name, const char *by, void (*then)(void *ud), void *ud);
+
+/* ---- keys.c ---- */
+/* Before the loop runs: load the key pair DATA/ssh/id_ed25519 into B when it
+ * exists; else *later says it is to be made (keys_ensure()) once the broker
+ * listens, ssh-keygen taking a good part of a second. */
+int keys_init(bool *later, char *err, size_t errlen);
 /* Make sure DATA/ssh/id_ed25519 exists (ssh-keygen) and B->ssh_pubkey is
- * loaded. sync: before the loop runs. */
-int keys_ensure_sync(char *err, size_t errlen);
+ * loaded; done runs once, at once when it is. */
 void keys_ensure(void (*done)(void *ud, int err, const char *errmsg), void *ud);
 
+/* ---- switch.c ---- */
+/* At start-up, after config_load(): enter the scope of the driver the
+ * settings name (or of this host's default driver). */
+int switch_init(char *err, size_t errlen);
+/* Make B->helper the helper of the active driver. */
+void switch_start_helper(void);
+/* set local.driver=VALUE: switch to that driver (r is answered). */
+void switch_driver(struct creq *r, const char *value);
+/* key, a setting of the active driver, was changed: restart its helper,
+ * which reads its settings in hello only (r is answered). */
+void switch_restart_helper(struct creq *r, const char *key);
+
 /* ---- config.c ---- */
+/* Load DATA/settings.yaml into B->settings (at start-up). */
+int config_load(char *err, size_t errlen);
+/* get and set of every key: settings, instance sizes, snapshot names. */
 void op_get(struct creq *r, const msgpack_object *p);
 void op_set(struct creq *r, const msgpack_object *p);
 void op_keys(struct creq *r, const msgpack_object *p);
-/* Settings as {STR: STR} for hello. */
-void config_pack_settings(msgpack_packer *pk);
 
 /* ---- op-common.c: shared by the op-*.c operations ---- */
 /* Answer r with the driver refusal of docs/protocol.md if the active driver
@@ -362,20 +426,21 @@ bool mount_deactivate(const char *name, mount_done_fn done, void *ud);
 int mount_idmap_text(const msgpack_object *arr, char *buf, size_t len);
 
 /* ---- op-stop-delay.c ---- */
-/* stop, with time (minutes) and cancel; plain stops go on to op_stop. */
-void op_stop_delayed(struct creq *r, const msgpack_object *p);
+/* The part of a stop request that is this file's: with time (minutes) or
+ * cancel, r is answered and true returned; a plain stop drops the delayed
+ * stops of the instances it addresses and gets false (op_stop goes on). */
+bool stop_delay_request(struct creq *r, const msgpack_object *p);
 /* "delayed shutdown" for a running instance with a pending delayed stop. */
 const char *stop_delay_shown_state(const char *name, const char *state);
-/* After scope_enter(): drop the timers of the scope left (its file keeps
+/* After scope_enter() (switch.c): drop the timers of the scope left (its file keeps
  * them) and arm those of SCOPE_DIR/delayed-stops; overdue ones fire at once. */
 void stop_delay_scope_entered(void);
 /* Drop the pending delayed stop of name (delete calls it), saying so in the log. */
 void stop_delay_forget(const char *name);
 
 /* ---- op-resize.c ---- */
-/* set/get with the per-instance keys; other keys go on to op_set/op_get. */
-void op_set_instance(struct creq *r, const msgpack_object *p);
-void op_get_instance(struct creq *r, const msgpack_object *p);
+/* set local.NAME.PROP=TEXT, PROP one of cpus, memory, disk (r is answered). */
+void resize_set(struct creq *r, const char *name, const char *prop, const char *text);
 
 /* ---- ops.c (shared) ---- */
 /* Records of the scopes that are not active, read from disk: n registries

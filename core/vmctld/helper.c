@@ -2,9 +2,11 @@
  * Helper supervision: spawn vmctl-DRIVER-helper on pipes, shake hands, pass
  * calls with deadlines, and notice when it crashes, breaks the protocol or
  * hangs. Whoever was waiting gets a sentence saying what happened; the helper
- * is restarted with backoff and the records are reconciled afterwards.
+ * is restarted with backoff. It knows nothing of the broker: whoever calls
+ * helper_new() gives it the loop, what the hello must say and callbacks
+ * (struct helper_ops) for finding the binary, hello's settings, each
+ * successful hello and each state notification.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -31,6 +33,7 @@
 
 /* The rate limit of one stream of forwarded lines. */
 struct log_gate {
+	struct ev_loop *loop;
 	char what[96]; /* "lines of helper stderr" */
 	struct log_ratelimit rl;
 	ev_timer report_w; /* says how many were dropped once the window ends */
@@ -56,7 +59,13 @@ struct hcall {
 };
 
 struct helper {
+	struct ev_loop *loop;
+	const struct helper_ops *ops;
+	void *ud; /* for ops */
 	char driver[32];
+	char scope[32]; /* what its hello must say */
+	char scope_dir[4200];
+	double deadline_cap;
 	char name[64]; /* "qemu helper", for messages */
 	char path[4096];
 	enum helper_state state;
@@ -90,6 +99,7 @@ struct helper {
  * process that inherited it must never get EPIPE because the helper died. */
 struct errpipe {
 	struct errpipe *next;
+	struct ev_loop *loop;
 	ev_io w;
 	char name[64]; /* "vmctl-qemu-helper[123]" */
 	size_t len;
@@ -118,8 +128,9 @@ static void log_gate_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	log_gate_report(w->data);
 }
 
-static void log_gate_init(struct log_gate *g, const char *what)
+static void log_gate_init(struct log_gate *g, struct ev_loop *loop, const char *what)
 {
+	g->loop = loop;
 	snprintf(g->what, sizeof(g->what), "%s", what);
 	g->rl.interval_s = HELPER_LOG_WINDOW;
 	g->rl.burst = HELPER_LOG_BURST;
@@ -130,7 +141,7 @@ static void log_gate_init(struct log_gate *g, const char *what)
 /* May the next line be logged? Says first how many were dropped before it. */
 static bool log_gate_pass(struct log_gate *g)
 {
-	ev_tstamp now = ev_now(B->loop);
+	ev_tstamp now = ev_now(g->loop);
 
 	if (log_ratelimit_allow(&g->rl, now)) {
 		log_gate_report(g);
@@ -140,14 +151,14 @@ static bool log_gate_pass(struct log_gate *g)
 		ev_tstamp left = log_ratelimit_window_end(&g->rl) - now;
 
 		ev_timer_set(&g->report_w, left > 0.01 ? left : 0.01, 0);
-		ev_timer_start(B->loop, &g->report_w);
+		ev_timer_start(g->loop, &g->report_w);
 	}
 	return false;
 }
 
 static void log_gate_stop(struct log_gate *g)
 {
-	ev_timer_stop(B->loop, &g->report_w);
+	ev_timer_stop(g->loop, &g->report_w);
 	log_gate_report(g);
 }
 
@@ -176,7 +187,7 @@ static void errpipe_free(struct errpipe *e)
 			break;
 		}
 	}
-	ev_io_stop(B->loop, &e->w);
+	ev_io_stop(e->loop, &e->w);
 	close(e->w.fd);
 	free(e);
 }
@@ -204,7 +215,7 @@ static void errpipe_on_read(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-static void errpipe_start(int fd, const char *name)
+static void errpipe_start(struct ev_loop *loop, int fd, const char *name)
 {
 	struct errpipe *e = calloc(1, sizeof(*e));
 
@@ -212,13 +223,14 @@ static void errpipe_start(int fd, const char *name)
 		close(fd);
 		return;
 	}
+	e->loop = loop;
 	snprintf(e->name, sizeof(e->name), "%s", name);
 	if (!errpipe_gate.rl.burst)
-		log_gate_init(&errpipe_gate, "lines of helper stderr");
+		log_gate_init(&errpipe_gate, loop, "lines of helper stderr");
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	ev_io_init(&e->w, errpipe_on_read, fd, EV_READ);
 	e->w.data = e;
-	ev_io_start(B->loop, &e->w);
+	ev_io_start(loop, &e->w);
 	e->next = errpipes;
 	errpipes = e;
 }
@@ -231,70 +243,6 @@ void helper_errpipes_free(void)
 	}
 	if (errpipe_gate.rl.burst)
 		log_gate_stop(&errpipe_gate);
-}
-
-/* ---- finding helpers ---- */
-
-/* Calls fn for each folder helpers are looked for in, in order. */
-static void helper_for_each_dir(void (*fn)(const char *dir, int rank, void *ud), void *ud)
-{
-	const char *env = getenv("VMCTL_HELPER_PATH");
-	char libexec[4200];
-	int rank = 0;
-
-	if (env && *env) {
-		char *copy = strdup(env);
-		char *save = NULL;
-
-		for (char *d = copy ? strtok_r(copy, ":", &save) : NULL; d;
-		     d = strtok_r(NULL, ":", &save))
-			fn(d, rank++, ud);
-		free(copy);
-	}
-	snprintf(libexec, sizeof(libexec), "%s/../libexec/vmctl", B->exe_dir);
-	fn(libexec, rank, ud);
-}
-
-struct helper_search {
-	const char *driver;
-	char *path;
-	size_t pathlen;
-	bool found;
-	char where[2048];
-};
-
-static void helper_search_dir(const char *dir, int rank, void *ud)
-{
-	struct helper_search *s = ud;
-	char path[4200];
-	char shown[4200];
-	size_t used = strlen(s->where);
-
-	if (s->found)
-		return;
-	snprintf(path, sizeof(path), "%s/vmctl-%s-helper", dir, s->driver);
-	if (access(path, X_OK) == 0) {
-		snprintf(s->path, s->pathlen, "%s", path);
-		s->found = true;
-		return;
-	}
-	if (!realpath(dir, shown))
-		snprintf(shown, sizeof(shown), "%s", dir);
-	snprintf(s->where + used, sizeof(s->where) - used, "%s%s", used ? ", " : "", shown);
-}
-
-int helper_find(const char *driver, char *path, size_t pathlen, char *err, size_t errlen)
-{
-	struct helper_search s = {.driver = driver, .path = path, .pathlen = pathlen};
-
-	helper_for_each_dir(helper_search_dir, &s);
-	if (s.found)
-		return 0;
-	snprintf(err, errlen,
-		 "the %s driver's helper vmctl-%s-helper was not found (looked in %s; "
-		 "VMCTL_HELPER_PATH adds folders)",
-		 driver, driver, s.where);
-	return PROTO_E_NOT_FOUND;
 }
 
 /* ---- calls ---- */
@@ -329,7 +277,7 @@ static void hcall_complete(struct hcall *c, int err, const char *errmsg, const m
 	proto_result_fn cb = c->cb;
 	void *ud = c->ud;
 
-	ev_timer_stop(B->loop, &c->wait_w);
+	ev_timer_stop(c->h->loop, &c->wait_w);
 	hcall_set_state(c, HC_FAILED);
 	hcall_unlink(c);
 	free(c->params);
@@ -353,14 +301,14 @@ static void hcall_on_failed_timer(struct ev_loop *loop, ev_timer *w, int revents
 /* Answer c with an error from the loop, not from inside helper_call(). */
 static void hcall_fail_later(struct hcall *c, int err, const char *msg)
 {
-	ev_timer_stop(B->loop, &c->wait_w);
+	ev_timer_stop(c->h->loop, &c->wait_w);
 	hcall_set_state(c, HC_FAILED);
 	c->err = err;
 	free(c->errmsg);
 	c->errmsg = strdup(msg ? msg : proto_strerror(err));
 	ev_timer_init(&c->wait_w, hcall_on_failed_timer, 0, 0);
 	c->wait_w.data = c;
-	ev_timer_start(B->loop, &c->wait_w);
+	ev_timer_start(c->h->loop, &c->wait_w);
 }
 
 static void hcall_on_result(void *ud, int err, const char *errmsg, const msgpack_object *result);
@@ -370,7 +318,7 @@ static void hcall_send(struct hcall *c)
 	struct helper *h = c->h;
 	int rc;
 
-	ev_timer_stop(B->loop, &c->wait_w);
+	ev_timer_stop(h->loop, &c->wait_w);
 	rc = proto_call(h->conn, c->method, c->params, c->params_len, c->deadline, hcall_on_result,
 			c, &c->msgid);
 	if (rc == PROTO_E_BUSY) {
@@ -488,8 +436,8 @@ struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sb
 		memcpy(c->params, params->data, params->size);
 		c->params_len = params->size;
 	}
-	if (B->deadline_cap > 0 && (deadline_s <= 0 || deadline_s > B->deadline_cap))
-		deadline_s = B->deadline_cap;
+	if (h->deadline_cap > 0 && (deadline_s <= 0 || deadline_s > h->deadline_cap))
+		deadline_s = h->deadline_cap;
 	c->deadline = deadline_s;
 	c->cb = cb;
 	c->ud = ud;
@@ -507,7 +455,7 @@ struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sb
 		char err[1024];
 
 		/* It may have been installed since. */
-		if (helper_find(h->driver, h->path, sizeof(h->path), err, sizeof(err)) == 0) {
+		if (h->ops->find(h->driver, h->path, sizeof(h->path), err, sizeof(err)) == 0) {
 			helper_spawn(h);
 		} else {
 			snprintf(h->why, sizeof(h->why), "%s", err);
@@ -546,7 +494,7 @@ struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sb
 	case HELPER_STARTING:
 	case HELPER_RESTARTING:
 		hcall_set_state(c, HC_QUEUED);
-		ev_timer_start(B->loop, &c->wait_w);
+		ev_timer_start(h->loop, &c->wait_w);
 		break;
 	case HELPER_UNUSABLE:
 	case HELPER_MISSING:
@@ -648,7 +596,7 @@ static void helper_on_closed(struct proto_conn *conn, void *ud, int err, const c
 	}
 	if (h->alive && !ev_is_active(&h->reap_w)) {
 		ev_timer_set(&h->reap_w, HELPER_REAP_GRACE, 0);
-		ev_timer_start(B->loop, &h->reap_w);
+		ev_timer_start(h->loop, &h->reap_w);
 	}
 	helper_finish_death(h);
 }
@@ -676,7 +624,6 @@ static void helper_on_notify(struct proto_conn *conn, void *ud, const char *meth
 			     n ? text->via.str.ptr : "");
 	} else if (strcmp(method, "state") == 0) {
 		char name[INSTANCE_NAME_MAX + 1], state[32], why[256];
-		struct instance_record *rec;
 
 		if (util_check_states(params, why, sizeof(why)) < 0) {
 			helper_kill(h, "broke the protocol (%s, in a state notification) and was killed", why);
@@ -685,13 +632,8 @@ static void helper_on_notify(struct proto_conn *conn, void *ud, const char *meth
 		if (proto_get_str(params, "name", name, sizeof(name)) < 0 ||
 		    proto_get_str(params, "new", state, sizeof(state)) < 0)
 			return;
-		rec = registry_find(&B->reg, name);
-		if (rec && !rec->deleted && h == B->helper && scope_set_state(rec, state)) {
-			vlog(LOG_INFO_, "%s is now %s", name, state);
-			scope_save();
-		}
-		if (h == B->helper)
-			ssh_wait_state_changed(name, state);
+		if (h->ops->state)
+			h->ops->state(h->ud, h, name, state);
 	}
 	/* progress belongs to a request; the calls that care ask for it. */
 }
@@ -703,10 +645,10 @@ static void helper_on_request(struct proto_conn *conn, void *ud, uint64_t msgid,
 		    NULL, 0);
 }
 
-static double helper_hello_deadline(void)
+static double helper_hello_deadline(const struct helper *h)
 {
-	if (B->deadline_cap > 0 && B->deadline_cap < BROKER_HELLO_DEADLINE)
-		return B->deadline_cap;
+	if (h->deadline_cap > 0 && h->deadline_cap < BROKER_HELLO_DEADLINE)
+		return h->deadline_cap;
 	return BROKER_HELLO_DEADLINE;
 }
 
@@ -723,7 +665,7 @@ static void helper_on_hello(void *ud, int err, const char *errmsg, const msgpack
 	if (h->dying || h->state != HELPER_STARTING)
 		return;
 	if (err == PROTO_E_TIMEOUT) {
-		helper_kill(h, "did not answer hello within %.0f s and was killed", helper_hello_deadline());
+		helper_kill(h, "did not answer hello within %.0f s and was killed", helper_hello_deadline(h));
 		return;
 	}
 	if (err < 0) {
@@ -746,12 +688,11 @@ static void helper_on_hello(void *ud, int err, const char *errmsg, const msgpack
 		helper_kill(h, "answered hello with something that is not a hello answer");
 		return;
 	}
-	if (strcmp(h->hello.driver, h->driver) != 0 ||
-	    strcmp(h->hello.scope, driver_scope(h->driver)) != 0) {
+	if (strcmp(h->hello.driver, h->driver) != 0 || strcmp(h->hello.scope, h->scope) != 0) {
 		h->state = HELPER_UNUSABLE;
 		snprintf(h->why, sizeof(h->why),
 			 "%.300s says it is driver %s with scope %s; expected driver %s with scope %s",
-			 h->path, h->hello.driver, h->hello.scope, h->driver, driver_scope(h->driver));
+			 h->path, h->hello.driver, h->hello.scope, h->driver, h->scope);
 	} else if (!h->hello.usable) {
 		h->state = HELPER_UNUSABLE;
 		snprintf(h->why, sizeof(h->why), "the %s driver cannot run on this host: %s",
@@ -761,7 +702,7 @@ static void helper_on_hello(void *ud, int err, const char *errmsg, const msgpack
 		h->why[0] = '\0';
 	}
 	h->refused = false;
-	h->up_since = ev_now(B->loop);
+	h->up_since = ev_now(h->loop);
 	if (h->state == HELPER_UNUSABLE) {
 		vlog(LOG_WARN_, "%s", h->why);
 		helper_fail_calls(h, HC_QUEUED, PROTO_E_UNAVAILABLE, h->why);
@@ -770,7 +711,8 @@ static void helper_on_hello(void *ud, int err, const char *errmsg, const msgpack
 	vlog(LOG_INFO_, "the %s %s (pid %d) is ready", h->name, h->hello.helper_version,
 	     (int)h->pid);
 	helper_flush(h);
-	broker_helper_ready(h);
+	if (h->ops->ready)
+		h->ops->ready(h->ud, h);
 }
 
 static void helper_send_hello(struct helper *h)
@@ -785,10 +727,13 @@ static void helper_send_hello(struct helper *h)
 	proto_pack_str(&pk, "versions");
 	msgpack_pack_array(&pk, 1);
 	msgpack_pack_int(&pk, PROTO_VERSION);
-	proto_pack_kv_str(&pk, "scope_dir", B->scope_dir);
+	proto_pack_kv_str(&pk, "scope_dir", h->scope_dir);
 	proto_pack_str(&pk, "settings");
-	config_pack_settings(&pk);
-	rc = proto_call_sb(h->conn, "hello", &sb, helper_hello_deadline(), helper_on_hello, h, NULL);
+	if (h->ops->pack_settings)
+		h->ops->pack_settings(h->ud, &pk);
+	else
+		msgpack_pack_map(&pk, 0);
+	rc = proto_call_sb(h->conn, "hello", &sb, helper_hello_deadline(h), helper_on_hello, h, NULL);
 	msgpack_sbuffer_destroy(&sb);
 	if (rc < 0)
 		helper_kill(h, "could not be sent hello (%s)", proto_strerror(rc));
@@ -834,15 +779,15 @@ static void helper_spawn(struct helper *h)
 	close(out[1]);
 	close(err[1]);
 	snprintf(errname, sizeof(errname), "vmctl-%s-helper[%d]", h->driver, (int)h->pid);
-	errpipe_start(err[0], errname);
+	errpipe_start(h->loop, err[0], errname);
 	h->alive = true;
 	h->dying = false;
 	h->conn_closed = false;
 	h->death[0] = '\0';
 	h->state = HELPER_STARTING;
 	ev_child_set(&h->child_w, h->pid, 0);
-	ev_child_start(B->loop, &h->child_w);
-	h->conn = proto_conn_new(B->loop, out[0], in[1], &helper_conn_ops, h);
+	ev_child_start(h->loop, &h->child_w);
+	h->conn = proto_conn_new(h->loop, out[0], in[1], &helper_conn_ops, h);
 	if (!h->conn) {
 		close(out[0]);
 		close(in[1]);
@@ -867,7 +812,7 @@ out_close:
 	h->backoff_ms = backoff_next_ms(h->backoff_ms, 0);
 	h->state = HELPER_RESTARTING;
 	ev_timer_set(&h->restart_w, h->backoff_ms / 1000.0, 0);
-	ev_timer_start(B->loop, &h->restart_w);
+	ev_timer_start(h->loop, &h->restart_w);
 }
 
 /* Both the process and the pipe are gone: answer the calls that were in
@@ -879,7 +824,7 @@ static void helper_finish_death(struct helper *h)
 
 	if (h->alive || !h->conn_closed)
 		return;
-	ev_timer_stop(B->loop, &h->reap_w);
+	ev_timer_stop(h->loop, &h->reap_w);
 	if (h->conn) {
 		proto_conn_free(h->conn);
 		h->conn = NULL;
@@ -887,7 +832,7 @@ static void helper_finish_death(struct helper *h)
 	if (h->state == HELPER_STOPPING) {
 		char msg[256];
 
-		ev_timer_stop(B->loop, &h->stop_w);
+		ev_timer_stop(h->loop, &h->stop_w);
 		snprintf(msg, sizeof(msg), "the %s was shut down", h->name);
 		h->state = HELPER_STOPPED;
 		helper_fail_calls(h, HC_PARKED, PROTO_E_UNAVAILABLE, msg);
@@ -905,7 +850,7 @@ static void helper_finish_death(struct helper *h)
 		helper_fail_calls(h, HC_QUEUED, PROTO_E_UNAVAILABLE, h->why);
 		return;
 	}
-	uptime = was_ready ? ev_now(B->loop) - h->up_since : 0;
+	uptime = was_ready ? ev_now(h->loop) - h->up_since : 0;
 	h->backoff_ms = backoff_next_ms(h->backoff_ms, uptime);
 	h->state = HELPER_RESTARTING;
 	if (h->backoff_ms)
@@ -932,20 +877,26 @@ static void helper_finish_death(struct helper *h)
 	/* Calls that were waiting for a free slot now wait for the restart. */
 	for (struct hcall *c = h->calls; c; c = c->next)
 		if (c->st == HC_QUEUED && !ev_is_active(&c->wait_w))
-			ev_timer_start(B->loop, &c->wait_w);
+			ev_timer_start(h->loop, &c->wait_w);
 	ev_timer_set(&h->restart_w, h->backoff_ms / 1000.0, 0);
-	ev_timer_start(B->loop, &h->restart_w);
+	ev_timer_start(h->loop, &h->restart_w);
 }
 
-struct helper *helper_new(const char *driver)
+struct helper *helper_new(const struct helper_spec *spec)
 {
 	struct helper *h = calloc(1, sizeof(*h));
 	char err[1024], what[96];
 
 	if (!h)
 		return NULL;
-	snprintf(h->driver, sizeof(h->driver), "%s", driver);
-	snprintf(h->name, sizeof(h->name), "%s helper", driver);
+	h->loop = spec->loop;
+	h->ops = spec->ops;
+	h->ud = spec->ud;
+	h->deadline_cap = spec->deadline_cap;
+	snprintf(h->driver, sizeof(h->driver), "%s", spec->driver);
+	snprintf(h->scope, sizeof(h->scope), "%s", spec->scope);
+	snprintf(h->scope_dir, sizeof(h->scope_dir), "%s", spec->scope_dir);
+	snprintf(h->name, sizeof(h->name), "%s helper", spec->driver);
 	ev_child_init(&h->child_w, helper_on_exit, 0, 0);
 	h->child_w.data = h;
 	ev_timer_init(&h->restart_w, helper_on_restart_timer, 0, 0);
@@ -953,9 +904,9 @@ struct helper *helper_new(const char *driver)
 	ev_timer_init(&h->reap_w, helper_on_reap_timer, HELPER_REAP_GRACE, 0);
 	h->reap_w.data = h;
 	snprintf(what, sizeof(what), "log notifications of the %s", h->name);
-	log_gate_init(&h->log_gate, what);
+	log_gate_init(&h->log_gate, h->loop, what);
 	h->conn_closed = true;
-	if (helper_find(driver, h->path, sizeof(h->path), err, sizeof(err)) < 0) {
+	if (h->ops->find(h->driver, h->path, sizeof(h->path), err, sizeof(err)) < 0) {
 		h->state = HELPER_MISSING;
 		snprintf(h->why, sizeof(h->why), "%s", err);
 		vlog(LOG_ERROR_, "%s", err);
@@ -972,7 +923,9 @@ enum helper_state helper_get_state(const struct helper *h)
 
 const struct proto_hello *helper_hello(const struct helper *h)
 {
-	return &h->hello;
+	if (h->state == HELPER_READY || (h->state == HELPER_UNUSABLE && !h->refused))
+		return &h->hello;
+	return NULL;
 }
 
 const char *helper_why(const struct helper *h)
@@ -1032,7 +985,7 @@ void helper_stop(struct helper *h, void (*done)(void *ud), void *ud)
 
 	h->stop_done = done;
 	h->stop_ud = ud;
-	ev_timer_stop(B->loop, &h->restart_w);
+	ev_timer_stop(h->loop, &h->restart_w);
 	ev_timer_init(&h->stop_w, helper_on_stop_timer, HELPER_STOP_GRACE, 0);
 	h->stop_w.data = h;
 	snprintf(msg, sizeof(msg), "the %s was shut down", h->name);
@@ -1041,11 +994,11 @@ void helper_stop(struct helper *h, void (*done)(void *ud), void *ud)
 		/* Nothing running: report from the loop, as a real stop would. */
 		h->state = HELPER_STOPPED;
 		ev_timer_set(&h->stop_w, 0, 0);
-		ev_timer_start(B->loop, &h->stop_w);
+		ev_timer_start(h->loop, &h->stop_w);
 		return;
 	}
 	h->state = HELPER_STOPPING;
-	ev_timer_start(B->loop, &h->stop_w);
+	ev_timer_start(h->loop, &h->stop_w);
 	if (h->conn && proto_conn_is_open(h->conn) &&
 	    proto_call(h->conn, "shutdown", NULL, 0, HELPER_STOP_GRACE - 1, helper_on_shutdown_answer,
 		       h, NULL) == 0)
@@ -1060,156 +1013,12 @@ void helper_free(struct helper *h)
 		return;
 	while (h->calls)
 		hcall_complete(h->calls, PROTO_E_UNAVAILABLE, "the broker is shutting down", NULL);
-	ev_timer_stop(B->loop, &h->restart_w);
-	ev_timer_stop(B->loop, &h->reap_w);
-	ev_timer_stop(B->loop, &h->stop_w);
-	ev_child_stop(B->loop, &h->child_w);
+	ev_timer_stop(h->loop, &h->restart_w);
+	ev_timer_stop(h->loop, &h->reap_w);
+	ev_timer_stop(h->loop, &h->stop_w);
+	ev_child_stop(h->loop, &h->child_w);
 	log_gate_stop(&h->log_gate);
 	if (h->conn)
 		proto_conn_free(h->conn);
 	free(h);
-}
-
-/* ---- features ---- */
-
-static const struct driver_info driver_builtin[] = {
-	{"qemu", "qemu", "", "",
-	 PROTO_FEAT_NATIVE_MOUNTS | PROTO_FEAT_EXTRA_NETWORKS | PROTO_FEAT_SNAPSHOTS |
-		 PROTO_FEAT_CLONE | PROTO_FEAT_SUSPEND,
-	 false, 0},
-	{"libvirt", "qemu", "", "", PROTO_FEAT_SUSPEND, false, 0},
-	{"lxd", "lxd", "", "", PROTO_FEAT_NATIVE_MOUNTS | PROTO_FEAT_EXTRA_NETWORKS, false, 0},
-	{"hyperv", "hyperv", "", "",
-	 PROTO_FEAT_NATIVE_MOUNTS | PROTO_FEAT_EXTRA_NETWORKS | PROTO_FEAT_SNAPSHOTS |
-		 PROTO_FEAT_CLONE | PROTO_FEAT_SUSPEND,
-	 false, 0},
-	{"virtualbox", "virtualbox", "", "",
-	 PROTO_FEAT_EXTRA_NETWORKS | PROTO_FEAT_SNAPSHOTS | PROTO_FEAT_CLONE | PROTO_FEAT_SUSPEND,
-	 false, 0},
-};
-
-const struct driver_info *driver_info_get(const char *driver)
-{
-	for (size_t i = 0; i < B->n_drivers; i++)
-		if (strcmp(B->drivers[i].driver, driver) == 0)
-			return &B->drivers[i];
-	for (size_t i = 0; i < sizeof(driver_builtin) / sizeof(driver_builtin[0]); i++)
-		if (strcmp(driver_builtin[i].driver, driver) == 0)
-			return &driver_builtin[i];
-	return NULL;
-}
-
-bool broker_has_feature(unsigned feature)
-{
-	const struct driver_info *d;
-
-	if (B->helper && (helper_get_state(B->helper) == HELPER_READY ||
-			  (helper_get_state(B->helper) == HELPER_UNUSABLE && !B->helper->refused)))
-		return (helper_hello(B->helper)->features & feature) != 0;
-	d = driver_info_get(B->driver);
-	return d && (d->features & feature);
-}
-
-void driver_refusal(unsigned feature, const char *driver, char *buf, size_t len)
-{
-	const char *title = proto_feature_title(feature);
-	size_t tl = title ? strlen(title) : 0;
-	bool plural = tl > 0 && title[tl - 1] == 's';
-	char have[512] = "";
-	size_t used = 0;
-
-	for (const char *const *d = driver_names(); d && *d; d++) {
-		const struct driver_info *info = driver_info_get(*d);
-
-		if (!info || !(info->features & feature) || strcmp(*d, driver) == 0)
-			continue;
-		used += (size_t)snprintf(have + used, sizeof(have) - used, "%s%s", used ? ", " : "",
-					 *d);
-		if (used >= sizeof(have))
-			break;
-	}
-	if (have[0])
-		snprintf(buf, len, "%s %s not supported by the %s driver; drivers that have %s: %s",
-			 title ? title : "this feature", plural ? "are" : "is", driver,
-			 plural ? "them" : "it", have);
-	else
-		snprintf(buf, len, "%s %s not supported by the %s driver",
-			 title ? title : "this feature", plural ? "are" : "is", driver);
-}
-
-/* ---- --describe ---- */
-
-struct describe_run {
-	char path[4200];
-	int rank;
-};
-
-static void describe_on_done(void *ud, int status, const char *out)
-{
-	struct describe_run *run = ud;
-	struct driver_info d;
-	struct driver_info *grown;
-	size_t i;
-
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || util_parse_describe(out, &d) < 0) {
-		vlog(LOG_WARN_, "%s --describe gave no usable answer", run->path);
-		goto out_free;
-	}
-	snprintf(d.path, sizeof(d.path), "%s", run->path);
-	d.rank = run->rank;
-	for (i = 0; i < B->n_drivers; i++)
-		if (strcmp(B->drivers[i].driver, d.driver) == 0)
-			break;
-	if (i < B->n_drivers) {
-		if (B->drivers[i].rank > d.rank)
-			B->drivers[i] = d;
-		goto out_free;
-	}
-	grown = realloc(B->drivers, (B->n_drivers + 1) * sizeof(*grown));
-	if (!grown)
-		goto out_free;
-	B->drivers = grown;
-	B->drivers[B->n_drivers++] = d;
-	vlog(LOG_INFO_, "driver %s (scope %s, version %s) at %s", d.driver, d.scope, d.version,
-	     d.path);
-out_free:
-	free(run);
-}
-
-static void describe_dir(const char *dir, int rank, void *ud)
-{
-	DIR *dh = opendir(dir);
-	struct dirent *de;
-
-	if (!dh)
-		return;
-	while ((de = readdir(dh)) != NULL) {
-		size_t n = strlen(de->d_name);
-		struct describe_run *run;
-		char err[256];
-
-		if (n <= strlen("vmctl--helper") || strncmp(de->d_name, "vmctl-", 6) != 0 ||
-		    strcmp(de->d_name + n - 7, "-helper") != 0)
-			continue;
-		run = calloc(1, sizeof(*run));
-		if (!run)
-			break;
-		snprintf(run->path, sizeof(run->path), "%s/%s", dir, de->d_name);
-		run->rank = rank;
-		if (access(run->path, X_OK) != 0) {
-			free(run);
-			continue;
-		}
-		char *argv[] = {run->path, "--describe", NULL};
-		if (!child_run(argv, NULL, 10.0, describe_on_done, run, err, sizeof(err))) {
-			vlog(LOG_WARN_, "%s", err);
-			free(run);
-		}
-	}
-	closedir(dh);
-}
-
-void helper_describe_all(void)
-{
-	helper_for_each_dir(describe_dir, NULL);
 }

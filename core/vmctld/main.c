@@ -19,7 +19,7 @@
 /* Helpers' --describe runs this long after the broker is ready, so that it
  * competes with neither the helper's start nor the first commands (the
  * libvirt helper alone loads 60 libraries); refusals before that name the
- * drivers of the built-in feature table. */
+ * other drivers from the seed's table. */
 #define DESCRIBE_DELAY 3.0
 /* Bytes of a start-up error handed to the process that waits in detach(). */
 #define STARTUP_ERROR_MAX 2048
@@ -238,26 +238,6 @@ static void broker_on_keys(void *ud, int err, const char *errmsg)
 		vlog(LOG_WARN_, "%s; the next launch tries again", errmsg);
 }
 
-/* Load the SSH key pair if it exists. Making one takes ssh-keygen a good
- * part of a second: *later says it is to be made once the broker listens
- * (keys_ensure() makes a launch wait for it). */
-static int broker_keys_init(bool *later, char *err, size_t errlen)
-{
-	char pub[4300];
-	int rc;
-
-	snprintf(B->ssh_key, sizeof(B->ssh_key), "%s/ssh/id_ed25519", B->data_dir);
-	snprintf(pub, sizeof(pub), "%s.pub", B->ssh_key);
-	*later = access(B->ssh_key, R_OK) != 0 || access(pub, R_OK) != 0;
-	if (!*later)
-		return keys_ensure_sync(err, errlen);
-	snprintf(pub, sizeof(pub), "%s/ssh", B->data_dir);
-	rc = mkdir_p(pub, 0700);
-	if (rc < 0)
-		snprintf(err, errlen, "cannot create %s: %s", pub, proto_strerror(rc));
-	return rc;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -343,7 +323,8 @@ int main(int argc, char **argv)
 		return startup_failed(ready_fd, "cannot create the event loop");
 	vlog(LOG_INFO_, "vmctld %s starting (pid %d, data %s)", VMCTL_VERSION, (int)getpid(),
 	     B->data_dir);
-	if (scope_init(err, sizeof(err)) < 0 || broker_keys_init(&keys_later, err, sizeof(err)) < 0 ||
+	if (config_load(err, sizeof(err)) < 0 || switch_init(err, sizeof(err)) < 0 ||
+	    keys_init(&keys_later, err, sizeof(err)) < 0 ||
 	    client_listen(err, sizeof(err)) < 0)
 		return startup_failed(ready_fd, err);
 	snprintf(images_dir, sizeof(images_dir), "%s/images", B->data_dir);
@@ -367,7 +348,7 @@ int main(int argc, char **argv)
 		(void)n;
 		close(ready_fd);
 	}
-	B->helper = helper_new(B->driver);
+	switch_start_helper();
 	if (keys_later)
 		keys_ensure(broker_on_keys, NULL);
 	ev_timer_init(&describe_w, broker_on_describe_timer, DESCRIBE_DELAY, 0);
@@ -389,7 +370,7 @@ int main(int argc, char **argv)
 	registry_free(&B->reg);
 	settings_free(&B->settings);
 	free(B->ssh_pubkey);
-	free(B->drivers);
+	drivers_free();
 	while (B->busy)
 		busy_remove(B->busy->name);
 	vlog(LOG_INFO_, "stopped");

@@ -122,7 +122,7 @@ static void clone_on_keys(void *ud, int err, const char *errmsg)
 	/* The user's own cloud-init ran in the source already; the clone's seed
 	 * brings the new identity and the broker's key. */
 	if (seed_write_network_config(c->dir, dst, msg, sizeof(msg)) < 0 ||
-	    seed_make(c->dir, c->dst, NULL, clone_on_seed, c, msg, sizeof(msg)) < 0)
+	    seed_make(c->dir, c->dst, B->ssh_pubkey, NULL, clone_on_seed, c, msg, sizeof(msg)) < 0)
 		clone_fail(c, PROTO_E_IO, "%s", msg);
 }
 

@@ -1,8 +1,6 @@
 /*
- * The per-instance settings behind get/set: local.NAME.cpus|memory|disk
- * change a stopped instance (the disk only grows), and
- * local.NAME.SNAPSHOT.name|comment are the snapshots' (op-snapshot.c).
- * Every other key goes on to config.c.
+ * set local.NAME.cpus|memory|disk: change a stopped instance (the disk only
+ * grows). config.c hands these keys here.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -88,7 +86,7 @@ static int resize_parse(struct creq *r, const struct instance_record *rec, const
 	return 0;
 }
 
-static void resize_set(struct creq *r, const char *name, const char *prop, const char *text)
+void resize_set(struct creq *r, const char *name, const char *prop, const char *text)
 {
 	struct instance_record *rec = opx_instance(r, name);
 	struct resize_req *z;
@@ -121,46 +119,4 @@ static void resize_set(struct creq *r, const char *name, const char *prop, const
 		creq_fail(r, PROTO_E_NOMEM, "out of memory");
 	}
 	msgpack_sbuffer_destroy(&sb);
-}
-
-static bool resize_global_key(const char *key)
-{
-	const char *const *keys = settings_known_keys();
-
-	for (size_t i = 0; keys && keys[i]; i++)
-		if (strcmp(keys[i], key) == 0)
-			return true;
-	return false;
-}
-
-void op_set_instance(struct creq *r, const msgpack_object *p)
-{
-	char key[256], value[4096], name[INSTANCE_NAME_MAX + 1], snap[64], prop[16];
-
-	if (proto_get_str(p, "key", key, sizeof(key)) < 0 ||
-	    proto_get_str(p, "value", value, sizeof(value)) < 0 || resize_global_key(key)) {
-		op_set(r, p);
-		return;
-	}
-	if (util_instance_key(key, name, sizeof(name), prop, sizeof(prop)) == 0) {
-		resize_set(r, name, prop, value);
-		return;
-	}
-	if (snapshot_setting_key(key, name, sizeof(name), snap, sizeof(snap), prop, sizeof(prop)) == 0) {
-		snapshot_setting_set(r, name, snap, prop);
-		return;
-	}
-	op_set(r, p);
-}
-
-void op_get_instance(struct creq *r, const msgpack_object *p)
-{
-	char key[256], name[INSTANCE_NAME_MAX + 1], snap[64], prop[16];
-
-	if (proto_get_str(p, "key", key, sizeof(key)) == 0 && !resize_global_key(key) &&
-	    snapshot_setting_key(key, name, sizeof(name), snap, sizeof(snap), prop, sizeof(prop)) == 0) {
-		snapshot_setting_get(r, name, snap, prop);
-		return;
-	}
-	op_get(r, p);
 }

@@ -345,7 +345,7 @@ static void stop_delay_cancel_addressed(const msgpack_object *p)
 	}
 }
 
-void op_stop_delayed(struct creq *r, const msgpack_object *p)
+bool stop_delay_request(struct creq *r, const msgpack_object *p)
 {
 	bool cancel = false;
 	int64_t minutes = 0;
@@ -357,22 +357,21 @@ void op_stop_delayed(struct creq *r, const msgpack_object *p)
 	    minutes > 7 * 24 * 60) {
 		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "time must be a number of minutes from 0 to %d",
 			  7 * 24 * 60);
-		return;
+		return true;
 	}
 	if (!cancel && minutes == 0) {
 		stop_delay_cancel_addressed(p);
-		op_stop(r, p);
-		return;
+		return false;
 	}
 	if (creq_names(r, p, false, &names, &n) < 0)
-		return;
+		return true;
 	if (cancel) {
 		for (size_t i = 0; i < n; i++)
 			if (!stop_delay_cancel(names[i]))
 				creq_warning(r, "%s had no delayed stop to cancel", names[i]);
 		names_free(names, n);
 		creq_ok(r, NULL);
-		return;
+		return true;
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct instance_record *rec = registry_find(&B->reg, names[i]);
@@ -382,7 +381,7 @@ void op_stop_delayed(struct creq *r, const msgpack_object *p)
 			creq_fail(r, PROTO_E_INVALID_STATE, "%s is %s, not running: there is nothing to stop "
 				  "later", names[i], state);
 			names_free(names, n);
-			return;
+			return true;
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -390,10 +389,11 @@ void op_stop_delayed(struct creq *r, const msgpack_object *p)
 			stop_delay_save();
 			names_free(names, n);
 			creq_fail(r, PROTO_E_NOMEM, "out of memory");
-			return;
+			return true;
 		}
 	}
 	stop_delay_save();
 	names_free(names, n);
 	creq_ok(r, NULL);
+	return true;
 }

@@ -663,16 +663,10 @@ void op_restart(struct creq *r, const msgpack_object *p)
 
 void op_stop(struct creq *r, const msgpack_object *p)
 {
-	bool cancel = false;
-	int64_t minutes = 0;
-
-	proto_get_bool(p, "cancel", &cancel);
-	proto_get_int(p, "time", &minutes);
-	if (cancel || minutes > 0) {
-		creq_fail(r, PROTO_E_UNSUPPORTED,
-			  "delayed stops (--time, --cancel) are not supported by this vmctld yet");
+	/* --time and --cancel are op-stop-delay.c's; a plain stop also drops
+	 * the delayed stops of the instances it addresses. */
+	if (stop_delay_request(r, p))
 		return;
-	}
 	op_batch(r, p, BK_STOP, false, BROKER_STOP_DEFAULT);
 }
 
@@ -1314,13 +1308,6 @@ void ops_reconcile(void)
 	l->then = ops_restore_switched;
 	dir_set_load(&l->dirs);
 	list_start(l);
-}
-
-void broker_helper_ready(struct helper *h)
-{
-	if (h != B->helper)
-		return;
-	ops_reconcile();
 }
 
 /* ---- ssh_info, networks, find, version ---- */

@@ -9,27 +9,11 @@
 
 #include "broker.h"
 
-int scope_init(char *err, size_t errlen)
-{
-	const char *drv;
-	int rc;
-
-	snprintf(B->settings_path, sizeof(B->settings_path), "%s/settings.yaml", B->data_dir);
-	rc = settings_load_err(B->settings_path, &B->settings, err, errlen);
-	if (rc < 0)
-		return rc;
-	drv = settings_get(&B->settings, "local.driver");
-	if (!drv || !driver_canonical(drv))
-		drv = settings_default_driver();
-	return scope_enter(driver_canonical(drv), err, errlen);
-}
-
-int scope_enter(const char *driver, char *err, size_t errlen)
+int scope_enter(const char *driver, const char *scope, char *err, size_t errlen)
 {
 	struct registry fresh = {0};
 	char path[sizeof(B->registry_path)];
 	char dir[sizeof(B->scope_dir)];
-	const char *scope = driver_scope(driver);
 	int rc;
 
 	snprintf(dir, sizeof(dir), "%s/scopes/%s", B->data_dir, scope);
@@ -50,7 +34,6 @@ int scope_enter(const char *driver, char *err, size_t errlen)
 	snprintf(B->registry_path, sizeof(B->registry_path), "%s", path);
 	B->scope_gen++;
 	vlog(LOG_INFO_, "driver %s, scope %s: %zu instance(s) registered", driver, scope, B->reg.n);
-	stop_delay_scope_entered();
 	return 0;
 }
 

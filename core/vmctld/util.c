@@ -115,10 +115,11 @@ int util_parse_describe(const char *text, struct driver_info *d)
 		}
 		line = eol ? eol + 1 : NULL;
 	}
-	if (!d->driver[0])
-		return PROTO_E_PROTOCOL;
 	if (!d->scope[0])
 		snprintf(d->scope, sizeof(d->scope), "%s", d->driver);
+	/* Both name folders and files: DATA/scopes/SCOPE, vmctl-DRIVER-helper. */
+	if (!driver_name_valid(d->driver) || !driver_name_valid(d->scope))
+		return PROTO_E_PROTOCOL;
 	d->described = true;
 	return 0;
 }

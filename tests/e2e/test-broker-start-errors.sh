@@ -19,11 +19,27 @@ printf '%s\n' "$ERR" | grep -q 'No such file or directory' &&
 	fail "the message blames the missing socket"
 expect_no_broker
 
-# A settings file with a value the broker refuses.
-printf 'local.driver: xen\n' >"$VMCTL_DATA/settings.yaml"
+# A settings file with a value the broker refuses: no helper can have that
+# name.
+printf 'local.driver: qemu/kvm\n' >"$VMCTL_DATA/settings.yaml"
 vmctl version
 expect_rc 3
-expect_err "settings\\.yaml: line 1, column [0-9]+: invalid value \"xen\" for local\\.driver"
+expect_err "settings\\.yaml: line 1, column [0-9]+: invalid value \"qemu/kvm\" for local\\.driver: a driver name"
+expect_no_broker
+
+# A driver no helper is installed for: which drivers exist is up to the
+# helpers, so the broker starts and says what is missing.
+printf 'local.driver: xen\n' >"$VMCTL_DATA/settings.yaml"
+vmctl version
+expect_rc 0
+expect_out "driver +xen \\(helper missing: the xen driver's helper vmctl-xen-helper was not found \\(looked in "
+vmctl set local.driver=qemu
+expect_rc 0
+vmctl version
+expect_out "driver +qemu "
+# The rest wants a broker started afresh.
+kill "$(broker_pids)"
+for _ in $(seq 1 50); do [ -z "$(broker_pids)" ] && break; sleep 0.1; done
 expect_no_broker
 rm "$VMCTL_DATA/settings.yaml"
 

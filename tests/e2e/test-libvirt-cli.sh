@@ -78,6 +78,6 @@ expect_state "$n" Stopped
 vmctl delete --purge "$n"
 expect_rc 0
 expect_not_listed "$n"
-[ -z "$(domstate "$n")" ] || fail "vmctl-$n is still defined in libvirt after purge"
+! lv_defined "$n" || fail "vmctl-$n is still defined in libvirt after purge"
 
 e2e_log PASS

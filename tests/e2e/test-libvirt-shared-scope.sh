@@ -22,7 +22,7 @@ expect_rc 0
 put_file "$a" made-under-qemu
 vmctl stop "$a"
 expect_rc 0
-[ -z "$(domstate "$a")" ] || fail "the qemu driver should not have made a libvirt domain"
+! lv_defined "$a" || fail "the qemu driver should not have made a libvirt domain"
 
 vmctl set local.driver=libvirt
 expect_rc 0
@@ -53,7 +53,7 @@ expect_rc 0
 guest_file "$a" changed-under-libvirt
 guest_file "$b" made-under-libvirt
 # The libvirt helper undefined the stopped instances' domains as it left.
-[ -z "$(domstate "$b")" ] || fail "vmctl-$b is '$(domstate "$b")' while qemu runs $b, not undefined"
+! lv_defined "$b" || fail "vmctl-$b is '$(domstate "$b")' while qemu runs $b, not undefined"
 [ -n "$(qemu_pids)" ] || fail "no QEMU process of the qemu driver"
 vmctl stop "$a" "$b"
 expect_rc 0
@@ -66,7 +66,7 @@ vmctl set local.driver=libvirt
 expect_rc 0
 vmctl list
 expect_rc 0
-gone() { [ -z "$(domstate "$a")" ] && [ -z "$(domstate "$b")" ]; }
+gone() { ! lv_defined "$a" && ! lv_defined "$b"; }
 wait_until 60 gone || fail "the domains of purged instances are still defined: $(lv_domains)"
 
 e2e_log PASS

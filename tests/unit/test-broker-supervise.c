@@ -20,7 +20,9 @@
 
 #define PYTHON "/usr/bin/python3"
 
-/* A helper for any driver named by its file name (vmctl-DRIVER-helper).
+/* A helper for any driver named by its file name (vmctl-DRIVER-helper): the
+ * qemu, libvirt and twin drivers say they have the scope qemu, the others
+ * one of their own; qemu and toy have suspend.
  * $FAKE_DIR/mode holds "METHOD crash|hang|garbage|slow|badstate|notifybad"
  * lines (slow: answer after 2 s; badstate answers a state that is not one,
  * in each entry of a list; notifybad sends a state notification with one
@@ -30,8 +32,8 @@ static const char fake_helper[] =
 	"#!" PYTHON "\n"
 	"import sys, os, json, signal, time, msgpack\n"
 	"DRV = os.path.basename(sys.argv[0])[6:-7]\n"
-	"SCOPE = 'qemu' if DRV in ('qemu', 'libvirt') else DRV\n"
-	"FEATS = ['suspend'] if DRV == 'qemu' else []\n"
+	"SCOPE = 'qemu' if DRV in ('qemu', 'libvirt', 'twin') else DRV\n"
+	"FEATS = ['suspend'] if DRV in ('qemu', 'toy') else []\n"
 	"if sys.argv[1:] == ['--describe']:\n"
 	"    print('driver %s\\nscope %s\\nversion 9.9\\nfeatures %s' % (DRV, SCOPE, ','.join(FEATS)))\n"
 	"    sys.exit(0)\n"
@@ -301,6 +303,11 @@ static void setup(void)
 	write_text(path, fake_helper, 0755);
 	snprintf(path, sizeof(path), "%s/vmctl-lxd-helper", helper_dir);
 	write_text(path, fake_helper, 0755);
+	/* Drivers the broker knows only from their helpers. */
+	snprintf(path, sizeof(path), "%s/vmctl-toy-helper", helper_dir);
+	write_text(path, fake_helper, 0755);
+	snprintf(path, sizeof(path), "%s/vmctl-twin-helper", helper_dir);
+	write_text(path, fake_helper, 0755);
 	set_mode("");
 	setenv("VMCTL_DATA", test_data, 1);
 	setenv("VMCTL_HELPER_PATH", helper_dir, 1);
@@ -394,9 +401,82 @@ Test(broker_supervise, a_missing_helper_leaves_the_driver_unchanged)
 	vmctl("set local.driver=hyperv");
 	cr_assert_neq(status, 0);
 	cr_assert(strstr(err, "vmctl-hyperv-helper") && strstr(err, helper_dir), "stderr: %s", err);
+	cr_assert(strstr(err, "the drivers installed are ") && strstr(err, "lxd, qemu, toy, twin"),
+		  "stderr: %s", err);
+	vmctl("set local.driver=xen");
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "vmctl-xen-helper was not found") && strstr(err, "local.driver is still qemu"),
+		  "stderr: %s", err);
 	vmctl("get local.driver");
 	cr_assert_eq(status, 0);
 	cr_assert_str_eq(out, "qemu\n");
+}
+
+Test(broker_supervise, a_name_that_cannot_name_a_helper_is_refused)
+{
+	vmctl("set local.driver=../qemu");
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "invalid value \"../qemu\" for local.driver: a driver name starts with a "
+			      "letter"),
+		  "stderr: %s", err);
+	vmctl("get local.driver");
+	cr_assert_eq(status, 0);
+	cr_assert_str_eq(out, "qemu\n");
+}
+
+/* Which drivers exist, and their scopes, is what the helpers say: toy is in
+ * no table of the broker's. */
+Test(broker_supervise, a_driver_known_only_from_its_helper_can_be_switched_to)
+{
+	char dir[512];
+
+	vmctl("set local.driver=toy");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	vmctl("get local.driver");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_str_eq(out, "toy\n");
+	cr_assert_str_eq(listed_state("alpha"), "", "the toy scope starts empty");
+	/* Once its hello is answered. */
+	for (int i = 0; i < 50 && (vmctl("version"), !strstr(out, "(helper 9.9)")); i++)
+		usleep(100 * 1000);
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert(strstr(out, "driver    toy (helper 9.9)"), "stdout: %s", out);
+	snprintf(dir, sizeof(dir), "%s/scopes/toy", test_data);
+	cr_assert_eq(access(dir, F_OK), 0, "%s was not made", dir);
+	vmctl("set local.driver=qemu");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert_str_eq(listed_state("alpha"), "Stopped");
+}
+
+Test(broker_supervise, a_driver_has_the_scope_its_helper_names)
+{
+	vmctl("start alpha");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	vmctl("set local.driver=twin");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	/* Same scope, same instances: stopped for the other driver, which
+	 * starts them again (it cannot resume the first one's saved state). */
+	for (int i = 0; i < 50 && strcmp(listed_state("alpha"), "Running") != 0; i++)
+		usleep(100 * 1000);
+	cr_assert_str_eq(listed_state("alpha"), "Running");
+	cr_assert_str_eq(listed_state("beta"), "Stopped");
+	vmctl("version");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	cr_assert(strstr(out, "driver    twin (helper 9.9)"), "stdout: %s", out);
+}
+
+Test(broker_supervise, a_refusal_names_the_drivers_known_from_their_helpers)
+{
+	/* toy is described when it is switched to; lxd lacks suspend. */
+	vmctl("set local.driver=toy");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	vmctl("set local.driver=lxd");
+	cr_assert_eq(status, 0, "stderr: %s", err);
+	vmctl("suspend --all");
+	cr_assert_neq(status, 0);
+	cr_assert(strstr(err, "suspend is not supported by the lxd driver; drivers that have it: qemu, ") &&
+			  strstr(err, ", toy"),
+		  "stderr: %s", err);
 }
 
 Test(broker_supervise, switching_drivers_parks_and_restores_instances)
@@ -405,9 +485,9 @@ Test(broker_supervise, switching_drivers_parks_and_restores_instances)
 	cr_assert_eq(status, 0, "stderr: %s", err);
 	vmctl("set local.driver=lxd");
 	cr_assert_eq(status, 0, "stderr: %s", err);
-	vmctl("list");
-	cr_assert_null(strstr(out, "alpha"), "the lxd scope starts empty: %s", out);
+	cr_assert_str_eq(listed_state("alpha"), "", "the lxd scope starts empty: %s", out);
 	vmctl("list --all-scopes");
+	cr_assert_eq(status, 0, "stderr: %s", err);
 	cr_assert(strstr(out, "alpha") && strstr(out, "Suspended"), "stdout: %s", out);
 	/* lxd has no suspend: refused, naming who has it. */
 	vmctl("suspend --all");

@@ -80,6 +80,18 @@ Test(broker_util, parses_describe_output)
 	cr_assert(d.described);
 }
 
+/* The names become folder and file names: DATA/scopes/SCOPE. */
+Test(broker_util, describe_naming_a_scope_that_is_no_name_is_refused)
+{
+	struct driver_info d;
+
+	cr_assert_eq(util_parse_describe("driver toy\nscope ../../etc\n", &d), PROTO_E_PROTOCOL);
+	cr_assert_eq(util_parse_describe("driver Toy\nscope toy\n", &d), PROTO_E_PROTOCOL);
+	cr_assert_eq(util_parse_describe("scope toy\n", &d), PROTO_E_PROTOCOL);
+	cr_assert_eq(util_parse_describe("driver toy\n", &d), 0);
+	cr_assert_str_eq(d.scope, "toy", "the scope defaults to the driver's name");
+}
+
 Test(broker_util, describe_without_features_has_none)
 {
 	struct driver_info d;

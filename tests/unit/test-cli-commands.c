@@ -789,8 +789,11 @@ Test(cli_broker, launch_sends_networks_in_order)
 	assert_contains(r.err, "\"networks\"=>[{\"name\"=>\"br0\", \"mode\"=>\"auto\"}, "
 			       "{\"name\"=>\"lab\", \"mode\"=>\"manual\", \"mac\"=>\"52:54:00:AA:bb:01\"}], "
 			       "\"bridged\"=>true, \"timeout\"=>300}");
-	/* Without them the request is what it always was. */
+	/* Without them the request is what it always was (and it was sent:
+	 * the echo is there, or the absences below would prove nothing). */
 	RUN(&r, "launch", "-n", "echo");
+	cr_assert_eq(r.status, 1);
+	assert_contains(r.err, "\"timeout\"=>300}");
 	cr_assert_null(strstr(r.err, "networks"));
 	cr_assert_null(strstr(r.err, "bridged"));
 }

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include <vmproto/proto.h>
 
@@ -438,15 +437,11 @@ Test(registry, mutated_files_never_crash)
 	free(text);
 }
 
-static double elapsed_ms(const struct timespec *a, const struct timespec *b)
-{
-	return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
-}
-
-Test(registry, thousand_instances_round_trip_quickly)
+/* How fast is a figure of the benchmarks (vmctl-bench registry-io,
+ * docs/performance.md), not of a test. */
+Test(registry, thousand_instances_round_trip)
 {
 	struct registry r = { 0 }, back = { 0 };
-	struct timespec t0, t1, t2;
 
 	for (unsigned i = 0; i < 1000; i++) {
 		char name[32];
@@ -459,25 +454,11 @@ Test(registry, thousand_instances_round_trip_quickly)
 		if (i % 10 == 0)
 			add_mount(rec, "/home/dev/src", "/src", "1000:1000", "1000:1000");
 	}
-	/* CPU time: the disk's fsync latency and other processes on a busy
-	 * host are not this code's cost, and would make the test flaky. */
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
 	cr_assert_eq(registry_save(path, &r), 0);
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
 	cr_assert_eq(registry_load_err(path, &back, err, sizeof(err)), 0, "%s", err);
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t2);
-
 	cr_assert_eq(back.n, 1000);
 	for (unsigned i = 0; i < 1000; i++)
 		assert_same_record(&r.v[i], &back.v[i]);
-	/* Sanitizer builds run several times slower; the budget is for real builds. */
-#if defined(__SANITIZE_ADDRESS__)
-	const double budget = 200;
-#else
-	const double budget = 50;
-#endif
-	cr_assert_lt(elapsed_ms(&t0, &t1), budget, "save took %.1f ms", elapsed_ms(&t0, &t1));
-	cr_assert_lt(elapsed_ms(&t1, &t2), budget, "load took %.1f ms", elapsed_ms(&t1, &t2));
 	registry_free(&r);
 	registry_free(&back);
 }

@@ -4,7 +4,8 @@
 #
 #   tools/bench/run.sh [--build DIR] [SECTION...]
 #
-# Sections (default: all, in this order): proto list memory cli launch restart switch
+# Sections (default: all, in this order): proto registry list memory cli download launch
+# restart switch
 # DIR is a CMake build tree (-DCMAKE_BUILD_TYPE=Release) holding bin/vmctl,
 # bin/vmctld, libexec/vmctl/ and tools/bench/ (default: build-bench beside
 # this script's source tree). Everything runs in private temporary folders:
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
 	*) SECTIONS+=("$1"); shift ;;
 	esac
 done
-[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(proto list memory cli download launch restart switch)
+[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(proto registry list memory cli download launch restart switch)
 
 BENCH=$BUILD/tools/bench/vmctl-bench
 BENCH_HELPER=$BUILD/tools/bench/vmctl-bench-helper
@@ -213,6 +214,14 @@ sec_proto() {
 		skip "helper round trip, two cores" "one CPU"
 	fi
 	"$BENCH" throughput --helper "$BENCH_HELPER"
+}
+
+# CPU time of registry_save() and registry_load() of 1,000 records, against
+# writing and reading the same bytes (the budget the registry was made to).
+sec_registry() {
+	mkdir -p "$TMP/registry-io"
+	"$BENCH" registry-io "$TMP/registry-io"
+	rm -rf "$TMP/registry-io"
 }
 
 # vmctl list with N instances against virsh list --all with N domains.

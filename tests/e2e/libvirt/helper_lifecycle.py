@@ -15,8 +15,11 @@ E_INVALID_STATE = 11
 
 
 def virsh(*args):
+    # Every question asked here is about a domain that exists (or the list
+    # of them): a failing virsh fails the test rather than answer "no".
     r = subprocess.run(["virsh", "-q"] + list(args), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
+    check(r.returncode == 0, f"virsh {' '.join(args)} answers ({r.stdout.strip()})")
     return r.stdout.strip()
 
 

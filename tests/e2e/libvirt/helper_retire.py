@@ -15,9 +15,12 @@ from lvclient import Helper, Scope, check  # noqa: E402
 
 
 def defined(dom):
-    r = subprocess.run(["virsh", "-q", "domstate", dom], stdout=subprocess.PIPE,
-                       stderr=subprocess.DEVNULL, text=True)
-    return r.returncode == 0
+    # From the list of all domains: a virsh that fails says nothing about
+    # dom, and must not pass for "not defined".
+    r = subprocess.run(["virsh", "-q", "list", "--all", "--name"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    check(r.returncode == 0, f"virsh list answers ({r.stdout.strip()})")
+    return dom in r.stdout.split()
 
 
 def main():

@@ -86,8 +86,9 @@ def run(lv, qh, scope, prefix):
     check(not os.path.exists(os.path.join(inst["dir"], "suspended")), "the qemu marker is gone")
     snaps = subprocess.run(["qemu-img", "snapshot", "-U", "-l",
                             os.path.join(inst["dir"], "disk.qcow2")],
-                           stdout=subprocess.PIPE, text=True).stdout
-    check("vmctl-suspend" not in snaps, "and so is qemu's saved RAM in the disk")
+                           stdout=subprocess.PIPE, text=True)
+    check(snaps.returncode == 0, "qemu-img lists the disk's snapshots")
+    check("vmctl-suspend" not in snaps.stdout, "and so is qemu's saved RAM in the disk")
     check(ls(qh) == "stopped", "the qemu driver now sees it stopped too")
     lv.call("instance.start", {"instance": inst})
     out = guest(scope, lv, inst, "cat /home/ubuntu/three")

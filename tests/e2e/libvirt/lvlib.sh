@@ -113,6 +113,15 @@ lv_stop_daemon() {
 
 lv_domains() { virsh -q list --all --name 2>/dev/null | grep "^vmctl-$LVT_PREFIX" || true; }
 
+# lv_defined NAME: is the domain vmctl-NAME defined? The test fails when
+# libvirt cannot be asked, so that "not defined" never passes for a libvirtd
+# that is gone. (Call it directly, not in $(...), for lv_fail to end the test.)
+lv_defined() {
+	local names
+	names=$(virsh -q list --all --name 2>&1) || lv_fail "virsh list failed: $names"
+	printf '%s\n' "$names" | grep -qxF "vmctl-$1"
+}
+
 # Every process in the test's network namespace that is not the test's own
 # shell: libvirtd, virtlogd, the networks' dnsmasq, QEMU, helpers, ssh.
 lv_namespace_pids() {
