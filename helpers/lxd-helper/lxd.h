@@ -52,6 +52,28 @@ int lxd_call(const char *socket_path, const char *method, const char *path, cons
 int lxd_sync(const char *socket_path, const char *method, const char *path, const char *body,
 	     const char *upload, double timeout_s, struct lxd_resp *r, char *err, size_t errlen);
 
+/* mounts.c: native mounts as disk devices, their id maps as raw.idmap. */
+#define LXD_MOUNT_DEVICE_PREFIX "vmctl-mount-"
+/* The disk device of the mount at guest path target. */
+void lxd_mount_device_name(const char *target, char *buf, size_t len);
+/* The raw.idmap text ("uid H G\ngid H G") of the mounts' uid_map and
+ * gid_map, each pair once; "" when none. PROTO_E_INVALID_ARGUMENT with the
+ * reason when two pairs contradict (LXD maps ids container-wide). */
+int lxd_mounts_idmap(const struct vmh_mount *const *mounts, size_t n, char *buf, size_t len,
+		     char *err, size_t errlen);
+/* Whether every line of wanted is a line of current. */
+bool lxd_idmap_covers(const char *current, const char *wanted);
+/* 1 if file (/etc/subuid) has a line user:START:COUNT covering id, 0 if
+ * not (or no file), -errno when it cannot be read. */
+int lxd_subid_allows(const char *file, const char *user, uint32_t id);
+/* Every host id of the mounts' maps allowed to root by subuid / subgid:
+ * 0, or PROTO_E_INVALID_ARGUMENT saying which line to add. */
+int lxd_mounts_check_ids(const struct vmh_mount *const *mounts, size_t n, const char *subuid,
+			 const char *subgid, char *err, size_t errlen);
+/* Make the vmctl-mount-* disk devices of devices (an instance's "devices"
+ * object) exactly the mounts'; true if it changed. */
+bool lxd_mounts_apply(json_t *devices, const struct vmh_mount *const *mounts, size_t n);
+
 /* ops.c */
 int lxd_init(const char *scope_dir, const msgpack_object *settings, char *why, size_t whylen);
 void lxd_fini(void);
@@ -64,5 +86,7 @@ void lxd_instance_restart(struct vmh_req *req, const msgpack_object *params);
 void lxd_instance_delete(struct vmh_req *req, const msgpack_object *params);
 void lxd_instance_state(struct vmh_req *req, const msgpack_object *params);
 void lxd_instance_info(struct vmh_req *req, const msgpack_object *params);
+void lxd_instance_mount(struct vmh_req *req, const msgpack_object *params);
+void lxd_instance_umount(struct vmh_req *req, const msgpack_object *params);
 
 #endif
