@@ -74,6 +74,30 @@ int lxd_mounts_check_ids(const struct vmh_mount *const *mounts, size_t n, const 
  * object) exactly the mounts'; true if it changed. */
 bool lxd_mounts_apply(json_t *devices, const struct vmh_mount *const *mounts, size_t n);
 
+/* events.c: LXD's /1.0/events?type=lifecycle websocket, on the loop. */
+struct lxd_ws_frame {
+	bool fin;
+	int opcode; /* 0 continuation, 1 text, 2 binary, 8 close, 9 ping, 10 pong */
+	const unsigned char *payload;
+	size_t len;
+};
+/* One websocket frame at buf (unmasked in place if masked): its length,
+ * 0 while incomplete, -1 if it is not one this client reads. */
+long lxd_ws_frame(const unsigned char *buf, size_t len, struct lxd_ws_frame *f);
+/* A masked control frame (payload at most 125 bytes) into out: its length,
+ * 0 if it does not fit. */
+size_t lxd_ws_pack(unsigned char *out, size_t cap, int opcode, const void *payload, size_t len,
+		   const unsigned char mask[4]);
+/* A lifecycle event about an instance: 0 with its name and action
+ * ("instance-stopped"), -1 for any other message. */
+int lxd_event_parse(const char *text, size_t len, char *name, size_t namelen, char *action,
+		    size_t actionlen);
+/* name changed (action); name NULL: the stream (re)connected, anything may have. */
+typedef void (*lxd_event_fn)(const char *name, const char *action);
+void lxd_events_start(const char *socket_path, lxd_event_fn changed);
+bool lxd_events_connected(void);
+void lxd_events_stop(void);
+
 /* ops.c */
 int lxd_init(const char *scope_dir, const msgpack_object *settings, char *why, size_t whylen);
 void lxd_fini(void);

@@ -6,8 +6,9 @@
  * The helper keeps nothing of its own beyond the SDK's states: an instance
  * is the LXD container of the same name, marked user.vmctl.dir with the
  * instance folder, so that a container vmctl did not create is never
- * deleted. States come from the answers and from a poll of LXD every
- * LXD_POLL_INTERVAL seconds (LXD's /1.0/events stream is not used yet).
+ * deleted. States come from the answers and from a poll of LXD, run at
+ * once when LXD's event stream (events.c) says an instance changed, and
+ * every LXD_POLL_INTERVAL seconds while that stream is down.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -25,7 +26,8 @@
 
 #include "lxd.h"
 
-#define LXD_POLL_INTERVAL 5.0
+#define LXD_POLL_INTERVAL 5.0         /* without LXD's events */
+#define LXD_POLL_EVENTS_INTERVAL 60.0 /* with them: a safety net */
 #define LXD_SHORT 30.0        /* state, info, list */
 #define LXD_LONG 600.0        /* image import, create */
 #define LXD_ADDRESS_WAIT 120.0 /* a start waits this long for eth0's address */
@@ -34,7 +36,8 @@
 
 static char lxd_socket[4096];
 static ev_timer poll_timer;
-static bool poll_running;
+static bool poll_running, poll_again;
+static ev_tstamp poll_last;
 
 enum job_kind {
 	JOB_CREATE,
@@ -692,6 +695,8 @@ static void job_work(void *arg)
 
 /* ---- on the loop's thread ---- */
 
+static void poll_now(void);
+
 static void pack_ipv4(msgpack_packer *pk, const struct job *j)
 {
 	msgpack_pack_str(pk, 4);
@@ -745,6 +750,10 @@ static void done_poll(struct job *j)
 		vmh_state_notify(e->name, e->state);
 	}
 	poll_running = false;
+	if (poll_again) {
+		poll_again = false;
+		poll_now();
+	}
 }
 
 static void job_done(void *arg)
@@ -1034,16 +1043,18 @@ static void poll_collect(void *ud, const char *name, enum proto_state state)
 	p->n++;
 }
 
-static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
+/* Ask LXD for the states of the instances the broker knows, now (or once
+ * the poll under way has ended). */
+static void poll_now(void)
 {
 	struct poll_names names = { 0 };
 	struct job *j;
 
-	(void)loop;
-	(void)t;
-	(void)revents;
-	if (poll_running)
+	if (poll_running) {
+		poll_again = true;
 		return;
+	}
+	poll_last = ev_now(vmh_loop());
 	vmh_state_each(poll_collect, &names);
 	if (names.n == 0) {
 		free(names.list);
@@ -1059,6 +1070,25 @@ static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
 	j->n_list = names.n;
 	poll_running = true;
 	job_run(j);
+}
+
+static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)t;
+	(void)revents;
+	/* With LXD's events, the poll only catches what they might have missed. */
+	if (lxd_events_connected() && ev_now(loop) - poll_last < LXD_POLL_EVENTS_INTERVAL)
+		return;
+	poll_now();
+}
+
+/* An event: the instance's state is asked for at once. */
+static void on_event(const char *name, const char *action)
+{
+	(void)action;
+	if (name && !vmh_state_last(name, NULL))
+		return; /* not one of the broker's */
+	poll_now();
 }
 
 /* ---- start-up ---- */
@@ -1096,17 +1126,20 @@ int lxd_init(const char *scope_dir, const msgpack_object *settings, char *why, s
 	}
 	version = json_string_value(
 		json_object_get(json_object_get(r.metadata, "environment"), "server_version"));
-	vmh_log(VMH_INFO, "lxd driver: LXD %s on %s, instance type %s (containers), states polled "
-		"every %.0f s", version ? version : "?", lxd_socket, types[type], LXD_POLL_INTERVAL);
+	vmh_log(VMH_INFO, "lxd driver: LXD %s on %s, instance type %s (containers), states from "
+		"LXD's events (polled every %.0f s while they are not followed)",
+		version ? version : "?", lxd_socket, types[type], LXD_POLL_INTERVAL);
 	lxd_resp_free(&r);
 	ev_timer_init(&poll_timer, on_poll, LXD_POLL_INTERVAL, LXD_POLL_INTERVAL);
 	ev_timer_start(vmh_loop(), &poll_timer);
 	ev_unref(vmh_loop());
+	lxd_events_start(lxd_socket, on_event);
 	return 0;
 }
 
 void lxd_fini(void)
 {
+	lxd_events_stop();
 	if (ev_is_active(&poll_timer)) {
 		ev_ref(vmh_loop());
 		ev_timer_stop(vmh_loop(), &poll_timer);

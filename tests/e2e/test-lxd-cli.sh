@@ -3,8 +3,8 @@
 # (tests/e2e/lxd/lxdlib.sh): launch from the locally built container image
 # (real systemd and cloud-init), an unreachable socket, exec, info, stop, start, restart, the
 # features LXD's row lacks refused naming qemu, a qemu disk refused, delete
-# --purge leaving nothing in LXD, and drift (an instance deleted with lxc
-# behind vmctl's back).
+# --purge leaving nothing in LXD, and drift (an instance stopped and deleted
+# with lxc behind vmctl's back, the stop heard by LXD's event stream).
 . "$(dirname "$0")/lxd/lxdlib.sh"
 . "$(dirname "$0")/lib.sh"
 lxd_start
@@ -97,7 +97,15 @@ expect_not_listed "$n"
 d=${n}d
 vmctl launch "$LXD_IMAGE" --name "$d" --timeout "$LXD_TIMEOUT"
 expect_rc 0
+grep -q "following LXD's lifecycle events" "$VMCTL_DATA/vmctld.log" ||
+	fail "the lxd helper does not follow LXD's events"
+stops_logged() { grep -c "$d is now stopped" "$VMCTL_DATA/vmctld.log"; }
+stops=$(stops_logged)
 lxc stop --force "$d" || fail "lxc stop $d failed"
+# The broker hears of it from the helper, without a vmctl list, by LXD's event.
+wait_until 30 eval '[ "$(stops_logged)" -gt "$stops" ]' || fail "the broker was not told that $d stopped"
+grep -q "$d: LXD event instance-stopped" "$VMCTL_DATA/vmctld.log" ||
+	fail "the helper did not hear LXD's event that $d stopped"
 wait_until 30 state_is "$d" Stopped || fail "with $d stopped in LXD, list shows '$STATE', not Stopped"
 lxc delete --force "$d" || fail "lxc delete $d failed"
 vmctl list
