@@ -29,6 +29,7 @@
 #define LXD_POLL_INTERVAL 5.0         /* without LXD's events */
 #define LXD_POLL_EVENTS_INTERVAL 60.0 /* with them: a safety net */
 #define LXD_SHORT 30.0        /* state, info, list */
+#define LXD_HELLO_CHECK 1.0   /* the socket's check before the hello's answer */
 #define LXD_LONG 600.0        /* image import, create */
 #define LXD_ADDRESS_WAIT 120.0 /* a start waits this long for eth0's address */
 #define LXD_IPV4_MAX 8
@@ -610,6 +611,8 @@ static void work_list(struct job *j)
 	size_t i;
 	json_t *it;
 
+	if (j->n_list == 0)
+		return; /* nothing to ask LXD */
 	for (i = 0; i < j->n_list; i++) {
 		j->list[i].state = PROTO_STATE_UNKNOWN;
 		j->list[i].missing = true;
@@ -1117,10 +1120,16 @@ int lxd_init(const char *scope_dir, const msgpack_object *settings, char *why, s
 	}
 	/* jansson seeds its hash function once; do it before any thread. */
 	json_object_seed(0);
-	/* One short call, before the hello is answered: a socket that does not
-	 * answer makes the driver unusable with the reason. */
-	rc = lxd_call(lxd_socket, "GET", "/1.0", NULL, NULL, 5.0, &r, why, whylen);
-	if (rc < 0) {
+	/* One short call, before the hello is answered: no socket, or nobody
+	 * listening on it, makes the driver unusable with the reason, at once.
+	 * A daemon that takes the connection but is slow to answer is running:
+	 * the hello is not held for it, and the driver's calls say what it does. */
+	rc = lxd_call(lxd_socket, "GET", "/1.0", NULL, NULL, LXD_HELLO_CHECK, &r, why, whylen);
+	if (rc == PROTO_E_TIMEOUT) {
+		vmh_log(VMH_WARN, "LXD on %s took the connection but did not answer within %.0f s; "
+			"taking it as running", lxd_socket, LXD_HELLO_CHECK);
+		why[0] = '\0';
+	} else if (rc < 0) {
 		lxd_resp_free(&r);
 		return PROTO_E_UNAVAILABLE;
 	}

@@ -28,6 +28,33 @@ expect_error 'is lxd running'
 vmctl set local.driver=qemu
 expect_rc 0
 
+# A socket that takes connections and never answers (a hung daemon): the
+# hello is not held for it, the driver is taken as usable and the log says why.
+/usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(16)
+held = []
+while True:
+    held.append(s.accept()[0])
+' "$LXD_RUN/mute.socket" &
+MUTE_PID=$!
+wait_until 10 test -S "$LXD_RUN/mute.socket" || fail "the mute socket did not appear"
+vmctl set local.lxd.socket="$LXD_RUN/mute.socket"
+expect_rc 0
+vmctl set local.driver=lxd
+expect_rc 0
+wait_until 30 grep -q "mute.socket took the connection but did not answer within 1 s" \
+	"$VMCTL_DATA/vmctld.log" || fail "the lxd helper did not say that LXD does not answer"
+vmctl version
+expect_rc 0
+expect_no_out 'helper unusable'
+vmctl set local.driver=qemu
+expect_rc 0
+kill "$MUTE_PID"
+wait "$MUTE_PID" 2>/dev/null
+
 vmctl set local.lxd.socket="$LXD_SOCKET"
 expect_rc 0
 vmctl set local.driver=lxd
