@@ -52,6 +52,52 @@ int lxd_call(const char *socket_path, const char *method, const char *path, cons
 int lxd_sync(const char *socket_path, const char *method, const char *path, const char *body,
 	     const char *upload, double timeout_s, struct lxd_resp *r, char *err, size_t errlen);
 
+/* mounts.c: native mounts as disk devices, their id maps as raw.idmap. */
+#define LXD_MOUNT_DEVICE_PREFIX "vmctl-mount-"
+/* The disk device of the mount at guest path target. */
+void lxd_mount_device_name(const char *target, char *buf, size_t len);
+/* The raw.idmap text ("uid H G\ngid H G") of the mounts' uid_map and
+ * gid_map, each pair once; "" when none. PROTO_E_INVALID_ARGUMENT with the
+ * reason when two pairs contradict (LXD maps ids container-wide). */
+int lxd_mounts_idmap(const struct vmh_mount *const *mounts, size_t n, char *buf, size_t len,
+		     char *err, size_t errlen);
+/* Whether every line of wanted is a line of current. */
+bool lxd_idmap_covers(const char *current, const char *wanted);
+/* 1 if file (/etc/subuid) has a line user:START:COUNT covering id, 0 if
+ * not (or no file), -errno when it cannot be read. */
+int lxd_subid_allows(const char *file, const char *user, uint32_t id);
+/* Every host id of the mounts' maps allowed to root by subuid / subgid:
+ * 0, or PROTO_E_INVALID_ARGUMENT saying which line to add. */
+int lxd_mounts_check_ids(const struct vmh_mount *const *mounts, size_t n, const char *subuid,
+			 const char *subgid, char *err, size_t errlen);
+/* Make the vmctl-mount-* disk devices of devices (an instance's "devices"
+ * object) exactly the mounts'; true if it changed. */
+bool lxd_mounts_apply(json_t *devices, const struct vmh_mount *const *mounts, size_t n);
+
+/* events.c: LXD's /1.0/events?type=lifecycle websocket, on the loop. */
+struct lxd_ws_frame {
+	bool fin;
+	int opcode; /* 0 continuation, 1 text, 2 binary, 8 close, 9 ping, 10 pong */
+	const unsigned char *payload;
+	size_t len;
+};
+/* One websocket frame at buf (unmasked in place if masked): its length,
+ * 0 while incomplete, -1 if it is not one this client reads. */
+long lxd_ws_frame(const unsigned char *buf, size_t len, struct lxd_ws_frame *f);
+/* A masked control frame (payload at most 125 bytes) into out: its length,
+ * 0 if it does not fit. */
+size_t lxd_ws_pack(unsigned char *out, size_t cap, int opcode, const void *payload, size_t len,
+		   const unsigned char mask[4]);
+/* A lifecycle event about an instance: 0 with its name and action
+ * ("instance-stopped"), -1 for any other message. */
+int lxd_event_parse(const char *text, size_t len, char *name, size_t namelen, char *action,
+		    size_t actionlen);
+/* name changed (action); name NULL: the stream (re)connected, anything may have. */
+typedef void (*lxd_event_fn)(const char *name, const char *action);
+void lxd_events_start(const char *socket_path, lxd_event_fn changed);
+bool lxd_events_connected(void);
+void lxd_events_stop(void);
+
 /* ops.c */
 int lxd_init(const char *scope_dir, const msgpack_object *settings, char *why, size_t whylen);
 void lxd_fini(void);
@@ -64,5 +110,7 @@ void lxd_instance_restart(struct vmh_req *req, const msgpack_object *params);
 void lxd_instance_delete(struct vmh_req *req, const msgpack_object *params);
 void lxd_instance_state(struct vmh_req *req, const msgpack_object *params);
 void lxd_instance_info(struct vmh_req *req, const msgpack_object *params);
+void lxd_instance_mount(struct vmh_req *req, const msgpack_object *params);
+void lxd_instance_umount(struct vmh_req *req, const msgpack_object *params);
 
 #endif

@@ -20,6 +20,8 @@ static const struct vmh_ops lxd_ops = {
 	.instance_delete = lxd_instance_delete,
 	.instance_state = lxd_instance_state,
 	.instance_info = lxd_instance_info,
+	.instance_mount = lxd_instance_mount,
+	.instance_umount = lxd_instance_umount,
 	.fini = lxd_fini,
 };
 

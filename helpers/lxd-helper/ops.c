@@ -6,8 +6,9 @@
  * The helper keeps nothing of its own beyond the SDK's states: an instance
  * is the LXD container of the same name, marked user.vmctl.dir with the
  * instance folder, so that a container vmctl did not create is never
- * deleted. States come from the answers and from a poll of LXD every
- * LXD_POLL_INTERVAL seconds (LXD's /1.0/events stream is not used yet).
+ * deleted. States come from the answers and from a poll of LXD, run at
+ * once when LXD's event stream (events.c) says an instance changed, and
+ * every LXD_POLL_INTERVAL seconds while that stream is down.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -25,8 +26,10 @@
 
 #include "lxd.h"
 
-#define LXD_POLL_INTERVAL 5.0
+#define LXD_POLL_INTERVAL 5.0         /* without LXD's events */
+#define LXD_POLL_EVENTS_INTERVAL 60.0 /* with them: a safety net */
 #define LXD_SHORT 30.0        /* state, info, list */
+#define LXD_HELLO_CHECK 1.0   /* the socket's check before the hello's answer */
 #define LXD_LONG 600.0        /* image import, create */
 #define LXD_ADDRESS_WAIT 120.0 /* a start waits this long for eth0's address */
 #define LXD_IPV4_MAX 8
@@ -34,7 +37,8 @@
 
 static char lxd_socket[4096];
 static ev_timer poll_timer;
-static bool poll_running;
+static bool poll_running, poll_again;
+static ev_tstamp poll_last;
 
 enum job_kind {
 	JOB_CREATE,
@@ -47,6 +51,8 @@ enum job_kind {
 	JOB_LIST,
 	JOB_NETWORKS,
 	JOB_POLL,
+	JOB_MOUNT,
+	JOB_UMOUNT,
 };
 
 struct list_entry {
@@ -73,12 +79,16 @@ struct job {
 	struct list_entry *list;
 	size_t n_list;
 	json_t *networks; /* JOB_NETWORKS: [{name, type, description}] */
+	struct vmh_mount mount; /* JOB_MOUNT: the one to add; JOB_UMOUNT: its target */
+	bool have_mount;
 };
 
 static void job_free(struct job *j)
 {
 	if (j->have_inst)
 		vmh_instance_free(&j->inst);
+	if (j->have_mount)
+		vmh_mount_free(&j->mount);
 	free(j->list);
 	json_decref(j->networks);
 	free(j);
@@ -94,6 +104,20 @@ static void job_fail(struct job *j, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(j->msg, sizeof(j->msg), fmt, ap);
 	va_end(ap);
+}
+
+static int job_fail_rc(struct job *j, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* job_fail(), returning err. */
+static int job_fail_rc(struct job *j, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	j->err = err;
+	va_start(ap, fmt);
+	vsnprintf(j->msg, sizeof(j->msg), fmt, ap);
+	va_end(ap);
+	return err;
 }
 
 /* ---- on the work thread ---- */
@@ -282,6 +306,117 @@ static char *read_seed_file(struct job *j, const char *file)
 	return text;
 }
 
+/*
+ * The container's vmctl-mount-* disk devices and raw.idmap made those of
+ * the instance map's mounts, with the mount of a JOB_MOUNT added or the
+ * target of a JOB_UMOUNT left out: one PUT of the instance's config, which
+ * LXD applies to a running container at once (devices) or from its next
+ * start (raw.idmap). A running container whose raw.idmap lacks a map the
+ * mounts need is refused rather than given a mount the map does not hold.
+ */
+static int sync_mounts(struct job *j)
+{
+	const struct vmh_mount **want;
+	struct lxd_resp r = { 0 };
+	char path[256], idmap[4096];
+	const char *cur, *status;
+	json_t *config, *devices, *put = NULL;
+	char *body = NULL;
+	bool changed, running;
+	size_t n = 0;
+	int rc;
+
+	want = calloc(j->inst.n_mounts + 1, sizeof(*want));
+	if (!want) {
+		job_fail(j, PROTO_E_NOMEM, "out of memory");
+		return j->err;
+	}
+	for (size_t i = 0; i < j->inst.n_mounts; i++) {
+		const struct vmh_mount *m = &j->inst.mounts[i];
+
+		if (j->have_mount && m->target && !strcmp(m->target, j->mount.target))
+			continue; /* unmounted, or mounted again */
+		if (m->target)
+			want[n++] = m;
+	}
+	if (j->kind == JOB_MOUNT)
+		want[n++] = &j->mount;
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+
+		if (stat(want[i]->source, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			rc = job_fail_rc(j, PROTO_E_NOT_FOUND, "instance '%s': mount source %s is not a folder",
+					 j->inst.name, want[i]->source);
+			goto out_free;
+		}
+	}
+	rc = lxd_mounts_idmap(want, n, idmap, sizeof(idmap), j->msg, sizeof(j->msg));
+	if (rc == 0)
+		rc = lxd_mounts_check_ids(want, n, "/etc/subuid", "/etc/subgid", j->msg, sizeof(j->msg));
+	if (rc < 0) {
+		j->err = rc;
+		goto out_free;
+	}
+	snprintf(path, sizeof(path), "/1.0/instances/%s", j->inst.name);
+	rc = lxd_call(lxd_socket, "GET", path, NULL, NULL, LXD_SHORT, &r, j->msg, sizeof(j->msg));
+	if (rc < 0) {
+		j->err = rc;
+		goto out_free;
+	}
+	status = json_string_value(json_object_get(r.metadata, "status"));
+	j->state = lxd_state_of(status);
+	running = j->state != PROTO_STATE_STOPPED;
+	config = json_object_get(r.metadata, "config");
+	devices = json_object_get(r.metadata, "devices");
+	if (!json_is_object(config) || !json_is_object(devices)) {
+		rc = job_fail_rc(j, PROTO_E_DRIVER, "LXD's answer for %s has no config or devices",
+				 j->inst.name);
+		goto out_free;
+	}
+	changed = lxd_mounts_apply(devices, want, n);
+	cur = json_string_value(json_object_get(config, "raw.idmap"));
+	if (!cur)
+		cur = "";
+	if (strcmp(cur, idmap) != 0) {
+		if (running && !lxd_idmap_covers(cur, idmap)) {
+			rc = job_fail_rc(j, PROTO_E_INVALID_STATE,
+					 "%s is running: the id maps of its mounts (LXD's raw.idmap) "
+					 "take effect when the container starts; stop it first",
+					 j->inst.name);
+			goto out_free;
+		}
+		if (!running) {
+			if (idmap[0])
+				json_object_set_new(config, "raw.idmap", json_string(idmap));
+			else
+				json_object_del(config, "raw.idmap");
+			changed = true;
+		}
+	}
+	if (!changed)
+		goto out_free;
+	put = json_pack("{s:O, s:O, s:O, s:O?, s:O?, s:O?}", "architecture",
+			json_object_get(r.metadata, "architecture"), "config", config, "devices", devices,
+			"profiles", json_object_get(r.metadata, "profiles"), "ephemeral",
+			json_object_get(r.metadata, "ephemeral"), "description",
+			json_object_get(r.metadata, "description"));
+	body = put ? json_dumps(put, JSON_COMPACT) : NULL;
+	if (!body) {
+		rc = job_fail_rc(j, PROTO_E_NOMEM, "out of memory");
+		goto out_free;
+	}
+	lxd_resp_free(&r);
+	rc = lxd_sync(lxd_socket, "PUT", path, body, NULL, LXD_LONG, &r, j->msg, sizeof(j->msg));
+	if (rc < 0)
+		j->err = rc;
+out_free:
+	free(body);
+	json_decref(put);
+	lxd_resp_free(&r);
+	free(want);
+	return rc;
+}
+
 static void work_create(struct job *j)
 {
 	char fp[65] = "", pool[128], num[32];
@@ -376,6 +511,9 @@ static void work_start(struct job *j)
 		job_fail(j, PROTO_E_NOT_FOUND, "%s", j->msg);
 		return;
 	}
+	/* The record's mounts are the truth: a device lost or left behind is put right. */
+	if (sync_mounts(j) < 0)
+		return;
 	if (j->state != PROTO_STATE_RUNNING && change_state(j, "start", 60, false) < 0)
 		return;
 	wait_for_address(j);
@@ -473,6 +611,8 @@ static void work_list(struct job *j)
 	size_t i;
 	json_t *it;
 
+	if (j->n_list == 0)
+		return; /* nothing to ask LXD */
 	for (i = 0; i < j->n_list; i++) {
 		j->list[i].state = PROTO_STATE_UNKNOWN;
 		j->list[i].missing = true;
@@ -551,10 +691,14 @@ static void job_work(void *arg)
 	case JOB_LIST:
 	case JOB_POLL: work_list(j); break;
 	case JOB_NETWORKS: work_networks(j); break;
+	case JOB_MOUNT:
+	case JOB_UMOUNT: sync_mounts(j); break;
 	}
 }
 
 /* ---- on the loop's thread ---- */
+
+static void poll_now(void);
 
 static void pack_ipv4(msgpack_packer *pk, const struct job *j)
 {
@@ -609,6 +753,10 @@ static void done_poll(struct job *j)
 		vmh_state_notify(e->name, e->state);
 	}
 	poll_running = false;
+	if (poll_again) {
+		poll_again = false;
+		poll_now();
+	}
 }
 
 static void job_done(void *arg)
@@ -670,7 +818,7 @@ static void job_done(void *arg)
 		vmh_log(VMH_WARN, "%s", j->msg);
 	vmh_state_notify(j->inst.name, j->state);
 	pk = vmh_result(j->req);
-	if (j->kind == JOB_CREATE) {
+	if (j->kind == JOB_CREATE || j->kind == JOB_MOUNT || j->kind == JOB_UMOUNT) {
 		msgpack_pack_map(pk, 0);
 	} else if (j->kind == JOB_INFO) {
 		msgpack_pack_map(pk, j->n_ipv4 ? 5 : 3);
@@ -729,6 +877,24 @@ static void instance_job(struct vmh_req *req, const msgpack_object *params, enum
 	j->have_inst = true;
 	proto_get_bool(params, "force", &j->force);
 	proto_get_int(params, "timeout", &j->timeout);
+	if (kind == JOB_MOUNT || kind == JOB_UMOUNT) {
+		rc = vmh_mount_parse(proto_map_get(params, "mount"), &j->mount, err, sizeof(err));
+		if (rc == 0 && !j->mount.target) {
+			snprintf(err, sizeof(err), "the mount of %s needs a 'target' in the guest",
+				 j->mount.source);
+			vmh_mount_free(&j->mount);
+			rc = PROTO_E_INVALID_ARGUMENT;
+		}
+		if (rc < 0) {
+			vmh_fail(req, rc, "%s", err);
+			job_free(j);
+			return;
+		}
+		j->have_mount = true;
+		/* A change shows the state the instance is in meanwhile. */
+		if (!vmh_state_last(j->inst.name, &claim_state) || claim_state == PROTO_STATE_UNKNOWN)
+			claim_state = PROTO_STATE_STOPPED;
+	}
 	if (claim_state != PROTO_STATE_UNKNOWN) {
 		rc = vmh_busy_claim(j->inst.name, claim_state, err, sizeof(err));
 		if (rc < 0) {
@@ -787,6 +953,16 @@ void lxd_instance_restart(struct vmh_req *req, const msgpack_object *params)
 void lxd_instance_delete(struct vmh_req *req, const msgpack_object *params)
 {
 	instance_job(req, params, JOB_DELETE, PROTO_STATE_STOPPING);
+}
+
+void lxd_instance_mount(struct vmh_req *req, const msgpack_object *params)
+{
+	instance_job(req, params, JOB_MOUNT, PROTO_STATE_STOPPED);
+}
+
+void lxd_instance_umount(struct vmh_req *req, const msgpack_object *params)
+{
+	instance_job(req, params, JOB_UMOUNT, PROTO_STATE_STOPPED);
 }
 
 void lxd_instance_state(struct vmh_req *req, const msgpack_object *params)
@@ -870,16 +1046,18 @@ static void poll_collect(void *ud, const char *name, enum proto_state state)
 	p->n++;
 }
 
-static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
+/* Ask LXD for the states of the instances the broker knows, now (or once
+ * the poll under way has ended). */
+static void poll_now(void)
 {
 	struct poll_names names = { 0 };
 	struct job *j;
 
-	(void)loop;
-	(void)t;
-	(void)revents;
-	if (poll_running)
+	if (poll_running) {
+		poll_again = true;
 		return;
+	}
+	poll_last = ev_now(vmh_loop());
 	vmh_state_each(poll_collect, &names);
 	if (names.n == 0) {
 		free(names.list);
@@ -895,6 +1073,25 @@ static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
 	j->n_list = names.n;
 	poll_running = true;
 	job_run(j);
+}
+
+static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)t;
+	(void)revents;
+	/* With LXD's events, the poll only catches what they might have missed. */
+	if (lxd_events_connected() && ev_now(loop) - poll_last < LXD_POLL_EVENTS_INTERVAL)
+		return;
+	poll_now();
+}
+
+/* An event: the instance's state is asked for at once. */
+static void on_event(const char *name, const char *action)
+{
+	(void)action;
+	if (name && !vmh_state_last(name, NULL))
+		return; /* not one of the broker's */
+	poll_now();
 }
 
 /* ---- start-up ---- */
@@ -923,26 +1120,35 @@ int lxd_init(const char *scope_dir, const msgpack_object *settings, char *why, s
 	}
 	/* jansson seeds its hash function once; do it before any thread. */
 	json_object_seed(0);
-	/* One short call, before the hello is answered: a socket that does not
-	 * answer makes the driver unusable with the reason. */
-	rc = lxd_call(lxd_socket, "GET", "/1.0", NULL, NULL, 5.0, &r, why, whylen);
-	if (rc < 0) {
+	/* One short call, before the hello is answered: no socket, or nobody
+	 * listening on it, makes the driver unusable with the reason, at once.
+	 * A daemon that takes the connection but is slow to answer is running:
+	 * the hello is not held for it, and the driver's calls say what it does. */
+	rc = lxd_call(lxd_socket, "GET", "/1.0", NULL, NULL, LXD_HELLO_CHECK, &r, why, whylen);
+	if (rc == PROTO_E_TIMEOUT) {
+		vmh_log(VMH_WARN, "LXD on %s took the connection but did not answer within %.0f s; "
+			"taking it as running", lxd_socket, LXD_HELLO_CHECK);
+		why[0] = '\0';
+	} else if (rc < 0) {
 		lxd_resp_free(&r);
 		return PROTO_E_UNAVAILABLE;
 	}
 	version = json_string_value(
 		json_object_get(json_object_get(r.metadata, "environment"), "server_version"));
-	vmh_log(VMH_INFO, "lxd driver: LXD %s on %s, instance type %s (containers), states polled "
-		"every %.0f s", version ? version : "?", lxd_socket, types[type], LXD_POLL_INTERVAL);
+	vmh_log(VMH_INFO, "lxd driver: LXD %s on %s, instance type %s (containers), states from "
+		"LXD's events (polled every %.0f s while they are not followed)",
+		version ? version : "?", lxd_socket, types[type], LXD_POLL_INTERVAL);
 	lxd_resp_free(&r);
 	ev_timer_init(&poll_timer, on_poll, LXD_POLL_INTERVAL, LXD_POLL_INTERVAL);
 	ev_timer_start(vmh_loop(), &poll_timer);
 	ev_unref(vmh_loop());
+	lxd_events_start(lxd_socket, on_event);
 	return 0;
 }
 
 void lxd_fini(void)
 {
+	lxd_events_stop();
 	if (ev_is_active(&poll_timer)) {
 		ev_ref(vmh_loop());
 		ev_timer_stop(vmh_loop(), &poll_timer);

@@ -3,8 +3,8 @@
 # (tests/e2e/lxd/lxdlib.sh): launch from the locally built container image
 # (real systemd and cloud-init), an unreachable socket, exec, info, stop, start, restart, the
 # features LXD's row lacks refused naming qemu, a qemu disk refused, delete
-# --purge leaving nothing in LXD, and drift (an instance deleted with lxc
-# behind vmctl's back).
+# --purge leaving nothing in LXD, and drift (an instance stopped and deleted
+# with lxc behind vmctl's back, the stop heard by LXD's event stream).
 . "$(dirname "$0")/lxd/lxdlib.sh"
 . "$(dirname "$0")/lib.sh"
 lxd_start
@@ -27,6 +27,33 @@ vmctl launch "$LXD_IMAGE" --name "${n}u" --timeout 60
 expect_error 'is lxd running'
 vmctl set local.driver=qemu
 expect_rc 0
+
+# A socket that takes connections and never answers (a hung daemon): the
+# hello is not held for it, the driver is taken as usable and the log says why.
+/usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(16)
+held = []
+while True:
+    held.append(s.accept()[0])
+' "$LXD_RUN/mute.socket" &
+MUTE_PID=$!
+wait_until 10 test -S "$LXD_RUN/mute.socket" || fail "the mute socket did not appear"
+vmctl set local.lxd.socket="$LXD_RUN/mute.socket"
+expect_rc 0
+vmctl set local.driver=lxd
+expect_rc 0
+wait_until 30 grep -q "mute.socket took the connection but did not answer within 1 s" \
+	"$VMCTL_DATA/vmctld.log" || fail "the lxd helper did not say that LXD does not answer"
+vmctl version
+expect_rc 0
+expect_no_out 'helper unusable'
+vmctl set local.driver=qemu
+expect_rc 0
+kill "$MUTE_PID"
+wait "$MUTE_PID" 2>/dev/null
 
 vmctl set local.lxd.socket="$LXD_SOCKET"
 expect_rc 0
@@ -97,7 +124,15 @@ expect_not_listed "$n"
 d=${n}d
 vmctl launch "$LXD_IMAGE" --name "$d" --timeout "$LXD_TIMEOUT"
 expect_rc 0
+grep -q "following LXD's lifecycle events" "$VMCTL_DATA/vmctld.log" ||
+	fail "the lxd helper does not follow LXD's events"
+stops_logged() { grep -c "$d is now stopped" "$VMCTL_DATA/vmctld.log"; }
+stops=$(stops_logged)
 lxc stop --force "$d" || fail "lxc stop $d failed"
+# The broker hears of it from the helper, without a vmctl list, by LXD's event.
+wait_until 30 eval '[ "$(stops_logged)" -gt "$stops" ]' || fail "the broker was not told that $d stopped"
+grep -q "$d: LXD event instance-stopped" "$VMCTL_DATA/vmctld.log" ||
+	fail "the helper did not hear LXD's event that $d stopped"
 wait_until 30 state_is "$d" Stopped || fail "with $d stopped in LXD, list shows '$STATE', not Stopped"
 lxc delete --force "$d" || fail "lxc delete $d failed"
 vmctl list

@@ -94,12 +94,32 @@ lxd_cleanup() {
 	fi
 	# The mounts LXD made live in this mount namespace and go with it.
 	umount -R "$LXD_DIR" 2>/dev/null
+	for p in $LXD_SUBIDS_BOUND; do
+		umount "$p" 2>/dev/null
+	done
 	rm -rf "$LXD_RUN"
 	if declare -F e2e_cleanup >/dev/null; then
 		(exit "$rc")
 		e2e_cleanup
 	fi
 	exit "$rc"
+}
+# lxd_allow_host_ids ID...: let root map the host uids and gids ID into
+# containers, as raw.idmap needs (LXC maps them with newuidmap, which
+# checks /etc/subuid): copies of /etc/subuid and /etc/subgid with
+# root:ID:1 added, bound over them in the test's mount namespace only.
+# Before lxd_start.
+LXD_SUBIDS_BOUND=
+lxd_allow_host_ids() {
+	local f id
+	for f in subuid subgid; do
+		cp "/etc/$f" "$LXD_RUN/$f" || lxd_fail "cannot copy /etc/$f"
+		for id in "$@"; do
+			echo "root:$id:1" >>"$LXD_RUN/$f"
+		done
+		mount --bind "$LXD_RUN/$f" "/etc/$f" || lxd_fail "cannot bind $LXD_RUN/$f over /etc/$f"
+		LXD_SUBIDS_BOUND="$LXD_SUBIDS_BOUND /etc/$f"
+	done
 }
 lxd_start() {
 	trap lxd_cleanup EXIT
