@@ -136,8 +136,14 @@ static void run_child_setup(const struct vmh_run_opts *o, int out_fd)
 
 static struct run *run_new(vmh_run_cb cb, void *ud)
 {
-	struct run *r = calloc(1, sizeof(*r));
+	struct run *r;
 
+	/* The loop (libev's default one, which owns SIGCHLD) must exist before
+	 * the fork: a child that exits before its handler is installed is
+	 * never reaped, and its callback never runs. vmh_main() makes it
+	 * early; a diagnostic run before vmh_main() would race. */
+	(void)vmh_loop();
+	r = calloc(1, sizeof(*r));
 	if (!r)
 		return NULL;
 	r->buf = malloc(RUN_OUTPUT_MAX + 1);
