@@ -16,7 +16,8 @@
 #define REGISTRY_FILE_MAX (64u << 20)
 #define REGISTRY_STRING_MAX (64u << 10)
 
-enum registry_type { REGISTRY_STR, REGISTRY_U32, REGISTRY_U64, REGISTRY_BOOL };
+/* REGISTRY_STATE: an enum proto_state, in the file by its name. */
+enum registry_type { REGISTRY_STR, REGISTRY_STATE, REGISTRY_U32, REGISTRY_U64, REGISTRY_BOOL };
 
 /* A value check: 0, or PROTO_E_INVALID_ARGUMENT with why set ("must be ..."). */
 typedef int (*registry_check_fn)(const char *value, char *why, size_t whylen);
@@ -31,23 +32,27 @@ struct registry_field {
 	uint64_t min; /* numbers */
 	uint64_t max;
 	registry_check_fn check; /* strings; NULL: any text */
+	/* A state that is not required: the bool of struct instance_record
+	 * that says whether it is set. */
+	size_t set_offset;
 };
 
-static int registry_check_state(const char *value, char *why, size_t whylen);
 static int registry_check_path(const char *value, char *why, size_t whylen);
 static int registry_check_format(const char *value, char *why, size_t whylen);
 static int registry_check_sha256(const char *value, char *why, size_t whylen);
 static int registry_check_mac(const char *value, char *why, size_t whylen);
 
 #define REGISTRY_STRING(n, req, check) \
-	{ #n, REGISTRY_STR, offsetof(struct instance_record, n), req, 0, 0, check }
+	{ #n, REGISTRY_STR, offsetof(struct instance_record, n), req, 0, 0, check, 0 }
+#define REGISTRY_STATE_FIELD(n, req, set) \
+	{ #n, REGISTRY_STATE, offsetof(struct instance_record, n), req, 0, 0, NULL, set }
 #define REGISTRY_NUMBER(n, t, min, max) \
-	{ #n, t, offsetof(struct instance_record, n), true, min, max, NULL }
+	{ #n, t, offsetof(struct instance_record, n), true, min, max, NULL, 0 }
 /* The order here is the order in the file, except that the mounts and
  * networks lists come before the last field (registry_write_record). */
 static const struct registry_field registry_fields[] = {
-	REGISTRY_STRING(state, true, registry_check_state),
-	REGISTRY_STRING(switch_state, false, registry_check_state),
+	REGISTRY_STATE_FIELD(state, true, 0),
+	REGISTRY_STATE_FIELD(switch_state, false, offsetof(struct instance_record, has_switch_state)),
 	REGISTRY_STRING(image, false, NULL),
 	REGISTRY_STRING(image_disk, true, registry_check_path),
 	REGISTRY_STRING(image_format, true, registry_check_format),
@@ -62,7 +67,7 @@ static const struct registry_field registry_fields[] = {
 	REGISTRY_NUMBER(disk, REGISTRY_U64, MIN_DISK, UINT64_MAX),
 	/* Always written, required and written last: a file cut anywhere in
 	 * its last record lacks it, so it is refused instead of loaded short. */
-	{ "deleted", REGISTRY_BOOL, offsetof(struct instance_record, deleted), true, 0, 0, NULL },
+	{ "deleted", REGISTRY_BOOL, offsetof(struct instance_record, deleted), true, 0, 0, NULL, 0 },
 };
 #define REGISTRY_N_FIELDS (sizeof(registry_fields) / sizeof(registry_fields[0]))
 
@@ -232,9 +237,11 @@ out_invalid:
 			f->name, f->min, f->max, text);
 }
 
-static int registry_check_state(const char *value, char *why, size_t whylen)
+/* A state a helper may report: the broker's own two (deleted, delayed
+ * shutdown) are kept in other fields and never stored here. */
+static int registry_check_state(const char *value, enum proto_state *out, char *why, size_t whylen)
 {
-	if (proto_state_known(value))
+	if (proto_state_from_name(value, out) == 0 && proto_state_from_helper(*out))
 		return 0;
 	snprintf(why, whylen, "must be one of running, stopped, suspended, starting, restarting, "
 			      "suspending, stopping, unknown");
@@ -277,6 +284,32 @@ static int registry_check_mac(const char *value, char *why, size_t whylen)
 	return PROTO_E_INVALID_ARGUMENT;
 }
 
+static int registry_take_state(struct yio_reader *rd, struct instance_record *rec,
+			       const struct registry_field *f)
+{
+	enum proto_state *at = (enum proto_state *)((char *)rec + f->offset);
+	char *name = NULL, why[160], shown[200];
+	int rc;
+
+	if ((rc = registry_take_string(rd, f->name, &name)) < 0)
+		return rc;
+	if (!name && f->required)
+		return yio_fail(rd, "%s of instance \"%s\" must not be empty", f->name, rec->name);
+	if (!name) {
+		*(bool *)((char *)rec + f->set_offset) = false;
+		return 0;
+	}
+	if (registry_check_state(name, at, why, sizeof(why)) < 0) {
+		shown_text(name, strlen(name), shown, sizeof(shown));
+		free(name);
+		return yio_fail(rd, "%s of instance \"%s\" %s, not \"%s\"", f->name, rec->name, why, shown);
+	}
+	free(name);
+	if (!f->required)
+		*(bool *)((char *)rec + f->set_offset) = true;
+	return 0;
+}
+
 static int registry_take_field(struct yio_reader *rd, struct instance_record *rec,
 			       const struct registry_field *f)
 {
@@ -300,6 +333,8 @@ static int registry_take_field(struct yio_reader *rd, struct instance_record *re
 					shown);
 		}
 		return 0;
+	case REGISTRY_STATE:
+		return registry_take_state(rd, rec, f);
 	case REGISTRY_U32:
 		if ((rc = registry_take_number(rd, f, &v)) < 0)
 			return rc;
@@ -760,6 +795,12 @@ static void registry_write_field(struct yio_writer *w, const struct instance_rec
 			return;
 		yio_plain(w, f->name);
 		yio_string(w, *(char *const *)at);
+		break;
+	case REGISTRY_STATE:
+		if (!f->required && !*(const bool *)((const char *)rec + f->set_offset))
+			return;
+		yio_plain(w, f->name);
+		yio_string(w, proto_state_name(*(const enum proto_state *)at));
 		break;
 	case REGISTRY_U32:
 		snprintf(number, sizeof(number), "%" PRIu32, *(const uint32_t *)at);

@@ -131,8 +131,11 @@ struct network_record {
  * Strings are heap-allocated (NULL = unset); set them with record_set(). */
 struct instance_record {
 	char *name;
-	char *state;        /* last known state ("running", "stopped", ...) */
-	char *switch_state; /* state just before the driver was switched away, restored on return */
+	enum proto_state state;        /* last known state; written by its name */
+	/* The state just before the driver was switched away, restored on
+	 * return; meaningful only while has_switch_state. */
+	enum proto_state switch_state;
+	bool has_switch_state;
 	char *image;        /* what the user asked for: "file:///x.qcow2", "24.04" */
 	char *image_disk;   /* absolute path of the base disk */
 	char *image_format; /* "qcow2" or "raw" */

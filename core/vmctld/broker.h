@@ -117,7 +117,7 @@ int util_parse_describe(const char *text, struct driver_info *d);
 /* Fill buf with random bytes (getrandom, falling back to time+pid). */
 void util_random(void *buf, size_t len);
 /* Is this a state in which the VM is (or is about to be) running? */
-bool util_state_active(const char *state);
+bool util_state_active(enum proto_state state);
 /* The states in a helper's answer or state notification (state, old, new,
  * and instances[].state, where present and not nil) are protocol states:
  * 0, or PROTO_E_PROTOCOL with why naming the first that is not, escaped. */
@@ -188,7 +188,7 @@ struct helper_ops {
 	void (*ready)(void *ud, struct helper *h);
 	/* A state notification with protocol states: the helper says NAME is
 	 * now STATE. */
-	void (*state)(void *ud, struct helper *h, const char *name, const char *state);
+	void (*state)(void *ud, struct helper *h, const char *name, enum proto_state state);
 };
 
 /* What helper_new() needs; it keeps copies of the strings. */
@@ -276,9 +276,9 @@ struct busy *busy_find(const char *name);
 int busy_add(const char *name, const char *what);
 void busy_remove(const char *name);
 /* Update rec->state; true if it changed. */
-bool scope_set_state(struct instance_record *rec, const char *state);
+bool scope_set_state(struct instance_record *rec, enum proto_state state);
 /* Shown state: "deleted" for soft-deleted records. */
-const char *scope_shown_state(const struct instance_record *rec);
+enum proto_state scope_shown_state(const struct instance_record *rec);
 
 /* ---- client.c ---- */
 int client_listen(char *err, size_t errlen);
@@ -347,7 +347,7 @@ struct ssh_wait *ssh_wait_start(const char *name, const char *host, int port, bo
 void ssh_wait_cancel(struct ssh_wait *w);
 /* The helper says NAME is now STATE: a wait for a VM that stopped (or was
  * suspended) ends at once with PROTO_E_INVALID_STATE and a sentence saying so. */
-void ssh_wait_state_changed(const char *name, const char *state);
+void ssh_wait_state_changed(const char *name, enum proto_state state);
 
 /* ---- keys.c ---- */
 /* Before the loop runs: load the key pair DATA/ssh/id_ed25519 into B when it
@@ -431,7 +431,7 @@ int mount_idmap_text(const msgpack_object *arr, char *buf, size_t len);
  * stops of the instances it addresses and gets false (op_stop goes on). */
 bool stop_delay_request(struct creq *r, const msgpack_object *p);
 /* "delayed shutdown" for a running instance with a pending delayed stop. */
-const char *stop_delay_shown_state(const char *name, const char *state);
+enum proto_state stop_delay_shown_state(const char *name, enum proto_state state);
 /* After scope_enter() (switch.c): drop the timers of the scope left (its file keeps
  * them) and arm those of SCOPE_DIR/delayed-stops; overdue ones fire at once. */
 void stop_delay_scope_entered(void);

@@ -623,14 +623,15 @@ static void helper_on_notify(struct proto_conn *conn, void *ud, const char *meth
 			vlog(LOG_INFO_, "%s: %s: %.*s", h->name, level, (int)n,
 			     n ? text->via.str.ptr : "");
 	} else if (strcmp(method, "state") == 0) {
-		char name[INSTANCE_NAME_MAX + 1], state[32], why[256];
+		char name[INSTANCE_NAME_MAX + 1], why[256];
+		enum proto_state state;
 
 		if (util_check_states(params, why, sizeof(why)) < 0) {
 			helper_kill(h, "broke the protocol (%s, in a state notification) and was killed", why);
 			return;
 		}
 		if (proto_get_str(params, "name", name, sizeof(name)) < 0 ||
-		    proto_get_str(params, "new", state, sizeof(state)) < 0)
+		    proto_get_state(params, "new", &state) < 0)
 			return;
 		if (h->ops->state)
 			h->ops->state(h->ud, h, name, state);

@@ -128,7 +128,7 @@ static void launch_fail(struct launch *l, int err, const char *fmt, ...)
 	launch_forget(l);
 }
 
-static void launch_set_state(struct launch *l, const char *state)
+static void launch_set_state(struct launch *l, enum proto_state state)
 {
 	struct instance_record *rec = launch_rec(l);
 
@@ -231,7 +231,8 @@ static void launch_on_info(void *ud, int err, const char *errmsg, const msgpack_
 {
 	struct launch *l = ud;
 	struct instance_record *rec;
-	char host[64] = "127.0.0.1", state[32] = "";
+	char host[64] = "127.0.0.1";
+	enum proto_state state = PROTO_STATE_UNKNOWN;
 	char what[INSTANCE_NAME_MAX + 128];
 	int64_t port = 0;
 
@@ -245,12 +246,12 @@ static void launch_on_info(void *ud, int err, const char *errmsg, const msgpack_
 	}
 	/* The answer, or a state notification since the start, may tell of its end. */
 	rec = launch_rec(l);
-	proto_get_str(result, "state", state, sizeof(state));
-	if (strcmp(state, "stopped") != 0 && strcmp(state, "suspended") != 0 && rec && rec->state)
-		snprintf(state, sizeof(state), "%s", rec->state);
-	if (strcmp(state, "stopped") == 0 || strcmp(state, "suspended") == 0) {
+	proto_get_state(result, "state", &state);
+	if (state != PROTO_STATE_STOPPED && state != PROTO_STATE_SUSPENDED && rec)
+		state = rec->state;
+	if (state == PROTO_STATE_STOPPED || state == PROTO_STATE_SUSPENDED) {
 		snprintf(what, sizeof(what), "%s %s before it answered SSH (the %s driver reports it "
-			 "%s)", l->name, state, B->driver, state);
+			 "%s)", l->name, proto_state_name(state), B->driver, proto_state_name(state));
 		launch_fail_stopped(l, what);
 		return;
 	}
@@ -275,7 +276,7 @@ static void launch_on_started(void *ud, int err, const char *errmsg, const msgpa
 {
 	struct launch *l = ud;
 	struct instance_record *rec = launch_rec(l);
-	char state[32] = "running";
+	enum proto_state state = PROTO_STATE_RUNNING;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 
@@ -283,7 +284,7 @@ static void launch_on_started(void *ud, int err, const char *errmsg, const msgpa
 		launch_fail(l, err, "could not start %s: %s", l->name, errmsg);
 		return;
 	}
-	proto_get_str(result, "state", state, sizeof(state));
+	proto_get_state(result, "state", &state);
 	launch_set_state(l, state);
 	if (launch_cancel_due(l))
 		return;
@@ -393,7 +394,8 @@ static int launch_record(struct launch *l, const struct image_spec *spec)
 	rec->cpus = l->cpus;
 	rec->memory = l->memory;
 	rec->disk = l->disk;
-	if (record_set(&rec->state, "starting") < 0 || record_set(&rec->image, spec->source) < 0 ||
+	rec->state = PROTO_STATE_STARTING;
+	if (record_set(&rec->image, spec->source) < 0 ||
 	    record_set(&rec->image_disk, spec->disk) < 0 ||
 	    record_set(&rec->image_format, spec->format) < 0 ||
 	    record_set(&rec->image_kernel, spec->kernel) < 0 ||

@@ -157,7 +157,8 @@ static int clone_record(struct clone_req *c)
 	dst->cpus = src->cpus;
 	dst->memory = src->memory;
 	dst->disk = src->disk;
-	if (record_set(&dst->state, "stopped") < 0 || record_set(&dst->image, src->image) < 0 ||
+	dst->state = PROTO_STATE_STOPPED;
+	if (record_set(&dst->image, src->image) < 0 ||
 	    record_set(&dst->image_disk, src->image_disk) < 0 ||
 	    record_set(&dst->image_format, src->image_format) < 0 ||
 	    record_set(&dst->image_kernel, src->image_kernel) < 0 ||

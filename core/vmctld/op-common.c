@@ -60,12 +60,10 @@ struct instance_record *opx_instance(struct creq *r, const char *name)
 
 bool opx_refuse_unless_stopped(struct creq *r, const struct instance_record *rec, const char *what)
 {
-	const char *state = rec->state ? rec->state : "unknown";
-
-	if (strcmp(state, "stopped") == 0)
+	if (rec->state == PROTO_STATE_STOPPED)
 		return false;
 	creq_fail(r, PROTO_E_INVALID_STATE, "%s is %s; %s needs it stopped (vmctl stop %s)",
-		  rec->name, state, what, rec->name);
+		  rec->name, proto_state_name(rec->state), what, rec->name);
 	return true;
 }
 

@@ -132,7 +132,7 @@ void stop_delay_forget(const char *name)
 	stop_delay_save();
 }
 
-const char *stop_delay_shown_state(const char *name, const char *state)
+enum proto_state stop_delay_shown_state(const char *name, enum proto_state state)
 {
 	struct delayed_stop *d = stop_delay_find(name);
 
@@ -145,8 +145,8 @@ const char *stop_delay_shown_state(const char *name, const char *state)
 		stop_delay_forget(name);
 		return state;
 	}
-	if (state && strcmp(state, "running") == 0)
-		return "delayed shutdown";
+	if (state == PROTO_STATE_RUNNING)
+		return PROTO_STATE_DELAYED_SHUTDOWN;
 	return state;
 }
 
@@ -155,16 +155,16 @@ static void stop_delay_on_stopped(void *ud, int err, const char *errmsg, const m
 	struct delayed_stop *d = ud;
 	struct instance_record *rec = stop_delay_rec(d);
 	bool ours = d->gen == B->scope_gen;
-	char state[32] = "stopped";
+	enum proto_state state = PROTO_STATE_STOPPED;
 
 	busy_remove(d->name);
 	if (err < 0) {
 		vlog(LOG_WARN_, "delayed stop of %s failed: %s", d->name, errmsg);
 	} else {
-		proto_get_str(result, "state", state, sizeof(state));
+		proto_get_state(result, "state", &state);
 		if (rec && scope_set_state(rec, state))
 			scope_save();
-		vlog(LOG_INFO_, "%s: delayed stop done (%s)", d->name, state);
+		vlog(LOG_INFO_, "%s: delayed stop done (%s)", d->name, proto_state_name(state));
 	}
 	stop_delay_free(d);
 	/* A stop that outlived a driver switch must not rewrite the new scope's file. */
@@ -186,7 +186,7 @@ static void stop_delay_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	}
 	if (busy_find(d->name) || B->switching ||
-	    (rec->switch_state && !util_state_active(rec->state))) {
+	    (rec->has_switch_state && !util_state_active(rec->state))) {
 		/* Busy, being parked by a driver switch, or parked by one and about
 		 * to be started again. */
 		stop_delay_arm(d, STOP_DELAY_BUSY_RETRY);
@@ -196,9 +196,9 @@ static void stop_delay_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		stop_delay_arm(d, STOP_DELAY_READY_RETRY);
 		return;
 	}
-	if (!rec->state || strcmp(rec->state, "running") != 0) {
+	if (rec->state != PROTO_STATE_RUNNING) {
 		vlog(LOG_INFO_, "%s: delayed stop dropped (the instance is %s)", d->name,
-		     scope_shown_state(rec));
+		     proto_state_name(scope_shown_state(rec)));
 		stop_delay_free(d);
 		stop_delay_save();
 		return;
@@ -375,11 +375,11 @@ bool stop_delay_request(struct creq *r, const msgpack_object *p)
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct instance_record *rec = registry_find(&B->reg, names[i]);
-		const char *state = rec && rec->state ? rec->state : "unknown";
+		enum proto_state state = rec ? rec->state : PROTO_STATE_UNKNOWN;
 
-		if (strcmp(state, "running") != 0) {
+		if (state != PROTO_STATE_RUNNING) {
 			creq_fail(r, PROTO_E_INVALID_STATE, "%s is %s, not running: there is nothing to stop "
-				  "later", names[i], state);
+				  "later", names[i], proto_state_name(state));
 			names_free(names, n);
 			return true;
 		}

@@ -33,7 +33,7 @@ struct batch_item {
 	int err;
 	char *errmsg;
 	/* info results */
-	char state[32];
+	enum proto_state state;
 	char ssh_host[64];
 	int64_t ssh_port;
 	msgpack_sbuffer ipv4; /* packed array */
@@ -260,15 +260,14 @@ static struct hcall *item_call(struct batch_item *it, struct instance_record *re
 
 /* Record the state a helper answered (or the one the method implies). */
 static void item_take_state(struct batch_item *it, const msgpack_object *result,
-			    const char *implied)
+			    enum proto_state implied)
 {
 	struct instance_record *rec = item_rec(it);
-	char state[32];
+	enum proto_state state = implied;
 
 	if (!rec)
 		return;
-	if (proto_get_str(result, "state", state, sizeof(state)) < 0)
-		snprintf(state, sizeof(state), "%s", implied);
+	proto_get_state(result, "state", &state);
 	if (scope_set_state(rec, state))
 		scope_save();
 }
@@ -328,7 +327,7 @@ static void item_on_started(void *ud, int err, const char *errmsg, const msgpack
 		item_done(it, err, "could not %s %s: %s", batch_verb[it->b->kind], it->name, errmsg);
 		return;
 	}
-	item_take_state(it, result, "running");
+	item_take_state(it, result, PROTO_STATE_RUNNING);
 	rec = item_rec(it);
 	if (!rec) {
 		item_done(it, 0, NULL);
@@ -354,8 +353,8 @@ static void item_on_started(void *ud, int err, const char *errmsg, const msgpack
 static void item_on_simple(void *ud, int err, const char *errmsg, const msgpack_object *result)
 {
 	struct batch_item *it = ud;
-	static const char *implied[] = {
-		[BK_STOP] = "stopped", [BK_SUSPEND] = "suspended",
+	static const enum proto_state implied[] = {
+		[BK_STOP] = PROTO_STATE_STOPPED, [BK_SUSPEND] = PROTO_STATE_SUSPENDED,
 	};
 
 	if (err < 0) {
@@ -422,10 +421,8 @@ static void item_on_soft_deleted(void *ud, int err, const char *errmsg, const ms
 		return;
 	}
 	if (rec) {
-		char state[32] = "stopped";
-
-		proto_get_str(result, "state", state, sizeof(state));
-		record_set(&rec->state, state);
+		rec->state = PROTO_STATE_STOPPED;
+		proto_get_state(result, "state", &rec->state);
 		rec->deleted = true;
 		scope_save();
 	}
@@ -763,7 +760,7 @@ void op_recover(struct creq *r, const msgpack_object *p)
 		if (!rec || !rec->deleted)
 			continue;
 		rec->deleted = false;
-		record_set(&rec->state, "stopped");
+		rec->state = PROTO_STATE_STOPPED;
 		changed = true;
 	}
 	names_free(names, n);
@@ -788,18 +785,18 @@ static void item_on_info(void *ud, int err, const char *errmsg, const msgpack_ob
 	struct instance_record *live;
 
 	if (err < 0) {
-		snprintf(it->state, sizeof(it->state), "unknown");
+		it->state = PROTO_STATE_UNKNOWN;
 		creq_warning(it->b->r, "could not get the state of %s: %s", it->name, errmsg);
 		item_done(it, 0, NULL);
 		return;
 	}
-	if (proto_get_str(result, "state", it->state, sizeof(it->state)) == 0) {
+	if (proto_get_state(result, "state", &it->state) == 0) {
 		struct instance_record *rec = item_rec(it);
 
 		if (rec && scope_set_state(rec, it->state))
 			scope_save();
 	} else {
-		snprintf(it->state, sizeof(it->state), "unknown");
+		it->state = PROTO_STATE_UNKNOWN;
 	}
 	proto_get_str(result, "ssh_host", it->ssh_host, sizeof(it->ssh_host));
 	proto_get_int(result, "ssh_port", &it->ssh_port);
@@ -818,7 +815,7 @@ static void item_on_info(void *ud, int err, const char *errmsg, const msgpack_ob
 	}
 	/* Addresses on extra networks are known to the guest alone. */
 	live = item_rec(it);
-	if (live && !strcmp(it->state, "running") &&
+	if (live && it->state == PROTO_STATE_RUNNING &&
 	    addresses_refresh(live, it->ssh_host, it->ssh_port, &it->ipv4, item_on_addresses, it))
 		return;
 	item_done(it, 0, NULL);
@@ -842,7 +839,7 @@ static void batch_answer_info(struct batch *b)
 		scope_instance_dir(it->name, dir, sizeof(dir));
 		msgpack_pack_map(&pk, 16);
 		proto_pack_kv_str(&pk, "name", it->name);
-		proto_pack_kv_str(&pk, "state", rec && rec->deleted ? "deleted"
+		proto_pack_kv_state(&pk, "state", rec && rec->deleted ? PROTO_STATE_DELETED
 							 : stop_delay_shown_state(it->name, it->state));
 		proto_pack_kv_str(&pk, "image", rec && rec->image ? rec->image : "");
 		proto_pack_kv_uint(&pk, "cpus", rec ? rec->cpus : 0);
@@ -900,12 +897,12 @@ void op_info(struct creq *r, const msgpack_object *p)
 		msgpack_packer pk;
 
 		if (rec->deleted) {
-			snprintf(it->state, sizeof(it->state), "deleted");
+			it->state = PROTO_STATE_DELETED;
 			item_done(it, 0, NULL);
 			continue;
 		}
 		if (!instance_dir_exists(it->name)) {
-			snprintf(it->state, sizeof(it->state), "unknown");
+			it->state = PROTO_STATE_UNKNOWN;
 			creq_warning(r, "the folder of %s is missing (removed outside vmctl?); "
 				     "vmctl delete --purge %s forgets it", it->name, it->name);
 			item_done(it, 0, NULL);
@@ -913,7 +910,7 @@ void op_info(struct creq *r, const msgpack_object *p)
 		}
 		scope_pack_instance_params(&sb, rec, 0, &pk);
 		if (!helper_call(B->helper, "instance.info", &sb, 15.0, item_on_info, it)) {
-			snprintf(it->state, sizeof(it->state), "unknown");
+			it->state = PROTO_STATE_UNKNOWN;
 			item_done(it, 0, NULL);
 		}
 		msgpack_sbuffer_destroy(&sb);
@@ -937,12 +934,12 @@ struct list_req {
 
 /* ipv4: the helper's array of addresses for this instance, or NULL. */
 static void list_pack_scope_entry(msgpack_packer *pk, const struct instance_record *rec,
-				  const char *state, const char *scope,
+				  enum proto_state state, const char *scope,
 				  const msgpack_object *ipv4)
 {
 	msgpack_pack_map(pk, 5);
 	proto_pack_kv_str(pk, "name", rec->name);
-	proto_pack_kv_str(pk, "state", state);
+	proto_pack_kv_state(pk, "state", state);
 	proto_pack_str(pk, "ipv4");
 	if (ipv4 && ipv4->type == MSGPACK_OBJECT_ARRAY)
 		msgpack_pack_object(pk, *ipv4);
@@ -1034,10 +1031,10 @@ static void list_answer(struct list_req *l, bool live, const msgpack_object *con
 	}
 	for (size_t i = 0; i < B->reg.n; i++) {
 		const struct instance_record *rec = &B->reg.v[i];
-		const char *state = scope_shown_state(rec);
+		enum proto_state state = scope_shown_state(rec);
 
 		if (!rec->deleted && (!live || !dir_set_has(dirs, rec->name)))
-			state = "unknown";
+			state = PROTO_STATE_UNKNOWN;
 		list_pack_scope_entry(&pk, rec, stop_delay_shown_state(rec->name, state), B->scope,
 				      ipv4 && live ? ipv4[i] : NULL);
 	}
@@ -1152,11 +1149,12 @@ static void list_on_result(void *ud, int err, const char *errmsg, const msgpack_
 		ipv4 = calloc(B->reg.n ? B->reg.n : 1, sizeof(*ipv4));
 		for (uint32_t i = 0; i < arr->via.array.size; i++) {
 			const msgpack_object *e = &arr->via.array.ptr[i];
-			char name[INSTANCE_NAME_MAX + 1], state[32];
+			char name[INSTANCE_NAME_MAX + 1];
+			enum proto_state state;
 			struct instance_record *rec;
 
 			if (proto_get_str(e, "name", name, sizeof(name)) < 0 ||
-			    proto_get_str(e, "state", state, sizeof(state)) < 0)
+			    proto_get_state(e, "state", &state) < 0)
 				continue;
 			/* Answers come in request order, which is registry order:
 			 * look just past the last match before searching. */
@@ -1256,12 +1254,12 @@ static void restore_on_started(void *ud, int err, const char *errmsg, const msgp
 	if (err < 0) {
 		vlog(LOG_WARN_, "could not restore %s after the driver switch: %s", name, errmsg);
 	} else if (rec) {
-		char state[32] = "running";
+		enum proto_state state = PROTO_STATE_RUNNING;
 
-		proto_get_str(result, "state", state, sizeof(state));
+		proto_get_state(result, "state", &state);
 		scope_set_state(rec, state);
 		scope_save();
-		vlog(LOG_INFO_, "restored %s (%s)", name, state);
+		vlog(LOG_INFO_, "restored %s (%s)", name, proto_state_name(state));
 	}
 	free(name);
 }
@@ -1274,10 +1272,10 @@ void ops_restore_switched(void)
 		struct instance_record *rec = &B->reg.v[i];
 		bool was_running;
 
-		if (!rec->switch_state)
+		if (!rec->has_switch_state)
 			continue;
-		was_running = strcmp(rec->switch_state, "running") == 0;
-		record_set(&rec->switch_state, NULL);
+		was_running = rec->switch_state == PROTO_STATE_RUNNING;
+		rec->has_switch_state = false;
 		changed = true;
 		if (was_running && !rec->deleted && !util_state_active(rec->state)) {
 			msgpack_sbuffer sb;
@@ -1320,7 +1318,8 @@ struct ssh_info_req {
 static void ssh_info_on_result(void *ud, int err, const char *errmsg, const msgpack_object *result)
 {
 	struct ssh_info_req *s = ud;
-	char state[32] = "unknown", host[64] = "127.0.0.1";
+	enum proto_state state = PROTO_STATE_UNKNOWN;
+	char host[64] = "127.0.0.1";
 	int64_t port = 0;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -1329,13 +1328,13 @@ static void ssh_info_on_result(void *ud, int err, const char *errmsg, const msgp
 		creq_fail(s->r, err, "could not get the SSH address of %s: %s", s->name, errmsg);
 		goto out_free;
 	}
-	proto_get_str(result, "state", state, sizeof(state));
+	proto_get_state(result, "state", &state);
 	proto_get_str(result, "ssh_host", host, sizeof(host));
 	proto_get_int(result, "ssh_port", &port);
-	if (strcmp(state, "running") != 0) {
+	if (state != PROTO_STATE_RUNNING) {
 		creq_fail(s->r, PROTO_E_INVALID_STATE,
-			  "%s is not running (it is %s); start it with: vmctl start %s", s->name, state,
-			  s->name);
+			  "%s is not running (it is %s); start it with: vmctl start %s", s->name,
+			  proto_state_name(state), s->name);
 		goto out_free;
 	}
 	if (port <= 0) {
@@ -1459,7 +1458,7 @@ void op_version(struct creq *r, const msgpack_object *p)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
-	const char *hv = "", *state = "stopped";
+	const char *hv = "", *state = helper_state_name(HELPER_STOPPED);
 	char problem[1400] = "";
 
 	if (B->helper && helper_get_state(B->helper) == HELPER_READY)
@@ -1468,7 +1467,7 @@ void op_version(struct creq *r, const msgpack_object *p)
 		state = helper_state_name(helper_get_state(B->helper));
 		helper_describe_problem(B->helper, problem, sizeof(problem));
 	} else if (B->switching) {
-		state = "starting";
+		state = helper_state_name(HELPER_STARTING);
 		snprintf(problem, sizeof(problem), "%s", B->switch_note);
 	}
 	msgpack_sbuffer_init(&sb);

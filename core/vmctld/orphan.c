@@ -255,7 +255,8 @@ int orphan_rebuild(const char *name, char *note, size_t notelen)
 	rec->memory = 1ull << 30;
 	rec->disk = d.size < MIN_DISK ? MIN_DISK : d.size;
 	/* The helper's next answer (list, start) corrects a VM that runs. */
-	if (record_set(&rec->state, "stopped") < 0 || record_set(&rec->image, image) < 0 ||
+	rec->state = PROTO_STATE_STOPPED;
+	if (record_set(&rec->image, image) < 0 ||
 	    record_set(&rec->image_disk, d.backing) < 0 ||
 	    record_set(&rec->image_format, d.format) < 0 || record_set(&rec->mac, mac) < 0 ||
 	    orphan_companions(rec) < 0) {

@@ -178,19 +178,18 @@ void busy_remove(const char *name)
 	}
 }
 
-bool scope_set_state(struct instance_record *rec, const char *state)
+bool scope_set_state(struct instance_record *rec, enum proto_state state)
 {
 	/* helper.c refuses other states; this keeps any from the file. */
-	if (!proto_state_known(state) || (rec->state && strcmp(rec->state, state) == 0))
+	if (!proto_state_from_helper(state) || rec->state == state)
 		return false;
-	if (record_set(&rec->state, state) < 0)
-		return false;
+	rec->state = state;
 	return true;
 }
 
-const char *scope_shown_state(const struct instance_record *rec)
+enum proto_state scope_shown_state(const struct instance_record *rec)
 {
 	if (rec->deleted)
-		return "deleted";
-	return rec->state ? rec->state : "unknown";
+		return PROTO_STATE_DELETED;
+	return rec->state;
 }

@@ -294,11 +294,11 @@ void ssh_wait_cancel(struct ssh_wait *w)
 /* A VM that stopped will never answer: end its waits now rather than at
  * their deadline (a launch whose QEMU died used to hold the instance for
  * the whole --timeout). */
-void ssh_wait_state_changed(const char *name, const char *state)
+void ssh_wait_state_changed(const char *name, enum proto_state state)
 {
 	char msg[512];
 
-	if (strcmp(state, "stopped") != 0 && strcmp(state, "suspended") != 0)
+	if (state != PROTO_STATE_STOPPED && state != PROTO_STATE_SUSPENDED)
 		return;
 	for (;;) {
 		struct ssh_wait *w = ssh_waits;
@@ -308,8 +308,8 @@ void ssh_wait_state_changed(const char *name, const char *state)
 		if (!w)
 			return;
 		snprintf(msg, sizeof(msg), "%s %s before %s (the %s driver reports it %s)", name,
-			 state, w->ssh_up ? "cloud-init finished" : "it answered SSH", B->driver,
-			 state);
+			 proto_state_name(state), w->ssh_up ? "cloud-init finished" : "it answered SSH",
+			 B->driver, proto_state_name(state));
 		vlog(LOG_INFO_, "%s", msg);
 		/* done may start or end other waits: look again from the start. */
 		ssh_wait_finish(w, PROTO_E_INVALID_STATE, msg);

@@ -41,7 +41,7 @@ static void active_on_ready(void *ud, struct helper *h)
 		ops_reconcile();
 }
 
-static void active_on_state(void *ud, struct helper *h, const char *name, const char *state)
+static void active_on_state(void *ud, struct helper *h, const char *name, enum proto_state state)
 {
 	struct instance_record *rec;
 
@@ -50,7 +50,7 @@ static void active_on_state(void *ud, struct helper *h, const char *name, const 
 		return;
 	rec = registry_find(&B->reg, name);
 	if (rec && !rec->deleted && scope_set_state(rec, state)) {
-		vlog(LOG_INFO_, "%s is now %s", name, state);
+		vlog(LOG_INFO_, "%s is now %s", name, proto_state_name(state));
 		scope_save();
 	}
 	ssh_wait_state_changed(name, state);
@@ -178,10 +178,9 @@ static void dswitch_on_parked(void *ud, int err, const char *errmsg, const msgpa
 		creq_warning(s->r, "could not %s %s before switching drivers: %s", it->suspending ? "suspend" : "stop",
 			     it->name, errmsg);
 	} else if (rec) {
-		char state[32];
+		enum proto_state state = it->suspending ? PROTO_STATE_SUSPENDED : PROTO_STATE_STOPPED;
 
-		snprintf(state, sizeof(state), "%s", it->suspending ? "suspended" : "stopped");
-		proto_get_str(result, "state", state, sizeof(state));
+		proto_get_state(result, "state", &state);
 		scope_set_state(rec, state);
 	}
 	free(it);
@@ -224,7 +223,8 @@ static void dswitch_on_described(void *ud, int err, const char *errmsg,
 		it->s = s;
 		it->suspending = can_suspend;
 		snprintf(it->name, sizeof(it->name), "%s", rec->name);
-		record_set(&rec->switch_state, "running");
+		rec->switch_state = PROTO_STATE_RUNNING;
+		rec->has_switch_state = true;
 		scope_pack_instance_params(&sb, rec, can_suspend ? 0 : 2, &pk);
 		if (!can_suspend) {
 			proto_pack_kv_bool(&pk, "force", false);

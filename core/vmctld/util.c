@@ -147,12 +147,10 @@ void util_random(void *buf, size_t len)
 	}
 }
 
-bool util_state_active(const char *state)
+bool util_state_active(enum proto_state state)
 {
-	if (!state)
-		return false;
-	return strcmp(state, "running") == 0 || strcmp(state, "starting") == 0 ||
-	       strcmp(state, "restarting") == 0;
+	return state == PROTO_STATE_RUNNING || state == PROTO_STATE_STARTING ||
+	       state == PROTO_STATE_RESTARTING;
 }
 
 int util_instance_key(const char *key, char *name, size_t namelen, char *prop, size_t proplen)

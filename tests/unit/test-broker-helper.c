@@ -153,11 +153,11 @@ static void test_ready(void *ud, struct helper *hh)
 	n_ready++;
 }
 
-static void test_state(void *ud, struct helper *hh, const char *name, const char *state)
+static void test_state(void *ud, struct helper *hh, const char *name, enum proto_state state)
 {
 	n_state++;
 	snprintf(last_state_name, sizeof(last_state_name), "%s", name);
-	snprintf(last_state, sizeof(last_state), "%s", state);
+	snprintf(last_state, sizeof(last_state), "%s", proto_state_name(state));
 }
 
 static void on_stopped(void *ud)

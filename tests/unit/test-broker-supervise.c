@@ -248,7 +248,7 @@ static void add_instance(struct registry *reg, const char *name)
 	char dir[512];
 
 	cr_assert_not_null(rec);
-	record_set(&rec->state, "stopped");
+	rec->state = PROTO_STATE_STOPPED;
 	record_set(&rec->image, "file:///nowhere/disk.qcow2");
 	record_set(&rec->image_disk, "/nowhere/disk.qcow2");
 	record_set(&rec->image_format, "qcow2");

@@ -130,11 +130,12 @@ Test(broker_util, instance_keys)
 
 Test(broker_util, active_states)
 {
-	cr_assert(util_state_active("running"));
-	cr_assert(util_state_active("starting"));
-	cr_assert_not(util_state_active("stopped"));
-	cr_assert_not(util_state_active("suspended"));
-	cr_assert_not(util_state_active(NULL));
+	cr_assert(util_state_active(PROTO_STATE_RUNNING));
+	cr_assert(util_state_active(PROTO_STATE_STARTING));
+	cr_assert(util_state_active(PROTO_STATE_RESTARTING));
+	cr_assert_not(util_state_active(PROTO_STATE_STOPPED));
+	cr_assert_not(util_state_active(PROTO_STATE_SUSPENDED));
+	cr_assert_not(util_state_active(PROTO_STATE_UNKNOWN));
 }
 
 /* ---- states a helper reports ---- */

@@ -639,8 +639,9 @@ static int bench_cmd_registry(int argc, char **argv)
 		if (ret < 0)
 			goto out_free;
 		rec = registry_add(&reg, name);
-		if (!rec || record_set(&rec->state, "stopped") < 0 ||
-		    record_set(&rec->image, "file:///nonexistent/bench.qcow2") < 0 ||
+		if (rec)
+			rec->state = PROTO_STATE_STOPPED;
+		if (!rec || record_set(&rec->image, "file:///nonexistent/bench.qcow2") < 0 ||
 		    record_set(&rec->image_disk, image) < 0 ||
 		    record_set(&rec->image_format, "qcow2") < 0 ||
 		    record_set(&rec->mac, mac) < 0 ||
@@ -678,9 +679,10 @@ static int bench_fill_registry(struct registry *reg, unsigned long n)
 		if (!rec)
 			return PROTO_E_NOMEM;
 		snprintf(text, sizeof(text), "/var/lib/vmctl/images/%064lu.qcow2", i);
-		if (record_set(&rec->state, i % 2 ? "running" : "stopped") < 0 ||
-		    record_set(&rec->switch_state, "suspended") < 0 ||
-		    record_set(&rec->image, "24.04") < 0 || record_set(&rec->image_disk, text) < 0 ||
+		rec->state = i % 2 ? PROTO_STATE_RUNNING : PROTO_STATE_STOPPED;
+		rec->switch_state = PROTO_STATE_SUSPENDED;
+		rec->has_switch_state = true;
+		if (record_set(&rec->image, "24.04") < 0 || record_set(&rec->image_disk, text) < 0 ||
 		    record_set(&rec->image_format, "qcow2") < 0 ||
 		    record_set(&rec->image_kernel, "/boot/vmlinuz") < 0 ||
 		    record_set(&rec->image_initrd, "/boot/initrd.img") < 0 ||
