@@ -50,8 +50,9 @@ done
 
 # Packages of the guest. debootstrap does not resolve virtual packages, hence
 # python3-cffi-backend; without dbus and libpam-systemd logind ignores the ACPI
-# power button; busybox gives the fast init udhcpc and acpid.
-GUEST_PACKAGES=systemd-sysv,udev,dbus,libpam-systemd,sudo,openssh-server,cloud-init,python3-cffi-backend,ifupdown,isc-dhcp-client,iproute2,netbase,kmod,e2fsprogs,busybox
+# power button; busybox gives the fast init udhcpc and acpid; sshfs is what
+# classic mounts run in the guest.
+GUEST_PACKAGES=systemd-sysv,udev,dbus,libpam-systemd,sudo,openssh-server,cloud-init,python3-cffi-backend,ifupdown,isc-dhcp-client,iproute2,netbase,kmod,e2fsprogs,busybox,sshfs
 
 # ---- inputs ----------------------------------------------------------------
 
@@ -74,9 +75,9 @@ pick_kernel() {
 }
 kver=$(pick_kernel)
 [ -n "$kver" ] || die "no installed kernel with modules in /boot and /lib/modules (package linux-image-amd64)"
-# virtio and 9p must exist, as modules or built in (Debian's cloud kernel
+# virtio, 9p and FUSE (classic mounts) must exist, as modules or built in (Debian's cloud kernel
 # lacks 9p).
-for opt in VIRTIO_BLK VIRTIO_NET 9P_FS; do
+for opt in VIRTIO_BLK VIRTIO_NET 9P_FS FUSE_FS; do
 	grep -qE "^CONFIG_$opt=[ym]" "/boot/config-$kver" 2>/dev/null ||
 		die "kernel $kver lacks CONFIG_$opt; install linux-image-amd64"
 done
@@ -367,11 +368,12 @@ install_fastinit() {
 		log "started"
 
 		# Drivers: those of the PCI and virtio devices present (as udev would
-		# load them) and what the seed, the power button and 9p mounts need.
+		# load them) and what the seed, the power button, 9p mounts and
+		# classic (sshfs, FUSE) mounts need.
 		# Not a full coldplug: floppy, parport, kvm and the like cost seconds
 		# under emulation. Every process counts here, hence one modprobe.
 		modprobe -a -q -b $(cat /sys/bus/pci/devices/*/modalias /sys/bus/virtio/devices/*/modalias 2>/dev/null) \
-			virtio_net sr_mod isofs button evdev 9p 9pnet_virtio 2>/dev/null
+			virtio_net sr_mod isofs button evdev 9p 9pnet_virtio fuse 2>/dev/null
 		log "drivers loaded"
 
 		# DHCP (kept running for lease renewals) and the power button handler
