@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libmsgpack-dev libev-dev libyaml-dev libcurl4-openssl-dev libjansson-dev libssl-dev
   libcriterion-dev
-  qemu-system-x86 qemu-utils genisoimage openssh-client
+  qemu-system-x86 qemu-utils genisoimage openssh-client openssh-sftp-server
   busybox-static linux-image-amd64 debootstrap e2fsprogs cpio zstd xz-utils
   python3 python3-msgpack
   kmod util-linux

@@ -134,6 +134,9 @@ void record_free(struct instance_record *rec)
 	for (size_t i = 0; i < rec->n_mounts; i++)
 		registry_mount_free(&rec->mounts[i]);
 	free(rec->mounts);
+	for (size_t i = 0; i < rec->n_classic_mounts; i++)
+		registry_mount_free(&rec->classic_mounts[i]);
+	free(rec->classic_mounts);
 	network_records_free(rec->networks, rec->n_networks);
 	memset(rec, 0, sizeof(*rec));
 }
@@ -530,6 +533,10 @@ static const struct registry_list registry_lists[] = {
 	  REGISTRY_N_NETWORK_FIELDS, sizeof(struct network_record),
 	  offsetof(struct instance_record, networks), offsetof(struct instance_record, n_networks), 2u,
 	  registry_check_network },
+	{ "classic_mount", "source, target, uid_map, gid_map", registry_mount_fields,
+	  REGISTRY_N_MOUNT_FIELDS, sizeof(struct mount_record),
+	  offsetof(struct instance_record, classic_mounts),
+	  offsetof(struct instance_record, n_classic_mounts), 4u, registry_check_mount },
 };
 
 /* "mounts" -> the mount list's description; NULL if key names no list. */

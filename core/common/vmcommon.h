@@ -149,8 +149,12 @@ struct instance_record {
 	uint64_t memory;
 	uint64_t disk;
 	bool deleted; /* soft-deleted; recover undoes */
-	struct mount_record *mounts;
+	struct mount_record *mounts; /* native: the driver shares them */
 	size_t n_mounts;
+	/* classic: the broker serves them over SSH (sshfs in the guest); the
+	 * helper never sees them */
+	struct mount_record *classic_mounts;
+	size_t n_classic_mounts;
 	struct network_record *networks; /* extra NICs, beside the default one */
 	size_t n_networks;
 };

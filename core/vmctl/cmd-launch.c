@@ -50,6 +50,13 @@ static const struct cmd_option launch_options[] = {
 	{ "bridged", 0, NULL, 0,
 	  "Add a network interface on the network named by the setting local.bridged-network "
 	  "(the same as --network bridged)." },
+	{ "mount", 0, "SOURCE[:TARGET]", OPT_MULTI,
+	  "Share the host folder SOURCE at TARGET in the instance (default: the same path), "
+	  "mounted once the instance is ready; may be repeated. The host user is the guest's "
+	  "user ubuntu (uid and gid 1000); use vmctl mount for other id maps." },
+	{ "mount-type", 0, "TYPE", 0,
+	  "The type of every --mount: classic (the default: sshfs over SSH, any driver) or "
+	  "native (the driver shares the folder itself, e.g. 9p with qemu)." },
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -75,7 +82,8 @@ const struct cmd_entry cmd_launch_entry = {
 		"launch in progress.\n\n"
 		"    vmctl launch --name web --cpus 2 --memory 2G 24.04\n"
 		"    vmctl launch --cloud-init user-data.yaml /srv/images/debian.qcow2\n"
-		"    vmctl launch --network br0 --network name=br1,mode=manual 24.04",
+		"    vmctl launch --network br0 --network name=br1,mode=manual 24.04\n"
+		"    vmctl launch --mount ~/src:/home/ubuntu/src 24.04",
 	.options = launch_options,
 	.arguments = launch_arguments,
 	.min_args = 0,
@@ -280,6 +288,35 @@ static void launch_pack_networks(msgpack_packer *pk, const struct launch_network
 	}
 }
 
+/* --mount SOURCE[:TARGET]: TARGET starts after the last ':' followed by '/'. */
+static int launch_pack_mounts(msgpack_packer *pk, struct cmd_args *a)
+{
+	const char *type = args_get(a, "mount-type") != NULL ? args_get(a, "mount-type") : "classic";
+	size_t n;
+	char **specs = args_values(a, "mount", &n);
+
+	proto_pack_str(pk, "mounts");
+	msgpack_pack_array(pk, n);
+	for (size_t i = 0; i < n; i++) {
+		const char *spec = specs[i], *colon = NULL;
+		char part[PATH_MAX], source[PATH_MAX];
+
+		for (const char *c = spec; *c; c++)
+			if (c[0] == ':' && c[1] == '/')
+				colon = c;
+		snprintf(part, sizeof(part), "%.*s", (int)(colon ? (size_t)(colon - spec) : strlen(spec)),
+			 spec);
+		if (realpath(part, source) == NULL)
+			return cmd_error(EXIT_USAGE, "--mount '%s': cannot use '%s': %s", spec, part,
+					 strerror(errno));
+		msgpack_pack_map(pk, 3);
+		proto_pack_kv_str(pk, "source", source);
+		proto_pack_kv_str(pk, "target", colon ? colon + 1 : source);
+		proto_pack_kv_str(pk, "type", type);
+	}
+	return EXIT_OK;
+}
+
 static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 {
 	const char *name = args_get(a, "name");
@@ -289,7 +326,7 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 	uint64_t cpus = 1, memory, disk, timeout = LAUNCH_DEFAULT_TIMEOUT;
 	bool bridged = args_has(a, "bridged");
 	struct launch_network *networks = NULL;
-	size_t n_networks = 0;
+	size_t n_networks = 0, n_mounts = 0;
 	char *cloud_init = NULL;
 	char err[512], image_buf[PATH_MAX + 16];
 	msgpack_sbuffer sb;
@@ -321,6 +358,11 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 	    args_parse_uint("--timeout", args_get(a, "timeout"), 1, 7 * 86400, &timeout, err,
 			    sizeof(err)) < 0)
 		return cmd_error(EXIT_USAGE, "%s", err);
+	if (args_get(a, "mount-type") != NULL && strcmp(args_get(a, "mount-type"), "classic") != 0 &&
+	    strcmp(args_get(a, "mount-type"), "native") != 0)
+		return cmd_usage_error(self, "unknown mount type '%s' (use classic or native)",
+				       args_get(a, "mount-type"));
+	args_values(a, "mount", &n_mounts);
 	rc = launch_parse_networks(a, &networks, &n_networks);
 	if (rc != EXIT_OK)
 		return rc;
@@ -339,7 +381,8 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 5 + (name != NULL) + (cloud_init != NULL) + (n_networks > 0) + bridged);
+	msgpack_pack_map(&pk, 5 + (name != NULL) + (cloud_init != NULL) + (n_networks > 0) + bridged +
+			 (n_mounts > 0));
 	proto_pack_kv_str(&pk, "image", image);
 	if (name != NULL)
 		proto_pack_kv_str(&pk, "name", name);
@@ -355,6 +398,10 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 	proto_pack_kv_uint(&pk, "timeout", timeout);
 	free(cloud_init);
 	free(networks);
+	if (n_mounts > 0 && (rc = launch_pack_mounts(&pk, a)) != EXIT_OK) {
+		msgpack_sbuffer_destroy(&sb);
+		return rc;
+	}
 
 	/* The broker keeps the deadline (it knows what is still running); ours
 	 * is only a backstop against a broker that never answers. */

@@ -14,10 +14,13 @@ static int mount_exec(const struct cmd_entry *self, struct cmd_args *a);
 
 static const struct cmd_option mount_options[] = {
 	{ "type", 't', "TYPE", 0,
-	  "native (the driver shares the folder itself, e.g. 9p with qemu) or classic "
-	  "(over SSH). Default: classic." },
+	  "classic (the default, on every driver: the guest mounts the folder with sshfs over "
+	  "the broker's SSH connection, served on the host by OpenSSH's sftp-server; the "
+	  "instance may be running) or native (the driver shares the folder itself, e.g. 9p "
+	  "with qemu; the instance must be stopped)." },
 	{ "uid-map", 'u', "HOST:GUEST", OPT_MULTI,
-	  "Map a host user id to a guest user id; may be repeated." },
+	  "Map a host user id to a guest user id; may be repeated. Classic mounts map the host "
+	  "user to 1000 (ubuntu) by default; what the guest writes is the host user's." },
 	{ "gid-map", 'g', "HOST:GUEST", OPT_MULTI,
 	  "Map a host group id to a guest group id; may be repeated." },
 	CMD_OPTION_WAIT(CLI_WAIT_LONG),
@@ -35,7 +38,10 @@ const struct cmd_entry cmd_mount_entry = {
 	.name = "mount",
 	.usage = "[options] SOURCE TARGET...",
 	.summary = "Share a host folder with instances.",
-	.help = "    vmctl mount ~/src web:/home/ubuntu/src\n"
+	.help = "A classic mount needs sshfs in the guest (sudo apt install sshfs); it is "
+		"established at once on a running instance, else at its next start, and again "
+		"after every start, resume and broker restart; vmctl info shows its status.\n\n"
+		"    vmctl mount ~/src web:/home/ubuntu/src\n"
 		"    vmctl mount --type native -u 1000:1000 /srv/data web db",
 	.options = mount_options,
 	.arguments = mount_arguments,

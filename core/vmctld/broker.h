@@ -406,16 +406,24 @@ void snapshot_setting_set(struct creq *r, const char *name, const char *snap, co
 void op_clone(struct creq *r, const msgpack_object *p);
 
 /* ---- op-mount.c ---- */
+typedef void (*mount_done_fn)(void *ud, int err, const char *errmsg);
 void op_mount(struct creq *r, const msgpack_object *p);
 void op_umount(struct creq *r, const msgpack_object *p);
 int mount_record_add(struct instance_record *rec, const char *source, const char *target,
 		     const char *uid_map, const char *gid_map);
+/* The same on the record's classic mounts (classic_mounts). */
+int classic_record_add(struct instance_record *rec, const char *source, const char *target,
+		       const char *uid_map, const char *gid_map);
+/* The mounts of launch params {mounts: [{source, target?, type?, uid_map?,
+ * gid_map?}]} checked and added to into's lists (classic by default). 0, or
+ * a negative code with err saying why. */
+int mount_launch_params(const msgpack_object *p, struct instance_record *into, char *err,
+			size_t errlen);
 /* rec's mounts become from's (from is left without mounts). */
 void mount_records_replace(struct instance_record *rec, struct instance_record *from);
 int mount_records_copy(struct instance_record *dst, const struct instance_record *src);
 /* Pack "mounts": [{source, target, type, uid_map, gid_map}] for info. */
 void mount_pack_info(msgpack_packer *pk, const struct instance_record *rec);
-typedef void (*mount_done_fn)(void *ud, int err, const char *errmsg);
 /* After a start: mount the instance's native mounts inside the guest over
  * SSH. false (done will not run) when it has none; else done runs once. */
 bool mount_activate(const char *name, mount_done_fn done, void *ud);
@@ -424,6 +432,43 @@ bool mount_activate(const char *name, mount_done_fn done, void *ud);
 bool mount_deactivate(const char *name, mount_done_fn done, void *ud);
 /* [[H,G]...] -> "H:G,H:G" ("" for none or nil); PROTO_E_INVALID_ARGUMENT if malformed. */
 int mount_idmap_text(const msgpack_object *arr, char *buf, size_t len);
+
+/* ---- classic-script.c (pure: unit-tested) ---- */
+/* What the guest's half of a classic mount says on stderr once the folder is
+ * mounted, and the exit statuses that say it cannot be. */
+#define CLASSIC_MOUNTED_MARK "VMCTL-CLASSIC-MOUNTED"
+#define CLASSIC_EXIT_NO_SSHFS 100
+#define CLASSIC_EXIT_NO_FUSE 101
+#define CLASSIC_EXIT_SETUP 102
+/* The shell script ssh runs in the guest: check for sshfs and /dev/fuse,
+ * clear a stale mount at target, write the id maps ("H:G,H:G", may be NULL)
+ * for idmap=file and exec `sshfs :SOURCE TARGET -o slave` on the channel
+ * (malloc'd; NULL when out of memory). Paths are mount_path_ok ones. */
+char *classic_guest_script(const char *source, const char *target, const char *uid_map,
+			   const char *gid_map);
+/* A sentence for a guest half that ended with status and said stderr_text. */
+void classic_describe_exit(int status, const char *stderr_text, char *buf, size_t len);
+
+/* ---- classic.c ---- */
+/* Establish the classic mounts of a running instance (only the one at target
+ * unless it is NULL): host sftp-server and guest sshfs over ssh, supervised.
+ * false (done will not run) when it has none; else done runs once, when each
+ * is mounted or has failed (err < 0 and a sentence for all that failed). */
+bool classic_establish(const char *name, const char *target, mount_done_fn done, void *ud);
+/* Unmount target in the guest and end its processes; done runs once they
+ * are reaped. false (done will not run) when no session runs there. */
+bool classic_unmount(const char *name, const char *target, mount_done_fn done, void *ud);
+/* End the session at target, if any, without waiting. */
+void classic_forget(const char *name, const char *target);
+/* The instance stopped, was suspended or deleted: end its sessions. */
+void classic_instance_down(const char *name);
+/* After the broker started (or the helper came back): establish the mounts of
+ * every running instance that are not up. */
+void classic_resume_all(void);
+/* At exit: kill every session's processes. */
+void classic_stop_all(void);
+/* "active", "failed: ...", ... for info. */
+const char *classic_status(const char *name, const char *target, char *buf, size_t len);
 
 /* ---- op-stop-delay.c ---- */
 /* The part of a stop request that is this file's: with time (minutes) or

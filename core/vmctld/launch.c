@@ -22,6 +22,7 @@ struct launch {
 	char *cloud_init;
 	struct network_record *nets; /* until launch_record hands them to the record */
 	size_t n_nets;
+	struct instance_record mnt;  /* only its mount lists (launch --mount), likewise */
 	uint32_t cpus;
 	uint64_t memory, disk;
 	int64_t timeout;
@@ -59,6 +60,7 @@ static void launch_free(struct launch *l)
 	free(l->image);
 	free(l->cloud_init);
 	network_records_free(l->nets, l->n_nets);
+	record_free(&l->mnt);
 	free(l);
 	if (then)
 		then(then_ud);
@@ -195,11 +197,12 @@ static void launch_fail_stopped(struct launch *l, const char *what)
 	launch_free(l);
 }
 
+static void launch_on_mounted(void *ud, int err, const char *errmsg);
+static void launch_succeed(struct launch *l);
+
 static void launch_on_ssh(void *ud, int err, const char *errmsg)
 {
 	struct launch *l = ud;
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
 
 	l->sw = NULL;
 	if (err == PROTO_E_INVALID_STATE) {
@@ -217,6 +220,27 @@ static void launch_on_ssh(void *ud, int err, const char *errmsg)
 		launch_free(l);
 		return;
 	}
+	if (mount_activate(l->name, launch_on_mounted, l))
+		return;
+	launch_succeed(l);
+}
+
+/* The mounts of --mount, once the instance is ready: one that fails does not
+ * fail the launch (vmctl info shows it). */
+static void launch_on_mounted(void *ud, int err, const char *errmsg)
+{
+	struct launch *l = ud;
+
+	if (err < 0)
+		creq_warning(l->r, "%s", errmsg);
+	launch_succeed(l);
+}
+
+static void launch_succeed(struct launch *l)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
 	vlog(LOG_INFO_, "launched %s in %.1f s", l->name, ev_now(B->loop) - l->started);
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -386,6 +410,11 @@ static int launch_record(struct launch *l, const struct image_spec *spec)
 	rec->n_networks = l->n_nets;
 	l->nets = NULL;
 	l->n_nets = 0;
+	mount_records_replace(rec, &l->mnt);
+	rec->classic_mounts = l->mnt.classic_mounts;
+	rec->n_classic_mounts = l->mnt.n_classic_mounts;
+	l->mnt.classic_mounts = NULL;
+	l->mnt.n_classic_mounts = 0;
 	do {
 		util_random(rnd, sizeof(rnd));
 		util_format_mac(rnd, mac, sizeof(mac));
@@ -582,6 +611,11 @@ void op_launch(struct creq *r, const msgpack_object *p)
 	}
 	if (l->n_nets && opx_refuse_feature(r, PROTO_FEAT_EXTRA_NETWORKS))
 		goto out_free;
+	rc = mount_launch_params(p, &l->mnt, err, sizeof(err));
+	if (rc < 0) {
+		creq_fail(r, rc, "%s", err);
+		goto out_free;
+	}
 	l->image = proto_dup_str(p, "image");
 	if (!l->image || !l->image[0]) {
 		free(l->image);
@@ -643,5 +677,6 @@ out_free:
 	free(l->image);
 	free(l->cloud_init);
 	network_records_free(l->nets, l->n_nets);
+	record_free(&l->mnt);
 	free(l);
 }

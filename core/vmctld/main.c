@@ -357,6 +357,7 @@ int main(int argc, char **argv)
 	ev_timer_stop(B->loop, &describe_w);
 
 	unlink(B->sock_path);
+	classic_stop_all();
 	{
 		struct helper *h = B->helper;
 

@@ -3,7 +3,10 @@
  * record (mounts), which reaches the helper in every instance map, so the
  * driver shares them from each start (9p with qemu). Inside the guest the
  * broker mounts them over SSH once the instance answers (mount_activate).
- * Classic mounts (over SSH, Multipass's default) do not exist yet.
+ * Classic mounts (Multipass's default) are the broker's alone, on every
+ * driver: recorded in classic_mounts (which the helper never sees) and
+ * served over SSH by classic.c; the classic_* functions here are their
+ * mount and umount requests.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,10 +16,20 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "broker.h"
 
 /* ---- the record's mounts ---- */
+
+static void mount_record_clear(struct mount_record *m)
+{
+	free(m->source);
+	free(m->target);
+	free(m->uid_map);
+	free(m->gid_map);
+	memset(m, 0, sizeof(*m));
+}
 
 int mount_record_add(struct instance_record *rec, const char *source, const char *target,
 		     const char *uid_map, const char *gid_map)
@@ -41,15 +54,6 @@ int mount_record_add(struct instance_record *rec, const char *source, const char
 	return 0;
 }
 
-static void mount_record_clear(struct mount_record *m)
-{
-	free(m->source);
-	free(m->target);
-	free(m->uid_map);
-	free(m->gid_map);
-	memset(m, 0, sizeof(*m));
-}
-
 void mount_records_replace(struct instance_record *rec, struct instance_record *from)
 {
 	for (size_t i = 0; i < rec->n_mounts; i++)
@@ -70,7 +74,43 @@ int mount_records_copy(struct instance_record *dst, const struct instance_record
 		if (rc < 0)
 			return rc;
 	}
+	for (size_t i = 0; i < src->n_classic_mounts; i++) {
+		const struct mount_record *m = &src->classic_mounts[i];
+		int rc = classic_record_add(dst, m->source, m->target, m->uid_map, m->gid_map);
+
+		if (rc < 0)
+			return rc;
+	}
 	return 0;
+}
+
+/* mount_record_add on the classic list: the same records, another list. */
+int classic_record_add(struct instance_record *rec, const char *source, const char *target,
+		       const char *uid_map, const char *gid_map)
+{
+	struct instance_record tmp = {0};
+	int rc;
+
+	/* Borrow the native list's code: swap the lists around it. */
+	tmp.mounts = rec->classic_mounts;
+	tmp.n_mounts = rec->n_classic_mounts;
+	rc = mount_record_add(&tmp, source, target, uid_map, gid_map);
+	rec->classic_mounts = tmp.mounts;
+	rec->n_classic_mounts = tmp.n_mounts;
+	return rc;
+}
+
+static void classic_record_remove(struct instance_record *rec, const char *target)
+{
+	for (size_t i = 0; i < rec->n_classic_mounts; i++) {
+		if (strcmp(rec->classic_mounts[i].target, target) != 0)
+			continue;
+		mount_record_clear(&rec->classic_mounts[i]);
+		memmove(&rec->classic_mounts[i], &rec->classic_mounts[i + 1],
+			(rec->n_classic_mounts - i - 1) * sizeof(rec->classic_mounts[0]));
+		rec->n_classic_mounts--;
+		return;
+	}
 }
 
 int mount_idmap_text(const msgpack_object *arr, char *buf, size_t len)
@@ -110,7 +150,7 @@ static bool mount_path_ok(const char *path)
 void mount_pack_info(msgpack_packer *pk, const struct instance_record *rec)
 {
 	proto_pack_str(pk, "mounts");
-	msgpack_pack_array(pk, rec ? rec->n_mounts : 0);
+	msgpack_pack_array(pk, rec ? rec->n_mounts + rec->n_classic_mounts : 0);
 	for (size_t i = 0; rec && i < rec->n_mounts; i++) {
 		msgpack_pack_map(pk, 5);
 		proto_pack_kv_str(pk, "source", rec->mounts[i].source);
@@ -119,9 +159,42 @@ void mount_pack_info(msgpack_packer *pk, const struct instance_record *rec)
 		proto_pack_kv_str(pk, "uid_map", rec->mounts[i].uid_map ? rec->mounts[i].uid_map : "");
 		proto_pack_kv_str(pk, "gid_map", rec->mounts[i].gid_map ? rec->mounts[i].gid_map : "");
 	}
+	for (size_t i = 0; rec && i < rec->n_classic_mounts; i++) {
+		const struct mount_record *m = &rec->classic_mounts[i];
+		char status[700];
+
+		msgpack_pack_map(pk, 6);
+		proto_pack_kv_str(pk, "source", m->source);
+		proto_pack_kv_str(pk, "target", m->target);
+		proto_pack_kv_str(pk, "type", "classic");
+		proto_pack_kv_str(pk, "uid_map", m->uid_map ? m->uid_map : "");
+		proto_pack_kv_str(pk, "gid_map", m->gid_map ? m->gid_map : "");
+		proto_pack_kv_str(pk, "status", classic_status(rec->name, m->target, status,
+							       sizeof(status)));
+	}
 }
 
 /* ---- mount ---- */
+
+/* Answer r and return true when something, native or classic, is mounted
+ * at target already. */
+static bool mount_refuse_taken(struct creq *r, const struct instance_record *rec,
+			       const char *target)
+{
+	for (size_t i = 0; i < rec->n_mounts + rec->n_classic_mounts; i++) {
+		const struct mount_record *m = i < rec->n_mounts ? &rec->mounts[i]
+								 : &rec->classic_mounts[i - rec->n_mounts];
+
+		if (strcmp(m->target, target) == 0) {
+			creq_fail(r, PROTO_E_ALREADY_EXISTS, "%s:%s is already mounted (from %s)",
+				  rec->name, target, m->source);
+			return true;
+		}
+	}
+	return false;
+}
+
+static void classic_op_mount(struct creq *r, const msgpack_object *p);
 
 struct mount_req {
 	struct creq *r;
@@ -196,11 +269,13 @@ void op_mount(struct creq *r, const msgpack_object *p)
 	}
 	proto_get_str(p, "type", type, sizeof(type));
 	if (!type[0] || strcmp(type, "classic") == 0) {
-		creq_fail(r, PROTO_E_UNSUPPORTED, "classic mounts are not available yet; use --type native");
-		goto out_free;
+		free(m);
+		classic_op_mount(r, p);
+		return;
 	}
 	if (strcmp(type, "native") != 0) {
-		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "unknown mount type \"%s\"; use --type native", type);
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "unknown mount type \"%s\" (use classic or "
+			  "native)", type);
 		goto out_free;
 	}
 	if (opx_refuse_feature(r, PROTO_FEAT_NATIVE_MOUNTS))
@@ -227,13 +302,8 @@ void op_mount(struct creq *r, const msgpack_object *p)
 	rec = opx_instance(r, name);
 	if (!rec)
 		goto out_free;
-	for (size_t i = 0; i < rec->n_mounts; i++) {
-		if (strcmp(rec->mounts[i].target, m->target) == 0) {
-			creq_fail(r, PROTO_E_ALREADY_EXISTS, "%s:%s is already mounted (from %s)", name,
-				  m->target, rec->mounts[i].source);
-			goto out_free;
-		}
-	}
+	if (mount_refuse_taken(r, rec, m->target))
+		goto out_free;
 	if (opx_refuse_unless_stopped(r, rec, "a native mount"))
 		goto out_free;
 	if (busy_add(name, "being mounted") < 0) {
@@ -280,6 +350,7 @@ out_free:
 /* ---- umount ---- */
 
 static void umount_next(struct mount_req *m);
+static void native_umount(struct creq *r, const char *name, const char *path);
 
 static void umount_on_removed(void *ud, int err, const char *errmsg, const msgpack_object *result)
 {
@@ -342,16 +413,26 @@ static void umount_next(struct mount_req *m)
 	umount_next(m);
 }
 
+static bool classic_op_umount(struct creq *r, const char *name, const char *path);
+
 void op_umount(struct creq *r, const msgpack_object *p)
 {
 	char name[INSTANCE_NAME_MAX + 1] = "", path[1100] = "";
+
+	proto_get_str(p, "name", name, sizeof(name));
+	proto_get_str(p, "path", path, sizeof(path));
+	if (classic_op_umount(r, name, path))
+		return;
+	native_umount(r, name, path);
+}
+
+static void native_umount(struct creq *r, const char *name, const char *path)
+{
 	struct instance_record *rec;
 	struct mount_req *m;
 
 	if (opx_refuse_feature(r, PROTO_FEAT_NATIVE_MOUNTS))
 		return;
-	proto_get_str(p, "name", name, sizeof(name));
-	proto_get_str(p, "path", path, sizeof(path));
 	rec = opx_instance(r, name);
 	if (!rec)
 		return;
@@ -514,12 +595,345 @@ static bool mount_act_start(const char *name, bool unmount, mount_done_fn done, 
 	return true;
 }
 
+/* Native mounts first, then classic ones; done hears of both. */
+struct mount_chain {
+	char name[INSTANCE_NAME_MAX + 1];
+	mount_done_fn done;
+	void *ud;
+	int err;
+	char msg[2048];
+};
+
+static void mount_chain_on_classic(void *ud, int err, const char *errmsg)
+{
+	struct mount_chain *c = ud;
+	mount_done_fn done = c->done;
+	void *dud = c->ud;
+	char msg[4200];
+
+	if (err < 0)
+		c->err = err;
+	snprintf(msg, sizeof(msg), "%s%s%s", c->msg, c->msg[0] && err < 0 ? "; " : "",
+		 err < 0 && errmsg ? errmsg : "");
+	err = c->err;
+	free(c);
+	done(dud, err, err < 0 ? msg : NULL);
+}
+
+static void mount_chain_on_native(void *ud, int err, const char *errmsg)
+{
+	struct mount_chain *c = ud;
+
+	if (err < 0) {
+		c->err = err;
+		snprintf(c->msg, sizeof(c->msg), "%s", errmsg ? errmsg : "");
+	}
+	if (!classic_establish(c->name, NULL, mount_chain_on_classic, c))
+		mount_chain_on_classic(c, 0, NULL);
+}
+
 bool mount_activate(const char *name, mount_done_fn done, void *ud)
 {
-	return mount_act_start(name, false, done, ud);
+	struct instance_record *rec = registry_find(&B->reg, name);
+	struct mount_chain *c;
+
+	if (!rec || (rec->n_mounts == 0 && rec->n_classic_mounts == 0))
+		return false;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return false;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	c->done = done;
+	c->ud = ud;
+	if (!mount_act_start(name, false, mount_chain_on_native, c))
+		mount_chain_on_native(c, 0, NULL);
+	return true;
 }
 
 bool mount_deactivate(const char *name, mount_done_fn done, void *ud)
 {
 	return mount_act_start(name, true, done, ud);
+}
+
+/* ---- classic mounts: mount and umount requests ---- */
+
+struct classic_req {
+	struct creq *r;
+	unsigned gen;
+	char name[INSTANCE_NAME_MAX + 1];
+	char source[1100], target[1100];
+	/* umount: the classic targets still to remove; then the native ones
+	 * when the request named no path */
+	char **targets;
+	size_t n_targets, next;
+	bool then_native;
+};
+
+static void classic_req_free(struct classic_req *c)
+{
+	busy_remove(c->name);
+	names_free(c->targets, c->n_targets);
+	free(c);
+}
+
+static struct instance_record *classic_req_rec(struct classic_req *c)
+{
+	return c->gen == B->scope_gen ? registry_find(&B->reg, c->name) : NULL;
+}
+
+static void classic_on_mounted(void *ud, int err, const char *errmsg)
+{
+	struct classic_req *c = ud;
+	struct instance_record *rec = classic_req_rec(c);
+
+	if (err < 0) {
+		/* Nothing is left of a mount that did not work. */
+		classic_forget(c->name, c->target);
+		if (rec) {
+			classic_record_remove(rec, c->target);
+			scope_save();
+		}
+		creq_fail(c->r, err, "%s", errmsg);
+	} else {
+		vlog(LOG_INFO_, "%s: mounted %s at %s (classic)", c->name, c->source, c->target);
+		creq_ok(c->r, NULL);
+	}
+	classic_req_free(c);
+}
+
+/* A map nobody gave: the host user (the broker's) is the guest's ubuntu, 1000. */
+static void classic_default_map(char *buf, size_t len, unsigned host_id)
+{
+	if (!buf[0])
+		snprintf(buf, len, "%u:1000", host_id);
+}
+
+static void classic_op_mount(struct creq *r, const msgpack_object *p)
+{
+	char name[INSTANCE_NAME_MAX + 1] = "", uid_map[512], gid_map[512];
+	struct instance_record *rec;
+	struct classic_req *c;
+	struct stat st;
+	int rc;
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		creq_fail(r, PROTO_E_NOMEM, "out of memory");
+		return;
+	}
+	/* op_mount checked the source's shape. */
+	proto_get_str(p, "source", c->source, sizeof(c->source));
+	if (stat(c->source, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		creq_fail(r, PROTO_E_NOT_FOUND, "the mount source %s is not a folder on this host%s%s",
+			  c->source, errno == ENOENT ? "" : ": ", errno == ENOENT ? "" : strerror(errno));
+		goto out_free;
+	}
+	if (proto_get_str(p, "path", c->target, sizeof(c->target)) < 0 || !c->target[0])
+		snprintf(c->target, sizeof(c->target), "%s", c->source);
+	if (!mount_path_ok(c->target) || strcmp(c->target, "/") == 0) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT,
+			  "the mount target %s must be an absolute guest path (not /) without ',' or "
+			  "quotes", c->target);
+		goto out_free;
+	}
+	if (mount_idmap_text(proto_map_get(p, "uid_map"), uid_map, sizeof(uid_map)) < 0 ||
+	    mount_idmap_text(proto_map_get(p, "gid_map"), gid_map, sizeof(gid_map)) < 0) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "uid_map and gid_map must be lists of [HOST, GUEST]");
+		goto out_free;
+	}
+	classic_default_map(uid_map, sizeof(uid_map), (unsigned)getuid());
+	classic_default_map(gid_map, sizeof(gid_map), (unsigned)getgid());
+	proto_get_str(p, "name", name, sizeof(name));
+	rec = opx_instance(r, name);
+	if (!rec)
+		goto out_free;
+	if (mount_refuse_taken(r, rec, c->target))
+		goto out_free;
+	rc = classic_record_add(rec, c->source, c->target, uid_map, gid_map);
+	if (rc == 0)
+		rc = scope_save();
+	if (rc < 0) {
+		classic_record_remove(rec, c->target);
+		creq_fail(r, rc, "could not record the mount of %s in %s: %s", c->source, name,
+			  proto_strerror(rc));
+		goto out_free;
+	}
+	if (rec->state != PROTO_STATE_RUNNING) {
+		/* Established by the next start. */
+		vlog(LOG_INFO_, "%s: recorded the classic mount of %s at %s", name, c->source,
+		     c->target);
+		creq_ok(r, NULL);
+		goto out_free;
+	}
+	if (busy_add(name, "being mounted") < 0) {
+		creq_fail(r, PROTO_E_NOMEM, "out of memory");
+		goto out_free;
+	}
+	c->r = r;
+	c->gen = B->scope_gen;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	creq_progress(r, -1, "Mounting %s in %s", c->source, name);
+	if (!classic_establish(name, c->target, classic_on_mounted, c))
+		classic_on_mounted(c, PROTO_E_NOMEM, "out of memory");
+	return;
+
+out_free:
+	free(c);
+}
+
+static void classic_umount_next(struct classic_req *c);
+
+static void classic_umount_on_ended(void *ud, int err, const char *errmsg)
+{
+	struct classic_req *c = ud;
+	struct instance_record *rec = classic_req_rec(c);
+
+	if (rec) {
+		classic_record_remove(rec, c->targets[c->next]);
+		scope_save();
+	}
+	vlog(LOG_INFO_, "%s: unmounted %s (classic)", c->name, c->targets[c->next]);
+	c->next++;
+	classic_umount_next(c);
+}
+
+static void classic_umount_next(struct classic_req *c)
+{
+	struct instance_record *rec;
+
+	if (c->next < c->n_targets) {
+		if (!classic_unmount(c->name, c->targets[c->next], classic_umount_on_ended, c))
+			classic_umount_on_ended(c, 0, NULL);
+		return;
+	}
+	rec = classic_req_rec(c);
+	if (c->then_native && rec && rec->n_mounts) {
+		struct creq *r = c->r;
+		char name[INSTANCE_NAME_MAX + 1];
+
+		snprintf(name, sizeof(name), "%s", c->name);
+		classic_req_free(c);
+		native_umount(r, name, "");
+		return;
+	}
+	creq_ok(c->r, NULL);
+	classic_req_free(c);
+}
+
+/* true when r is the classic mounts' (answered, or being answered): path is
+ * a classic mount's target, or no path was given and there are classic
+ * mounts (the native ones follow them). */
+static bool classic_op_umount(struct creq *r, const char *name, const char *path)
+{
+	struct instance_record *rec = registry_find(&B->reg, name);
+	struct classic_req *c;
+	size_t n = 0;
+
+	for (size_t i = 0; rec && !rec->deleted && i < rec->n_classic_mounts; i++)
+		if (!path[0] || !strcmp(rec->classic_mounts[i].target, path))
+			n++;
+	if (n == 0)
+		return false;
+	rec = opx_instance(r, name);
+	if (!rec)
+		return true;
+	c = calloc(1, sizeof(*c));
+	if (c)
+		c->targets = calloc(n, sizeof(*c->targets));
+	if (!c || !c->targets || busy_add(name, "being unmounted") < 0) {
+		if (c)
+			free(c->targets);
+		free(c);
+		creq_fail(r, PROTO_E_NOMEM, "out of memory");
+		return true;
+	}
+	for (size_t i = 0; i < rec->n_classic_mounts; i++) {
+		if (path[0] && strcmp(rec->classic_mounts[i].target, path) != 0)
+			continue;
+		c->targets[c->n_targets] = strdup(rec->classic_mounts[i].target);
+		if (c->targets[c->n_targets])
+			c->n_targets++;
+	}
+	c->r = r;
+	c->gen = B->scope_gen;
+	c->then_native = !path[0];
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	classic_umount_next(c);
+	return true;
+}
+
+/* ---- launch --mount ---- */
+
+int mount_launch_params(const msgpack_object *p, struct instance_record *into, char *err,
+			size_t errlen)
+{
+	const msgpack_object *arr = proto_map_get(p, "mounts");
+
+	if (!arr || arr->type == MSGPACK_OBJECT_NIL)
+		return 0;
+	if (arr->type != MSGPACK_OBJECT_ARRAY || arr->via.array.size > 64) {
+		snprintf(err, errlen, "mounts must be a list of at most 64 {source, target, type}");
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	for (uint32_t i = 0; i < arr->via.array.size; i++) {
+		const msgpack_object *e = &arr->via.array.ptr[i];
+		char source[1100] = "", target[1100] = "", type[32] = "", uid_map[512], gid_map[512];
+		struct stat st;
+		int rc;
+
+		if (proto_get_str(e, "source", source, sizeof(source)) < 0 || !mount_path_ok(source)) {
+			snprintf(err, errlen, "the mount source %.200s must be an absolute host path "
+				 "without ',' or quotes", source);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+		if (stat(source, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			snprintf(err, errlen, "the mount source %s is not a folder on this host", source);
+			return PROTO_E_NOT_FOUND;
+		}
+		if (proto_get_str(e, "target", target, sizeof(target)) < 0 || !target[0])
+			snprintf(target, sizeof(target), "%s", source);
+		if (!mount_path_ok(target) || strcmp(target, "/") == 0) {
+			snprintf(err, errlen, "the mount target %s must be an absolute guest path (not /) "
+				 "without ',' or quotes", target);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+		proto_get_str(e, "type", type, sizeof(type));
+		if (type[0] && strcmp(type, "classic") != 0 && strcmp(type, "native") != 0) {
+			snprintf(err, errlen, "unknown mount type \"%.31s\" (use classic or native)", type);
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+		if (!strcmp(type, "native") && !broker_has_feature(PROTO_FEAT_NATIVE_MOUNTS)) {
+			driver_refusal(PROTO_FEAT_NATIVE_MOUNTS, B->driver, err, errlen);
+			return PROTO_E_UNSUPPORTED;
+		}
+		if (mount_idmap_text(proto_map_get(e, "uid_map"), uid_map, sizeof(uid_map)) < 0 ||
+		    mount_idmap_text(proto_map_get(e, "gid_map"), gid_map, sizeof(gid_map)) < 0) {
+			snprintf(err, errlen, "uid_map and gid_map must be lists of [HOST, GUEST]");
+			return PROTO_E_INVALID_ARGUMENT;
+		}
+		for (size_t j = 0; j < into->n_mounts + into->n_classic_mounts; j++) {
+			const struct mount_record *m = j < into->n_mounts
+							       ? &into->mounts[j]
+							       : &into->classic_mounts[j - into->n_mounts];
+
+			if (!strcmp(m->target, target)) {
+				snprintf(err, errlen, "two mounts at %s (from %s and %s)", target,
+					 m->source, source);
+				return PROTO_E_ALREADY_EXISTS;
+			}
+		}
+		if (!strcmp(type, "native")) {
+			rc = mount_record_add(into, source, target, uid_map[0] ? uid_map : NULL,
+					      gid_map[0] ? gid_map : NULL);
+		} else {
+			classic_default_map(uid_map, sizeof(uid_map), (unsigned)getuid());
+			classic_default_map(gid_map, sizeof(gid_map), (unsigned)getgid());
+			rc = classic_record_add(into, source, target, uid_map, gid_map);
+		}
+		if (rc < 0) {
+			snprintf(err, errlen, "out of memory");
+			return rc;
+		}
+	}
+	return 0;
 }

@@ -1296,6 +1296,14 @@ void ops_restore_switched(void)
 		scope_save();
 }
 
+/* Once the states are known: instances to restore, classic mounts to
+ * establish again (after a broker restart their sessions died with it). */
+static void reconcile_then(void)
+{
+	ops_restore_switched();
+	classic_resume_all();
+}
+
 void ops_reconcile(void)
 {
 	struct list_req *l = calloc(1, sizeof(*l));
@@ -1303,7 +1311,7 @@ void ops_reconcile(void)
 	if (!l)
 		return;
 	l->gen = B->scope_gen;
-	l->then = ops_restore_switched;
+	l->then = reconcile_then;
 	dir_set_load(&l->dirs);
 	list_start(l);
 }

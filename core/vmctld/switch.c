@@ -54,6 +54,9 @@ static void active_on_state(void *ud, struct helper *h, const char *name, enum p
 		scope_save();
 	}
 	ssh_wait_state_changed(name, state);
+	if (state != PROTO_STATE_RUNNING && state != PROTO_STATE_STARTING &&
+	    state != PROTO_STATE_UNKNOWN)
+		classic_instance_down(name);
 }
 
 static const struct helper_ops active_helper_ops = {

@@ -97,7 +97,7 @@ e2e_cleanup() {
 	# Only what vmctl started on our behalf, not our own subshells.
 	pids=$(for p in $(e2e_pids); do
 		case $({ cat "/proc/$p/comm"; } 2>/dev/null) in
-		vmctl | vmctld | vmctl-* | qemu-* | ssh | scp | genisoimage) echo "$p" ;;
+		vmctl | vmctld | vmctl-* | qemu-* | ssh | scp | sftp-server | genisoimage) echo "$p" ;;
 		esac
 	done)
 	if [ -n "$pids" ]; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Native (9p) mounts on a real guest: a file written on the host appears in
 # the guest, the mount is persisted and applied at every start, umount
-# removes it, and classic mounts are refused clearly.
+# removes it. (Classic mounts: test-qemu-classic-mount.sh.)
 . "$(dirname "$0")/lib.sh"
 
 share=$E2E_TMP/share
@@ -11,10 +11,6 @@ echo "written on the host" >"$share/before"
 launch_fast mnt
 expect_rc 0
 
-vmctl mount "$share" mnt:/mnt/share
-expect_error 'classic mounts are not available yet; use --type native'
-vmctl mount --type classic "$share" mnt:/mnt/share
-expect_error 'classic mounts are not available yet; use --type native'
 vmctl mount --type native "$share" mnt:/mnt/share
 expect_error 'needs it stopped'
 

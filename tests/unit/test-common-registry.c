@@ -109,6 +109,13 @@ static void assert_same_record(const struct instance_record *a, const struct ins
 		assert_same_string(a->mounts[i].uid_map, b->mounts[i].uid_map, "uid_map");
 		assert_same_string(a->mounts[i].gid_map, b->mounts[i].gid_map, "gid_map");
 	}
+	cr_assert_eq(a->n_classic_mounts, b->n_classic_mounts);
+	for (size_t i = 0; i < a->n_classic_mounts; i++) {
+		assert_same_string(a->classic_mounts[i].source, b->classic_mounts[i].source, "source");
+		assert_same_string(a->classic_mounts[i].target, b->classic_mounts[i].target, "target");
+		assert_same_string(a->classic_mounts[i].uid_map, b->classic_mounts[i].uid_map, "uid_map");
+		assert_same_string(a->classic_mounts[i].gid_map, b->classic_mounts[i].gid_map, "gid_map");
+	}
 	cr_assert_eq(a->n_networks, b->n_networks);
 	for (size_t i = 0; i < a->n_networks; i++) {
 		assert_same_string(a->networks[i].name, b->networks[i].name, "network name");
@@ -145,7 +152,52 @@ static void add_mount(struct instance_record *rec, const char *source, const cha
 	cr_assert_eq(record_set(&m->gid_map, gid_map), 0);
 }
 
+static void add_classic_mount(struct instance_record *rec, const char *source, const char *target,
+			      const char *uid_map)
+{
+	struct mount_record *m;
+
+	rec->classic_mounts = realloc(rec->classic_mounts,
+				      (rec->n_classic_mounts + 1) * sizeof(*rec->classic_mounts));
+	cr_assert_not_null(rec->classic_mounts);
+	m = &rec->classic_mounts[rec->n_classic_mounts++];
+	memset(m, 0, sizeof(*m));
+	cr_assert_eq(record_set(&m->source, source), 0);
+	cr_assert_eq(record_set(&m->target, target), 0);
+	cr_assert_eq(record_set(&m->uid_map, uid_map), 0);
+}
+
 TestSuite(registry, .init = setup, .fini = teardown);
+
+Test(registry, round_trip_keeps_classic_mounts_apart_from_native_ones)
+{
+	struct registry r = { 0 }, back = { 0 };
+	struct instance_record *rec;
+
+	rec = registry_add(&r, "web");
+	cr_assert_not_null(rec);
+	fill_record(rec, 2);
+	add_mount(rec, "/srv/native", "/native", NULL, NULL);
+	add_classic_mount(rec, "/home/dev/src", "/home/ubuntu/src", "1000:1000");
+	add_classic_mount(rec, "/tmp/x", "/mnt/x", NULL);
+
+	cr_assert_eq(registry_save(path, &r), 0);
+	cr_assert_eq(registry_load_err(path, &back, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(back.n, 1);
+	cr_assert_eq(back.v[0].n_mounts, 1);
+	cr_assert_eq(back.v[0].n_classic_mounts, 2);
+	assert_same_record(&r.v[0], &back.v[0]);
+	registry_free(&r);
+	registry_free(&back);
+}
+
+static void assert_refused(const char *text, const char *message_part);
+
+Test(registry, refuses_a_classic_mount_with_a_relative_path)
+{
+	assert_refused("instances:\n  a:\n    classic_mounts: [{source: src, target: /mnt}]\n",
+		       "mount paths of instance \"a\" must be absolute");
+}
 
 Test(registry, round_trip_keeps_every_field_and_mount)
 {
