@@ -448,6 +448,14 @@ char *classic_guest_script(const char *source, const char *target, const char *u
 			   const char *gid_map);
 /* A sentence for a guest half that ended with status and said stderr_text. */
 void classic_describe_exit(int status, const char *stderr_text, char *buf, size_t len);
+/*
+ * The guest speaks SFTP to sftp-server, which would serve any path the
+ * broker's user may open. This Landlock ruleset (vmh_landlock_prepare)
+ * limits it to source, plus what sftp-server needs to run: its program and
+ * the shared libraries (read and execute), /dev/null, ld.so.cache,
+ * localtime and the user and group names (read).
+ */
+int classic_sftp_ruleset(const char *sftp, const char *source, char *why, size_t whylen);
 
 /* ---- classic.c ---- */
 /* Establish the classic mounts of a running instance (only the one at target

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include <vmproto/vmh.h>
+
 #include "broker.h"
 
 /* The maps, as shell words: "1000:1000,0:0" -> "1000:1000 0:0". */
@@ -103,4 +105,26 @@ void classic_describe_exit(int status, const char *stderr_text, char *buf, size_
 			 last);
 	else
 		snprintf(buf, len, "sshfs in the guest ended (ssh %s)", how);
+}
+
+int classic_sftp_ruleset(const char *sftp, const char *source, char *why, size_t whylen)
+{
+	const struct vmh_landlock_rule rules[] = {
+		{ source, VMH_LANDLOCK_READ | VMH_LANDLOCK_WRITE, false },
+		{ sftp, VMH_LANDLOCK_EXEC, false },
+		{ "/lib", VMH_LANDLOCK_EXEC, true },
+		{ "/lib64", VMH_LANDLOCK_EXEC, true },
+		{ "/usr/lib", VMH_LANDLOCK_EXEC, true },
+		{ "/usr/lib64", VMH_LANDLOCK_EXEC, true },
+		{ "/usr/local/lib", VMH_LANDLOCK_EXEC, true },
+		{ "/etc/ld.so.cache", VMH_LANDLOCK_READ, true },
+		{ "/etc/localtime", VMH_LANDLOCK_READ, true },
+		/* sftp-server opens /dev/null and looks its user up when it starts */
+		{ "/dev/null", VMH_LANDLOCK_READ | VMH_LANDLOCK_WRITE, false },
+		{ "/etc/nsswitch.conf", VMH_LANDLOCK_READ, true },
+		{ "/etc/passwd", VMH_LANDLOCK_READ, true },
+		{ "/etc/group", VMH_LANDLOCK_READ, true },
+	};
+
+	return vmh_landlock_prepare(rules, sizeof(rules) / sizeof(rules[0]), why, whylen);
 }

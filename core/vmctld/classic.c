@@ -24,6 +24,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <vmproto/vmh.h>
+
 #include "broker.h"
 
 #define CLASSIC_ERR_MAX 4096
@@ -176,7 +178,8 @@ static bool session_wanted(const struct classic_session *s)
 /* ---- the two processes ---- */
 
 /* In the child after fork: only async-signal-safe calls until exec. */
-static void classic_exec(char *const argv[], int in_fd, int out_fd, int err_fd, pid_t parent)
+static void classic_exec(char *const argv[], int in_fd, int out_fd, int err_fd, pid_t parent,
+			 int ruleset_fd)
 {
 	sigset_t none;
 
@@ -190,18 +193,36 @@ static void classic_exec(char *const argv[], int in_fd, int out_fd, int err_fd, 
 	dup2(in_fd, 0);
 	dup2(out_fd, 1);
 	dup2(err_fd, 2);
+	if (ruleset_fd >= 0 && vmh_landlock_enforce(ruleset_fd) < 0)
+		_exit(126);
 	execvp(argv[0], argv);
 	_exit(127);
 }
 
-static pid_t classic_spawn(char *const argv[], int in_fd, int out_fd, int err_fd)
+/* ruleset_fd >= 0: the child is confined to it (Landlock) before exec. */
+static pid_t classic_spawn(char *const argv[], int in_fd, int out_fd, int err_fd, int ruleset_fd)
 {
 	pid_t parent = getpid();
 	pid_t pid = fork();
 
 	if (pid == 0)
-		classic_exec(argv, in_fd, out_fd, err_fd, parent);
+		classic_exec(argv, in_fd, out_fd, err_fd, parent, ruleset_fd);
 	return pid;
+}
+
+/* classic_sftp_ruleset(), or -1 where the kernel cannot confine: the mount
+ * then works unconfined, and the log says so once. */
+static int classic_ruleset(const char *sftp, const char *source)
+{
+	static bool warned;
+	char why[256];
+	int fd = classic_sftp_ruleset(sftp, source, why, sizeof(why));
+
+	if (fd < 0 && !warned) {
+		vlog(LOG_WARN_, "classic mounts are not confined to their folders: %s", why);
+		warned = true;
+	}
+	return fd;
 }
 
 /* Where OpenSSH's sftp-server is: $VMCTL_SFTP_SERVER, else the usual places. */
@@ -392,13 +413,17 @@ static int session_run(struct classic_session *s, char *why, size_t whylen)
 		};
 		char *sftp_argv[] = { (char *)sftp, "-e", "-l", "ERROR", "-d", s->source, NULL };
 
-		s->sftp_pid = classic_spawn(sftp_argv, sv[1], sv[1], errp[1]);
+		int ruleset = classic_ruleset(sftp, s->source);
+
+		s->sftp_pid = classic_spawn(sftp_argv, sv[1], sv[1], errp[1], ruleset);
+		if (ruleset >= 0)
+			close(ruleset);
 		if (s->sftp_pid < 0) {
 			s->sftp_pid = 0;
 			snprintf(why, whylen, "cannot start %s: %s", sftp, strerror(errno));
 			goto out_errp;
 		}
-		s->ssh_pid = classic_spawn(ssh_argv, sv[0], sv[0], errp[1]);
+		s->ssh_pid = classic_spawn(ssh_argv, sv[0], sv[0], errp[1], -1);
 		if (s->ssh_pid < 0) {
 			s->ssh_pid = 0;
 			snprintf(why, whylen, "cannot start ssh: %s", strerror(errno));

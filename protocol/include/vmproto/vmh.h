@@ -322,4 +322,30 @@ int vmh_accel_probe_sync(const char *accel, char *why, size_t whylen);
  * anything else of this section; it forgets any answer already known. */
 void vmh_accel_use(const char *kvm_device, const char *qemu_program);
 
+/* ---- File-system confinement with Landlock (landlock.c) ---- */
+/*
+ * Limits a process that is about to exec (or the calling process) to the
+ * paths of its rules, with the kernel's Landlock: unprivileged, inherited
+ * by children, and never undone. Prepared before fork (it opens the paths),
+ * enforced in the child with async-signal-safe calls only.
+ */
+enum vmh_landlock_access {
+	VMH_LANDLOCK_READ = 1,	/* read files, list folders */
+	VMH_LANDLOCK_EXEC = 2,	/* execute files (libraries are read) */
+	VMH_LANDLOCK_WRITE = 4, /* write, make, remove, rename inside */
+};
+struct vmh_landlock_rule {
+	const char *path;	/* a folder (and all below it) or one file */
+	unsigned access;	/* enum vmh_landlock_access bits */
+	bool optional;		/* a path that does not exist is skipped */
+};
+/* The kernel's Landlock ABI version, 0 when it has none (then *why says so). */
+int vmh_landlock_abi(const char **why);
+/* A ruleset fd (close it after enforcing; O_CLOEXEC), or -1 with a sentence
+ * in why (no Landlock, a required path missing, ...). */
+int vmh_landlock_prepare(const struct vmh_landlock_rule *rules, size_t n, char *why, size_t whylen);
+/* Async-signal-safe: no_new_privs, then restrict the calling thread (and so
+ * what it execs) to the ruleset. 0, or -1 with errno. */
+int vmh_landlock_enforce(int ruleset_fd);
+
 #endif
