@@ -23,6 +23,8 @@ static const struct vmh_ops lxd_ops = {
 	.instance_mount = lxd_instance_mount,
 	.instance_umount = lxd_instance_umount,
 	.fini = lxd_fini,
+	/* LXD adds and removes disk devices of a running container at once. */
+	.extra_features = PROTO_FEAT_NATIVE_MOUNTS_LIVE,
 };
 
 int main(int argc, char **argv)

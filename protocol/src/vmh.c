@@ -104,6 +104,10 @@ unsigned vmh_features(const struct vmh_ops *ops)
 		f |= PROTO_FEAT_CLONE;
 	if (ops->instance_suspend)
 		f |= PROTO_FEAT_SUSPEND;
+	/* Claimed, not derived; meaningless without the methods it is about. */
+	if (ops->ops_version >= 2 && (ops->extra_features & PROTO_FEAT_NATIVE_MOUNTS_LIVE) &&
+	    ops->instance_mount && ops->instance_umount)
+		f |= PROTO_FEAT_NATIVE_MOUNTS_LIVE;
 	return f;
 }
 

@@ -67,10 +67,15 @@ enum proto_feature {
 	PROTO_FEAT_SNAPSHOTS = 1u << 2,
 	PROTO_FEAT_CLONE = 1u << 3,
 	PROTO_FEAT_SUSPEND = 1u << 4,
+	/* Native mounts are added to and removed from a running instance at
+	 * once (not only from its next start): claimed by the helper itself
+	 * (vmh_ops.extra_features), as no method shows it. */
+	PROTO_FEAT_NATIVE_MOUNTS_LIVE = 1u << 5,
 };
-#define PROTO_FEAT_COUNT 5
+#define PROTO_FEAT_COUNT 6
 /* Wire/user name of one feature bit ("native_mounts", "extra_networks",
- * "snapshots", "clone", "suspend"); NULL for an unknown bit. */
+ * "snapshots", "clone", "suspend", "native_mounts_live"); NULL for an
+ * unknown bit. */
 const char *proto_feature_name(unsigned bit);
 /* Human name for messages ("native mounts", "extra networks", ...). */
 const char *proto_feature_title(unsigned bit);
