@@ -25,6 +25,7 @@ static const struct vmh_ops lxd_ops = {
 	.fini = lxd_fini,
 	/* LXD adds and removes disk devices of a running container at once. */
 	.extra_features = PROTO_FEAT_NATIVE_MOUNTS_LIVE,
+	.instance_exec = lxd_instance_exec,
 };
 
 int main(int argc, char **argv)

@@ -664,6 +664,10 @@ Test(vmh, live_mounts_are_claimed_only_with_the_mount_methods)
 	/* A claimed bit that a member stands for is not taken from the claim. */
 	cr_assert_eq(vmh_features(&live), PROTO_FEAT_NATIVE_MOUNTS | PROTO_FEAT_NATIVE_MOUNTS_LIVE);
 	cr_assert_eq(vmh_features(&no_methods), 0);
+	static const struct vmh_ops exec = {
+		.ops_version = VMH_OPS_VERSION, .driver = "x", .instance_exec = drv_instance_state};
+	cr_assert_eq(vmh_features(&exec), PROTO_FEAT_EXEC);
+	cr_assert_str_eq(proto_feature_name(PROTO_FEAT_EXEC), "exec");
 	cr_assert_str_eq(proto_feature_name(PROTO_FEAT_NATIVE_MOUNTS_LIVE), "native_mounts_live");
 	cr_assert_eq(proto_feature_from_name("native_mounts_live"), PROTO_FEAT_NATIVE_MOUNTS_LIVE);
 }

@@ -86,6 +86,10 @@ struct vmh_ops {
 	 * PROTO_FEAT_NATIVE_MOUNTS_LIVE (with instance_mount and
 	 * instance_umount). Other bits are ignored: they follow the members. */
 	unsigned extra_features;
+
+	/* "instance.exec" (feature: exec): run a command in the instance
+	 * without SSH, through the hypervisor (docs/protocol.md). */
+	vmh_fn instance_exec;
 };
 
 /* Run the helper: handshake, dispatch, until the broker closes the pipe or
