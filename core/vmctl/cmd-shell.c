@@ -18,7 +18,9 @@ const struct cmd_entry cmd_shell_entry = {
 	.name = "shell",
 	.usage = "[options] [NAME]",
 	.summary = "Open a shell in an instance.",
-	.help = "Logs in over SSH as the instance's default user, with a terminal.",
+	.help = "Logs in over SSH as the instance's default user, with a terminal. An instance "
+		"without SSH (its SSH port refuses connections) is refused with a message; where "
+		"the driver can, 'vmctl exec' still runs single commands in it.",
 	.arguments = shell_arguments,
 	.options = shell_options,
 	.min_args = 0,
@@ -37,9 +39,17 @@ static int shell_exec(const struct cmd_entry *self, struct cmd_args *a)
 
 	if (validate_instance_name(name, err, sizeof(err)) < 0)
 		return cmd_error(EXIT_USAGE, "%s", err);
-	rc = ssh_target_get(name, &t);
+	rc = ssh_target_probe(name, &t);
 	if (rc != EXIT_OK)
 		return rc;
+	if (t.no_ssh) {
+		rc = cmd_error(EXIT_FAILED,
+			       "%s has no SSH (%s); vmctl shell needs it. Run single commands "
+			       "with: vmctl exec %s -- COMMAND", name, t.why ? t.why : "it does not answer",
+			       name);
+		ssh_target_free(&t);
+		return rc;
+	}
 	strvec_init(&argv);
 	rc = ssh_push_options(&argv, "ssh", &t);
 	if (rc == 0)

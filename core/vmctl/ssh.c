@@ -20,21 +20,25 @@ void ssh_target_free(struct ssh_target *t)
 	free(t->host);
 	free(t->user);
 	free(t->key);
+	free(t->why);
 	memset(t, 0, sizeof(*t));
 }
 
-int ssh_target_get(const char *name, struct ssh_target *t)
+static int ssh_target_ask(const char *name, bool probe, struct ssh_target *t)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	struct cli_reply r;
+	bool ssh = true;
 	int rc;
 
 	memset(t, 0, sizeof(*t));
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 1);
+	msgpack_pack_map(&pk, probe ? 2 : 1);
 	proto_pack_kv_str(&pk, "name", name);
+	if (probe)
+		proto_pack_kv_bool(&pk, "probe", true);
 	rc = cli_request("ssh_info", &sb, 0, &r);
 	msgpack_sbuffer_destroy(&sb);
 	if (rc != EXIT_OK)
@@ -42,6 +46,11 @@ int ssh_target_get(const char *name, struct ssh_target *t)
 	t->host = proto_dup_str(r.result, "host");
 	t->user = proto_dup_str(r.result, "user");
 	t->key = proto_dup_str(r.result, "key");
+	/* Absent (a broker or driver that cannot tell) means SSH. */
+	if (proto_get_bool(r.result, "ssh", &ssh) == 0 && !ssh) {
+		t->no_ssh = true;
+		t->why = proto_dup_str(r.result, "why");
+	}
 	if (proto_get_uint(r.result, "port", &t->port) < 0)
 		t->port = 22;
 	if (t->host == NULL || t->user == NULL || t->key == NULL || t->port == 0 ||
@@ -53,6 +62,16 @@ int ssh_target_get(const char *name, struct ssh_target *t)
 out_reply:
 	cli_reply_free(&r);
 	return rc;
+}
+
+int ssh_target_get(const char *name, struct ssh_target *t)
+{
+	return ssh_target_ask(name, false, t);
+}
+
+int ssh_target_probe(const char *name, struct ssh_target *t)
+{
+	return ssh_target_ask(name, true, t);
 }
 
 int ssh_push_options(struct strvec *argv, const char *program, const struct ssh_target *t)

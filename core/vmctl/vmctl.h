@@ -320,9 +320,18 @@ struct ssh_target {
 	uint64_t port;
 	char *user;
 	char *key;
+	/* ssh_target_probe(): the guest has no SSH (its port refuses
+	 * connections) and the driver runs commands without it; why says so. */
+	bool no_ssh;
+	char *why;
 };
 /* Ask the broker for ssh_info of an instance. Exit code. */
 int ssh_target_get(const char *name, struct ssh_target *t);
+/* The same, with the broker looking whether SSH is up (ssh_info {probe}). */
+int ssh_target_probe(const char *name, struct ssh_target *t);
+/* cmd-exec.c: run the command through the broker's exec (no SSH); the exit
+ * code is the command's. */
+int exec_without_ssh(const char *name, char **argv, int argc, const char *cwd);
 void ssh_target_free(struct ssh_target *t);
 /* Push "ssh" and its options for t onto argv (not the destination).
  * program: "ssh" or "scp" (scp spells the port -P). */

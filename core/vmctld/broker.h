@@ -405,6 +405,22 @@ void snapshot_setting_set(struct creq *r, const char *name, const char *snap, co
 /* ---- op-clone.c ---- */
 void op_clone(struct creq *r, const msgpack_object *p);
 
+/* ---- op-exec.c ---- */
+#define BROKER_EXEC_DEADLINE 3600 /* s: the longest a command without SSH may run */
+/* "LXD's exec API", or "the DRIVER driver's exec", for the log. */
+void exec_via(char *buf, size_t len);
+/* instance.exec of `/bin/sh -c command` in rec, bounded by timeout_s; cb
+ * gets the helper's answer {status, stdout, stderr, ...}. NULL when out of
+ * memory (cb never runs). */
+struct hcall *exec_call(const struct instance_record *rec, const char *command, double timeout_s,
+			proto_result_fn cb, void *ud);
+/* ssh_info {probe}: when the driver has exec, look at SSH on host:port and
+ * answer r with the ssh_info map and ssh (false, with why, when the port
+ * refuses connections). false when there is nothing to look at (r is then
+ * the caller's to answer). */
+bool exec_probe_ssh(struct creq *r, const char *host, int64_t port);
+void op_exec(struct creq *r, const msgpack_object *p);
+
 /* ---- op-mount.c ---- */
 typedef void (*mount_done_fn)(void *ud, int err, const char *errmsg);
 void op_mount(struct creq *r, const msgpack_object *p);

@@ -69,8 +69,8 @@ struct method {
 	void (*fn)(struct creq *r, const msgpack_object *params);
 	bool needs_scope; /* refused while the driver is being switched */
 	/* The params fn reads, "key:type ...", type one of str, int, bool,
-	 * size (bytes, or text like "1G") and list: a key given with another
-	 * type is refused before fn runs. nil is the same as absent, and keys
+	 * size (bytes, or text like "1G"), list and bin (bytes, or a str): a
+	 * key given with another type is refused before fn runs. nil is the same as absent, and keys
 	 * not listed are ignored (docs/protocol.md, "CLI <-> broker"). */
 	const char *params;
 };
@@ -90,7 +90,8 @@ static const struct method methods[] = {
 	{"delete", op_delete, true, NAMES_PARAMS "purge:bool"},
 	{"recover", op_recover, true, NAMES_PARAMS},
 	{"purge", op_purge, true, ""},
-	{"ssh_info", op_ssh_info, true, "name:str"},
+	{"ssh_info", op_ssh_info, true, "name:str probe:bool"},
+	{"exec", op_exec, true, "name:str argv:list cwd:str stdin:bin timeout:int"},
 	{"get", op_get, false, "key:str"},
 	{"set", op_set, true, "key:str value:str"},
 	{"keys", op_keys, false, ""},
@@ -106,7 +107,7 @@ static const struct method methods[] = {
 };
 #undef NAMES_PARAMS
 
-enum param_type { PARAM_STR, PARAM_INT, PARAM_BOOL, PARAM_SIZE, PARAM_LIST, PARAM_N_TYPES };
+enum param_type { PARAM_STR, PARAM_INT, PARAM_BOOL, PARAM_SIZE, PARAM_LIST, PARAM_BIN, PARAM_N_TYPES };
 
 static const struct {
 	const char *name; /* in methods[].params */
@@ -117,13 +118,16 @@ static const struct {
 	[PARAM_BOOL] = {"bool", "true or false"},
 	[PARAM_SIZE] = {"size", "a size (a number of bytes, or text like 1G)"},
 	[PARAM_LIST] = {"list", "a list"},
+	[PARAM_BIN] = {"bin", "bytes"},
 };
 
 static bool param_fits(enum param_type t, const msgpack_object *v)
 {
 	switch (v->type) {
 	case MSGPACK_OBJECT_STR:
-		return t == PARAM_STR || t == PARAM_SIZE;
+		return t == PARAM_STR || t == PARAM_SIZE || t == PARAM_BIN;
+	case MSGPACK_OBJECT_BIN:
+		return t == PARAM_BIN;
 	case MSGPACK_OBJECT_POSITIVE_INTEGER:
 		return t == PARAM_INT || t == PARAM_SIZE;
 	case MSGPACK_OBJECT_NEGATIVE_INTEGER:

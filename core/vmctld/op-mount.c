@@ -196,6 +196,16 @@ static bool mount_refuse_taken(struct creq *r, const struct instance_record *rec
 
 static void classic_op_mount(struct creq *r, const msgpack_object *p);
 
+/* Mounts change on a stopped instance, and on a running one where the
+ * driver says it does that live (native_mounts_live); else r is answered
+ * with the refusal and true returned. */
+static bool mount_refuse_state(struct creq *r, const struct instance_record *rec, const char *what)
+{
+	if (rec->state == PROTO_STATE_RUNNING && broker_has_feature(PROTO_FEAT_NATIVE_MOUNTS_LIVE))
+		return false;
+	return opx_refuse_unless_stopped(r, rec, what);
+}
+
 struct mount_req {
 	struct creq *r;
 	unsigned gen;
@@ -304,7 +314,7 @@ void op_mount(struct creq *r, const msgpack_object *p)
 		goto out_free;
 	if (mount_refuse_taken(r, rec, m->target))
 		goto out_free;
-	if (opx_refuse_unless_stopped(r, rec, "a native mount"))
+	if (mount_refuse_state(r, rec, "a native mount"))
 		goto out_free;
 	if (busy_add(name, "being mounted") < 0) {
 		creq_fail(r, PROTO_E_NOMEM, "out of memory");
@@ -464,7 +474,7 @@ static void native_umount(struct creq *r, const char *name, const char *path)
 			creq_fail(r, PROTO_E_NOT_FOUND, "%s has no mounts", name);
 		return;
 	}
-	if (opx_refuse_unless_stopped(r, rec, "removing a native mount")) {
+	if (mount_refuse_state(r, rec, "removing a native mount")) {
 		names_free(m->targets, m->n_targets);
 		free(m);
 		return;

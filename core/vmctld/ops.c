@@ -1321,6 +1321,7 @@ void ops_reconcile(void)
 struct ssh_info_req {
 	struct creq *r;
 	char name[INSTANCE_NAME_MAX + 1];
+	bool probe; /* say whether SSH is up (op-exec.c) */
 };
 
 static void ssh_info_on_result(void *ud, int err, const char *errmsg, const msgpack_object *result)
@@ -1350,6 +1351,8 @@ static void ssh_info_on_result(void *ud, int err, const char *errmsg, const msgp
 			  B->driver, s->name);
 		goto out_free;
 	}
+	if (s->probe && exec_probe_ssh(s->r, host, port))
+		goto out_free;
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 4);
@@ -1398,6 +1401,7 @@ void op_ssh_info(struct creq *r, const msgpack_object *p)
 	}
 	s->r = r;
 	snprintf(s->name, sizeof(s->name), "%s", name);
+	proto_get_bool(p, "probe", &s->probe);
 	scope_pack_instance_params(&sb, rec, 0, &pk);
 	if (!helper_call(B->helper, "instance.info", &sb, 15.0, ssh_info_on_result, s)) {
 		free(s);

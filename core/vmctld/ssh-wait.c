@@ -21,6 +21,14 @@
  * guest can take over 30 s (pam_systemd starts the user manager): killing
  * it sooner would retry forever. */
 #define SSH_PROBE_MAX 120.0
+/* A guest whose SSH port has refused connections this long, on a driver
+ * with the exec feature, is taken as one without sshd: its readiness is
+ * asked through the driver's exec (op-exec.c) instead. sshd starts within
+ * seconds of the network where it is installed, even on a loaded host. */
+#define SSH_REFUSED_FOR_EXEC 30.0
+/* After a readiness check through exec that failed, wait this long for
+ * SSH before the next one. */
+#define SSH_EXEC_RETRY 30.0
 
 /*
  * Each round looks at the port first (probe.c: no process, a quarter of a
@@ -29,6 +37,13 @@
  * login costs seconds on an emulated guest. Hosts that are names rather
  * than addresses skip the look and are probed by ssh alone, as before.
  */
+struct ssh_wait;
+
+/* An instance.exec in flight for a wait; the wait may end first. */
+struct ssh_wait_exec {
+	struct ssh_wait *w; /* NULL once the wait has ended */
+};
+
 struct ssh_wait {
 	struct ssh_wait *next; /* in ssh_waits */
 	unsigned gen;          /* B->scope_gen of name */
@@ -41,6 +56,9 @@ struct ssh_wait {
 	bool guest_refused;  /* a probe was refused: the guest's network is up */
 	double banner_wait;  /* how long the next probe waits for the banner */
 	int last_probe;      /* the last probe_result, -1 before the first */
+	ev_tstamp refused_since; /* the port has refused every look since (0: it has not) */
+	ev_tstamp exec_after;    /* no readiness check through exec before this */
+	struct ssh_wait_exec *exec; /* one in flight, or NULL */
 	ev_tstamp deadline;
 	double timeout_s;
 	struct creq *r;
@@ -56,6 +74,7 @@ struct ssh_wait {
 static struct ssh_wait *ssh_waits;
 
 static void ssh_wait_step(struct ssh_wait *w);
+static void ssh_wait_cloud_init_done(struct ssh_wait *w, enum ready_cloud_init ci, int ci_status);
 
 static void ssh_wait_free(struct ssh_wait *w)
 {
@@ -69,6 +88,8 @@ static void ssh_wait_free(struct ssh_wait *w)
 	ev_timer_stop(B->loop, &w->login_w);
 	probe_cancel(w->probe);
 	child_cancel(w->child);
+	if (w->exec)
+		w->exec->w = NULL;
 	free(w);
 }
 
@@ -158,6 +179,12 @@ static void ssh_wait_on_login(void *ud, int status, const char *out)
 		ci = READY_CI_DONE;
 		ci_status = code;
 	}
+	ssh_wait_cloud_init_done(w, ci, ci_status);
+}
+
+/* cloud-init's verdict (from a login, or through exec) ends the wait. */
+static void ssh_wait_cloud_init_done(struct ssh_wait *w, enum ready_cloud_init ci, int ci_status)
+{
 	if (ci == READY_CI_ABSENT)
 		vlog(LOG_INFO_, "cloud-init does not run in this boot of %s", w->name);
 	else if (ci_status != 0)
@@ -204,6 +231,77 @@ static void ssh_wait_login(struct ssh_wait *w)
 	}
 }
 
+static void ssh_wait_on_exec(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct ssh_wait_exec *e = ud;
+	struct ssh_wait *w = e->w;
+	const msgpack_object *out = result ? proto_map_get(result, "stdout") : NULL;
+	enum ready_cloud_init ci;
+	int64_t status = -1;
+	int ci_status;
+	char *text;
+
+	free(e);
+	if (!w)
+		return; /* the wait ended meanwhile */
+	w->exec = NULL;
+	if (err == 0 && proto_get_int(result, "status", &status) < 0)
+		err = PROTO_E_PROTOCOL;
+	if (err < 0) {
+		vlog(LOG_WARN_, "%s: the readiness check through the driver's exec failed (%s); "
+		     "waiting for SSH again", w->name, errmsg ? errmsg : proto_strerror(err));
+		w->exec_after = ev_now(B->loop) + SSH_EXEC_RETRY;
+		ssh_wait_again(w, SSH_POLL_INTERVAL);
+		return;
+	}
+	if (!w->cloud_init) {
+		vlog(LOG_INFO_, "%s is ready through the driver's exec (no SSH; exit status %d)", w->name,
+		     (int)status);
+		ssh_wait_finish(w, 0, NULL);
+		return;
+	}
+	text = out && (out->type == MSGPACK_OBJECT_BIN || out->type == MSGPACK_OBJECT_STR)
+		       ? strndup(out->via.bin.ptr, out->via.bin.size)
+		       : strdup("");
+	ci = text ? ready_output_cloud_init(text, &ci_status) : READY_CI_UNKNOWN;
+	free(text);
+	if (ci == READY_CI_UNKNOWN) {
+		ci = READY_CI_DONE;
+		ci_status = (int)status;
+	}
+	vlog(LOG_INFO_, "%s is ready through the driver's exec (no SSH)", w->name);
+	ssh_wait_cloud_init_done(w, ci, ci_status);
+}
+
+/* The port has refused long enough: ask the guest through exec. false if
+ * that cannot be done (the wait goes on probing). */
+static bool ssh_wait_exec(struct ssh_wait *w)
+{
+	struct instance_record *rec = w->gen == B->scope_gen ? registry_find(&B->reg, w->name) : NULL;
+	double left = w->deadline - ev_now(B->loop);
+	char via[64];
+
+	if (!rec || left <= 1)
+		return false;
+	w->exec = calloc(1, sizeof(*w->exec));
+	if (!w->exec)
+		return false;
+	w->exec->w = w;
+	exec_via(via, sizeof(via));
+	vlog(LOG_INFO_, "%s: no SSH (its SSH port has refused connections for %.0f s); checking "
+	     "readiness%s through %s", w->name, SSH_REFUSED_FOR_EXEC,
+	     w->cloud_init ? " and cloud-init" : "", via);
+	if (w->cloud_init)
+		creq_progress(w->r, -1, "Waiting for cloud-init (no SSH: through %s)", via);
+	if (!exec_call(rec, w->cloud_init ? ready_cloud_init_cmd : "true", left, ssh_wait_on_exec,
+		       w->exec)) {
+		free(w->exec);
+		w->exec = NULL;
+		return false;
+	}
+	return true;
+}
+
 static void ssh_wait_on_probe(void *ud, enum probe_result result)
 {
 	struct ssh_wait *w = ud;
@@ -213,6 +311,8 @@ static void ssh_wait_on_probe(void *ud, enum probe_result result)
 		vlog(LOG_DEBUG_, "%s: SSH port %s", w->name,
 		     result == PROBE_BANNER ? "greets" : result == PROBE_CLOSED ? "refuses" : "silent");
 	w->last_probe = (int)result;
+	if (result != PROBE_CLOSED)
+		w->refused_since = 0;
 	switch (result) {
 	case PROBE_BANNER:
 		w->banner_wait = SSH_BANNER_WAIT;
@@ -221,6 +321,12 @@ static void ssh_wait_on_probe(void *ud, enum probe_result result)
 	case PROBE_CLOSED:
 		w->guest_refused = true;
 		w->banner_wait = SSH_BANNER_WAIT;
+		if (w->refused_since == 0)
+			w->refused_since = ev_now(B->loop);
+		if (broker_has_feature(PROTO_FEAT_EXEC) &&
+		    ev_now(B->loop) - w->refused_since >= SSH_REFUSED_FOR_EXEC &&
+		    ev_now(B->loop) >= w->exec_after && ssh_wait_exec(w))
+			return;
 		break;
 	case PROBE_SILENT:
 		/* Before the guest's network is up, silence is the rule and a

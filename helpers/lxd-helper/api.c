@@ -293,3 +293,117 @@ int lxd_sync(const char *socket_path, const char *method, const char *path, cons
 	lxd_resp_free(&op);
 	return rc;
 }
+
+/* ---- raw transfers: files and an exec's recorded output ---- */
+
+struct raw_body {
+	char *s;
+	size_t len, max;
+	bool truncated;
+};
+
+static size_t on_raw_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+	struct raw_body *b = ud;
+	size_t n = size * nmemb, take = n;
+	char *grown;
+
+	if (b->len + take > b->max) {
+		take = b->max - b->len;
+		b->truncated = true;
+	}
+	grown = realloc(b->s, b->len + take + 1);
+	if (!grown)
+		return 0;
+	b->s = grown;
+	memcpy(b->s + b->len, data, take);
+	b->len += take;
+	b->s[b->len] = '\0';
+	/* Past max: stop the transfer (lxd_raw takes that as the end). */
+	return b->truncated ? 0 : n;
+}
+
+int lxd_raw(const char *socket_path, const char *method, const char *path, const void *body,
+	    size_t body_len, const char *const *headers, size_t max, double timeout_s, char **out,
+	    size_t *out_len, bool *truncated, char *err, size_t errlen)
+{
+	struct raw_body got = { .max = max };
+	struct curl_slist *hl = NULL;
+	char url[4200], cerr[CURL_ERROR_SIZE] = "";
+	long http = 0;
+	CURL *c;
+	CURLcode cc;
+	int rc = 0;
+
+	if (out) {
+		*out = NULL;
+		*out_len = 0;
+		*truncated = false;
+	}
+	c = curl_easy_init();
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return PROTO_E_NOMEM;
+	}
+	snprintf(url, sizeof(url), "http://lxd%s", path);
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_raw_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &got);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	if (timeout_s > 0)
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
+	for (size_t i = 0; headers && headers[i]; i++)
+		hl = curl_slist_append(hl, headers[i]);
+	if (body) {
+		hl = curl_slist_append(hl, "Content-Type: application/octet-stream");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+	}
+	if (hl)
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	cc = curl_easy_perform(c);
+	if (cc == CURLE_WRITE_ERROR && got.truncated)
+		cc = CURLE_OK;
+	if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST) {
+		snprintf(err, errlen, "LXD socket %s: %s; is lxd running?", socket_path,
+			 cerr[0] ? cerr : curl_easy_strerror(cc));
+		rc = PROTO_E_UNAVAILABLE;
+	} else if (cc == CURLE_OPERATION_TIMEDOUT) {
+		snprintf(err, errlen, "LXD did not answer %s %s within %.0f s", method, path, timeout_s);
+		rc = PROTO_E_TIMEOUT;
+	} else if (cc != CURLE_OK) {
+		snprintf(err, errlen, "LXD %s %s: %s", method, path,
+			 cerr[0] ? cerr : curl_easy_strerror(cc));
+		rc = PROTO_E_DRIVER;
+	}
+	if (rc < 0)
+		goto out_cleanup;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
+	if (http >= 300) {
+		struct lxd_resp r;
+
+		/* An error is LXD's JSON, whatever the request. */
+		rc = lxd_parse(got.s, got.len, http, &r, err, errlen);
+		if (rc == 0) {
+			snprintf(err, errlen, "LXD %s %s: HTTP %ld", method, path, http);
+			rc = PROTO_E_DRIVER;
+		}
+		lxd_resp_free(&r);
+		goto out_cleanup;
+	}
+	if (out) {
+		*out = got.s;
+		*out_len = got.len;
+		*truncated = got.truncated;
+		got.s = NULL;
+	}
+out_cleanup:
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(c);
+	free(got.s);
+	return rc;
+}

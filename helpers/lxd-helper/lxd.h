@@ -52,6 +52,55 @@ int lxd_call(const char *socket_path, const char *method, const char *path, cons
 int lxd_sync(const char *socket_path, const char *method, const char *path, const char *body,
 	     const char *upload, double timeout_s, struct lxd_resp *r, char *err, size_t errlen);
 
+/* A request whose answer is not LXD's JSON (a file, an exec's recorded
+ * output): body (body_len bytes, or NULL) sent as octet-stream with the
+ * extra headers (NULL-terminated, or NULL). The answer's first max bytes
+ * go to *out (malloc'd, NUL-terminated; out may be NULL to drop it),
+ * *truncated when there was more. An error answer gives its code and
+ * LXD's message, as lxd_call. */
+int lxd_raw(const char *socket_path, const char *method, const char *path, const void *body,
+	    size_t body_len, const char *const *headers, size_t max, double timeout_s, char **out,
+	    size_t *out_len, bool *truncated, char *err, size_t errlen);
+
+/* exec.c: instance.exec through LXD's exec API (record-output). */
+#define LXD_EXEC_TIMEOUT 3600 /* s, when the request gives none */
+#define LXD_EXEC_IO 60.0      /* s, each call around the command itself */
+struct lxd_exec {
+	const char *name; /* the instance (not owned) */
+	char **argv;
+	size_t argc;
+	json_t *env;  /* {NAME: VALUE} or NULL */
+	char *cwd;    /* or NULL */
+	char *input;  /* stdin, when has_input */
+	size_t input_len;
+	bool has_input;
+	int64_t timeout;
+	/* the outcome */
+	int status;
+	char *out[2]; /* stdout, stderr (malloc'd or NULL) */
+	size_t out_len[2];
+	bool out_cut[2]; /* more than PROTO_EXEC_OUTPUT_MAX bytes */
+};
+/* The params of instance.exec ({argv, env?, cwd?, stdin?, timeout?}),
+ * checked and copied: 0, or PROTO_E_INVALID_ARGUMENT / PROTO_E_NOMEM with
+ * the reason and nothing to free. */
+int lxd_exec_parse(const msgpack_object *params, struct lxd_exec *x, char *err, size_t errlen);
+void lxd_exec_free(struct lxd_exec *x);
+/* The JSON of POST /1.0/instances/NAME/exec (malloc'd); with stdin_path,
+ * the command reads that file as its standard input. NULL if out of memory. */
+char *lxd_exec_body(const struct lxd_exec *x, const char *stdin_path);
+/* The finished exec operation (the metadata of its /wait): 0 with the
+ * command's status and the paths of its recorded stdout and stderr ("" if
+ * none); a command LXD could not run (not found) is status 127 with LXD's
+ * reason in note. PROTO_E_TIMEOUT while it runs, else LXD's error. */
+int lxd_exec_outcome(const json_t *op, int *status, char paths[2][256], char *note, size_t notelen,
+		     char *err, size_t errlen);
+/* Run x in its instance (blocking: on a work thread), filling its outcome;
+ * the recorded outputs and the pushed stdin are deleted afterwards. */
+int lxd_exec_run(const char *socket_path, struct lxd_exec *x, char *err, size_t errlen);
+/* {status, stdout, stderr, stdout_truncated, stderr_truncated} */
+void lxd_exec_pack(msgpack_packer *pk, const struct lxd_exec *x);
+
 /* mounts.c: native mounts as disk devices, their id maps as raw.idmap. */
 #define LXD_MOUNT_DEVICE_PREFIX "vmctl-mount-"
 /* The disk device of the mount at guest path target. */
@@ -112,5 +161,6 @@ void lxd_instance_state(struct vmh_req *req, const msgpack_object *params);
 void lxd_instance_info(struct vmh_req *req, const msgpack_object *params);
 void lxd_instance_mount(struct vmh_req *req, const msgpack_object *params);
 void lxd_instance_umount(struct vmh_req *req, const msgpack_object *params);
+void lxd_instance_exec(struct vmh_req *req, const msgpack_object *params);
 
 #endif

@@ -23,6 +23,9 @@ static const struct vmh_ops lxd_ops = {
 	.instance_mount = lxd_instance_mount,
 	.instance_umount = lxd_instance_umount,
 	.fini = lxd_fini,
+	/* LXD adds and removes disk devices of a running container at once. */
+	.extra_features = PROTO_FEAT_NATIVE_MOUNTS_LIVE,
+	.instance_exec = lxd_instance_exec,
 };
 
 int main(int argc, char **argv)

@@ -53,6 +53,7 @@ enum job_kind {
 	JOB_POLL,
 	JOB_MOUNT,
 	JOB_UMOUNT,
+	JOB_EXEC,
 };
 
 struct list_entry {
@@ -81,6 +82,8 @@ struct job {
 	json_t *networks; /* JOB_NETWORKS: [{name, type, description}] */
 	struct vmh_mount mount; /* JOB_MOUNT: the one to add; JOB_UMOUNT: its target */
 	bool have_mount;
+	struct lxd_exec exec; /* JOB_EXEC */
+	bool have_exec;
 };
 
 static void job_free(struct job *j)
@@ -89,6 +92,8 @@ static void job_free(struct job *j)
 		vmh_instance_free(&j->inst);
 	if (j->have_mount)
 		vmh_mount_free(&j->mount);
+	if (j->have_exec)
+		lxd_exec_free(&j->exec);
 	free(j->list);
 	json_decref(j->networks);
 	free(j);
@@ -693,6 +698,7 @@ static void job_work(void *arg)
 	case JOB_NETWORKS: work_networks(j); break;
 	case JOB_MOUNT:
 	case JOB_UMOUNT: sync_mounts(j); break;
+	case JOB_EXEC: j->err = lxd_exec_run(lxd_socket, &j->exec, j->msg, sizeof(j->msg)); break;
 	}
 }
 
@@ -798,6 +804,17 @@ static void job_done(void *arg)
 		job_free(j);
 		return;
 	}
+	if (j->kind == JOB_EXEC) {
+		/* A command changes no state: nothing to notify. */
+		if (j->err) {
+			vmh_fail(j->req, j->err, "%s", j->msg);
+		} else {
+			lxd_exec_pack(vmh_result(j->req), &j->exec);
+			vmh_done(j->req);
+		}
+		job_free(j);
+		return;
+	}
 	if (j->err) {
 		/* What LXD says now is still the instance's state. */
 		if (j->kind != JOB_CREATE && (j->state != PROTO_STATE_UNKNOWN || j->missing))
@@ -877,6 +894,16 @@ static void instance_job(struct vmh_req *req, const msgpack_object *params, enum
 	j->have_inst = true;
 	proto_get_bool(params, "force", &j->force);
 	proto_get_int(params, "timeout", &j->timeout);
+	if (kind == JOB_EXEC) {
+		rc = lxd_exec_parse(params, &j->exec, err, sizeof(err));
+		if (rc < 0) {
+			vmh_fail(req, rc, "%s", err);
+			job_free(j);
+			return;
+		}
+		j->exec.name = j->inst.name;
+		j->have_exec = true;
+	}
 	if (kind == JOB_MOUNT || kind == JOB_UMOUNT) {
 		rc = vmh_mount_parse(proto_map_get(params, "mount"), &j->mount, err, sizeof(err));
 		if (rc == 0 && !j->mount.target) {
@@ -963,6 +990,12 @@ void lxd_instance_mount(struct vmh_req *req, const msgpack_object *params)
 void lxd_instance_umount(struct vmh_req *req, const msgpack_object *params)
 {
 	instance_job(req, params, JOB_UMOUNT, PROTO_STATE_STOPPED);
+}
+
+/* Not claimed: a command runs beside whatever else the instance does. */
+void lxd_instance_exec(struct vmh_req *req, const msgpack_object *params)
+{
+	instance_job(req, params, JOB_EXEC, PROTO_STATE_UNKNOWN);
 }
 
 void lxd_instance_state(struct vmh_req *req, const msgpack_object *params)

@@ -71,6 +71,8 @@ static const struct feature_entry feature_table[PROTO_FEAT_COUNT] = {
 	{PROTO_FEAT_SNAPSHOTS, "snapshots", "snapshots"},
 	{PROTO_FEAT_CLONE, "clone", "clone"},
 	{PROTO_FEAT_SUSPEND, "suspend", "suspend"},
+	{PROTO_FEAT_NATIVE_MOUNTS_LIVE, "native_mounts_live", "native mounts on a running instance"},
+	{PROTO_FEAT_EXEC, "exec", "commands without SSH"},
 };
 
 static const struct feature_entry *feature_lookup(unsigned bit)

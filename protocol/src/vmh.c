@@ -70,6 +70,7 @@ static const struct vmh_method vmh_methods[] = {
 	VMH_METHOD("snapshot.restore", snapshot_restore),
 	VMH_METHOD("snapshot.delete", snapshot_delete),
 	VMH_METHOD("instance.clone", instance_clone),
+	VMH_METHOD("instance.exec", instance_exec),
 };
 
 static const struct vmh_method *vmh_method_find(const char *name)
@@ -84,6 +85,9 @@ static vmh_fn vmh_method_fn(const struct vmh_ops *ops, const struct vmh_method *
 {
 	vmh_fn fn;
 
+	/* A struct of ops_version 1 ends before the members of version 2. */
+	if (ops->ops_version < 2 && m->offset >= offsetof(struct vmh_ops, extra_features))
+		return NULL;
 	memcpy(&fn, (const char *)ops + m->offset, sizeof(fn));
 	return fn;
 }
@@ -104,6 +108,12 @@ unsigned vmh_features(const struct vmh_ops *ops)
 		f |= PROTO_FEAT_CLONE;
 	if (ops->instance_suspend)
 		f |= PROTO_FEAT_SUSPEND;
+	/* Claimed, not derived; meaningless without the methods it is about. */
+	if (ops->ops_version >= 2 && (ops->extra_features & PROTO_FEAT_NATIVE_MOUNTS_LIVE) &&
+	    ops->instance_mount && ops->instance_umount)
+		f |= PROTO_FEAT_NATIVE_MOUNTS_LIVE;
+	if (ops->ops_version >= 2 && ops->instance_exec)
+		f |= PROTO_FEAT_EXEC;
 	return f;
 }
 

@@ -56,13 +56,14 @@ assert len(methods) >= 20, "could not read the request table: %r" % sorted(metho
 # Methods that act on something named: without params they must refuse.
 NEEDS_TARGET = {"info", "start", "stop", "restart", "suspend", "delete", "recover", "ssh_info",
                 "get", "set", "snapshot", "restore", "snapshot_delete", "snapshots", "clone",
-                "mount", "umount"}
+                "mount", "umount", "exec"}
 WRONG = {
     "str": [0, -1, 2**64 - 1, 1.5, True, [], {}, b"bin", ["web"]],
     "int": ["5", 1.5, True, [], {}, b"5"],
     "bool": [0, 1, "true", 1.5, [], {}, b"1"],
     "size": [-1, 1.5, True, [], {}, b"1G"],
     "list": ["web", 0, 1.5, True, {}, b"web"],
+    "bin": [0, -1, 1.5, True, [], {}],
 }
 INVALID_ARGUMENT = 1
 

@@ -4,9 +4,8 @@
 # uid 1000 mounted with -u/-g 1000:1000 shows in the container as the
 # guest user's, a file the guest writes belongs to 1000 on the host, the
 # mount lasts across stop/start, info lists it, umount removes it; a map
-# root may not make is refused with the line to add; and, through the
-# helper itself (the broker changes only stopped instances), a mount added
-# to and removed from a running container at once.
+# root may not make is refused with the line to add; and `vmctl mount` and
+# `vmctl umount` on the running container act at once, without a restart.
 . "$(dirname "$0")/lxd/lxdlib.sh"
 . "$(dirname "$0")/lib.sh"
 lxd_allow_host_ids 1000
@@ -14,11 +13,6 @@ lxd_start
 
 n=lxm$$
 LXD_TIMEOUT=${E2E_LXD_TIMEOUT:-300}
-HELPER=$VMCTL_BIN_DIR/../libexec/vmctl/vmctl-lxd-helper
-HELPER_CLIENT=$(dirname "$0")/../../tools/helper-client.py
-# Debian's python3, where python3-msgpack is (tools/install-deps.sh).
-PYTHON=${PYTHON:-/usr/bin/python3}
-"$PYTHON" -c 'import msgpack' 2>/dev/null || fail "needs $PYTHON with msgpack (python3-msgpack)"
 mount_devices() { lxc config device list "$1" 2>/dev/null | grep '^vmctl-mount-'; }
 
 share=$LXD_RUN/share
@@ -93,37 +87,40 @@ expect_rc 0
 vmctl exec "$n" -- test -e /mnt/x/hello
 expect_fail
 
-# Live, on the running container, through the helper: the device comes and
-# goes at once; a map the running container does not have yet is refused.
-dir=$(lxc config get "$n" user.vmctl.dir)
-printf '{"name": "%s", "dir": "%s", "image": {"disk": "%s", "format": "lxd"}}\n' "$n" "$dir" \
-	"$LXD_IMAGE" >"$E2E_TMP/inst.json"
+# Live, on the running container, through vmctl (the lxd helper says
+# native_mounts_live): the device comes and goes at once, without a
+# restart, and info agrees; a map the running container does not have yet
+# is refused and leaves the record as it was.
 live=$LXD_RUN/live
 mkdir -p "$live"
 echo live >"$live/f"
 chmod 755 "$live"
 chmod 644 "$live/f"
-run "$PYTHON" "$HELPER_CLIENT" --helper "$HELPER" \
-	--scope-dir "$(dirname "$(dirname "$dir")")" --set local.lxd.socket="$LXD_SOCKET" \
-	--instance "$E2E_TMP/inst.json" \
-	"instance.mount={\"mount\": {\"source\": \"$live\", \"target\": \"/mnt/live\"}}"
+pid_before=$(lxc info "$n" | awk '/^PID:/ {print $2}')
+vmctl mount --type native "$live" "$n:/mnt/live"
 expect_rc 0
-[ "$(lxc exec "$n" -- cat /mnt/live/f)" = live ] || fail "a live mount does not show in the running container"
-run "$PYTHON" "$HELPER_CLIENT" --helper "$HELPER" \
-	--scope-dir "$(dirname "$(dirname "$dir")")" --set local.lxd.socket="$LXD_SOCKET" \
-	--instance "$E2E_TMP/inst.json" \
-	"instance.mount={\"mount\": {\"source\": \"$live\", \"target\": \"/mnt/live2\", \"uid_map\": [[1000, 1000]]}}"
-expect_rc 1
-expect_out 'take effect when the container starts; stop it first'
-printf '{"name": "%s", "dir": "%s", "image": {"disk": "%s", "format": "lxd"}, "mounts": [{"source": "%s", "target": "/mnt/live"}]}\n' \
-	"$n" "$dir" "$LXD_IMAGE" "$live" >"$E2E_TMP/inst.json"
-run "$PYTHON" "$HELPER_CLIENT" --helper "$HELPER" \
-	--scope-dir "$(dirname "$(dirname "$dir")")" --set local.lxd.socket="$LXD_SOCKET" \
-	--instance "$E2E_TMP/inst.json" \
-	"instance.umount={\"mount\": {\"source\": \"$live\", \"target\": \"/mnt/live\"}}"
+vmctl exec "$n" -- cat /mnt/live/f
 expect_rc 0
-! lxc exec "$n" -- test -e /mnt/live/f || fail "a live umount left the mount in the running container"
+[ "$OUT" = live ] || fail "a live mount does not show in the running container: '$OUT'"
+[ "$(lxc info "$n" | awk '/^PID:/ {print $2}')" = "$pid_before" ] ||
+	fail "the container was restarted for a live mount"
+vmctl info "$n"
+expect_rc 0
+expect_out "$live.*/mnt/live|/mnt/live.*$live"
+vmctl mount --type native -u 1000:1000 "$live" "$n:/mnt/live2"
+expect_error 'take effect when the container starts; stop it first'
+vmctl info "$n"
+expect_no_out '/mnt/live2'
+[ "$(mount_devices "$n" | wc -l)" = 1 ] || fail "LXD's devices after a refused mount: $(mount_devices "$n")"
+vmctl umount "$n:/mnt/live"
+expect_rc 0
+vmctl exec "$n" -- test -e /mnt/live/f
+expect_fail
 [ -z "$(mount_devices "$n")" ] || fail "LXD still has the live mount's device"
+vmctl info "$n"
+expect_no_out '/mnt/live'
+[ "$(lxc info "$n" | awk '/^PID:/ {print $2}')" = "$pid_before" ] ||
+	fail "the container was restarted for a live umount"
 
 vmctl delete --purge "$n"
 expect_rc 0

@@ -239,6 +239,48 @@ static void broker_request(struct proto_conn *c, void *ud, uint64_t msgid, const
 		msgpack_pack_map(&pk, 1);
 		proto_pack_kv_str(&pk, "name", name[0] != '\0' ? name : "keen-owl");
 		broker_reply_map(c, msgid, &sb);
+	} else if (strcmp(method, "ssh_info") == 0 && strcmp(name, "nossh") == 0) {
+		bool probe = false;
+
+		/* Only a client that asks is told that SSH is not up. */
+		proto_get_bool(params, "probe", &probe);
+		msgpack_pack_map(&pk, probe ? 6 : 4);
+		proto_pack_kv_str(&pk, "host", "127.0.0.1");
+		proto_pack_kv_uint(&pk, "port", 1);
+		proto_pack_kv_str(&pk, "user", "ubuntu");
+		proto_pack_kv_str(&pk, "key", "/keys/id");
+		if (probe) {
+			proto_pack_kv_bool(&pk, "ssh", false);
+			proto_pack_kv_str(&pk, "why", "port 1 of 127.0.0.1 refuses connections");
+		}
+		broker_reply_map(c, msgid, &sb);
+	} else if (strcmp(method, "exec") == 0) {
+		/* stdout: the words and the folder; stderr: the stdin given. */
+		const msgpack_object *argv = proto_map_get(params, "argv");
+		const msgpack_object *in = proto_map_get(params, "stdin");
+		char out[1024] = "", cwd[256] = "";
+
+		for (uint32_t i = 0; argv && argv->type == MSGPACK_OBJECT_ARRAY && i < argv->via.array.size; i++)
+			snprintf(out + strlen(out), sizeof(out) - strlen(out), "%.*s|",
+				 (int)argv->via.array.ptr[i].via.str.size, argv->via.array.ptr[i].via.str.ptr);
+		proto_get_str(params, "cwd", cwd, sizeof(cwd));
+		snprintf(out + strlen(out), sizeof(out) - strlen(out), "cwd=%s\n", cwd);
+		msgpack_pack_map(&pk, 5);
+		proto_pack_kv_int(&pk, "status", 3);
+		proto_pack_str(&pk, "stdout");
+		msgpack_pack_bin(&pk, strlen(out));
+		msgpack_pack_bin_body(&pk, out, strlen(out));
+		proto_pack_str(&pk, "stderr");
+		if (in && in->type == MSGPACK_OBJECT_BIN) {
+			msgpack_pack_bin(&pk, in->via.bin.size);
+			msgpack_pack_bin_body(&pk, in->via.bin.ptr, in->via.bin.size);
+		} else {
+			msgpack_pack_bin(&pk, 8);
+			msgpack_pack_bin_body(&pk, "no stdin", 8);
+		}
+		proto_pack_kv_bool(&pk, "stdout_truncated", false);
+		proto_pack_kv_bool(&pk, "stderr_truncated", true);
+		broker_reply_map(c, msgid, &sb);
 	} else if (strcmp(method, "ssh_info") == 0) {
 		msgpack_pack_map(&pk, 4);
 		proto_pack_kv_str(&pk, "host", "127.0.0.1");
@@ -907,6 +949,35 @@ Test(cli_broker, exec_quotes_arguments_and_returns_status)
 	cr_assert_str_eq(r.out, "a b|it's||");
 	assert_contains(r.err, "<-i>\n</keys/id>\n<-p>\n<2222>\n");
 	assert_contains(r.err, "<-o>\n<BatchMode=yes>\n<ubuntu@127.0.0.1>\n<-->\n");
+}
+
+Test(cli_broker, exec_without_ssh_goes_through_the_broker)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "exec", "-d", "/etc", "nossh", "--", "echo", "a b");
+	cr_assert_eq(r.status, 3, "%s", r.err);
+	cr_assert_str_eq(r.out, "echo|a b|cwd=/etc\n");
+	/* /dev/null is no input; the fake ssh was not run */
+	assert_contains(r.err, "no stdin");
+	cr_assert_null(strstr(r.err, "<-i>"), "%s", r.err);
+	assert_contains(r.err, "the command's stderr was cut at 1048576 bytes");
+	RUN_STDIN(&r, "given\n", "exec", "nossh", "--", "cat");
+	cr_assert_eq(r.status, 3, "%s", r.err);
+	assert_contains(r.err, "given\n");
+}
+
+Test(cli_broker, shell_without_ssh_is_refused)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "shell", "nossh");
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	assert_contains(r.err, "nossh has no SSH (port 1 of 127.0.0.1 refuses connections); vmctl "
+			       "shell needs it");
+	cr_assert_null(strstr(r.err, "<-t>"), "%s", r.err);
 }
 
 Test(cli_broker, shell_asks_for_a_terminal)

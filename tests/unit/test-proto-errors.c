@@ -74,7 +74,8 @@ Test(features, names_round_trip)
 		all |= bit;
 	}
 	cr_assert_eq(all, PROTO_FEAT_NATIVE_MOUNTS | PROTO_FEAT_EXTRA_NETWORKS |
-			  PROTO_FEAT_SNAPSHOTS | PROTO_FEAT_CLONE | PROTO_FEAT_SUSPEND);
+			  PROTO_FEAT_SNAPSHOTS | PROTO_FEAT_CLONE | PROTO_FEAT_SUSPEND |
+			  PROTO_FEAT_NATIVE_MOUNTS_LIVE | PROTO_FEAT_EXEC);
 }
 
 Test(features, documented_names)

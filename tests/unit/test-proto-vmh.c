@@ -646,6 +646,32 @@ Test(vmh, features_follow_the_ops_members)
 	cr_assert_eq(vmh_features(&suspend), PROTO_FEAT_SUSPEND);
 }
 
+Test(vmh, live_mounts_are_claimed_only_with_the_mount_methods)
+{
+	static const struct vmh_ops live = {
+		.ops_version = VMH_OPS_VERSION,
+		.driver = "x",
+		.instance_mount = drv_instance_state,
+		.instance_umount = drv_instance_state,
+		.extra_features = PROTO_FEAT_NATIVE_MOUNTS_LIVE | PROTO_FEAT_SNAPSHOTS,
+	};
+	static const struct vmh_ops no_methods = {
+		.ops_version = VMH_OPS_VERSION,
+		.driver = "x",
+		.extra_features = PROTO_FEAT_NATIVE_MOUNTS_LIVE,
+	};
+
+	/* A claimed bit that a member stands for is not taken from the claim. */
+	cr_assert_eq(vmh_features(&live), PROTO_FEAT_NATIVE_MOUNTS | PROTO_FEAT_NATIVE_MOUNTS_LIVE);
+	cr_assert_eq(vmh_features(&no_methods), 0);
+	static const struct vmh_ops exec = {
+		.ops_version = VMH_OPS_VERSION, .driver = "x", .instance_exec = drv_instance_state};
+	cr_assert_eq(vmh_features(&exec), PROTO_FEAT_EXEC);
+	cr_assert_str_eq(proto_feature_name(PROTO_FEAT_EXEC), "exec");
+	cr_assert_str_eq(proto_feature_name(PROTO_FEAT_NATIVE_MOUNTS_LIVE), "native_mounts_live");
+	cr_assert_eq(proto_feature_from_name("native_mounts_live"), PROTO_FEAT_NATIVE_MOUNTS_LIVE);
+}
+
 Test(vmh, notification_before_hello_exits_1)
 {
 	struct child ch = spawn(NULL);

@@ -67,10 +67,18 @@ enum proto_feature {
 	PROTO_FEAT_SNAPSHOTS = 1u << 2,
 	PROTO_FEAT_CLONE = 1u << 3,
 	PROTO_FEAT_SUSPEND = 1u << 4,
+	/* Native mounts are added to and removed from a running instance at
+	 * once (not only from its next start): claimed by the helper itself
+	 * (vmh_ops.extra_features), as no method shows it. */
+	PROTO_FEAT_NATIVE_MOUNTS_LIVE = 1u << 5,
+	/* instance.exec: a command run by the hypervisor itself, for guests
+	 * without SSH. */
+	PROTO_FEAT_EXEC = 1u << 6,
 };
-#define PROTO_FEAT_COUNT 5
+#define PROTO_FEAT_COUNT 7
 /* Wire/user name of one feature bit ("native_mounts", "extra_networks",
- * "snapshots", "clone", "suspend"); NULL for an unknown bit. */
+ * "snapshots", "clone", "suspend", "native_mounts_live", "exec"); NULL
+ * for an unknown bit. */
 const char *proto_feature_name(unsigned bit);
 /* Human name for messages ("native mounts", "extra networks", ...). */
 const char *proto_feature_title(unsigned bit);
@@ -89,6 +97,9 @@ unsigned proto_feature_from_name(const char *name);
 #define PROTO_MEMORY_MIN (512ull << 20)    /* bytes of memory, at least */
 #define PROTO_MEMORY_DEFAULT (1ull << 30)  /* an instance map without memory */
 #define PROTO_NETWORKS_MAX 16              /* extra NICs of one instance */
+#define PROTO_EXEC_ARGV_MAX 1024           /* words of an instance.exec command */
+#define PROTO_EXEC_INPUT_MAX (1u << 20)    /* bytes of its stdin */
+#define PROTO_EXEC_OUTPUT_MAX (1u << 20)   /* bytes of its stdout, and of its stderr, kept */
 #define PROTO_PATH_MAX 4095                /* bytes of a path in an instance map */
 #define PROTO_DIR_MAX (PROTO_PATH_MAX - 64) /* of the instance folder: DIR/FILE fits */
 

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <vmproto/proto.h>
 
-#define VMH_OPS_VERSION 1
+#define VMH_OPS_VERSION 2
 
 /* One request awaiting its answer. Answer exactly once, with vmh_done() or
  * vmh_fail(), either inside the handler or later from a loop callback. */
@@ -79,6 +79,17 @@ struct vmh_ops {
 
 	/* Called once before the helper exits (on "shutdown" or EOF). May be NULL. */
 	void (*fini)(void);
+
+	/* ---- ops_version 2 ---- */
+
+	/* Feature bits that no member shows, which the driver claims:
+	 * PROTO_FEAT_NATIVE_MOUNTS_LIVE (with instance_mount and
+	 * instance_umount). Other bits are ignored: they follow the members. */
+	unsigned extra_features;
+
+	/* "instance.exec" (feature: exec): run a command in the instance
+	 * without SSH, through the hypervisor (docs/protocol.md). */
+	vmh_fn instance_exec;
 };
 
 /* Run the helper: handshake, dispatch, until the broker closes the pipe or
@@ -88,7 +99,8 @@ int vmh_main(const struct vmh_ops *ops, int argc, char **argv);
 /* The helper's libev loop, for timers, child watchers and I/O. */
 struct ev_loop *vmh_loop(void);
 
-/* Features derived from ops (enum proto_feature bits). */
+/* Features derived from ops (enum proto_feature bits), with the
+ * extra_features it may claim. */
 unsigned vmh_features(const struct vmh_ops *ops);
 
 /* Pack the result of req here (exactly one object), then call vmh_done(). */
