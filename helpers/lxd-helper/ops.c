@@ -60,6 +60,7 @@ struct list_entry {
 	enum proto_state state;
 	char ipv4[64];
 	bool missing;
+	char reason[PROTO_REASON_MAX + 1]; /* why state is unknown, or "" */
 };
 
 struct job {
@@ -73,6 +74,7 @@ struct job {
 	char msg[1024];
 	enum proto_state state;
 	bool missing; /* the LXD instance does not exist */
+	char reason[PROTO_REASON_MAX + 1]; /* why state is what it is, or "" */
 	char ipv4[LXD_IPV4_MAX][64];
 	size_t n_ipv4;
 	int64_t pid;
@@ -137,6 +139,7 @@ static int query_state(struct job *j)
 		j->state = PROTO_STATE_UNKNOWN;
 		snprintf(j->msg, sizeof(j->msg), "LXD has no instance %s (deleted outside vmctl?)",
 			 j->inst.name);
+		snprintf(j->reason, sizeof(j->reason), "%s", j->msg);
 		lxd_resp_free(&r);
 		return 0;
 	}
@@ -146,6 +149,7 @@ static int query_state(struct job *j)
 		return rc;
 	}
 	j->missing = false;
+	j->reason[0] = '\0';
 	j->state = lxd_state_of(json_string_value(json_object_get(r.metadata, "status")));
 	j->n_ipv4 = lxd_state_ipv4(r.metadata, j->ipv4, LXD_IPV4_MAX);
 	j->pid = json_integer_value(json_object_get(r.metadata, "pid"));
@@ -616,13 +620,18 @@ static void work_list(struct job *j)
 	for (i = 0; i < j->n_list; i++) {
 		j->list[i].state = PROTO_STATE_UNKNOWN;
 		j->list[i].missing = true;
+		snprintf(j->list[i].reason, sizeof(j->list[i].reason),
+			 "LXD has no instance %s (deleted outside vmctl?)", j->list[i].name);
 	}
 	if (lxd_call(lxd_socket, "GET", j->kind == JOB_POLL ? "/1.0/instances?recursion=1"
 							    : "/1.0/instances?recursion=2",
 		     NULL, NULL, LXD_SHORT, &r, err, sizeof(err)) < 0) {
 		/* A daemon that is away makes the instances unknown, not the list fail. */
-		for (i = 0; i < j->n_list; i++)
+		for (i = 0; i < j->n_list; i++) {
 			j->list[i].missing = false;
+			snprintf(j->list[i].reason, sizeof(j->list[i].reason),
+				 "LXD is not reachable: %s", err);
+		}
 		snprintf(j->msg, sizeof(j->msg), "%s", err);
 		lxd_resp_free(&r);
 		return;
@@ -637,6 +646,7 @@ static void work_list(struct job *j)
 			if (strcmp(e->name, name))
 				continue;
 			e->missing = false;
+			e->reason[0] = '\0';
 			e->state = lxd_state_of(json_string_value(json_object_get(it, "status")));
 			if (lxd_state_ipv4(json_object_get(it, "state"), ip, 1) == 1)
 				snprintf(e->ipv4, sizeof(e->ipv4), "%s", ip[0]);
@@ -720,16 +730,20 @@ static void done_list(struct job *j)
 		struct list_entry *e = &j->list[i];
 		enum proto_state busy;
 
-		if (vmh_busy(e->name, &busy))
+		if (vmh_busy(e->name, &busy)) {
 			e->state = busy;
-		else
-			vmh_state_seen(e->name, e->state);
+			e->reason[0] = '\0';
+		} else {
+			vmh_state_seen_why(e->name, e->state, e->reason);
+		}
 		if (e->missing)
 			vmh_log(VMH_WARN, "%s: LXD has no such instance (deleted outside vmctl?)",
 				e->name);
-		msgpack_pack_map(pk, e->ipv4[0] ? 3 : 2);
+		msgpack_pack_map(pk, 2 + (e->ipv4[0] ? 1 : 0) + (e->reason[0] ? 1 : 0));
 		proto_pack_kv_str(pk, "name", e->name);
 		proto_pack_kv_state(pk, "state", e->state);
+		if (e->reason[0])
+			proto_pack_kv_str(pk, "reason", e->reason);
 		if (e->ipv4[0]) {
 			proto_pack_str(pk, "ipv4");
 			msgpack_pack_array(pk, 1);
@@ -750,7 +764,7 @@ static void done_poll(struct job *j)
 		if (e->missing && last != PROTO_STATE_UNKNOWN)
 			vmh_log(VMH_WARN, "%s: LXD has no such instance any more (deleted outside vmctl?)",
 				e->name);
-		vmh_state_notify(e->name, e->state);
+		vmh_state_notify_why(e->name, e->state, e->reason);
 	}
 	poll_running = false;
 	if (poll_again) {
@@ -801,7 +815,7 @@ static void job_done(void *arg)
 	if (j->err) {
 		/* What LXD says now is still the instance's state. */
 		if (j->kind != JOB_CREATE && (j->state != PROTO_STATE_UNKNOWN || j->missing))
-			vmh_state_notify(j->inst.name, j->state);
+			vmh_state_notify_why(j->inst.name, j->state, j->reason);
 		vmh_fail(j->req, j->err, "%s", j->msg);
 		job_free(j);
 		return;
@@ -816,13 +830,15 @@ static void job_done(void *arg)
 	}
 	if (j->missing)
 		vmh_log(VMH_WARN, "%s", j->msg);
-	vmh_state_notify(j->inst.name, j->state);
+	vmh_state_notify_why(j->inst.name, j->state, j->reason);
 	pk = vmh_result(j->req);
 	if (j->kind == JOB_CREATE || j->kind == JOB_MOUNT || j->kind == JOB_UMOUNT) {
 		msgpack_pack_map(pk, 0);
 	} else if (j->kind == JOB_INFO) {
-		msgpack_pack_map(pk, j->n_ipv4 ? 5 : 3);
+		msgpack_pack_map(pk, (j->n_ipv4 ? 5 : 3) + (j->reason[0] ? 1 : 0));
 		proto_pack_kv_state(pk, "state", j->state);
+		if (j->reason[0])
+			proto_pack_kv_str(pk, "reason", j->reason);
 		pack_ipv4(pk, j);
 		proto_pack_str(pk, "pid");
 		msgpack_pack_int64(pk, j->pid);

@@ -89,6 +89,7 @@ unsigned proto_feature_from_name(const char *name);
 #define PROTO_MEMORY_MIN (512ull << 20)    /* bytes of memory, at least */
 #define PROTO_MEMORY_DEFAULT (1ull << 30)  /* an instance map without memory */
 #define PROTO_NETWORKS_MAX 16              /* extra NICs of one instance */
+#define PROTO_REASON_MAX 255               /* bytes of a state's reason; longer ones are cut */
 #define PROTO_PATH_MAX 4095                /* bytes of a path in an instance map */
 #define PROTO_DIR_MAX (PROTO_PATH_MAX - 64) /* of the instance folder: DIR/FILE fits */
 
