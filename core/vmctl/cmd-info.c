@@ -27,7 +27,9 @@ const struct cmd_entry cmd_info_entry = {
 	.name = "info",
 	.usage = "[options] NAME...|--all",
 	.summary = "Show details about instances.",
-	.help = "Shows name, state, image, CPUs, memory, disk, IPv4 addresses, scope, creation "
+	.help = "Shows name, state (and, when the driver says why an instance is in it, the "
+		"reason), the driver's instance type where it has several (lxd: container or "
+		"virtual-machine), image, CPUs, memory, disk, IPv4 addresses, scope, creation "
 		"time, mounts and extra networks of each instance.",
 	.options = info_options,
 	.arguments = info_arguments,
@@ -40,6 +42,8 @@ const struct cmd_entry cmd_info_entry = {
 static const struct render_column info_columns[] = {
 	{ "Name", "name", RENDER_TEXT },
 	{ "State", "state", RENDER_STATE },
+	{ "Reason", "reason", RENDER_OPTIONAL },
+	{ "Type", "instance_type", RENDER_OPTIONAL },
 	{ "Image", "image", RENDER_TEXT },
 	{ "CPUs", "cpus", RENDER_TEXT },
 	{ "Memory", "memory", RENDER_SIZE },

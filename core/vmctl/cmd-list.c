@@ -25,7 +25,10 @@ const struct cmd_entry cmd_list_entry = {
 	.alias = "ls",
 	.usage = "[options]",
 	.summary = "List instances.",
-	.help = "Shows each instance's name, state, IPv4 addresses and image. Prints \"No "
+	.help = "Shows each instance's name, state, IPv4 addresses and image. Under the table, "
+		"one line \"NAME: REASON\" for each instance whose driver says why it is in its "
+		"state (an instance deleted or changed behind vmctl's back, a hypervisor that "
+		"cannot be reached); json, yaml and csv have a reason field. Prints \"No "
 		"instances found.\" when there are none.",
 	.options = list_options,
 	.min_args = 0,
@@ -51,6 +54,26 @@ static const struct render_column list_scope_columns[] = {
 	{ NULL, NULL, RENDER_TEXT },
 };
 
+/* csv: the reason as a column; a table has it as a line under it. */
+static const struct render_column list_csv_columns[] = {
+	{ "Name", "name", RENDER_TEXT },
+	{ "State", "state", RENDER_STATE },
+	{ "IPv4", "ipv4", RENDER_TEXT },
+	{ "Image", "image", RENDER_TEXT },
+	{ "Reason", "reason", RENDER_TEXT },
+	{ NULL, NULL, RENDER_TEXT },
+};
+
+static const struct render_column list_scope_csv_columns[] = {
+	{ "Name", "name", RENDER_TEXT },
+	{ "State", "state", RENDER_STATE },
+	{ "IPv4", "ipv4", RENDER_TEXT },
+	{ "Image", "image", RENDER_TEXT },
+	{ "Scope", "scope", RENDER_TEXT },
+	{ "Reason", "reason", RENDER_TEXT },
+	{ NULL, NULL, RENDER_TEXT },
+};
+
 static const struct render_column list_snapshot_columns[] = {
 	{ "Instance", "instance", RENDER_TEXT },
 	{ "Snapshot", "name", RENDER_TEXT },
@@ -66,10 +89,34 @@ static bool list_empty(const msgpack_object *result, const char *key)
 	return rows == NULL || rows->type != MSGPACK_OBJECT_ARRAY || rows->via.array.size == 0;
 }
 
+/* Under the table, one line per instance whose state has a reason:
+ * "NAME: REASON". */
+static void list_print_reasons(const msgpack_object *result)
+{
+	const msgpack_object *rows = proto_map_get(result, "instances");
+	bool first = true;
+
+	if (!rows || rows->type != MSGPACK_OBJECT_ARRAY)
+		return;
+	for (uint32_t i = 0; i < rows->via.array.size; i++) {
+		const msgpack_object *row = &rows->via.array.ptr[i];
+		char name[PROTO_NAME_MAX + 1], reason[PROTO_REASON_MAX + 1];
+
+		if (proto_get_str(row, "name", name, sizeof(name)) < 0 ||
+		    proto_get_str(row, "reason", reason, sizeof(reason)) < 0 || !reason[0])
+			continue;
+		if (first)
+			putchar('\n');
+		first = false;
+		printf("%s: %s\n", name, reason);
+	}
+}
+
 static int list_exec(const struct cmd_entry *self, struct cmd_args *a)
 {
 	bool snapshots = args_has(a, "snapshots"), all_scopes = args_has(a, "all-scopes");
 	enum render_format fmt;
+	const struct render_column *columns;
 	const char *key = snapshots ? "snapshots" : "instances";
 	char err[256];
 	msgpack_sbuffer sb;
@@ -102,11 +149,16 @@ static int list_exec(const struct cmd_entry *self, struct cmd_args *a)
 		printf(snapshots ? "No snapshots found.\n" : "No instances found.\n");
 		goto out_reply;
 	}
-	if (render_result(stdout, fmt,
-			  snapshots ? list_snapshot_columns
-				    : (all_scopes ? list_scope_columns : list_columns),
-			  false, r.result, key) < 0)
+	if (snapshots)
+		columns = list_snapshot_columns;
+	else if (fmt == FORMAT_CSV)
+		columns = all_scopes ? list_scope_csv_columns : list_csv_columns;
+	else
+		columns = all_scopes ? list_scope_columns : list_columns;
+	if (render_result(stdout, fmt, columns, false, r.result, key) < 0)
 		rc = cmd_error(EXIT_FAILED, "cannot show the result");
+	else if (fmt == FORMAT_TABLE && !snapshots)
+		list_print_reasons(r.result);
 out_reply:
 	cli_reply_free(&r);
 	return rc;

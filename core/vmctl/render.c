@@ -318,6 +318,8 @@ int render_records(FILE *out, const struct render_column *columns, const msgpack
 			const struct strvec *cell = &cells[r * ncol + c];
 			char title[128];
 
+			if (cell->n == 0 && columns[c].kind == RENDER_OPTIONAL)
+				continue;
 			snprintf(title, sizeof(title), "%s:", columns[c].title);
 			render_padded(out, title, label, false);
 			fputs(cell->n > 0 ? cell->v[0] : RENDER_EMPTY, out);

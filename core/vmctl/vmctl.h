@@ -157,6 +157,7 @@ enum render_kind {
 	RENDER_SIZE,   /* bytes -> "1.0GiB" */
 	RENDER_MOUNTS, /* [{source, target}] -> "SOURCE => TARGET" per line */
 	RENDER_NETWORKS, /* [{name, mode, mac}] -> "NAME (MODE, MAC)" per line */
+	RENDER_OPTIONAL, /* text; records leave out its line when it is empty */
 };
 
 struct render_column {

@@ -228,6 +228,13 @@ void helper_errpipes_free(void);
  * never runs) when h is NULL or memory runs out. */
 struct hcall *helper_call(struct helper *h, const char *method, const msgpack_sbuffer *params,
 			  double deadline_s, proto_result_fn cb, void *ud);
+/* The reason h gave beside the state of instance name (its "reason" key,
+ * in a state notification or an answer): kept until it says another state
+ * without one, cut to one line of PROTO_REASON_MAX bytes. reason: the
+ * answer's value (NULL, nil or "" forget it). */
+void helper_reason_set(struct helper *h, const char *name, const msgpack_object *reason);
+/* "" when there is none. */
+const char *helper_reason(const struct helper *h, const char *name);
 
 /* ---- drivers.c ---- */
 /* Find vmctl-DRIVER-helper; 0 with path, or PROTO_E_NOT_FOUND with a

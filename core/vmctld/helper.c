@@ -93,6 +93,16 @@ struct helper {
 	void (*stop_done)(void *ud);
 	void *stop_ud;
 	struct log_gate log_gate; /* its log notifications */
+	struct state_reason *reasons; /* what it said of instances' states */
+};
+
+/* The reason a helper gave beside an instance's state (a state notification,
+ * an instances.list or instance.info answer), until it gives another state
+ * without one. Only instances with a reason have an entry: a few. */
+struct state_reason {
+	struct state_reason *next;
+	char name[PROTO_NAME_MAX + 1];
+	char text[PROTO_REASON_MAX + 1];
 };
 
 /* A helper's stderr, logged line by line. It outlives the helper: a VM
@@ -601,6 +611,63 @@ static void helper_on_closed(struct proto_conn *conn, void *ud, int err, const c
 	helper_finish_death(h);
 }
 
+/* ---- reasons ---- */
+
+static void reasons_free(struct helper *h)
+{
+	while (h->reasons) {
+		struct state_reason *r = h->reasons;
+
+		h->reasons = r->next;
+		free(r);
+	}
+}
+
+void helper_reason_set(struct helper *h, const char *name, const msgpack_object *reason)
+{
+	struct state_reason **pp, *r;
+	uint32_t n;
+
+	if (!h || !name)
+		return;
+	for (pp = &h->reasons; *pp && strcmp((*pp)->name, name); pp = &(*pp)->next)
+		;
+	r = *pp;
+	n = reason && reason->type == MSGPACK_OBJECT_STR ? reason->via.str.size : 0;
+	if (n == 0 || strlen(name) > PROTO_NAME_MAX) {
+		if (r) {
+			*pp = r->next;
+			free(r);
+		}
+		return;
+	}
+	if (!r) {
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return;
+		snprintf(r->name, sizeof(r->name), "%s", name);
+		r->next = h->reasons;
+		h->reasons = r;
+	}
+	if (n > PROTO_REASON_MAX)
+		n = PROTO_REASON_MAX;
+	/* One line, whatever the helper sent. */
+	for (uint32_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)reason->via.str.ptr[i];
+
+		r->text[i] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+	}
+	r->text[n] = '\0';
+}
+
+const char *helper_reason(const struct helper *h, const char *name)
+{
+	for (const struct state_reason *r = h ? h->reasons : NULL; r && name; r = r->next)
+		if (!strcmp(r->name, name))
+			return r->text;
+	return "";
+}
+
 static void helper_on_notify(struct proto_conn *conn, void *ud, const char *method,
 			     const msgpack_object *params)
 {
@@ -633,6 +700,7 @@ static void helper_on_notify(struct proto_conn *conn, void *ud, const char *meth
 		if (proto_get_str(params, "name", name, sizeof(name)) < 0 ||
 		    proto_get_state(params, "new", &state) < 0)
 			return;
+		helper_reason_set(h, name, proto_map_get(params, "reason"));
 		if (h->ops->state)
 			h->ops->state(h->ud, h, name, state);
 	}
@@ -825,6 +893,8 @@ static void helper_finish_death(struct helper *h)
 
 	if (h->alive || !h->conn_closed)
 		return;
+	/* The next incarnation starts from nothing, as the SDK's states do. */
+	reasons_free(h);
 	ev_timer_stop(h->loop, &h->reap_w);
 	if (h->conn) {
 		proto_conn_free(h->conn);
@@ -1021,5 +1091,6 @@ void helper_free(struct helper *h)
 	log_gate_stop(&h->log_gate);
 	if (h->conn)
 		proto_conn_free(h->conn);
+	reasons_free(h);
 	free(h);
 }

@@ -37,6 +37,8 @@ struct batch_item {
 	char ssh_host[64];
 	int64_t ssh_port;
 	msgpack_sbuffer ipv4; /* packed array */
+	char instance_type[32]; /* the driver's kind of instance, if it says */
+	char reason[PROTO_REASON_MAX + 1]; /* why the state is unknown, when the call failed */
 };
 
 struct batch {
@@ -449,6 +451,7 @@ static void item_purge_record(struct batch_item *it)
 		return;
 	}
 	registry_remove(&B->reg, it->name);
+	helper_reason_set(B->helper, it->name, NULL);
 	scope_save();
 	vlog(LOG_INFO_, "purged %s", it->name);
 	item_done(it, 0, NULL);
@@ -787,6 +790,7 @@ static void item_on_info(void *ud, int err, const char *errmsg, const msgpack_ob
 	if (err < 0) {
 		it->state = PROTO_STATE_UNKNOWN;
 		creq_warning(it->b->r, "could not get the state of %s: %s", it->name, errmsg);
+		snprintf(it->reason, sizeof(it->reason), "%s", errmsg ? errmsg : "");
 		item_done(it, 0, NULL);
 		return;
 	}
@@ -798,8 +802,10 @@ static void item_on_info(void *ud, int err, const char *errmsg, const msgpack_ob
 	} else {
 		it->state = PROTO_STATE_UNKNOWN;
 	}
+	helper_reason_set(B->helper, it->name, proto_map_get(result, "reason"));
 	proto_get_str(result, "ssh_host", it->ssh_host, sizeof(it->ssh_host));
 	proto_get_int(result, "ssh_port", &it->ssh_port);
+	proto_get_str(result, "instance_type", it->instance_type, sizeof(it->instance_type));
 	ipv4 = proto_map_get(result, "ipv4");
 	if (ipv4 && ipv4->type == MSGPACK_OBJECT_ARRAY) {
 		msgpack_packer pk;
@@ -837,10 +843,14 @@ static void batch_answer_info(struct batch *b)
 		char dir[4400];
 
 		scope_instance_dir(it->name, dir, sizeof(dir));
-		msgpack_pack_map(&pk, 16);
+		msgpack_pack_map(&pk, 18);
 		proto_pack_kv_str(&pk, "name", it->name);
 		proto_pack_kv_state(&pk, "state", rec && rec->deleted ? PROTO_STATE_DELETED
 							 : stop_delay_shown_state(it->name, it->state));
+		proto_pack_kv_str(&pk, "reason", rec && rec->deleted ? ""
+					    : it->reason[0] ? it->reason
+					    : helper_reason(B->helper, it->name));
+		proto_pack_kv_str(&pk, "instance_type", it->instance_type);
 		proto_pack_kv_str(&pk, "image", rec && rec->image ? rec->image : "");
 		proto_pack_kv_uint(&pk, "cpus", rec ? rec->cpus : 0);
 		proto_pack_kv_uint(&pk, "memory", rec ? rec->memory : 0);
@@ -932,14 +942,16 @@ struct list_req {
 	struct dir_set dirs;    /* the scope's instance folders when the list began */
 };
 
-/* ipv4: the helper's array of addresses for this instance, or NULL. */
+/* ipv4: the helper's array of addresses for this instance, or NULL;
+ * reason: why it is in that state ("" if nothing is said). */
 static void list_pack_scope_entry(msgpack_packer *pk, const struct instance_record *rec,
 				  enum proto_state state, const char *scope,
-				  const msgpack_object *ipv4)
+				  const msgpack_object *ipv4, const char *reason)
 {
-	msgpack_pack_map(pk, 5);
+	msgpack_pack_map(pk, 6);
 	proto_pack_kv_str(pk, "name", rec->name);
 	proto_pack_kv_state(pk, "state", state);
+	proto_pack_kv_str(pk, "reason", reason);
 	proto_pack_str(pk, "ipv4");
 	if (ipv4 && ipv4->type == MSGPACK_OBJECT_ARRAY)
 		msgpack_pack_object(pk, *ipv4);
@@ -1036,12 +1048,13 @@ static void list_answer(struct list_req *l, bool live, const msgpack_object *con
 		if (!rec->deleted && (!live || !dir_set_has(dirs, rec->name)))
 			state = PROTO_STATE_UNKNOWN;
 		list_pack_scope_entry(&pk, rec, stop_delay_shown_state(rec->name, state), B->scope,
-				      ipv4 && live ? ipv4[i] : NULL);
+				      ipv4 && live ? ipv4[i] : NULL,
+				      rec->deleted ? "" : helper_reason(B->helper, rec->name));
 	}
 	for (size_t s = 0; s < n_others; s++) {
 		for (size_t i = 0; i < others[s].n; i++)
 			list_pack_scope_entry(&pk, &others[s].v[i], scope_shown_state(&others[s].v[i]),
-					      scopes[s], NULL);
+					      scopes[s], NULL, "");
 		registry_free(&others[s]);
 		free(scopes[s]);
 	}
@@ -1166,6 +1179,7 @@ static void list_on_result(void *ud, int err, const char *errmsg, const msgpack_
 				hint = (size_t)(rec - B->reg.v) + 1;
 				if (ipv4)
 					ipv4[rec - B->reg.v] = proto_map_get(e, "ipv4");
+				helper_reason_set(B->helper, name, proto_map_get(e, "reason"));
 			}
 			/* A launch in progress owns the state it reports. */
 			if (rec && !rec->deleted && !busy_find(name) && scope_set_state(rec, state))

@@ -155,7 +155,8 @@ static void conn_schedule_retry(void)
 
 static void conn_unknown(void *ud, const char *name, enum proto_state state)
 {
-	vmh_state_notify(name, PROTO_STATE_UNKNOWN);
+	vmh_state_notify_why(name, PROTO_STATE_UNKNOWN,
+			     "the connection to libvirt was lost; reconnecting");
 }
 
 static void conn_lost(void *arg)

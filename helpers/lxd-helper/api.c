@@ -190,12 +190,16 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
-int lxd_call(const char *socket_path, const char *method, const char *path, const char *body,
-	     const char *upload, double timeout_s, struct lxd_resp *r, char *err, size_t errlen)
+/* One request: a JSON body, a file as the body (upload), or a split
+ * image as multipart/form-data (split). */
+static int lxd_request(const char *socket_path, const char *method, const char *path,
+		       const char *body, const char *upload, const struct lxd_split *split,
+		       double timeout_s, struct lxd_resp *r, char *err, size_t errlen)
 {
 	struct body got = { 0 };
 	struct curl_slist *headers = NULL;
 	char url[4200], cerr[CURL_ERROR_SIZE] = "";
+	curl_mime *mime = NULL;
 	FILE *up = NULL;
 	long http = 0;
 	CURL *c;
@@ -219,7 +223,24 @@ int lxd_call(const char *socket_path, const char *method, const char *path, cons
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
 	if (timeout_s > 0)
 		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
-	if (upload) {
+	if (split) {
+		curl_mimepart *part;
+
+		mime = curl_mime_init(c);
+		part = mime ? curl_mime_addpart(mime) : NULL;
+		if (!part || curl_mime_name(part, "metadata") != CURLE_OK ||
+		    curl_mime_filename(part, "metadata.tar") != CURLE_OK ||
+		    curl_mime_data(part, split->metadata, split->metadata_len) != CURLE_OK ||
+		    !(part = curl_mime_addpart(mime)) ||
+		    curl_mime_name(part, split->rootfs_part) != CURLE_OK ||
+		    curl_mime_filedata(part, split->rootfs) != CURLE_OK) {
+			snprintf(err, errlen, "cannot make the upload of %s", split->rootfs);
+			rc = PROTO_E_NOMEM;
+			goto out_cleanup;
+		}
+		curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	} else if (upload) {
 		struct stat st;
 
 		up = fopen(upload, "rb");
@@ -265,18 +286,24 @@ out_cleanup:
 		fclose(up);
 	curl_slist_free_all(headers);
 	curl_easy_cleanup(c);
+	curl_mime_free(mime);
 	free(got.s);
 	return rc;
 }
 
-int lxd_sync(const char *socket_path, const char *method, const char *path, const char *body,
+int lxd_call(const char *socket_path, const char *method, const char *path, const char *body,
 	     const char *upload, double timeout_s, struct lxd_resp *r, char *err, size_t errlen)
+{
+	return lxd_request(socket_path, method, path, body, upload, NULL, timeout_s, r, err, errlen);
+}
+
+/* After an answer of call: its operation awaited, when it is async. */
+static int lxd_await(const char *socket_path, int rc, double timeout_s, struct lxd_resp *r,
+		     char *err, size_t errlen)
 {
 	char wait_path[512];
 	struct lxd_resp op;
-	int rc;
 
-	rc = lxd_call(socket_path, method, path, body, upload, timeout_s, r, err, errlen);
 	if (rc < 0 || r->kind != LXD_ASYNC)
 		return rc;
 	/* The operation: LXD holds the request until it ends or the timeout. */
@@ -406,4 +433,20 @@ out_cleanup:
 	curl_easy_cleanup(c);
 	free(got.s);
 	return rc;
+}
+
+int lxd_sync(const char *socket_path, const char *method, const char *path, const char *body,
+	     const char *upload, double timeout_s, struct lxd_resp *r, char *err, size_t errlen)
+{
+	int rc = lxd_call(socket_path, method, path, body, upload, timeout_s, r, err, errlen);
+
+	return lxd_await(socket_path, rc, timeout_s, r, err, errlen);
+}
+
+int lxd_sync_split(const char *socket_path, const char *path, const struct lxd_split *split,
+		   double timeout_s, struct lxd_resp *r, char *err, size_t errlen)
+{
+	int rc = lxd_request(socket_path, "POST", path, NULL, NULL, split, timeout_s, r, err, errlen);
+
+	return lxd_await(socket_path, rc, timeout_s, r, err, errlen);
 }

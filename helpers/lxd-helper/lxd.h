@@ -51,6 +51,35 @@ int lxd_call(const char *socket_path, const char *method, const char *path, cons
 	     const char *upload, double timeout_s, struct lxd_resp *r, char *err, size_t errlen);
 int lxd_sync(const char *socket_path, const char *method, const char *path, const char *body,
 	     const char *upload, double timeout_s, struct lxd_resp *r, char *err, size_t errlen);
+/* A split image (LXD's "metadata" tarball and rootfs) as multipart/form-data. */
+struct lxd_split {
+	const void *metadata; /* the metadata tarball's bytes */
+	size_t metadata_len;
+	const char *rootfs;      /* a file */
+	const char *rootfs_part; /* "rootfs.img" (a VM's qcow2) or "rootfs" */
+};
+/* POST path with split, awaited as lxd_sync. */
+int lxd_sync_split(const char *socket_path, const char *path, const struct lxd_split *split,
+		   double timeout_s, struct lxd_resp *r, char *err, size_t errlen);
+
+/* vmimage.c: a qcow2 disk as LXD's split VM image. */
+#define LXD_VM_ALIAS_PREFIX "vmctl-vm-" /* + the qcow2's sha256: the imported image */
+/* metadata.yaml of a VM image: architecture (LXD's name, "x86_64"),
+ * creation_date, properties (description, the qcow2's sha256). The length
+ * written, or -1 when it does not fit. */
+int lxd_vm_metadata_yaml(const char *arch, long long created, const char *description,
+			 const char *sha256, char *buf, size_t len);
+/* A ustar archive of one regular file name (mode 0644, mtime) with data:
+ * *out (malloc'd, *outlen bytes, a multiple of 512), 0 or PROTO_E_NOMEM. */
+int lxd_tar_one(const char *name, const void *data, size_t len, long long mtime,
+		unsigned char **out, size_t *outlen);
+/* The VM image of qcow2 (its sha256 given) in LXD: found by its alias
+ * LXD_VM_ALIAS_PREFIX SHA256, else built and imported once, and aliased.
+ * Its fingerprint into fp. 0, or a PROTO_E_* code with the reason. */
+int lxd_vm_image_ensure(const char *socket_path, const char *qcow2, const char *sha256,
+			const char *arch, double timeout_s, char fp[65], char *err, size_t errlen);
+/* The sha256 of a file, in hex. */
+int lxd_sha256_file(const char *path, char hex[65], char *err, size_t errlen);
 
 /* A request whose answer is not LXD's JSON (a file, an exec's recorded
  * output): body (body_len bytes, or NULL) sent as octet-stream with the

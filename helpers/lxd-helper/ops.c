@@ -22,7 +22,6 @@
 
 #include <curl/curl.h>
 #include <ev.h>
-#include <openssl/evp.h>
 
 #include "lxd.h"
 
@@ -61,6 +60,7 @@ struct list_entry {
 	enum proto_state state;
 	char ipv4[64];
 	bool missing;
+	char reason[PROTO_REASON_MAX + 1]; /* why state is unknown, or "" */
 };
 
 struct job {
@@ -74,6 +74,7 @@ struct job {
 	char msg[1024];
 	enum proto_state state;
 	bool missing; /* the LXD instance does not exist */
+	char reason[PROTO_REASON_MAX + 1]; /* why state is what it is, or "" */
 	char ipv4[LXD_IPV4_MAX][64];
 	size_t n_ipv4;
 	int64_t pid;
@@ -84,6 +85,8 @@ struct job {
 	bool have_mount;
 	struct lxd_exec exec; /* JOB_EXEC */
 	bool have_exec;
+	char type_setting[16];   /* JOB_CREATE: local.lxd.instance-type */
+	char instance_type[32];  /* JOB_INFO: LXD's "container" or "virtual-machine" */
 };
 
 static void job_free(struct job *j)
@@ -142,6 +145,7 @@ static int query_state(struct job *j)
 		j->state = PROTO_STATE_UNKNOWN;
 		snprintf(j->msg, sizeof(j->msg), "LXD has no instance %s (deleted outside vmctl?)",
 			 j->inst.name);
+		snprintf(j->reason, sizeof(j->reason), "%s", j->msg);
 		lxd_resp_free(&r);
 		return 0;
 	}
@@ -151,6 +155,7 @@ static int query_state(struct job *j)
 		return rc;
 	}
 	j->missing = false;
+	j->reason[0] = '\0';
 	j->state = lxd_state_of(json_string_value(json_object_get(r.metadata, "status")));
 	j->n_ipv4 = lxd_state_ipv4(r.metadata, j->ipv4, LXD_IPV4_MAX);
 	j->pid = json_integer_value(json_object_get(r.metadata, "pid"));
@@ -196,42 +201,6 @@ static void wait_for_address(struct job *j)
 		vmh_log(VMH_WARN, "%s has no IPv4 address after %.0f s", j->inst.name, LXD_ADDRESS_WAIT);
 }
 
-static int sha256_file(const char *path, char hex[65], char *err, size_t errlen)
-{
-	unsigned char buf[1 << 16], md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx;
-	FILE *f;
-	size_t n;
-	int rc = 0;
-
-	f = fopen(path, "rb");
-	if (!f) {
-		snprintf(err, errlen, "cannot read image %s: %s", path, strerror(errno));
-		return PROTO_E_IO;
-	}
-	ctx = EVP_MD_CTX_new();
-	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-		snprintf(err, errlen, "out of memory");
-		rc = PROTO_E_NOMEM;
-		goto out_close;
-	}
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		EVP_DigestUpdate(ctx, buf, n);
-	if (ferror(f)) {
-		snprintf(err, errlen, "cannot read image %s: %s", path, strerror(errno));
-		rc = PROTO_E_IO;
-		goto out_close;
-	}
-	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	for (unsigned int i = 0; i < mdlen && i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-out_close:
-	EVP_MD_CTX_free(ctx);
-	fclose(f);
-	return rc;
-}
-
 /* The image in LXD by its fingerprint (a unified tarball's is its sha256),
  * imported once. */
 static int ensure_image(struct job *j, char fp[65])
@@ -240,7 +209,7 @@ static int ensure_image(struct job *j, char fp[65])
 	char path[128];
 	int rc;
 
-	rc = sha256_file(j->inst.image.disk, fp, j->msg, sizeof(j->msg));
+	rc = lxd_sha256_file(j->inst.image.disk, fp, j->msg, sizeof(j->msg));
 	if (rc < 0)
 		return j->err = rc;
 	snprintf(path, sizeof(path), "/1.0/images/%s", fp);
@@ -422,21 +391,112 @@ out_free:
 	return rc;
 }
 
+/*
+ * Whether LXD can run virtual machines: its instance drivers (GET /1.0,
+ * environment.driver: "lxc | qemu") name qemu. When they do not, LXD keeps
+ * the reason to its log; a create of an empty VM (which LXD refuses before
+ * making anything) brings it out, into why. arch: LXD's architecture.
+ */
+static bool vm_usable(char *arch, size_t archlen, char *why, size_t whylen)
+{
+	struct lxd_resp r;
+	const char *driver, *karch;
+	char name[64], path[128], *body;
+	json_t *probe;
+	bool usable;
+	int rc;
+
+	rc = lxd_call(lxd_socket, "GET", "/1.0", NULL, NULL, LXD_SHORT, &r, why, whylen);
+	if (rc < 0) {
+		lxd_resp_free(&r);
+		return false;
+	}
+	driver = json_string_value(
+		json_object_get(json_object_get(r.metadata, "environment"), "driver"));
+	karch = json_string_value(
+		json_object_get(json_object_get(r.metadata, "environment"), "kernel_architecture"));
+	snprintf(arch, archlen, "%s", karch ? karch : "x86_64");
+	usable = driver && strstr(driver, "qemu");
+	if (!usable)
+		snprintf(why, whylen, "LXD's instance drivers are '%s', without qemu",
+			 driver ? driver : "");
+	lxd_resp_free(&r);
+	if (usable)
+		return true;
+	snprintf(name, sizeof(name), "vmctl-vm-probe-%ld", (long)getpid());
+	probe = json_pack("{s:s, s:s, s:{s:s}}", "name", name, "type", "virtual-machine", "source",
+			  "type", "none");
+	body = probe ? json_dumps(probe, JSON_COMPACT) : NULL;
+	json_decref(probe);
+	if (!body)
+		return false;
+	rc = lxd_sync(lxd_socket, "POST", "/1.0/instances", body, NULL, LXD_SHORT, &r, why, whylen);
+	free(body);
+	lxd_resp_free(&r);
+	if (rc == 0) {
+		/* It could after all: the empty VM goes again. */
+		snprintf(path, sizeof(path), "/1.0/instances/%s", name);
+		lxd_sync(lxd_socket, "DELETE", path, NULL, NULL, LXD_SHORT, &r, why, whylen);
+		lxd_resp_free(&r);
+		return true;
+	}
+	return false;
+}
+
+/* The kind of instance create makes, from local.lxd.instance-type and the
+ * image: 0 with *vm, or the refusal in j. arch: for a VM's image. */
+static int choose_type(struct job *j, bool *vm, char *arch, size_t archlen)
+{
+	const char *setting = j->type_setting[0] ? j->type_setting : "auto";
+	const char *img = j->inst.image.disk, *format = j->inst.image.format;
+	bool tarball = !strcmp(format, "lxd");
+	char why[768];
+
+	*vm = false;
+	if (!strcasecmp(setting, "container") || (tarball && strcasecmp(setting, "vm"))) {
+		if (tarball)
+			return 0;
+		return job_fail_rc(j, PROTO_E_INVALID_ARGUMENT,
+				   "the lxd driver runs container images (an LXD unified tarball: "
+				   "metadata.yaml and rootfs/, as tools/build-lxd-image.sh makes) with "
+				   "local.lxd.instance-type=container; %s is a %s disk",
+				   img, format);
+	}
+	if (tarball)
+		return job_fail_rc(j, PROTO_E_INVALID_ARGUMENT,
+				   "local.lxd.instance-type=vm makes LXD virtual machines from a qcow2 "
+				   "disk; %s is an LXD container tarball (use instance-type container or "
+				   "auto)", img);
+	if (!vm_usable(arch, archlen, why, sizeof(why))) {
+		if (!strcasecmp(setting, "vm"))
+			return job_fail_rc(j, PROTO_E_UNSUPPORTED,
+					   "local.lxd.instance-type=vm: LXD on %s cannot run virtual "
+					   "machines: %s", lxd_socket, why);
+		return job_fail_rc(j, PROTO_E_INVALID_ARGUMENT,
+				   "the lxd driver runs container images here (an LXD unified tarball: "
+				   "metadata.yaml and rootfs/, as tools/build-lxd-image.sh makes); %s is "
+				   "a %s disk, which needs an LXD virtual machine, and LXD on %s cannot "
+				   "run them: %s", img, format, lxd_socket, why);
+	}
+	if (strcmp(format, "qcow2"))
+		return job_fail_rc(j, PROTO_E_INVALID_ARGUMENT,
+				   "LXD virtual machines are made from qcow2 disks; %s is a %s disk",
+				   img, format);
+	*vm = true;
+	return 0;
+}
+
 static void work_create(struct job *j)
 {
-	char fp[65] = "", pool[128], num[32];
+	char fp[65] = "", pool[128], num[32], arch[32] = "", sha[65];
 	char *user_data = NULL, *vendor_data = NULL, *network_config = NULL, *body = NULL;
 	json_t *config, *devices, *req;
 	struct lxd_resp r;
+	bool vm;
 	int rc;
 
-	if (strcmp(j->inst.image.format, "lxd") != 0) {
-		job_fail(j, PROTO_E_INVALID_ARGUMENT,
-			 "the lxd driver runs container images (an LXD unified tarball: metadata.yaml "
-			 "and rootfs/, as tools/build-lxd-image.sh makes); %s is a %s disk",
-			 j->inst.image.disk, j->inst.image.format);
+	if (choose_type(j, &vm, arch, sizeof(arch)) < 0)
 		return;
-	}
 	if (query_state(j) < 0)
 		return;
 	if (!j->missing) {
@@ -449,8 +509,18 @@ static void work_create(struct job *j)
 	network_config = j->err ? NULL : read_seed_file(j, "network-config");
 	if (j->err)
 		goto out_free;
-	if (ensure_image(j, fp) < 0)
+	if (vm) {
+		rc = lxd_sha256_file(j->inst.image.disk, sha, j->msg, sizeof(j->msg));
+		if (rc == 0)
+			rc = lxd_vm_image_ensure(lxd_socket, j->inst.image.disk, sha, arch, LXD_LONG, fp,
+						 j->msg, sizeof(j->msg));
+		if (rc < 0) {
+			j->err = rc;
+			goto out_free;
+		}
+	} else if (ensure_image(j, fp) < 0) {
 		goto out_free;
+	}
 	root_pool(pool, sizeof(pool));
 
 	config = json_object();
@@ -460,6 +530,9 @@ static void work_create(struct job *j)
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)j->inst.memory);
 	json_object_set_new(config, "limits.memory", json_string(num));
 	json_object_set_new(config, "user.vmctl.dir", json_string(j->inst.dir));
+	/* vmctl's images and most cloud images are not signed for LXD's keys. */
+	if (vm)
+		json_object_set_new(config, "security.secureboot", json_string("false"));
 	if (j->inst.mac)
 		json_object_set_new(config, "volatile.eth0.hwaddr", json_string(j->inst.mac));
 	if (user_data)
@@ -485,7 +558,8 @@ static void work_create(struct job *j)
 			json_object_set_new(nic, "hwaddr", json_string(j->inst.networks[i].mac));
 		json_object_set_new(devices, dev, nic);
 	}
-	req = json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:o}", "name", j->inst.name, "type", "container",
+	req = json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:o}", "name", j->inst.name, "type",
+			vm ? "virtual-machine" : "container",
 			"source", "type", "image", "fingerprint", fp, "config", config, "devices",
 			devices);
 	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
@@ -621,13 +695,18 @@ static void work_list(struct job *j)
 	for (i = 0; i < j->n_list; i++) {
 		j->list[i].state = PROTO_STATE_UNKNOWN;
 		j->list[i].missing = true;
+		snprintf(j->list[i].reason, sizeof(j->list[i].reason),
+			 "LXD has no instance %s (deleted outside vmctl?)", j->list[i].name);
 	}
 	if (lxd_call(lxd_socket, "GET", j->kind == JOB_POLL ? "/1.0/instances?recursion=1"
 							    : "/1.0/instances?recursion=2",
 		     NULL, NULL, LXD_SHORT, &r, err, sizeof(err)) < 0) {
 		/* A daemon that is away makes the instances unknown, not the list fail. */
-		for (i = 0; i < j->n_list; i++)
+		for (i = 0; i < j->n_list; i++) {
 			j->list[i].missing = false;
+			snprintf(j->list[i].reason, sizeof(j->list[i].reason),
+				 "LXD is not reachable: %s", err);
+		}
 		snprintf(j->msg, sizeof(j->msg), "%s", err);
 		lxd_resp_free(&r);
 		return;
@@ -642,11 +721,28 @@ static void work_list(struct job *j)
 			if (strcmp(e->name, name))
 				continue;
 			e->missing = false;
+			e->reason[0] = '\0';
 			e->state = lxd_state_of(json_string_value(json_object_get(it, "status")));
 			if (lxd_state_ipv4(json_object_get(it, "state"), ip, 1) == 1)
 				snprintf(e->ipv4, sizeof(e->ipv4), "%s", ip[0]);
 		}
 	}
+	lxd_resp_free(&r);
+}
+
+/* The state, and whether LXD runs it as a container or a virtual machine. */
+static void work_info(struct job *j)
+{
+	struct lxd_resp r;
+	char path[256], err[256];
+	const char *type;
+
+	if (query_state(j) < 0 || j->missing)
+		return;
+	snprintf(path, sizeof(path), "/1.0/instances/%s", j->inst.name);
+	if (lxd_call(lxd_socket, "GET", path, NULL, NULL, LXD_SHORT, &r, err, sizeof(err)) == 0 &&
+	    (type = json_string_value(json_object_get(r.metadata, "type"))))
+		snprintf(j->instance_type, sizeof(j->instance_type), "%s", type);
 	lxd_resp_free(&r);
 }
 
@@ -692,7 +788,7 @@ static void job_work(void *arg)
 	case JOB_RESTART: work_restart(j); break;
 	case JOB_DELETE: work_delete(j); break;
 	case JOB_STATE: query_state(j); break;
-	case JOB_INFO: query_state(j); break;
+	case JOB_INFO: work_info(j); break;
 	case JOB_LIST:
 	case JOB_POLL: work_list(j); break;
 	case JOB_NETWORKS: work_networks(j); break;
@@ -726,16 +822,20 @@ static void done_list(struct job *j)
 		struct list_entry *e = &j->list[i];
 		enum proto_state busy;
 
-		if (vmh_busy(e->name, &busy))
+		if (vmh_busy(e->name, &busy)) {
 			e->state = busy;
-		else
-			vmh_state_seen(e->name, e->state);
+			e->reason[0] = '\0';
+		} else {
+			vmh_state_seen_why(e->name, e->state, e->reason);
+		}
 		if (e->missing)
 			vmh_log(VMH_WARN, "%s: LXD has no such instance (deleted outside vmctl?)",
 				e->name);
-		msgpack_pack_map(pk, e->ipv4[0] ? 3 : 2);
+		msgpack_pack_map(pk, 2 + (e->ipv4[0] ? 1 : 0) + (e->reason[0] ? 1 : 0));
 		proto_pack_kv_str(pk, "name", e->name);
 		proto_pack_kv_state(pk, "state", e->state);
+		if (e->reason[0])
+			proto_pack_kv_str(pk, "reason", e->reason);
 		if (e->ipv4[0]) {
 			proto_pack_str(pk, "ipv4");
 			msgpack_pack_array(pk, 1);
@@ -756,7 +856,7 @@ static void done_poll(struct job *j)
 		if (e->missing && last != PROTO_STATE_UNKNOWN)
 			vmh_log(VMH_WARN, "%s: LXD has no such instance any more (deleted outside vmctl?)",
 				e->name);
-		vmh_state_notify(e->name, e->state);
+		vmh_state_notify_why(e->name, e->state, e->reason);
 	}
 	poll_running = false;
 	if (poll_again) {
@@ -818,7 +918,7 @@ static void job_done(void *arg)
 	if (j->err) {
 		/* What LXD says now is still the instance's state. */
 		if (j->kind != JOB_CREATE && (j->state != PROTO_STATE_UNKNOWN || j->missing))
-			vmh_state_notify(j->inst.name, j->state);
+			vmh_state_notify_why(j->inst.name, j->state, j->reason);
 		vmh_fail(j->req, j->err, "%s", j->msg);
 		job_free(j);
 		return;
@@ -833,13 +933,18 @@ static void job_done(void *arg)
 	}
 	if (j->missing)
 		vmh_log(VMH_WARN, "%s", j->msg);
-	vmh_state_notify(j->inst.name, j->state);
+	vmh_state_notify_why(j->inst.name, j->state, j->reason);
 	pk = vmh_result(j->req);
 	if (j->kind == JOB_CREATE || j->kind == JOB_MOUNT || j->kind == JOB_UMOUNT) {
 		msgpack_pack_map(pk, 0);
 	} else if (j->kind == JOB_INFO) {
-		msgpack_pack_map(pk, j->n_ipv4 ? 5 : 3);
+		msgpack_pack_map(pk, (j->n_ipv4 ? 5 : 3) + (j->reason[0] ? 1 : 0) +
+					     (j->instance_type[0] ? 1 : 0));
 		proto_pack_kv_state(pk, "state", j->state);
+		if (j->reason[0])
+			proto_pack_kv_str(pk, "reason", j->reason);
+		if (j->instance_type[0])
+			proto_pack_kv_str(pk, "instance_type", j->instance_type);
 		pack_ipv4(pk, j);
 		proto_pack_str(pk, "pid");
 		msgpack_pack_int64(pk, j->pid);
@@ -941,19 +1046,9 @@ static void instance_job(struct vmh_req *req, const msgpack_object *params, enum
 		job_free(j);
 		return;
 	}
-	if (kind == JOB_CREATE) {
-		const char *type = vmh_setting("local.lxd.instance-type", "auto");
-
-		if (!strcasecmp(type, "vm")) {
-			vmh_busy_release(j->inst.name);
-			vmh_fail(req, PROTO_E_UNSUPPORTED,
-				 "local.lxd.instance-type=vm: LXD virtual machines are not implemented "
-				 "by this lxd driver yet; use container (or auto)");
-			j->claimed = false;
-			job_free(j);
-			return;
-		}
-	}
+	if (kind == JOB_CREATE)
+		snprintf(j->type_setting, sizeof(j->type_setting), "%s",
+			 vmh_setting("local.lxd.instance-type", "auto"));
 	job_run(j);
 }
 
@@ -1134,7 +1229,7 @@ int lxd_init(const char *scope_dir, const msgpack_object *settings, char *why, s
 	static const char *const types[] = { "auto", "vm", "container", NULL };
 	const char *sock = vmh_setting("local.lxd.socket", "");
 	struct lxd_resp r;
-	const char *version;
+	const char *version, *driver;
 	int type, rc;
 
 	(void)scope_dir;
@@ -1168,9 +1263,12 @@ int lxd_init(const char *scope_dir, const msgpack_object *settings, char *why, s
 	}
 	version = json_string_value(
 		json_object_get(json_object_get(r.metadata, "environment"), "server_version"));
-	vmh_log(VMH_INFO, "lxd driver: LXD %s on %s, instance type %s (containers), states from "
-		"LXD's events (polled every %.0f s while they are not followed)",
-		version ? version : "?", lxd_socket, types[type], LXD_POLL_INTERVAL);
+	driver = json_string_value(
+		json_object_get(json_object_get(r.metadata, "environment"), "driver"));
+	vmh_log(VMH_INFO, "lxd driver: LXD %s on %s (instance drivers: %s), instance type %s, "
+		"states from LXD's events (polled every %.0f s while they are not followed)",
+		version ? version : "?", lxd_socket, driver ? driver : "?", types[type],
+		LXD_POLL_INTERVAL);
 	lxd_resp_free(&r);
 	ev_timer_init(&poll_timer, on_poll, LXD_POLL_INTERVAL, LXD_POLL_INTERVAL);
 	ev_timer_start(vmh_loop(), &poll_timer);

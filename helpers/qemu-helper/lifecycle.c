@@ -1002,17 +1002,19 @@ void qh_instances_list(struct vmh_req *req, const msgpack_object *params)
 		enum proto_state state;
 		char name[128] = "";
 
-		msgpack_pack_map(pk, 3);
 		if (qh_inst_parse(m, &inst, err, sizeof(err)) < 0) {
 			/* One bad record must not hide the others. */
 			proto_get_str(m, "name", name, sizeof(name));
 			vmh_log(VMH_WARN, "instances.list: %s", err);
+			msgpack_pack_map(pk, 4);
 			proto_pack_kv_str(pk, "name", name);
 			proto_pack_kv_state(pk, "state", PROTO_STATE_UNKNOWN);
+			proto_pack_kv_str(pk, "reason", err);
 			proto_pack_str(pk, "ipv4");
 			msgpack_pack_array(pk, 0);
 			continue;
 		}
+		msgpack_pack_map(pk, 3);
 		/* One look at the pid file serves the watch and the state. */
 		state = qh_vm_state_known(&inst, qh_watch_pid(&inst));
 		proto_pack_kv_str(pk, "name", inst.name);

@@ -17,6 +17,7 @@ struct tracked {
 	char *name;
 	bool known; /* state was told to (or seen by) the broker */
 	enum proto_state state;
+	char *reason; /* told (or seen) beside state, or NULL */
 	bool busy;
 	enum proto_state busy_state;
 	struct tracked *next; /* in its bucket */
@@ -113,6 +114,7 @@ static void track_tidy(const char *name)
 		return;
 	*pp = t->next;
 	free(t->name);
+	free(t->reason);
 	free(t);
 	tr.n--;
 }
@@ -159,27 +161,52 @@ bool vmh_busy(const char *name, enum proto_state *state)
 
 /* ---- remembered states ---- */
 
+static bool same_reason(const char *a, const char *b)
+{
+	if (!a || !a[0] || !b || !b[0])
+		return (!a || !a[0]) && (!b || !b[0]);
+	return strcmp(a, b) == 0;
+}
+
+/* Remember state and reason (copied; kept as it was if memory runs out). */
+static void track_set(struct tracked *t, enum proto_state state, const char *reason)
+{
+	t->known = true;
+	t->state = state;
+	if (same_reason(t->reason, reason))
+		return;
+	free(t->reason);
+	t->reason = reason && reason[0] ? strndup(reason, PROTO_REASON_MAX) : NULL;
+}
+
 void vmh_state_notify(const char *name, enum proto_state state)
+{
+	vmh_state_notify_why(name, state, NULL);
+}
+
+void vmh_state_notify_why(const char *name, enum proto_state state, const char *reason)
 {
 	struct tracked *t = track_get(name);
 	enum proto_state old = t && t->known ? t->state : PROTO_STATE_UNKNOWN;
+	const char *old_reason = t && t->known ? t->reason : NULL;
 
-	if (old != state)
-		vmh_state_changed(name, proto_state_name(old), proto_state_name(state));
-	if (!t)
-		return;
-	t->known = true;
-	t->state = state;
+	if (old != state || !same_reason(old_reason, reason))
+		vmh_state_changed_why(name, proto_state_name(old), proto_state_name(state), reason);
+	if (t)
+		track_set(t, state, reason);
 }
 
 void vmh_state_seen(const char *name, enum proto_state state)
 {
+	vmh_state_seen_why(name, state, NULL);
+}
+
+void vmh_state_seen_why(const char *name, enum proto_state state, const char *reason)
+{
 	struct tracked *t = track_get(name);
 
-	if (!t)
-		return;
-	t->known = true;
-	t->state = state;
+	if (t)
+		track_set(t, state, reason);
 }
 
 bool vmh_state_last(const char *name, enum proto_state *state)
@@ -200,6 +227,8 @@ void vmh_state_forget(const char *name)
 	if (!t)
 		return;
 	t->known = false;
+	free(t->reason);
+	t->reason = NULL;
 	track_tidy(name);
 }
 
@@ -223,6 +252,7 @@ void vmh_track_reset(void)
 
 			tr.v[i] = t->next;
 			free(t->name);
+			free(t->reason);
 			free(t);
 		}
 	}

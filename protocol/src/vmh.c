@@ -300,17 +300,31 @@ void vmh_progress(struct vmh_req *req, double fraction, const char *text)
 
 void vmh_state_changed(const char *instance, const char *old_state, const char *new_state)
 {
+	vmh_state_changed_why(instance, old_state, new_state, NULL);
+}
+
+void vmh_state_changed_why(const char *instance, const char *old_state, const char *new_state,
+			   const char *reason)
+{
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
+	bool why = reason && reason[0];
 
 	if (!instance || !proto_conn_is_open(vmh.conn))
 		return;
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 3);
+	msgpack_pack_map(&pk, why ? 4 : 3);
 	proto_pack_kv_str(&pk, "name", instance);
 	proto_pack_kv_str(&pk, "old", old_state ? old_state : "unknown");
 	proto_pack_kv_str(&pk, "new", new_state ? new_state : "unknown");
+	if (why) {
+		size_t n = strnlen(reason, PROTO_REASON_MAX);
+
+		proto_pack_str(&pk, "reason");
+		msgpack_pack_str(&pk, n);
+		msgpack_pack_str_body(&pk, reason, n);
+	}
 	proto_notify_sb(vmh.conn, "state", &sb);
 	msgpack_sbuffer_destroy(&sb);
 }

@@ -134,12 +134,29 @@ wait_until 30 eval '[ "$(stops_logged)" -gt "$stops" ]' || fail "the broker was 
 grep -q "$d: LXD event instance-stopped" "$VMCTL_DATA/vmctld.log" ||
 	fail "the helper did not hear LXD's event that $d stopped"
 wait_until 30 state_is "$d" Stopped || fail "with $d stopped in LXD, list shows '$STATE', not Stopped"
+vmctl list
+expect_rc 0
+expect_no_out "^$d: "
 lxc delete --force "$d" || fail "lxc delete $d failed"
 vmctl list
 expect_rc 0
 wait_until 30 state_is "$d" Unknown || fail "with $d deleted in LXD, list shows '$STATE', not Unknown"
 grep -q "$d: LXD has no such instance" "$VMCTL_DATA/vmctld.log" ||
 	fail "the broker's log does not say that LXD lost $d"
+# The reason is the user's to see: a line under the table, a field elsewhere.
+vmctl list
+expect_rc 0
+expect_out "^$d: LXD has no instance $d \\(deleted outside vmctl\\?\\)$"
+vmctl list --format json
+expect_rc 0
+expect_out "\"reason\": \"LXD has no instance $d \\(deleted outside vmctl\\?\\)\""
+vmctl list --format csv
+expect_rc 0
+expect_out "^Name,State,IPv4,Image,Reason$"
+expect_out "^$d,Unknown,.*,LXD has no instance $d \\(deleted outside vmctl\\?\\)$"
+vmctl info "$d"
+expect_rc 0
+expect_out "^Reason: +LXD has no instance $d \\(deleted outside vmctl\\?\\)$"
 vmctl delete --purge "$d"
 expect_rc 0
 expect_not_listed "$d"

@@ -4,8 +4,10 @@
 # namespace, with its own dnsmasq, is listed by `vmctl networks`; an
 # instance launched with --network on it has a bridged NIC there with the
 # MAC the broker recorded, gets an address from that dnsmasq, and `vmctl
-# info` shows it beside the default one. The bridge and dnsmasq live in the
-# test's namespace and go with it (lxd_cleanup kills every process there).
+# info` shows it beside the default one; --bridged (local.bridged-network
+# set to that bridge) gives a second instance the same kind of NIC there.
+# The bridge and dnsmasq live in the test's namespace and go with it
+# (lxd_cleanup kills every process there).
 . "$(dirname "$0")/lxd/lxdlib.sh"
 . "$(dirname "$0")/lib.sh"
 command -v dnsmasq >/dev/null || fail "dnsmasq is not installed (Debian package dnsmasq-base)"
@@ -67,6 +69,35 @@ vmctl exec "$n" -- ip -4 -o addr show dev extra0
 expect_rc 0
 expect_out "inet ${SUBNET//./\\.}\.1[0-9][0-9]/24"
 
+# --bridged: the same NIC, on the bridge local.bridged-network names.
+b=${n}b
+vmctl set local.bridged-network="$BR"
+expect_rc 0
+vmctl launch "$LXD_IMAGE" --name "$b" --bridged --timeout "$LXD_TIMEOUT"
+expect_rc 0
+vmctl info "$b" --format json
+expect_rc 0
+bmac=$(printf '%s\n' "$OUT" | python3 -c '
+import json, sys
+nets = json.load(sys.stdin)["instances"][0]["networks"]
+assert len(nets) == 1 and nets[0]["name"] == sys.argv[1], nets
+print(nets[0]["mac"])' "$BR") || fail "info shows no bridged network on $BR for $b"
+e2e_log "bridged NIC of $b: $bmac"
+[ "$(lxc config device get "$b" extra0 nictype)" = bridged ] &&
+	[ "$(lxc config device get "$b" extra0 parent)" = "$BR" ] &&
+	[ "$(lxc config device get "$b" extra0 hwaddr)" = "$bmac" ] ||
+	fail "LXD's extra0 of $b is not a bridged NIC on $BR with $bmac: $(lxc config device show "$b")"
+vmctl exec "$b" -- ip -o link
+expect_rc 0
+printf '%s\n' "$OUT" | grep -qiE "extra0.*link/ether $bmac" || fail "the guest $b has no extra0 with $bmac"
+bridged_address() {
+	vmctl exec "$b" -- ip -4 -o addr show dev extra0
+	[ "$RC" -eq 0 ] && printf '%s\n' "$OUT" | grep -qE "inet ${SUBNET//./\\.}\.1[0-9][0-9]/24"
+}
+wait_until 90 bridged_address || fail "extra0 of $b has no address from the test's dnsmasq: $OUT"
+
+vmctl delete --purge "$b"
+expect_rc 0
 vmctl delete --purge "$n"
 expect_rc 0
 [ -z "$(lxc list --format csv -c n)" ] || fail "LXD has instances left: $(lxc list --format csv -c n)"

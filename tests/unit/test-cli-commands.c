@@ -176,18 +176,20 @@ static void broker_request(struct proto_conn *c, void *ud, uint64_t msgid, const
 		msgpack_pack_map(&pk, 1);
 		proto_pack_str(&pk, "instances");
 		msgpack_pack_array(&pk, all_scopes ? 2 : 1);
-		msgpack_pack_map(&pk, 5);
+		msgpack_pack_map(&pk, 6);
 		proto_pack_kv_str(&pk, "name", "web");
 		proto_pack_kv_str(&pk, "state", "running");
+		proto_pack_kv_str(&pk, "reason", "");
 		proto_pack_str(&pk, "ipv4");
 		msgpack_pack_array(&pk, 1);
 		proto_pack_str(&pk, "10.1.2.3");
 		proto_pack_kv_str(&pk, "image", "Debian 12");
 		proto_pack_kv_str(&pk, "scope", "qemu");
 		if (all_scopes) {
-			msgpack_pack_map(&pk, 5);
+			msgpack_pack_map(&pk, 6);
 			proto_pack_kv_str(&pk, "name", "box");
-			proto_pack_kv_str(&pk, "state", "stopped");
+			proto_pack_kv_str(&pk, "state", "unknown");
+			proto_pack_kv_str(&pk, "reason", "LXD has no instance box (deleted outside vmctl?)");
 			proto_pack_str(&pk, "ipv4");
 			msgpack_pack_nil(&pk);
 			proto_pack_kv_str(&pk, "image", "busybox");
@@ -766,7 +768,24 @@ Test(cli_broker, list_all_scopes_adds_scope_column)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.out, "Name  State    IPv4      Image      Scope\n"
 				"web   Running  10.1.2.3  Debian 12  qemu\n"
-				"box   Stopped  --        busybox    lxd\n");
+				"box   Unknown  --        busybox    lxd\n"
+				"\n"
+				"box: LXD has no instance box (deleted outside vmctl?)\n");
+}
+
+Test(cli_broker, list_reasons_in_csv_and_json)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "list", "--all-scopes", "--format", "csv");
+	cr_assert_eq(r.status, 0);
+	cr_assert_str_eq(r.out, "Name,State,IPv4,Image,Scope,Reason\n"
+				"web,Running,10.1.2.3,Debian 12,qemu,\n"
+				"box,Unknown,,busybox,lxd,LXD has no instance box (deleted outside vmctl?)\n");
+	RUN(&r, "list", "--all-scopes", "--format", "json");
+	cr_assert_eq(r.status, 0);
+	assert_contains(r.out, "\"reason\": \"LXD has no instance box (deleted outside vmctl?)\"");
 }
 
 Test(cli_broker, list_csv_and_json)
@@ -776,7 +795,7 @@ Test(cli_broker, list_csv_and_json)
 	broker_start();
 	RUN(&r, "list", "--format", "csv");
 	cr_assert_eq(r.status, 0);
-	cr_assert_str_eq(r.out, "Name,State,IPv4,Image\nweb,Running,10.1.2.3,Debian 12\n");
+	cr_assert_str_eq(r.out, "Name,State,IPv4,Image,Reason\nweb,Running,10.1.2.3,Debian 12,\n");
 	RUN(&r, "list", "--format=json");
 	cr_assert_eq(r.status, 0);
 	assert_contains(r.out, "\"ipv4\": [\n                \"10.1.2.3\"\n            ]");

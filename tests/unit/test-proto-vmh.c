@@ -77,8 +77,9 @@ static void drv_snapshot_create(struct vmh_req *req, const msgpack_object *param
 	ev_timer_start(vmh_loop(), &drv_timer);
 }
 
-/* Notifies params["states"] in order through the SDK's memory of the
- * states, after remembering params["seen"] if given; answers {dir}. */
+/* Notifies params["states"] ("STATE" or "STATE:REASON") in order through
+ * the SDK's memory of the states, after remembering params["seen"] if
+ * given; answers {dir}. */
 static void drv_instance_start(struct vmh_req *req, const msgpack_object *params)
 {
 	const msgpack_object *states = proto_map_get(params, "states");
@@ -90,11 +91,15 @@ static void drv_instance_start(struct vmh_req *req, const msgpack_object *params
 		vmh_state_seen(name, st);
 	for (uint32_t i = 0; states && states->type == MSGPACK_OBJECT_ARRAY && i < states->via.array.size;
 	     i++) {
-		char text[32];
+		char text[96], *reason;
 
-		if (proto_obj_str(&states->via.array.ptr[i], text, sizeof(text)) == 0 &&
-		    proto_state_from_name(text, &st) == 0)
-			vmh_state_notify(name, st);
+		if (proto_obj_str(&states->via.array.ptr[i], text, sizeof(text)) < 0)
+			continue;
+		reason = strchr(text, ':');
+		if (reason)
+			*reason++ = '\0';
+		if (proto_state_from_name(text, &st) == 0)
+			vmh_state_notify_why(name, st, reason);
 	}
 	vmh_instance_dir(name, dir, sizeof(dir));
 	msgpack_pack_map(vmh_result(req), 1);
@@ -246,12 +251,16 @@ static void on_notify(struct proto_conn *c, void *ud, const char *method, const 
 		snprintf(n, 160, "progress msgid=%llu fraction=%.2f text=%s",
 			 (unsigned long long)msgid, fraction, text);
 	} else if (strcmp(method, "state") == 0) {
-		char name[32] = "", old[32] = "", new[32] = "";
+		char name[32] = "", old[32] = "", new[32] = "", reason[64] = "";
 
 		proto_get_str(params, "name", name, sizeof(name));
 		proto_get_str(params, "old", old, sizeof(old));
 		proto_get_str(params, "new", new, sizeof(new));
-		snprintf(n, 160, "state name=%s old=%s new=%s", name, old, new);
+		if (proto_get_str(params, "reason", reason, sizeof(reason)) == 0)
+			snprintf(n, 160, "state name=%s old=%s new=%s reason=%s", name, old, new,
+				 reason);
+		else
+			snprintf(n, 160, "state name=%s old=%s new=%s", name, old, new);
 	} else {
 		snprintf(n, 160, "%s", method);
 	}
@@ -751,6 +760,33 @@ Test(vmh, state_notifications_say_only_what_changed_with_the_right_old)
 	cr_expect_str_eq(b.notes[1], "state name=web old=starting new=running");
 	cr_expect_str_eq(b.notes[2], "state name=web old=running new=stopped");
 	cr_expect_str_eq(b.notes[3], "state name=db old=stopped new=running");
+	broker_close(&b);
+	cr_assert_eq(reap(&ch), 0);
+	free(slurp(ch.err));
+}
+
+Test(vmh, a_new_reason_is_told_even_when_the_state_stays)
+{
+	static const char *const states[] = {
+		"stopped", "unknown:gone", "unknown:gone", "unknown:away", "unknown", "running",
+	};
+	struct child ch = spawn(NULL);
+	struct broker b;
+	struct answer a;
+	msgpack_sbuffer sb;
+
+	broker_open(&b, &ch);
+	hello(&b, "ok", &a);
+	start_params(&sb, "web", NULL, states, sizeof(states) / sizeof(states[0]));
+	call(&b, "instance.start", &sb, &a);
+	msgpack_sbuffer_destroy(&sb);
+	cr_assert_eq(a.err, 0, "%s", a.errmsg);
+	cr_assert_eq(b.nnotes, 5, "notes: %d", b.nnotes);
+	cr_expect_str_eq(b.notes[0], "state name=web old=unknown new=stopped");
+	cr_expect_str_eq(b.notes[1], "state name=web old=stopped new=unknown reason=gone");
+	cr_expect_str_eq(b.notes[2], "state name=web old=unknown new=unknown reason=away");
+	cr_expect_str_eq(b.notes[3], "state name=web old=unknown new=unknown");
+	cr_expect_str_eq(b.notes[4], "state name=web old=unknown new=running");
 	broker_close(&b);
 	cr_assert_eq(reap(&ch), 0);
 	free(slurp(ch.err));

@@ -100,6 +100,7 @@ unsigned proto_feature_from_name(const char *name);
 #define PROTO_EXEC_ARGV_MAX 1024           /* words of an instance.exec command */
 #define PROTO_EXEC_INPUT_MAX (1u << 20)    /* bytes of its stdin */
 #define PROTO_EXEC_OUTPUT_MAX (1u << 20)   /* bytes of its stdout, and of its stderr, kept */
+#define PROTO_REASON_MAX 255               /* bytes of a state's reason; longer ones are cut */
 #define PROTO_PATH_MAX 4095                /* bytes of a path in an instance map */
 #define PROTO_DIR_MAX (PROTO_PATH_MAX - 64) /* of the instance folder: DIR/FILE fits */
 

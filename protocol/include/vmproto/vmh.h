@@ -116,6 +116,10 @@ const char *vmh_method(const struct vmh_req *req);
 /* Notifications to the broker. */
 void vmh_progress(struct vmh_req *req, double fraction, const char *text);
 void vmh_state_changed(const char *instance, const char *old_state, const char *new_state);
+/* The same with a one-line reason (why the state is what it is: "LXD has
+ * no instance x"), or NULL for none. */
+void vmh_state_changed_why(const char *instance, const char *old_state, const char *new_state,
+			   const char *reason);
 
 enum vmh_level { VMH_DEBUG, VMH_INFO, VMH_WARN, VMH_ERROR };
 /* One line on stderr: "LEVEL: text". */
@@ -238,9 +242,14 @@ bool vmh_busy(const char *name, enum proto_state *state);
 /* Tell the broker name is now in state: {name, old, new} when state differs
  * from the remembered one ("unknown" if none), which it becomes. */
 void vmh_state_notify(const char *name, enum proto_state state);
+/* The same with the reason of the state (NULL: none). The SDK remembers it
+ * too: a notification goes when the state or the reason changed. */
+void vmh_state_notify_why(const char *name, enum proto_state state, const char *reason);
 /* Remember state as the broker's view, without telling it (a state the
  * broker read in an answer, or the one found before the helper acted). */
 void vmh_state_seen(const char *name, enum proto_state state);
+/* The same with the reason the broker read beside it (NULL: none). */
+void vmh_state_seen_why(const char *name, enum proto_state state, const char *reason);
 /* The remembered state, if there is one (then true; state may be NULL). */
 bool vmh_state_last(const char *name, enum proto_state *state);
 /* Forget name's state (the instance is deleted). */

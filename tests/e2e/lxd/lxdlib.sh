@@ -10,7 +10,8 @@
 #
 # After lxd_start: LXD_DIR (exported: `lxc` talks to the private daemon),
 # LXD_SOCKET, LXD_BRIDGE, LXD_IMAGE (the test container image, made by
-# tools/build-lxd-image.sh), lxd_log, lxd_fail, lxd_namespace_pids.
+# tools/build-lxd-image.sh), lxd_log, lxd_fail, lxd_namespace_pids,
+# lxd_daemon_kill and lxd_daemon_run (the daemon away and back).
 # E2E_KEEP=1 keeps the daemon and its folder for a post-mortem.
 
 set -u
@@ -121,6 +122,19 @@ lxd_allow_host_ids() {
 		LXD_SUBIDS_BOUND="$LXD_SUBIDS_BOUND /etc/$f"
 	done
 }
+# The daemon away and back, its instances left running (SIGKILL: LXC's
+# monitors keep the containers; a new daemon takes them up again).
+lxd_daemon_kill() {
+	kill -KILL "$LXD_PID" 2>/dev/null || lxd_fail "LXD (pid $LXD_PID) is not running"
+	wait "$LXD_PID" 2>/dev/null
+	LXD_PID=
+}
+lxd_daemon_run() {
+	lxd --group root --logfile "$LXD_RUN/lxd.log" >>"$LXD_RUN/lxd.out" 2>&1 &
+	LXD_PID=$!
+	timeout 60 lxd waitready ||
+		lxd_fail "LXD did not start (lxd waitready failed); $(tail -n 5 "$LXD_RUN/lxd.log" "$LXD_RUN/lxd.out" 2>/dev/null)"
+}
 lxd_start() {
 	trap lxd_cleanup EXIT
 	trap 'exit 130' INT TERM
@@ -133,10 +147,7 @@ lxd_start() {
 	mount -t sysfs vmctl-test-sysfs /sys || lxd_fail "cannot mount a sysfs of the network namespace"
 	mount --move "$LXD_RUN/cgroup" /sys/fs/cgroup || lxd_fail "cannot move the cgroup hierarchy back"
 
-	lxd --group root --logfile "$LXD_RUN/lxd.log" >"$LXD_RUN/lxd.out" 2>&1 &
-	LXD_PID=$!
-	timeout 60 lxd waitready ||
-		lxd_fail "LXD did not start (lxd waitready failed); $(tail -n 5 "$LXD_RUN/lxd.log" "$LXD_RUN/lxd.out" 2>/dev/null)"
+	lxd_daemon_run
 	lxd init --preseed >"$LXD_RUN/preseed.out" 2>&1 <<-EOF || lxd_fail "lxd init --preseed failed: $(cat "$LXD_RUN/preseed.out")"
 		storage_pools:
 		- {name: default, driver: dir}
