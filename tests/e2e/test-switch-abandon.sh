@@ -52,9 +52,16 @@ expect_rc 0
 round_trip() {
 	vmctl set local.driver=stub
 	expect_rc 0
+	# The empty scope says where the instances are, and which driver had them.
 	vmctl list
 	expect_rc 0
-	expect_no_out '^(a|b) '
+	[ "$OUT" = "No instances in the stub scope; 2 in the qemu scope, see --all-scopes." ] ||
+		fail "vmctl list in the empty stub scope says '$OUT'"
+	vmctl list --all-scopes
+	expect_rc 0
+	expect_out '^Name +State +IPv4 +Image +Scope +Driver$'
+	expect_out '^a +Suspended +-- +file://[^ ]+ +qemu +qemu$'
+	expect_out '^b +(Suspended|Stopped) +-- +file://[^ ]+ +qemu +qemu$'
 	vmctl set local.driver=qemu
 	expect_rc 0
 	wait_until 120 state_is a Running || fail "a is not running again after coming back to qemu"
@@ -69,5 +76,9 @@ expect_rc 0
 expect_state b Stopped
 round_trip
 expect_state b Stopped
+vmctl list --all-scopes
+expect_rc 0
+expect_out '^a +Running +[0-9.]+ +file://[^ ]+ +qemu +qemu$'
+
 [ -z "$(qemu_pid_of b)" ] || fail "b has a QEMU process while it should be stopped"
 e2e_log PASS
