@@ -439,9 +439,12 @@ static void dswitch_on_described(void *ud, int err, const char *errmsg,
 		rec->has_switch_state = true;
 		if (it->action == PARK_NONE)
 			continue;
-		scope_pack_instance_params(&sb, rec, it->action == PARK_STOP ? 2 : 0, &pk);
+		scope_pack_instance_params(&sb, rec, it->action == PARK_STOP ? 3 : 0, &pk);
 		if (it->action == PARK_STOP) {
+			/* A guest that does not power off in time abandons the
+			 * switch rather than being powered off by force. */
 			proto_pack_kv_bool(&pk, "force", false);
+			proto_pack_kv_bool(&pk, "escalate", false);
 			proto_pack_kv_int(&pk, "timeout", timeout);
 		}
 		creq_progress(s->r, -1, "%s %s", it->action == PARK_SUSPEND ? "Suspending" : "Stopping", rec->name);

@@ -3,20 +3,23 @@
 # a switch away from qemu needs no second hypervisor. Its helper answers
 # hello as a usable driver, lists nothing and exits on shutdown.
 #
-# stub_install: writes it to $VMCTL_HELPER_PATH (set and exported here,
-# before the broker starts). qemu_pid_of NAME: the QEMU of instance NAME.
+# stub_install [NAME [SCOPE]]: writes vmctl-NAME-helper (default stub, in
+# the scope NAME) to $VMCTL_HELPER_PATH (set and exported here, before the
+# broker starts); a stand-in of scope qemu is another driver of qemu's
+# scope, as libvirt is. qemu_pid_of NAME: the QEMU of instance NAME.
 
 PY=/usr/bin/python3
 export VMCTL_HELPER_PATH=$E2E_TMP/helpers
 
 stub_install() {
+	local name=${1:-stub} scope=${2:-${1:-stub}}
 	$PY -c 'import msgpack' 2>/dev/null || fail "needs $PY with msgpack (python3-msgpack)"
 	mkdir -p "$VMCTL_HELPER_PATH"
-	cat >"$VMCTL_HELPER_PATH/vmctl-stub-helper" <<PYEOF
+	cat >"$VMCTL_HELPER_PATH/vmctl-$name-helper" <<PYEOF
 #!$PY
 import os, sys, msgpack
 if sys.argv[1:] == ['--describe']:
-    print('driver stub\nscope stub\nversion 0.1\nfeatures')
+    print('driver $name\nscope $scope\nversion 0.1\nfeatures')
     sys.exit(0)
 out = sys.stdout.buffer
 def send(msg):
@@ -33,7 +36,7 @@ while True:
             continue
         _, mid, method, params = msg
         if method == 'hello':
-            send([1, mid, None, dict(version=1, driver='stub', scope='stub',
+            send([1, mid, None, dict(version=1, driver='$name', scope='$scope',
                                      helper_version='0.1', usable=True, why='',
                                      features=[])])
         elif method == 'instances.list':
@@ -44,7 +47,7 @@ while True:
         else:
             send([1, mid, [4, 'unsupported'], None])
 PYEOF
-	chmod 755 "$VMCTL_HELPER_PATH/vmctl-stub-helper"
+	chmod 755 "$VMCTL_HELPER_PATH/vmctl-$name-helper"
 }
 
 qemu_pid_of() {
