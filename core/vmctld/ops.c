@@ -1293,6 +1293,11 @@ void ops_restore_switched(void)
 {
 	bool changed = false;
 
+	/* A helper restarted while a switch brings the instances to rest:
+	 * the switch decides what runs again. */
+	if (B->switching)
+		return;
+
 	for (size_t i = 0; i < B->reg.n; i++) {
 		struct instance_record *rec = &B->reg.v[i];
 		bool was_running;
