@@ -9,9 +9,9 @@ static int list_exec(const struct cmd_entry *self, struct cmd_args *a);
 
 static const struct cmd_option list_options[] = {
 	{ "all-scopes", 0, NULL, 0,
-	  "Also list the instances of drivers that are not active (a Scope column tells them "
-	  "apart). Instances seem lost after switching drivers only because they live in "
-	  "another scope." },
+	  "Also list the instances of drivers that are not active (the Scope column tells them "
+	  "apart, the Driver column says which driver last had each scope). Instances seem "
+	  "lost after switching drivers only because they live in another scope." },
 	{ "snapshots", 0, NULL, 0, "List the snapshots of every instance instead." },
 	{ "format", 0, "FORMAT", 0, "Output format: table (default), json, yaml or csv." },
 	{ "timeout", 0, "SECONDS", 0,
@@ -29,7 +29,9 @@ const struct cmd_entry cmd_list_entry = {
 		"one line \"NAME: REASON\" for each instance whose driver says why it is in its "
 		"state (an instance deleted or changed behind vmctl's back, a hypervisor that "
 		"cannot be reached); json, yaml and csv have a reason field. Prints \"No "
-		"instances found.\" when there are none.",
+		"instances found.\" when there are none, or, when other scopes have some, where "
+		"they are: \"No instances in the lxd scope; 3 in the qemu scope, see "
+		"--all-scopes.\"",
 	.options = list_options,
 	.min_args = 0,
 	.max_args = 0,
@@ -51,6 +53,7 @@ static const struct render_column list_scope_columns[] = {
 	{ "IPv4", "ipv4", RENDER_TEXT },
 	{ "Image", "image", RENDER_TEXT },
 	{ "Scope", "scope", RENDER_TEXT },
+	{ "Driver", "driver", RENDER_TEXT },
 	{ NULL, NULL, RENDER_TEXT },
 };
 
@@ -70,6 +73,7 @@ static const struct render_column list_scope_csv_columns[] = {
 	{ "IPv4", "ipv4", RENDER_TEXT },
 	{ "Image", "image", RENDER_TEXT },
 	{ "Scope", "scope", RENDER_TEXT },
+	{ "Driver", "driver", RENDER_TEXT },
 	{ "Reason", "reason", RENDER_TEXT },
 	{ NULL, NULL, RENDER_TEXT },
 };
@@ -112,6 +116,32 @@ static void list_print_reasons(const msgpack_object *result)
 	}
 }
 
+/* "No instances in the lxd scope; 3 in the qemu scope, see --all-scopes." when
+ * the broker says where the instances are; false when it says nothing. */
+static bool list_print_elsewhere(const msgpack_object *result)
+{
+	const msgpack_object *others = proto_map_get(result, "other_scopes");
+	char scope[64] = "", there[64];
+	int64_t n;
+
+	if (!others || others->type != MSGPACK_OBJECT_ARRAY || others->via.array.size == 0)
+		return false;
+	proto_get_str(result, "scope", scope, sizeof(scope));
+	printf("No instances in the %s scope; ", scope);
+	for (uint32_t i = 0; i < others->via.array.size; i++) {
+		const msgpack_object *o = &others->via.array.ptr[i];
+
+		there[0] = '\0';
+		n = 0;
+		proto_get_str(o, "scope", there, sizeof(there));
+		proto_get_int(o, "instances", &n);
+		printf("%s%lld in the %s scope", i == 0 ? "" : i + 1 == others->via.array.size ? " and " : ", ",
+		       (long long)n, there);
+	}
+	printf(", see --all-scopes.\n");
+	return true;
+}
+
 static int list_exec(const struct cmd_entry *self, struct cmd_args *a)
 {
 	bool snapshots = args_has(a, "snapshots"), all_scopes = args_has(a, "all-scopes");
@@ -146,7 +176,8 @@ static int list_exec(const struct cmd_entry *self, struct cmd_args *a)
 		goto out_reply;
 
 	if (fmt == FORMAT_TABLE && list_empty(r.result, key)) {
-		printf(snapshots ? "No snapshots found.\n" : "No instances found.\n");
+		if (snapshots || all_scopes || !list_print_elsewhere(r.result))
+			printf(snapshots ? "No snapshots found.\n" : "No instances found.\n");
 		goto out_reply;
 	}
 	if (snapshots)

@@ -28,7 +28,10 @@ const struct cmd_entry cmd_set_entry = {
 		"stored, and refused (exit status 2) with what is allowed: docs/settings.md says "
 		"what each setting takes. Setting local.driver switches the "
 		"driver, to any whose helper vmctl-DRIVER-helper is installed; instances of the "
-		"previous driver stay in its scope (see 'vmctl list --all-scopes').\n\n"
+		"previous driver stay in its scope (see 'vmctl list --all-scopes'). Its running "
+		"instances are suspended (or stopped, where the driver cannot suspend) and come back "
+		"as they were when the driver is set back; when one cannot be, the switch is "
+		"abandoned, the others run again and the driver stays.\n\n"
 		"    vmctl set local.driver=libvirt",
 	.arguments = set_arguments,
 	.options = set_options,

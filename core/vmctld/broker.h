@@ -271,6 +271,8 @@ bool broker_has_feature(unsigned feature);
 /* ---- scope.c ---- */
 /* Make driver the active driver: load the registry of scope. */
 int scope_enter(const char *driver, const char *scope, char *err, size_t errlen);
+/* The driver that last had scope active (its name when never recorded). */
+void scope_last_driver(const char *scope, char *buf, size_t len);
 int scope_save(void);
 /* DATA/scopes/SCOPE/instances/NAME */
 void scope_instance_dir(const char *name, char *buf, size_t len);

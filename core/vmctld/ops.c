@@ -945,10 +945,10 @@ struct list_req {
 /* ipv4: the helper's array of addresses for this instance, or NULL;
  * reason: why it is in that state ("" if nothing is said). */
 static void list_pack_scope_entry(msgpack_packer *pk, const struct instance_record *rec,
-				  enum proto_state state, const char *scope,
+				  enum proto_state state, const char *scope, const char *driver,
 				  const msgpack_object *ipv4, const char *reason)
 {
-	msgpack_pack_map(pk, 6);
+	msgpack_pack_map(pk, 7);
 	proto_pack_kv_str(pk, "name", rec->name);
 	proto_pack_kv_state(pk, "state", state);
 	proto_pack_kv_str(pk, "reason", reason);
@@ -959,6 +959,7 @@ static void list_pack_scope_entry(msgpack_packer *pk, const struct instance_reco
 		msgpack_pack_array(pk, 0);
 	proto_pack_kv_str(pk, "image", rec->image ? rec->image : "");
 	proto_pack_kv_str(pk, "scope", scope);
+	proto_pack_kv_str(pk, "driver", driver);
 }
 
 /* Records of the scopes that are not active, read from disk. */
@@ -1017,23 +1018,44 @@ static void list_answer(struct list_req *l, bool live, const msgpack_object *con
 	msgpack_packer pk;
 	struct registry *others = NULL;
 	char **scopes = NULL;
-	size_t n_others = 0, total = B->reg.n;
+	size_t n_others = 0, total = B->reg.n, n_elsewhere = 0;
 	struct dir_set fresh = {0};
 	const struct dir_set *dirs = &l->dirs;
 
-	if (l->all_scopes) {
+	if (l->all_scopes || B->reg.n == 0) {
 		char why[1024];
 		int unreadable = list_other_scopes(&others, &scopes, &n_others, why, sizeof(why));
 
-		if (unreadable)
+		if (unreadable && l->all_scopes)
 			creq_warning(l->r, "%d other scope(s) left out: their registry could not be "
 				     "loaded (%s)", unreadable, why);
 		for (size_t i = 0; i < n_others; i++)
-			total += others[i].n;
+			if (l->all_scopes)
+				total += others[i].n;
+			else if (others[i].n)
+				n_elsewhere++;
 	}
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 1);
+	msgpack_pack_map(&pk, n_elsewhere ? 4 : 3);
+	proto_pack_kv_str(&pk, "scope", B->scope);
+	proto_pack_kv_str(&pk, "driver", B->driver);
+	if (n_elsewhere) {
+		/* An empty scope says where the instances are (they only seem lost). */
+		proto_pack_str(&pk, "other_scopes");
+		msgpack_pack_array(&pk, n_elsewhere);
+		for (size_t s = 0; s < n_others; s++) {
+			char driver[DRIVER_NAME_MAX + 1];
+
+			if (!others[s].n)
+				continue;
+			scope_last_driver(scopes[s], driver, sizeof(driver));
+			msgpack_pack_map(&pk, 3);
+			proto_pack_kv_str(&pk, "scope", scopes[s]);
+			proto_pack_kv_str(&pk, "driver", driver);
+			proto_pack_kv_uint(&pk, "instances", others[s].n);
+		}
+	}
 	proto_pack_str(&pk, "instances");
 	msgpack_pack_array(&pk, total);
 	if (l->gen != B->scope_gen) {
@@ -1048,13 +1070,16 @@ static void list_answer(struct list_req *l, bool live, const msgpack_object *con
 		if (!rec->deleted && (!live || !dir_set_has(dirs, rec->name)))
 			state = PROTO_STATE_UNKNOWN;
 		list_pack_scope_entry(&pk, rec, stop_delay_shown_state(rec->name, state), B->scope,
-				      ipv4 && live ? ipv4[i] : NULL,
+				      B->driver, ipv4 && live ? ipv4[i] : NULL,
 				      rec->deleted ? "" : helper_reason(B->helper, rec->name));
 	}
 	for (size_t s = 0; s < n_others; s++) {
-		for (size_t i = 0; i < others[s].n; i++)
+		char driver[DRIVER_NAME_MAX + 1];
+
+		scope_last_driver(scopes[s], driver, sizeof(driver));
+		for (size_t i = 0; l->all_scopes && i < others[s].n; i++)
 			list_pack_scope_entry(&pk, &others[s].v[i], scope_shown_state(&others[s].v[i]),
-					      scopes[s], NULL, "");
+					      scopes[s], driver, NULL, "");
 		registry_free(&others[s]);
 		free(scopes[s]);
 	}
@@ -1281,6 +1306,11 @@ static void restore_on_started(void *ud, int err, const char *errmsg, const msgp
 void ops_restore_switched(void)
 {
 	bool changed = false;
+
+	/* A helper restarted while a switch brings the instances to rest:
+	 * the switch decides what runs again. */
+	if (B->switching)
+		return;
 
 	for (size_t i = 0; i < B->reg.n; i++) {
 		struct instance_record *rec = &B->reg.v[i];

@@ -9,6 +9,46 @@
 
 #include "broker.h"
 
+/* DATA/scopes/SCOPE/driver: the driver that last had the scope, which
+ * `list --all-scopes` shows for a scope that is not active. */
+static void scope_note_driver(const char *dir, const char *driver)
+{
+	char path[4400], text[DRIVER_NAME_MAX + 2], *old = NULL;
+	size_t len;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/driver", dir);
+	snprintf(text, sizeof(text), "%s\n", driver);
+	if (read_file(path, sizeof(text), &old, &len) == 0 && strcmp(old, text) == 0) {
+		free(old);
+		return;
+	}
+	free(old);
+	rc = atomic_write_file(path, text, strlen(text), 0600);
+	if (rc < 0)
+		vlog(LOG_WARN_, "cannot write %s: %s", path, proto_strerror(rc));
+}
+
+void scope_last_driver(const char *scope, char *buf, size_t len)
+{
+	char path[4400], *text = NULL;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/scopes/%s/driver", B->data_dir, scope);
+	if (read_file(path, DRIVER_NAME_MAX + 2, &text, &n) == 0) {
+		text[strcspn(text, "\n")] = '\0';
+		if (driver_name_valid(text)) {
+			snprintf(buf, len, "%s", text);
+			free(text);
+			return;
+		}
+	}
+	free(text);
+	/* Never recorded (a scope made before this file was): a scope is
+	 * named for the driver that made it. */
+	snprintf(buf, len, "%s", scope);
+}
+
 int scope_enter(const char *driver, const char *scope, char *err, size_t errlen)
 {
 	struct registry fresh = {0};
@@ -33,6 +73,7 @@ int scope_enter(const char *driver, const char *scope, char *err, size_t errlen)
 	snprintf(B->scope_dir, sizeof(B->scope_dir), "%s", dir);
 	snprintf(B->registry_path, sizeof(B->registry_path), "%s", path);
 	B->scope_gen++;
+	scope_note_driver(dir, driver);
 	vlog(LOG_INFO_, "driver %s, scope %s: %zu instance(s) registered", driver, scope, B->reg.n);
 	return 0;
 }

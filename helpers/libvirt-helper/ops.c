@@ -34,6 +34,7 @@ struct ops_job {
 	bool claimed;       /* holds the SDK's busy claim of inst */
 	struct vmh_instance inst;
 	bool force;
+	bool escalate;  /* stop: force a guest that does not power off within timeout */
 	bool discard_qemu_suspend; /* stop: drop the qemu driver's suspend, then answer */
 	double timeout;
 	char set_key[16]; /* instance.set */
@@ -171,6 +172,9 @@ static int ops_power_off(struct ops_job *job, virDomainPtr d, double timeout)
 		return job->err;
 	if (off)
 		return 0;
+	if (!job->escalate)
+		return ops_fail(job, PROTO_E_DRIVER, "%s did not power off within %.0f s (left running)",
+				job->inst.name, timeout);
 	vmh_log(VMH_INFO, "%s did not power off within %.0f s; forcing it off", job->inst.name,
 		timeout);
 	return ops_destroy(job, d);
@@ -816,6 +820,7 @@ static struct ops_job *ops_new(struct vmh_req *req, const msgpack_object *params
 	job->work = work;
 	job->kind = kind;
 	job->wait_for_conn = true;
+	job->escalate = true;
 	if (vmh_instance_from_req(req, params, "instance", &job->inst) < 0) {
 		free(job);
 		return NULL;
@@ -907,6 +912,11 @@ void lvh_instance_stop(struct vmh_req *req, const msgpack_object *params)
 		return;
 	}
 	job->force = force;
+	if (proto_get_bool(params, "escalate", &job->escalate) == PROTO_E_INVALID_ARGUMENT) {
+		vmh_fail(req, PROTO_E_INVALID_ARGUMENT, "'escalate' must be a boolean");
+		ops_free(job);
+		return;
+	}
 	ops_run(job);
 }
 

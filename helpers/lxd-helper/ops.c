@@ -69,6 +69,7 @@ struct job {
 	struct vmh_instance inst;
 	bool have_inst, claimed;
 	bool force;
+	bool escalate; /* stop: force a container that does not stop within timeout */
 	int64_t timeout;
 	int err;
 	char msg[1024];
@@ -611,6 +612,14 @@ static void work_stop(struct job *j)
 	if (j->state == PROTO_STATE_STOPPED)
 		return;
 	if (j->force || change_state(j, "stop", timeout, false) < 0) {
+		if (!j->force && !j->escalate) {
+			char why[sizeof(j->msg)];
+
+			snprintf(why, sizeof(why), "%s", j->msg);
+			job_fail(j, PROTO_E_DRIVER, "%s did not stop within %d s (%s); left running",
+				 j->inst.name, timeout, why);
+			return;
+		}
 		if (!j->force)
 			vmh_log(VMH_WARN, "%s did not stop within %d s (%s); stopping it by force",
 				j->inst.name, timeout, j->msg);
@@ -998,6 +1007,8 @@ static void instance_job(struct vmh_req *req, const msgpack_object *params, enum
 	}
 	j->have_inst = true;
 	proto_get_bool(params, "force", &j->force);
+	j->escalate = true;
+	proto_get_bool(params, "escalate", &j->escalate);
 	proto_get_int(params, "timeout", &j->timeout);
 	if (kind == JOB_EXEC) {
 		rc = lxd_exec_parse(params, &j->exec, err, sizeof(err));

@@ -37,6 +37,7 @@ struct op {
 	/* stop */
 	bool force;
 	bool forcing;
+	bool graceful_only; /* escalate: false: a guest that does not power off is left running */
 	double timeout;
 	double deadline;
 	ev_timer poll;
@@ -662,6 +663,12 @@ static void stop_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	if (now() < op->deadline)
 		return;
+	if (!op->forcing && op->graceful_only) {
+		ev_timer_stop(loop, w);
+		op_fail(op, PROTO_E_DRIVER, "the guest of '%s' did not power off within %.0f s (left running)",
+			op->inst.name, op->timeout);
+		return;
+	}
 	if (!op->forcing) {
 		vmh_log(VMH_INFO, "%s: the guest did not power off within %.0f s; forcing it",
 			op->inst.name, op->timeout);
@@ -693,6 +700,12 @@ static void stop_running(struct op *op)
 	op->deadline = now() + op->timeout;
 	qh_path(&op->inst, QH_QMP, sock, sizeof(sock));
 	if (qh_qmp(sock, "system_powerdown", NULL, 2.0, NULL, err, sizeof(err)) < 0) {
+		if (op->graceful_only) {
+			ev_timer_stop(vmh_loop(), &op->poll);
+			op_fail(op, PROTO_E_DRIVER, "cannot ask the guest of '%s' to power off: %s (left running)",
+				op->inst.name, err);
+			return;
+		}
 		vmh_log(VMH_WARN, "%s: %s; forcing the stop", op->inst.name, err);
 		stop_force(op);
 	}
@@ -701,15 +714,18 @@ static void stop_running(struct op *op)
 static int op_read_stop_params(struct op *op, const msgpack_object *params)
 {
 	int64_t timeout = STOP_DEFAULT_TIMEOUT;
-	bool force = false;
+	bool force = false, escalate = true;
 
 	if ((proto_map_get(params, "force") && proto_get_bool(params, "force", &force) < 0) ||
+	    (proto_map_get(params, "escalate") && proto_get_bool(params, "escalate", &escalate) < 0) ||
 	    (proto_map_get(params, "timeout") && proto_get_int(params, "timeout", &timeout) < 0) ||
 	    timeout < 0) {
-		op_fail(op, PROTO_E_INVALID_ARGUMENT, "'force' must be a bool and 'timeout' seconds >= 0");
+		op_fail(op, PROTO_E_INVALID_ARGUMENT,
+			"'force' and 'escalate' must be bools and 'timeout' seconds >= 0");
 		return -1;
 	}
 	op->force = force;
+	op->graceful_only = !escalate;
 	op->timeout = timeout ? (double)timeout : STOP_DEFAULT_TIMEOUT;
 	return 0;
 }

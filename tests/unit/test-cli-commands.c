@@ -159,6 +159,9 @@ static void broker_echo(struct proto_conn *c, uint64_t msgid, const char *method
 	}
 }
 
+/* The fake broker answers list as for an empty scope (set before broker_start). */
+static bool fake_scope_empty;
+
 static void broker_request(struct proto_conn *c, void *ud, uint64_t msgid, const char *method,
 			   const msgpack_object *params)
 {
@@ -169,14 +172,32 @@ static void broker_request(struct proto_conn *c, void *ud, uint64_t msgid, const
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	proto_get_str(params, "name", name, sizeof(name));
-	if (strcmp(method, "list") == 0) {
+	if (strcmp(method, "list") == 0 && fake_scope_empty) {
+		/* The active scope lxd is empty; two other scopes are not. */
+		msgpack_pack_map(&pk, 4);
+		proto_pack_kv_str(&pk, "scope", "lxd");
+		proto_pack_kv_str(&pk, "driver", "lxd");
+		proto_pack_str(&pk, "other_scopes");
+		msgpack_pack_array(&pk, 2);
+		msgpack_pack_map(&pk, 3);
+		proto_pack_kv_str(&pk, "scope", "qemu");
+		proto_pack_kv_str(&pk, "driver", "libvirt");
+		proto_pack_kv_uint(&pk, "instances", 3);
+		msgpack_pack_map(&pk, 3);
+		proto_pack_kv_str(&pk, "scope", "stub");
+		proto_pack_kv_str(&pk, "driver", "stub");
+		proto_pack_kv_uint(&pk, "instances", 1);
+		proto_pack_str(&pk, "instances");
+		msgpack_pack_array(&pk, 0);
+		broker_reply_map(c, msgid, &sb);
+	} else if (strcmp(method, "list") == 0) {
 		bool all_scopes = false;
 
 		proto_get_bool(params, "all_scopes", &all_scopes);
 		msgpack_pack_map(&pk, 1);
 		proto_pack_str(&pk, "instances");
 		msgpack_pack_array(&pk, all_scopes ? 2 : 1);
-		msgpack_pack_map(&pk, 6);
+		msgpack_pack_map(&pk, all_scopes ? 7 : 6);
 		proto_pack_kv_str(&pk, "name", "web");
 		proto_pack_kv_str(&pk, "state", "running");
 		proto_pack_kv_str(&pk, "reason", "");
@@ -186,7 +207,8 @@ static void broker_request(struct proto_conn *c, void *ud, uint64_t msgid, const
 		proto_pack_kv_str(&pk, "image", "Debian 12");
 		proto_pack_kv_str(&pk, "scope", "qemu");
 		if (all_scopes) {
-			msgpack_pack_map(&pk, 6);
+			proto_pack_kv_str(&pk, "driver", "libvirt");
+			msgpack_pack_map(&pk, 7);
 			proto_pack_kv_str(&pk, "name", "box");
 			proto_pack_kv_str(&pk, "state", "unknown");
 			proto_pack_kv_str(&pk, "reason", "LXD has no instance box (deleted outside vmctl?)");
@@ -194,6 +216,7 @@ static void broker_request(struct proto_conn *c, void *ud, uint64_t msgid, const
 			msgpack_pack_nil(&pk);
 			proto_pack_kv_str(&pk, "image", "busybox");
 			proto_pack_kv_str(&pk, "scope", "lxd");
+			proto_pack_kv_str(&pk, "driver", "lxd");
 		}
 		broker_reply_map(c, msgid, &sb);
 	} else if (strcmp(method, "launch") == 0 && strcmp(name, "download") == 0) {
@@ -759,16 +782,16 @@ Test(cli_broker, list_table)
 				"web   Running  10.1.2.3  Debian 12\n");
 }
 
-Test(cli_broker, list_all_scopes_adds_scope_column)
+Test(cli_broker, list_all_scopes_adds_scope_and_driver_columns)
 {
 	struct run r;
 
 	broker_start();
 	RUN(&r, "ls", "--all-scopes");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	cr_assert_str_eq(r.out, "Name  State    IPv4      Image      Scope\n"
-				"web   Running  10.1.2.3  Debian 12  qemu\n"
-				"box   Unknown  --        busybox    lxd\n"
+	cr_assert_str_eq(r.out, "Name  State    IPv4      Image      Scope  Driver\n"
+				"web   Running  10.1.2.3  Debian 12  qemu   libvirt\n"
+				"box   Unknown  --        busybox    lxd    lxd\n"
 				"\n"
 				"box: LXD has no instance box (deleted outside vmctl?)\n");
 }
@@ -780,12 +803,28 @@ Test(cli_broker, list_reasons_in_csv_and_json)
 	broker_start();
 	RUN(&r, "list", "--all-scopes", "--format", "csv");
 	cr_assert_eq(r.status, 0);
-	cr_assert_str_eq(r.out, "Name,State,IPv4,Image,Scope,Reason\n"
-				"web,Running,10.1.2.3,Debian 12,qemu,\n"
-				"box,Unknown,,busybox,lxd,LXD has no instance box (deleted outside vmctl?)\n");
+	cr_assert_str_eq(r.out, "Name,State,IPv4,Image,Scope,Driver,Reason\n"
+				"web,Running,10.1.2.3,Debian 12,qemu,libvirt,\n"
+				"box,Unknown,,busybox,lxd,lxd,LXD has no instance box (deleted outside vmctl?)\n");
 	RUN(&r, "list", "--all-scopes", "--format", "json");
 	cr_assert_eq(r.status, 0);
 	assert_contains(r.out, "\"reason\": \"LXD has no instance box (deleted outside vmctl?)\"");
+}
+
+Test(cli_broker, list_of_an_empty_scope_says_where_the_instances_are)
+{
+	struct run r;
+
+	fake_scope_empty = true;
+	broker_start();
+	RUN(&r, "list");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "No instances in the lxd scope; 3 in the qemu scope and 1 in the stub "
+				"scope, see --all-scopes.\n");
+	/* json keeps the whole answer; csv only the (empty) table */
+	RUN(&r, "list", "--format", "csv");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "Name,State,IPv4,Image,Reason\n");
 }
 
 Test(cli_broker, list_csv_and_json)
