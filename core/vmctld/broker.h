@@ -393,6 +393,9 @@ void op_keys(struct creq *r, const msgpack_object *p);
 bool opx_refuse_feature(struct creq *r, unsigned feature);
 /* The live record of name, or NULL with r answered (unknown, deleted, busy,
  * folder missing). */
+/* The record of an instance that exists and is not deleted; else r is
+ * answered (not found, or deleted: recover it first) and NULL returned. */
+struct instance_record *opx_record(struct creq *r, const char *name);
 struct instance_record *opx_instance(struct creq *r, const char *name);
 /* Answer r and return true unless rec is recorded as stopped; what: "a snapshot". */
 bool opx_refuse_unless_stopped(struct creq *r, const struct instance_record *rec, const char *what);

@@ -20,6 +20,23 @@ bool opx_refuse_feature(struct creq *r, unsigned feature)
 	return true;
 }
 
+struct instance_record *opx_record(struct creq *r, const char *name)
+{
+	struct instance_record *rec = registry_find(&B->reg, name);
+
+	if (!rec) {
+		creq_fail(r, PROTO_E_NOT_FOUND, "instance \"%s\" does not exist (driver %s, scope %s)",
+			  name, B->driver, B->scope);
+		return NULL;
+	}
+	if (rec->deleted) {
+		creq_fail(r, PROTO_E_INVALID_STATE,
+			  "%s is deleted; recover it first with: vmctl recover %s", name, name);
+		return NULL;
+	}
+	return rec;
+}
+
 struct instance_record *opx_instance(struct creq *r, const char *name)
 {
 	struct instance_record *rec;
@@ -31,17 +48,9 @@ struct instance_record *opx_instance(struct creq *r, const char *name)
 		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "name an instance");
 		return NULL;
 	}
-	rec = registry_find(&B->reg, name);
-	if (!rec) {
-		creq_fail(r, PROTO_E_NOT_FOUND, "instance \"%s\" does not exist (driver %s, scope %s)",
-			  name, B->driver, B->scope);
+	rec = opx_record(r, name);
+	if (!rec)
 		return NULL;
-	}
-	if (rec->deleted) {
-		creq_fail(r, PROTO_E_INVALID_STATE,
-			  "%s is deleted; recover it first with: vmctl recover %s", name, name);
-		return NULL;
-	}
 	busy = busy_find(name);
 	if (busy) {
 		creq_fail(r, PROTO_E_BUSY, "%s is busy (%s); try again later", name, busy->what);

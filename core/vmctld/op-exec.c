@@ -240,17 +240,9 @@ void op_exec(struct creq *r, const msgpack_object *p)
 	}
 	if (opx_refuse_feature(r, PROTO_FEAT_EXEC))
 		return;
-	rec = registry_find(&B->reg, name);
-	if (!rec) {
-		creq_fail(r, PROTO_E_NOT_FOUND, "instance \"%s\" does not exist (driver %s, scope %s)",
-			  name, B->driver, B->scope);
+	rec = opx_record(r, name);
+	if (!rec)
 		return;
-	}
-	if (rec->deleted) {
-		creq_fail(r, PROTO_E_INVALID_STATE,
-			  "%s is deleted; recover it first with: vmctl recover %s", name, name);
-		return;
-	}
 	x = calloc(1, sizeof(*x));
 	if (!x) {
 		creq_fail(r, PROTO_E_NOMEM, "out of memory");

@@ -1427,17 +1427,9 @@ void op_ssh_info(struct creq *r, const msgpack_object *p)
 		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "ssh_info needs an instance name");
 		return;
 	}
-	rec = registry_find(&B->reg, name);
-	if (!rec) {
-		creq_fail(r, PROTO_E_NOT_FOUND, "instance \"%s\" does not exist (driver %s, scope %s)",
-			  name, B->driver, B->scope);
+	rec = opx_record(r, name);
+	if (!rec)
 		return;
-	}
-	if (rec->deleted) {
-		creq_fail(r, PROTO_E_INVALID_STATE,
-			  "%s is deleted; recover it first with: vmctl recover %s", name, name);
-		return;
-	}
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		creq_fail(r, PROTO_E_NOMEM, "out of memory");

@@ -190,6 +190,43 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/* The options every request to LXD's socket has; url receives its URL. */
+static void lxd_easy_setup(CURL *c, const char *socket_path, const char *method, const char *path,
+			   char *url, size_t urllen, char *cerr, double timeout_s)
+{
+	snprintf(url, urllen, "http://lxd%s", path);
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	if (timeout_s > 0)
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
+}
+
+/* 0 when cc is CURLE_OK; else the error, in err, of a request that got no
+ * answer (why: libcurl's error text, or the caller's). */
+static int lxd_curl_failure(CURLcode cc, const char *socket_path, const char *method,
+			    const char *path, double timeout_s, const char *why, char *err,
+			    size_t errlen)
+{
+	const char *text = why && why[0] ? why : curl_easy_strerror(cc);
+
+	if (cc == CURLE_OK)
+		return 0;
+	if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST) {
+		snprintf(err, errlen, "LXD socket %s: %s; is lxd running?", socket_path, text);
+		return PROTO_E_UNAVAILABLE;
+	}
+	if (cc == CURLE_OPERATION_TIMEDOUT) {
+		snprintf(err, errlen, "LXD did not answer %s %s within %.0f s", method, path, timeout_s);
+		return PROTO_E_TIMEOUT;
+	}
+	snprintf(err, errlen, "LXD %s %s: %s", method, path, text);
+	return PROTO_E_DRIVER;
+}
+
 /* One request: a JSON body, a file as the body (upload), or a split
  * image as multipart/form-data (split). */
 static int lxd_request(const char *socket_path, const char *method, const char *path,
@@ -212,17 +249,9 @@ static int lxd_request(const char *socket_path, const char *method, const char *
 		snprintf(err, errlen, "out of memory");
 		return PROTO_E_NOMEM;
 	}
-	snprintf(url, sizeof(url), "http://lxd%s", path);
-	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	lxd_easy_setup(c, socket_path, method, path, url, sizeof(url), cerr, timeout_s);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &got);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-	if (timeout_s > 0)
-		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
 	if (split) {
 		curl_mimepart *part;
 
@@ -262,23 +291,10 @@ static int lxd_request(const char *socket_path, const char *method, const char *
 	if (headers)
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
 	cc = curl_easy_perform(c);
-	if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST) {
-		snprintf(err, errlen, "LXD socket %s: %s; is lxd running?", socket_path,
-			 cerr[0] ? cerr : curl_easy_strerror(cc));
-		rc = PROTO_E_UNAVAILABLE;
+	rc = lxd_curl_failure(cc, socket_path, method, path, timeout_s,
+			      got.too_big ? "answer too large" : cerr, err, errlen);
+	if (rc < 0)
 		goto out_cleanup;
-	}
-	if (cc == CURLE_OPERATION_TIMEDOUT) {
-		snprintf(err, errlen, "LXD did not answer %s %s within %.0f s", method, path, timeout_s);
-		rc = PROTO_E_TIMEOUT;
-		goto out_cleanup;
-	}
-	if (cc != CURLE_OK) {
-		snprintf(err, errlen, "LXD %s %s: %s", method, path,
-			 got.too_big ? "answer too large" : (cerr[0] ? cerr : curl_easy_strerror(cc)));
-		rc = PROTO_E_DRIVER;
-		goto out_cleanup;
-	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
 	rc = lxd_parse(got.s, got.len, http, r, err, errlen);
 out_cleanup:
@@ -372,17 +388,9 @@ int lxd_raw(const char *socket_path, const char *method, const char *path, const
 		snprintf(err, errlen, "out of memory");
 		return PROTO_E_NOMEM;
 	}
-	snprintf(url, sizeof(url), "http://lxd%s", path);
-	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	lxd_easy_setup(c, socket_path, method, path, url, sizeof(url), cerr, timeout_s);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_raw_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &got);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-	if (timeout_s > 0)
-		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
 	for (size_t i = 0; headers && headers[i]; i++)
 		hl = curl_slist_append(hl, headers[i]);
 	if (body) {
@@ -395,18 +403,7 @@ int lxd_raw(const char *socket_path, const char *method, const char *path, const
 	cc = curl_easy_perform(c);
 	if (cc == CURLE_WRITE_ERROR && got.truncated)
 		cc = CURLE_OK;
-	if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST) {
-		snprintf(err, errlen, "LXD socket %s: %s; is lxd running?", socket_path,
-			 cerr[0] ? cerr : curl_easy_strerror(cc));
-		rc = PROTO_E_UNAVAILABLE;
-	} else if (cc == CURLE_OPERATION_TIMEDOUT) {
-		snprintf(err, errlen, "LXD did not answer %s %s within %.0f s", method, path, timeout_s);
-		rc = PROTO_E_TIMEOUT;
-	} else if (cc != CURLE_OK) {
-		snprintf(err, errlen, "LXD %s %s: %s", method, path,
-			 cerr[0] ? cerr : curl_easy_strerror(cc));
-		rc = PROTO_E_DRIVER;
-	}
+	rc = lxd_curl_failure(cc, socket_path, method, path, timeout_s, cerr, err, errlen);
 	if (rc < 0)
 		goto out_cleanup;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
