@@ -38,6 +38,7 @@ struct child;
 #define BROKER_START_DEADLINE 180.0
 #define BROKER_STOP_DEFAULT 60        /* graceful stop before it is forced */
 #define BROKER_LAUNCH_DEFAULT 300     /* launch --timeout default */
+#define BROKER_CLOUD_INIT_MAX (1024 * 1024) /* bytes of user data fetched from a URL */
 #define BROKER_START_DEFAULT 300
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
