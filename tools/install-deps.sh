@@ -14,7 +14,7 @@ PACKAGES=(
   libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients dnsmasq-base iptables
   openssh-server
   mtools grub-efi-amd64-bin ovmf fdisk
-  iproute2 curl time
+  iproute2 curl time tmux
   lxd lxd-client
 )
 

@@ -11,7 +11,6 @@
 #include "vmcommon.h"
 #include "vmctl.h"
 
-#define LAUNCH_DEFAULT_IMAGE "lts"
 #define LAUNCH_DEFAULT_MEMORY "1G"
 #define LAUNCH_DEFAULT_DISK "5G"
 #define LAUNCH_DEFAULT_TIMEOUT 300
@@ -60,7 +59,7 @@ static const struct cmd_argument launch_arguments[] = {
 	  "(\"/path/disk.qcow2\", \"./disk.img\", \"file:///path/disk.img\"; a relative path must "
 	  "contain a '/') or an http(s) URL. The disk must be qcow2 or a raw image with a "
 	  "partition table or a file system; any other file is refused before anything is "
-	  "created. Default: lts." },
+	  "created. Default: the setting local.image.default (lts unless changed)." },
 	{ NULL, NULL },
 };
 
@@ -344,7 +343,7 @@ static void launch_pack_networks(msgpack_packer *pk, const struct launch_network
 static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 {
 	const char *name = args_get(a, "name");
-	const char *image = a->argc > 0 ? a->argv[0] : LAUNCH_DEFAULT_IMAGE;
+	const char *image = a->argc > 0 ? a->argv[0] : NULL; /* NULL: local.image.default */
 	const char *memory_text = args_get(a, "memory"), *disk_text = args_get(a, "disk");
 	const char *cloud_init_path = args_get(a, "cloud-init"), *cloud_init_url = NULL;
 	uint64_t cpus = 1, memory, disk, timeout = LAUNCH_DEFAULT_TIMEOUT;
@@ -360,12 +359,14 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 
 	if (name != NULL && validate_instance_name(name, err, sizeof(err)) < 0)
 		return cmd_error(EXIT_USAGE, "%s", err);
-	if (image[0] == '\0')
+	if (image != NULL && image[0] == '\0')
 		return cmd_error(EXIT_USAGE, "the image name is empty");
-	rc = launch_image(image, image_buf, sizeof(image_buf));
-	if (rc != EXIT_OK)
-		return rc;
-	image = image_buf;
+	if (image != NULL) {
+		rc = launch_image(image, image_buf, sizeof(image_buf));
+		if (rc != EXIT_OK)
+			return rc;
+		image = image_buf;
+	}
 	if (args_get(a, "cpus") != NULL &&
 	    args_parse_uint("--cpus", args_get(a, "cpus"), 1, LAUNCH_MAX_CPUS, &cpus, err,
 			    sizeof(err)) < 0)
@@ -412,9 +413,10 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 5 + (name != NULL) + (cloud_init != NULL) + (cloud_init_url != NULL) +
+	msgpack_pack_map(&pk, 4 + (image != NULL) + (name != NULL) + (cloud_init != NULL) + (cloud_init_url != NULL) +
 				      (n_networks > 0) + bridged);
-	proto_pack_kv_str(&pk, "image", image);
+	if (image != NULL)
+		proto_pack_kv_str(&pk, "image", image);
 	if (name != NULL)
 		proto_pack_kv_str(&pk, "name", name);
 	proto_pack_kv_uint(&pk, "cpus", cpus);

@@ -313,6 +313,20 @@ extern const struct cmd_entry cmd_set_entry;
 extern const struct cmd_entry cmd_version_entry;
 extern const struct cmd_entry cmd_help_entry;
 
+/* ---- primary.c: the primary instance (client.primary-name) ---- */
+
+/* The setting's value into buf ("" when there is no primary). Exit code. */
+int primary_name(char *buf, size_t len);
+/* No NAME and no --all: make the primary instance the command's one name
+ * (*used = true). A usage error when client.primary-name is empty. */
+int primary_default(struct cmd_args *a, bool *used);
+/* NAME's state as `list` shows it ("running"), "" when not listed. Exit code. */
+int primary_state(const char *name, char *state, size_t len);
+/* Launch NAME with every default, printing "Launched: NAME". Exit code. */
+int primary_launch(const char *name);
+/* Start (or resume) NAME and wait for SSH. Exit code. */
+int primary_start(const char *name);
+
 /* ---- ssh.c: exec, shell and transfer over the OpenSSH client ---- */
 
 struct ssh_target {

@@ -661,7 +661,7 @@ void op_launch(struct creq *r, const msgpack_object *p)
 	l->image = proto_dup_str(p, "image");
 	if (!l->image || !l->image[0]) {
 		free(l->image);
-		l->image = strdup("lts");
+		l->image = strdup(settings_get(&B->settings, "local.image.default"));
 	}
 	if (!l->name[0] && launch_pick_name(l->name, sizeof(l->name)) < 0) {
 		creq_fail(r, PROTO_E_ALREADY_EXISTS, "could not find a free instance name; give one");

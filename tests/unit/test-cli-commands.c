@@ -42,6 +42,9 @@ static struct {
 	char key[256];
 } ssh_info = { 2222, "ubuntu", "/keys/id" };
 
+/* What the fake broker's get answers for client.primary-name. */
+static const char *primary_setting = "primary";
+
 struct run {
 	int status;
 	char out[16384];
@@ -247,8 +250,12 @@ static void broker_request(struct proto_conn *c, void *ud, uint64_t msgid, const
 		proto_pack_kv_str(&pk, "key", ssh_info.key);
 		broker_reply_map(c, msgid, &sb);
 	} else if (strcmp(method, "get") == 0) {
+		char key[64] = "";
+
+		proto_get_str(params, "key", key, sizeof(key));
 		msgpack_pack_map(&pk, 1);
-		proto_pack_kv_str(&pk, "value", "");
+		proto_pack_kv_str(&pk, "value",
+				  strcmp(key, "client.primary-name") == 0 ? primary_setting : "");
 		broker_reply_map(c, msgid, &sb);
 	} else if (strcmp(method, "snapshots") == 0) {
 		static const char *const snaps[][4] = {
@@ -556,9 +563,9 @@ Test(cli_local, names_or_all)
 {
 	struct run r;
 
-	RUN(&r, "start");
+	RUN(&r, "delete");
 	cr_assert_eq(r.status, 2);
-	assert_contains(r.err, "'start' needs an instance name (or --all)");
+	assert_contains(r.err, "'delete' needs an instance name (or --all)");
 	RUN(&r, "delete", "--all", "web");
 	cr_assert_eq(r.status, 2);
 	assert_contains(r.err, "give instance names or --all, not both");
@@ -916,6 +923,68 @@ Test(cli_broker, shell_asks_for_a_terminal)
 	/* the fake ssh runs its last argument: here the destination, a harmless command */
 	broker_start();
 	RUN(&r, "shell", "web");
+	assert_contains(r.err, "<-t>\n<ubuntu@127.0.0.1>\n");
+}
+
+Test(cli_broker, no_name_means_the_primary_instance)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "stop");
+	assert_contains(r.err, "stop {\"names\"=>[\"primary\"], \"all\"=>false,");
+	RUN(&r, "suspend");
+	assert_contains(r.err, "suspend {\"names\"=>[\"primary\"], \"all\"=>false,");
+	RUN(&r, "restart");
+	assert_contains(r.err, "restart {\"names\"=>[\"primary\"], \"all\"=>false,");
+	/* --all is still every instance */
+	RUN(&r, "stop", "--all");
+	assert_contains(r.err, "stop {\"names\"=>[], \"all\"=>true,");
+}
+
+Test(cli_broker, start_launches_a_missing_primary)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "start");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "Launched: primary\n");
+}
+
+Test(cli_broker, start_starts_an_existing_primary)
+{
+	struct run r;
+
+	primary_setting = "web"; /* the fake broker lists web */
+	broker_start();
+	RUN(&r, "start");
+	assert_contains(r.err, "start {\"names\"=>[\"web\"], \"all\"=>false, \"timeout\"=>300}");
+	cr_assert_null(strstr(r.out, "Launched"));
+}
+
+Test(cli_broker, an_empty_primary_name_means_no_primary)
+{
+	struct run r;
+
+	primary_setting = "";
+	broker_start();
+	RUN(&r, "stop");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "'stop' needs an instance name (or --all): there is no primary "
+			       "instance (the setting client.primary-name is empty)");
+	RUN(&r, "shell");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "'shell' needs an instance name: there is no primary instance");
+}
+
+Test(cli_broker, shell_without_a_name_launches_the_primary)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "shell");
+	assert_contains(r.out, "Launched: primary\n");
 	assert_contains(r.err, "<-t>\n<ubuntu@127.0.0.1>\n");
 }
 
