@@ -95,7 +95,7 @@ static const struct method methods[] = {
 	{"set", op_set, true, "key:str value:str"},
 	{"keys", op_keys, false, ""},
 	{"networks", op_networks, true, ""},
-	{"find", op_find, false, "query:str remote:str"},
+	{"find", op_find, false, "query:str remote:str force_update:bool show_unsupported:bool"},
 	{"snapshot", op_snapshot, true, "name:str snapshot:str comment:str"},
 	{"restore", op_restore, true, "name:str snapshot:str destructive:bool"},
 	{"snapshot_delete", op_snapshot_delete, true, "name:str snapshot:str"},

@@ -1375,6 +1375,12 @@ void image_op_cancel(struct image_op *op)
 
 void image_find(struct image_cache *c, const char *query, image_find_fn done, void *ud)
 {
+	image_find_with(c, query, 0, done, ud);
+}
+
+void image_find_with(struct image_cache *c, const char *query, unsigned flags, image_find_fn done,
+		     void *ud)
+{
 	const char *colon = query ? strchr(query, ':') : NULL;
 	char *remote = NULL;
 
@@ -1386,7 +1392,7 @@ void image_find(struct image_cache *c, const char *query, image_find_fn done, vo
 		}
 		query = colon + 1;
 	}
-	img_streams_find(c->streams, remote, query ? query : "", done, ud);
+	img_streams_find(c->streams, remote, query ? query : "", flags, done, ud);
 	free(remote);
 }
 

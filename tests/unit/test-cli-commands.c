@@ -1108,6 +1108,18 @@ Test(cli_broker, run_alias_maps_the_working_directory)
 	assert_contains(r.err, "there is no alias nosuch in the context default");
 }
 
+Test(cli_broker, find_sends_force_update_and_show_unsupported)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "find", "--force-update", "--show-unsupported", "release:noble");
+	assert_contains(r.err, "find {\"query\"=>\"noble\", \"force_update\"=>true, "
+			       "\"show_unsupported\"=>true, \"remote\"=>\"release\"}");
+	RUN(&r, "find", "noble");
+	assert_contains(r.err, "find {\"query\"=>\"noble\"}");
+}
+
 Test(cli_broker, transfer_upload_and_download_use_scp)
 {
 	struct run r;
