@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   libmsgpack-dev libev-dev libyaml-dev libcurl4-openssl-dev libjansson-dev libssl-dev
-  libcriterion-dev
+  libcriterion-dev libcrypt-dev
   qemu-system-x86 qemu-utils genisoimage openssh-client
   busybox-static linux-image-amd64 debootstrap e2fsprogs cpio zstd xz-utils
   python3 python3-msgpack

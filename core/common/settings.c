@@ -491,6 +491,18 @@ static int settings_check_image(const char *key, const char *value, const char *
 	return PROTO_E_INVALID_ARGUMENT;
 }
 
+/* "" (none) or a crypt(3) hash: the broker hashes what `vmctl set` gives. */
+static int settings_check_passphrase(const char *key, const char *value, const char **canonical,
+				     char *err, size_t errlen)
+{
+	if (!*value || (value[0] == '$' && strspn(value, "$./0123456789abcdefghijklmnopqrstuvwxyz"
+							 "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == strlen(value)))
+		return 0;
+	snprintf(err, errlen, "invalid value for %s: settings.yaml keeps only its crypt(3) hash; "
+		 "set the passphrase with vmctl set %s=PASSPHRASE", key, key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
 static const char *settings_default_driver_fn(void)
 {
 	return settings_default_driver();
@@ -510,6 +522,7 @@ static const struct settings_def settings_defs[] = {
 	{ "local.privileged-mounts", settings_default_true, settings_check_bool, NULL },
 	{ "local.image.default", settings_default_image, settings_check_image, NULL },
 	{ "client.primary-name", settings_default_primary, settings_check_primary, NULL },
+	{ "local.passphrase", settings_default_empty, settings_check_passphrase, NULL },
 };
 #define SETTINGS_N_DEFS (sizeof(settings_defs) / sizeof(settings_defs[0]))
 
@@ -518,7 +531,7 @@ static const char *const settings_keys[] = {
 	"local.lxd.socket",    "local.lxd.instance-type",
 	"local.image.mirror",
 	"local.image.refresh", "local.image.prune-after", "local.bridged-network", "local.privileged-mounts",
-	"local.image.default", "client.primary-name",
+	"local.image.default", "client.primary-name", "local.passphrase",
 	NULL,
 };
 

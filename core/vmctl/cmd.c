@@ -45,6 +45,7 @@ const struct cmd_entry *const cmd_table[] = {
 	&cmd_prefer_entry,
 	&cmd_run_alias_entry,
 	&cmd_wait_ready_entry,
+	&cmd_authenticate_entry,
 	&cmd_version_entry,
 	&cmd_help_entry,
 	NULL,

@@ -318,6 +318,7 @@ extern const struct cmd_entry cmd_unalias_entry;
 extern const struct cmd_entry cmd_prefer_entry;
 extern const struct cmd_entry cmd_run_alias_entry;
 extern const struct cmd_entry cmd_wait_ready_entry;
+extern const struct cmd_entry cmd_authenticate_entry;
 extern const struct cmd_entry cmd_version_entry;
 extern const struct cmd_entry cmd_help_entry;
 

@@ -69,7 +69,7 @@ Test(settings, every_known_key_has_a_default_and_is_settable_to_it)
 		cr_assert_not_null(def, "%s has no default", keys[n]);
 		cr_assert_eq(settings_set(&s, keys[n], def, err, sizeof(err)), 0, "%s: %s", keys[n], err);
 	}
-	cr_assert_eq(n, 13);
+	cr_assert_eq(n, 14);
 	settings_free(&s);
 }
 
@@ -84,6 +84,19 @@ Test(settings, primary_name_is_an_instance_name_or_empty)
 		     PROTO_E_INVALID_ARGUMENT);
 	cr_assert(strstr(err, "client.primary-name") && strstr(err, "no primary instance"), "%s", err);
 	cr_assert_str_eq(settings_get(&s, "client.primary-name"), "");
+	settings_free(&s);
+}
+
+Test(settings, passphrase_is_kept_only_as_a_hash)
+{
+	struct settings s = { 0 };
+
+	cr_assert_str_eq(settings_get(&s, "local.passphrase"), "");
+	cr_assert_eq(settings_set(&s, "local.passphrase", "$y$j9T$abc$DEF/ghi.0", err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(settings_set(&s, "local.passphrase", "hunter2", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "hash") != NULL && strstr(err, "hunter2") == NULL, "%s", err);
 	settings_free(&s);
 }
 
