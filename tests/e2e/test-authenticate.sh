@@ -8,6 +8,8 @@
 # removed afterwards.
 . "$(dirname "$0")/lib.sh"
 
+broker_gone() { [ -z "$(broker_pids)" ]; }
+
 [ "$(id -u)" -eq 0 ] || fail "this test makes a user: run it as root"
 TEST_USER=vmctlauth$$
 auth_cleanup() {
@@ -86,7 +88,7 @@ expect_rc 0
 
 # Recorded: a restarted broker still lets the user in.
 kill -TERM $(broker_pids)
-wait_until 30 test -z "$(broker_pids)" || fail "the broker did not stop"
+wait_until 30 broker_gone || fail "the broker did not stop"
 vmctl version
 expect_rc 0
 as_user list

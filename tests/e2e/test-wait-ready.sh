@@ -6,6 +6,8 @@
 # the handshake is an error at once, with the reason.
 . "$(dirname "$0")/lib.sh"
 
+broker_gone() { [ -z "$(broker_pids)" ]; }
+
 VMCTLD=${VMCTL_BIN_DIR}/vmctld
 REAL_HELPER=$(cd "$VMCTL_BIN_DIR/.." && pwd)/libexec/vmctl/vmctl-qemu-helper
 [ -x "$REAL_HELPER" ] || fail "no helper at $REAL_HELPER"
@@ -37,7 +39,7 @@ expect_out '"helper_state": *"ready"'
 
 # Autostart: wait-ready starts the broker and waits for the slow helper.
 kill -TERM $(broker_pids)
-wait_until 30 test -z "$(broker_pids)" || fail "the broker did not stop"
+wait_until 30 broker_gone || fail "the broker did not stop"
 vmctl wait-ready --timeout 120
 expect_rc 0
 vmctl version --format json
@@ -62,7 +64,7 @@ while True:
             os.write(1, msgpack.packb([1, msg[1], [7, 'speaks only protocol 99'], None]))
 EOF2
 kill -TERM $(broker_pids)
-wait_until 30 test -z "$(broker_pids)" || fail "the broker did not stop"
+wait_until 30 broker_gone || fail "the broker did not stop"
 vmctl wait-ready --timeout 600
 expect_rc 1
 expect_error "the qemu driver cannot be used: .*speaks only protocol 99"
