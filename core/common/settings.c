@@ -523,6 +523,7 @@ static const struct settings_def settings_defs[] = {
 	{ "local.image.default", settings_default_image, settings_check_image, NULL },
 	{ "client.primary-name", settings_default_primary, settings_check_primary, NULL },
 	{ "local.passphrase", settings_default_empty, settings_check_passphrase, NULL },
+	{ "client.primary-home-mount", settings_default_true, settings_check_bool, NULL },
 };
 #define SETTINGS_N_DEFS (sizeof(settings_defs) / sizeof(settings_defs[0]))
 
@@ -532,6 +533,7 @@ static const char *const settings_keys[] = {
 	"local.image.mirror",
 	"local.image.refresh", "local.image.prune-after", "local.bridged-network", "local.privileged-mounts",
 	"local.image.default", "client.primary-name", "local.passphrase",
+	"client.primary-home-mount",
 	NULL,
 };
 

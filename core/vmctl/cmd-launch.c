@@ -443,6 +443,10 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 
 		proto_get_str(r.result, "name", launched, sizeof(launched));
 		printf("Launched: %s\n", launched[0] != '\0' ? launched : (name != NULL ? name : "?"));
+		fflush(stdout);
+		/* As Multipass: the primary instance gets the home folder. */
+		if (launched[0] != '\0')
+			primary_after_launch(launched);
 	} else if (rc == EXIT_TIMEOUT) {
 		if (name != NULL)
 			fprintf(stderr,

@@ -2,8 +2,10 @@
  * The primary instance, as in Multipass: the instance named by the setting
  * client.primary-name (default "primary") is what shell, start, stop,
  * restart and suspend act on when given no name; shell and start launch it
- * first when it does not exist.
+ * first when it does not exist. A primary instance just launched gets the
+ * user's home folder mounted (client.primary-home-mount).
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,8 +15,11 @@
 #include "vmctl.h"
 
 #define PRIMARY_LAUNCH_TIMEOUT 300
+/* Where Multipass mounts the home folder: "Home" in the default user's. */
+#define PRIMARY_HOME_TARGET "/home/ubuntu/Home"
 
-int primary_name(char *buf, size_t len)
+/* The value of a setting into buf. Exit code. */
+static int primary_get(const char *key, char *buf, size_t len)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -25,13 +30,70 @@ int primary_name(char *buf, size_t len)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 1);
-	proto_pack_kv_str(&pk, "key", "client.primary-name");
+	proto_pack_kv_str(&pk, "key", key);
 	rc = cli_request("get", &sb, 0, &r);
 	msgpack_sbuffer_destroy(&sb);
 	if (rc == EXIT_OK && proto_get_str(r.result, "value", buf, len) < 0)
 		buf[0] = '\0';
 	cli_reply_free(&r);
 	return rc;
+}
+
+int primary_name(char *buf, size_t len)
+{
+	return primary_get("client.primary-name", buf, len);
+}
+
+int primary_mount_home(const char *name)
+{
+	char value[16], home[PATH_MAX];
+	const char *env = getenv("HOME");
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	struct cli_reply r;
+	int rc;
+
+	if (primary_get("client.primary-home-mount", value, sizeof(value)) != EXIT_OK ||
+	    strcmp(value, "false") == 0)
+		return EXIT_OK;
+	if (primary_get("local.privileged-mounts", value, sizeof(value)) != EXIT_OK ||
+	    strcmp(value, "false") == 0) {
+		printf("Not mounting the home folder into %s: local.privileged-mounts is false\n",
+		       name);
+		return EXIT_OK;
+	}
+	if (env == NULL || env[0] != '/' || realpath(env, home) == NULL)
+		return EXIT_OK; /* no home folder to share */
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 4);
+	proto_pack_kv_str(&pk, "source", home);
+	proto_pack_kv_str(&pk, "name", name);
+	proto_pack_kv_str(&pk, "path", PRIMARY_HOME_TARGET);
+	proto_pack_kv_str(&pk, "type", "classic");
+	rc = cli_request("mount", &sb, 0, &r);
+	msgpack_sbuffer_destroy(&sb);
+	cli_reply_free(&r);
+	if (rc == EXIT_OK)
+		printf("Mounted '%s' into '%s:" PRIMARY_HOME_TARGET "'\n", home, name);
+	else
+		fprintf(stderr,
+			"vmctl: warning: the home folder was not mounted into %s; 'vmctl mount %s "
+			"%s:" PRIMARY_HOME_TARGET "' tries again, 'vmctl set "
+			"client.primary-home-mount=false' stops vmctl from trying\n",
+			name, home, name);
+	fflush(stdout);
+	return EXIT_OK;
+}
+
+int primary_after_launch(const char *launched)
+{
+	char name[INSTANCE_NAME_MAX + 1];
+
+	if (primary_name(name, sizeof(name)) != EXIT_OK || name[0] == '\0' ||
+	    strcmp(name, launched) != 0)
+		return EXIT_OK;
+	return primary_mount_home(launched);
 }
 
 int primary_default(struct cmd_args *a, bool *used)
@@ -115,6 +177,8 @@ int primary_launch(const char *name)
 		fflush(stdout);
 	}
 	cli_reply_free(&r);
+	if (rc == EXIT_OK)
+		rc = primary_mount_home(name);
 	return rc;
 }
 

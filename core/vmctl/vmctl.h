@@ -333,6 +333,12 @@ int primary_default(struct cmd_args *a, bool *used);
 int primary_state(const char *name, char *state, size_t len);
 /* Launch NAME with every default, printing "Launched: NAME". Exit code. */
 int primary_launch(const char *name);
+/* Mount the user's home folder into the primary instance NAME just
+ * launched, unless client.primary-home-mount or local.privileged-mounts is
+ * false; a failure is a warning (the launch stands). EXIT_OK. */
+int primary_mount_home(const char *name);
+/* After `vmctl launch` of NAME: primary_mount_home() if it is the primary. */
+int primary_after_launch(const char *name);
 /* Start (or resume) NAME and wait for SSH. Exit code. */
 int primary_start(const char *name);
 

@@ -44,6 +44,8 @@ static struct {
 
 /* What the fake broker's get answers for client.primary-name. */
 static const char *primary_setting = "primary";
+/* ...and for client.primary-home-mount */
+static const char *home_mount_setting = "true";
 
 struct run {
 	int status;
@@ -255,7 +257,9 @@ static void broker_request(struct proto_conn *c, void *ud, uint64_t msgid, const
 		proto_get_str(params, "key", key, sizeof(key));
 		msgpack_pack_map(&pk, 1);
 		proto_pack_kv_str(&pk, "value",
-				  strcmp(key, "client.primary-name") == 0 ? primary_setting : "");
+				  strcmp(key, "client.primary-name") == 0	 ? primary_setting
+				  : strcmp(key, "client.primary-home-mount") == 0 ? home_mount_setting
+										  : "");
 		broker_reply_map(c, msgid, &sb);
 	} else if (strcmp(method, "info") == 0 && proto_map_get(params, "names") != NULL &&
 		   proto_map_get(params, "names")->type == MSGPACK_OBJECT_ARRAY &&
@@ -1118,6 +1122,37 @@ Test(cli_broker, find_sends_force_update_and_show_unsupported)
 			       "\"show_unsupported\"=>true, \"remote\"=>\"release\"}");
 	RUN(&r, "find", "noble");
 	assert_contains(r.err, "find {\"query\"=>\"noble\"}");
+}
+
+Test(cli_broker, a_new_primary_gets_the_home_folder_mounted)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "start");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	/* the fake broker refuses the mount: a warning, and the launch stands */
+	assert_contains(r.err, "\"name\"=>\"primary\", \"path\"=>\"/home/ubuntu/Home\", "
+			       "\"type\"=>\"classic\"}");
+	assert_contains(r.err, "warning: the home folder was not mounted into primary");
+	RUN(&r, "launch", "--name", "primary");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	assert_contains(r.err, "\"path\"=>\"/home/ubuntu/Home\"");
+	RUN(&r, "launch", "--name", "web");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_null(strstr(r.err, "mount"), "%s", r.err);
+}
+
+Test(cli_broker, primary_home_mount_can_be_turned_off)
+{
+	struct run r;
+
+	home_mount_setting = "false";
+	broker_start();
+	RUN(&r, "start");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "Launched: primary\n");
+	cr_assert_null(strstr(r.err, "mount"), "%s", r.err);
 }
 
 Test(cli_broker, transfer_upload_and_download_use_scp)
