@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   libmsgpack-dev libev-dev libyaml-dev libcurl4-openssl-dev libjansson-dev libssl-dev
-  libcriterion-dev
+  libcriterion-dev libcrypt-dev
   qemu-system-x86 qemu-utils genisoimage openssh-client openssh-sftp-server
   busybox-static linux-image-amd64 debootstrap e2fsprogs cpio zstd xz-utils
   python3 python3-msgpack
@@ -14,7 +14,7 @@ PACKAGES=(
   libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients dnsmasq-base iptables
   openssh-server
   mtools grub-efi-amd64-bin ovmf fdisk
-  iproute2 curl time
+  iproute2 curl time tmux
   lxd lxd-client
 )
 

@@ -445,6 +445,64 @@ static int settings_check_network(const char *key, const char *value, const char
 	return PROTO_E_INVALID_ARGUMENT;
 }
 
+static const char *settings_default_primary(void)
+{
+	return "primary";
+}
+
+static const char *settings_default_image(void)
+{
+	return "lts";
+}
+
+/* An instance name, or "" for no primary instance. */
+static int settings_check_primary(const char *key, const char *value, const char **canonical,
+				  char *err, size_t errlen)
+{
+	char why[256];
+
+	if (!*value || validate_instance_name(value, why, sizeof(why)) == 0)
+		return 0;
+	snprintf(err, errlen, "invalid value for %s: %s; or \"\" for no primary instance", key,
+		 why);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+/* What `launch` takes as IMAGE: an alias, an http(s) or file URL, or an
+ * absolute path (the broker, not the CLI, reads this one). */
+static int settings_check_image(const char *key, const char *value, const char **canonical,
+				char *err, size_t errlen)
+{
+	static const char *const schemes[] = { "http", "https", "file", NULL };
+
+	if (!*value || settings_has_space_or_control(value)) {
+		snprintf(err, errlen,
+			 "invalid value \"%s\" for %s: give an image as launch takes it (an alias such "
+			 "as lts or 24.04, an http(s):// or file:// URL, or an absolute path), without "
+			 "spaces", settings_has_control(value) ? "" : value, key);
+		return PROTO_E_INVALID_ARGUMENT;
+	}
+	if (strstr(value, "://") ? settings_has_scheme(value, schemes)
+				 : value[0] == '/' || !strchr(value, '/'))
+		return 0;
+	snprintf(err, errlen,
+		 "invalid value \"%s\" for %s: a local image must be an absolute path (or a "
+		 "file:// URL), and a URL http://, https:// or file://", value, key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+/* "" (none) or a crypt(3) hash: the broker hashes what `vmctl set` gives. */
+static int settings_check_passphrase(const char *key, const char *value, const char **canonical,
+				     char *err, size_t errlen)
+{
+	if (!*value || (value[0] == '$' && strspn(value, "$./0123456789abcdefghijklmnopqrstuvwxyz"
+							 "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == strlen(value)))
+		return 0;
+	snprintf(err, errlen, "invalid value for %s: settings.yaml keeps only its crypt(3) hash; "
+		 "set the passphrase with vmctl set %s=PASSPHRASE", key, key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
 static const char *settings_default_driver_fn(void)
 {
 	return settings_default_driver();
@@ -462,6 +520,10 @@ static const struct settings_def settings_defs[] = {
 	{ "local.image.prune-after", settings_default_prune, settings_check_duration, NULL },
 	{ "local.bridged-network", settings_default_empty, settings_check_network, NULL },
 	{ "local.privileged-mounts", settings_default_true, settings_check_bool, NULL },
+	{ "local.image.default", settings_default_image, settings_check_image, NULL },
+	{ "client.primary-name", settings_default_primary, settings_check_primary, NULL },
+	{ "local.passphrase", settings_default_empty, settings_check_passphrase, NULL },
+	{ "client.primary-home-mount", settings_default_true, settings_check_bool, NULL },
 };
 #define SETTINGS_N_DEFS (sizeof(settings_defs) / sizeof(settings_defs[0]))
 
@@ -470,6 +532,8 @@ static const char *const settings_keys[] = {
 	"local.lxd.socket",    "local.lxd.instance-type",
 	"local.image.mirror",
 	"local.image.refresh", "local.image.prune-after", "local.bridged-network", "local.privileged-mounts",
+	"local.image.default", "client.primary-name", "local.passphrase",
+	"client.primary-home-mount",
 	NULL,
 };
 

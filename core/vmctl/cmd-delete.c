@@ -28,7 +28,8 @@ const struct cmd_entry cmd_delete_entry = {
 	.usage = "[options] NAME...|--all",
 	.summary = "Delete instances.",
 	.help = "Stops the instances and marks them deleted: 'vmctl recover' brings them back "
-		"until 'vmctl purge' (or --purge) removes them and their disks. A launch in "
+		"until 'vmctl purge' (or --purge) removes them and their disks, and their "
+		"aliases (each removal is said). A launch in "
 		"progress is cancelled first. "
 		"NAME.SNAPSHOT deletes a snapshot of a stopped instance; snapshots cannot be "
 		"recovered, so that needs --purge.",
@@ -108,5 +109,8 @@ static int delete_exec(const struct cmd_entry *self, struct cmd_args *a)
 	rc = cli_request("delete", &sb, 0, &r);
 	msgpack_sbuffer_destroy(&sb);
 	cli_reply_free(&r);
+	/* Aliases go with the instances purged for good. */
+	if (rc == EXIT_OK && args_has(a, "purge"))
+		rc = alias_forget_gone();
 	return rc;
 }

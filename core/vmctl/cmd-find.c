@@ -9,6 +9,12 @@ static int find_exec(const struct cmd_entry *self, struct cmd_args *a);
 
 static const struct cmd_option find_options[] = {
 	{ "format", 0, "FORMAT", 0, "Output format: table (default), json, yaml or csv." },
+	{ "force-update", 0, NULL, 0,
+	  "Fetch the remotes' image lists now instead of using the cached ones (see the setting "
+	  "local.image.refresh); fail if they cannot be fetched." },
+	{ "show-unsupported", 0, NULL, 0,
+	  "Also show images their remote marks unsupported (releases past their end of life), "
+	  "with a Supported column." },
 	CMD_OPTION_WAIT(CLI_WAIT_LONG),
 	{ NULL, 0, NULL, 0, NULL },
 };
@@ -42,6 +48,16 @@ static const struct render_column find_columns[] = {
 	{ NULL, NULL, RENDER_TEXT },
 };
 
+static const struct render_column find_columns_unsupported[] = {
+	{ "Image", "name", RENDER_TEXT },
+	{ "Remote", "remote", RENDER_TEXT },
+	{ "Aliases", "aliases", RENDER_TEXT },
+	{ "Version", "version", RENDER_TEXT },
+	{ "Supported", "supported", RENDER_TEXT },
+	{ "Description", "description", RENDER_TEXT },
+	{ NULL, NULL, RENDER_TEXT },
+};
+
 static int find_exec(const struct cmd_entry *self, struct cmd_args *a)
 {
 	const char *spec = a->argc > 0 ? a->argv[0] : "", *colon = strchr(spec, ':');
@@ -60,8 +76,13 @@ static int find_exec(const struct cmd_entry *self, struct cmd_args *a)
 		return cmd_usage_error(self, "the remote name before ':' in '%s' is empty", spec);
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, colon != NULL ? 2 : 1);
+	msgpack_pack_map(&pk, (colon != NULL ? 2 : 1) + args_has(a, "force-update") +
+				      args_has(a, "show-unsupported"));
 	proto_pack_kv_str(&pk, "query", query);
+	if (args_has(a, "force-update"))
+		proto_pack_kv_bool(&pk, "force_update", true);
+	if (args_has(a, "show-unsupported"))
+		proto_pack_kv_bool(&pk, "show_unsupported", true);
 	if (colon != NULL) {
 		proto_pack_str(&pk, "remote");
 		msgpack_pack_str(&pk, (size_t)(colon - spec));
@@ -77,7 +98,9 @@ static int find_exec(const struct cmd_entry *self, struct cmd_args *a)
 		printf("No images found.\n");
 		goto out_reply;
 	}
-	if (render_result(stdout, fmt, find_columns, false, r.result, "images") < 0)
+	if (render_result(stdout, fmt,
+			  args_has(a, "show-unsupported") ? find_columns_unsupported : find_columns,
+			  false, r.result, "images") < 0)
 		rc = cmd_error(EXIT_FAILED, "cannot show the result");
 out_reply:
 	cli_reply_free(&r);

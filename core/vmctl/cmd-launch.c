@@ -11,7 +11,6 @@
 #include "vmcommon.h"
 #include "vmctl.h"
 
-#define LAUNCH_DEFAULT_IMAGE "lts"
 #define LAUNCH_DEFAULT_MEMORY "1G"
 #define LAUNCH_DEFAULT_DISK "5G"
 #define LAUNCH_DEFAULT_TIMEOUT 300
@@ -35,9 +34,10 @@ static const struct cmd_option launch_options[] = {
 	{ "memory", 'm', "SIZE", 0,
 	  "Memory, with a K, M, G or T suffix (powers of 1024). Default: 1G, minimum: 512M." },
 	{ "disk", 'd', "SIZE", 0, "Disk size, with a K, M, G or T suffix. Default: 5G, minimum: 1G." },
-	{ "cloud-init", 0, "FILE", 0,
-	  "cloud-init user-data file (YAML) for the instance. It is checked here before "
-	  "anything is created." },
+	{ "cloud-init", 0, "FILE|-|URL", 0,
+	  "cloud-init user data (YAML) for the instance: a file, \"-\" for standard input, or "
+	  "an http:// or https:// URL, which the broker fetches (at most 1 MiB). It is checked "
+	  "before anything is created." },
 	{ "timeout", 0, "SECONDS", 0,
 	  "Give up waiting after this many seconds (default 300). An instance that is still "
 	  "starting is kept, not deleted, and vmctl exits with status 5." },
@@ -66,7 +66,7 @@ static const struct cmd_argument launch_arguments[] = {
 	  "(\"/path/disk.qcow2\", \"./disk.img\", \"file:///path/disk.img\"; a relative path must "
 	  "contain a '/') or an http(s) URL. The disk must be qcow2 or a raw image with a "
 	  "partition table or a file system; any other file is refused before anything is "
-	  "created. Default: lts." },
+	  "created. Default: the setting local.image.default (lts unless changed)." },
 	{ NULL, NULL },
 };
 
@@ -82,6 +82,8 @@ const struct cmd_entry cmd_launch_entry = {
 		"launch in progress.\n\n"
 		"    vmctl launch --name web --cpus 2 --memory 2G 24.04\n"
 		"    vmctl launch --cloud-init user-data.yaml /srv/images/debian.qcow2\n"
+		"    vmctl launch --cloud-init - 24.04 < user-data.yaml\n"
+		"    vmctl launch --cloud-init https://example.com/user-data.yaml 24.04\n"
 		"    vmctl launch --network br0 --network name=br1,mode=manual 24.04\n"
 		"    vmctl launch --mount ~/src:/home/ubuntu/src 24.04",
 	.options = launch_options,
@@ -90,6 +92,64 @@ const struct cmd_entry cmd_launch_entry = {
 	.max_args = 1,
 	.exec = launch_exec,
 };
+
+/* User data from standard input, at most PROTO_MAX_STRING - 1 bytes. */
+static int launch_read_stdin(char **out, char *err, size_t errlen)
+{
+	size_t len = 0, cap = 65536;
+	char *text = malloc(cap);
+
+	if (text == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return PROTO_E_NOMEM;
+	}
+	for (;;) {
+		size_t got;
+
+		if (len + 1 == cap) {
+			char *grown;
+
+			if (cap >= PROTO_MAX_STRING) {
+				snprintf(err, errlen, "the cloud-init user data on standard input is "
+					 "too large (at most %d bytes)", PROTO_MAX_STRING - 1);
+				goto out_free;
+			}
+			grown = realloc(text, cap * 2);
+			if (grown == NULL) {
+				snprintf(err, errlen, "out of memory");
+				goto out_free;
+			}
+			text = grown;
+			cap *= 2;
+		}
+		got = fread(text + len, 1, cap - 1 - len, stdin);
+		len += got;
+		if (got == 0)
+			break;
+	}
+	if (ferror(stdin)) {
+		snprintf(err, errlen, "cannot read cloud-init user data from standard input: %s",
+			 strerror(errno));
+		goto out_free;
+	}
+	text[len] = '\0';
+	if (strlen(text) != len) {
+		snprintf(err, errlen, "the cloud-init user data on standard input is not text (it "
+			 "contains a NUL byte)");
+		goto out_free;
+	}
+	*out = text;
+	return 0;
+
+out_free:
+	free(text);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
+static bool launch_is_url(const char *s)
+{
+	return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
 
 /* Read the user-data file, with the reason for the user when it cannot be. */
 static int launch_read_file(const char *path, char **out, char *err, size_t errlen)
@@ -320,9 +380,9 @@ static int launch_pack_mounts(msgpack_packer *pk, struct cmd_args *a)
 static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 {
 	const char *name = args_get(a, "name");
-	const char *image = a->argc > 0 ? a->argv[0] : LAUNCH_DEFAULT_IMAGE;
+	const char *image = a->argc > 0 ? a->argv[0] : NULL; /* NULL: local.image.default */
 	const char *memory_text = args_get(a, "memory"), *disk_text = args_get(a, "disk");
-	const char *cloud_init_path = args_get(a, "cloud-init");
+	const char *cloud_init_path = args_get(a, "cloud-init"), *cloud_init_url = NULL;
 	uint64_t cpus = 1, memory, disk, timeout = LAUNCH_DEFAULT_TIMEOUT;
 	bool bridged = args_has(a, "bridged");
 	struct launch_network *networks = NULL;
@@ -336,12 +396,14 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 
 	if (name != NULL && validate_instance_name(name, err, sizeof(err)) < 0)
 		return cmd_error(EXIT_USAGE, "%s", err);
-	if (image[0] == '\0')
+	if (image != NULL && image[0] == '\0')
 		return cmd_error(EXIT_USAGE, "the image name is empty");
-	rc = launch_image(image, image_buf, sizeof(image_buf));
-	if (rc != EXIT_OK)
-		return rc;
-	image = image_buf;
+	if (image != NULL) {
+		rc = launch_image(image, image_buf, sizeof(image_buf));
+		if (rc != EXIT_OK)
+			return rc;
+		image = image_buf;
+	}
 	if (args_get(a, "cpus") != NULL &&
 	    args_parse_uint("--cpus", args_get(a, "cpus"), 1, LAUNCH_MAX_CPUS, &cpus, err,
 			    sizeof(err)) < 0)
@@ -366,14 +428,26 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 	rc = launch_parse_networks(a, &networks, &n_networks);
 	if (rc != EXIT_OK)
 		return rc;
-	if (cloud_init_path != NULL) {
-		if (launch_read_file(cloud_init_path, &cloud_init, err, sizeof(err)) < 0) {
+	if (cloud_init_path != NULL && launch_is_url(cloud_init_path)) {
+		cloud_init_url = cloud_init_path;
+	} else if (cloud_init_path != NULL && strstr(cloud_init_path, "://") != NULL) {
+		free(networks);
+		return cmd_error(EXIT_USAGE, "--cloud-init '%s': only http:// and https:// URLs "
+				 "can be fetched (or give a file, or - for standard input)",
+				 cloud_init_path);
+	} else if (cloud_init_path != NULL) {
+		if ((strcmp(cloud_init_path, "-") == 0
+			     ? launch_read_stdin(&cloud_init, err, sizeof(err))
+			     : launch_read_file(cloud_init_path, &cloud_init, err, sizeof(err))) < 0) {
 			free(networks);
 			return cmd_error(EXIT_USAGE, "%s", err);
 		}
 		if (cloudinit_validate(cloud_init, err, sizeof(err)) < 0) {
 			free(cloud_init);
 			free(networks);
+			if (strcmp(cloud_init_path, "-") == 0)
+				return cmd_error(EXIT_USAGE, "cloud-init user data on standard input: %s",
+						 err);
 			return cmd_error(EXIT_USAGE, "cloud-init file '%s': %s", cloud_init_path,
 					 err);
 		}
@@ -381,9 +455,10 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 5 + (name != NULL) + (cloud_init != NULL) + (n_networks > 0) + bridged +
-			 (n_mounts > 0));
-	proto_pack_kv_str(&pk, "image", image);
+	msgpack_pack_map(&pk, 4 + (image != NULL) + (name != NULL) + (cloud_init != NULL) +
+				 (cloud_init_url != NULL) + (n_networks > 0) + bridged + (n_mounts > 0));
+	if (image != NULL)
+		proto_pack_kv_str(&pk, "image", image);
 	if (name != NULL)
 		proto_pack_kv_str(&pk, "name", name);
 	proto_pack_kv_uint(&pk, "cpus", cpus);
@@ -391,6 +466,8 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 	proto_pack_kv_uint(&pk, "disk", disk);
 	if (cloud_init != NULL)
 		proto_pack_kv_str(&pk, "cloud_init", cloud_init);
+	if (cloud_init_url != NULL)
+		proto_pack_kv_str(&pk, "cloud_init_url", cloud_init_url);
 	if (n_networks > 0)
 		launch_pack_networks(&pk, networks, n_networks);
 	if (bridged)
@@ -412,6 +489,10 @@ static int launch_exec(const struct cmd_entry *self, struct cmd_args *a)
 
 		proto_get_str(r.result, "name", launched, sizeof(launched));
 		printf("Launched: %s\n", launched[0] != '\0' ? launched : (name != NULL ? name : "?"));
+		fflush(stdout);
+		/* As Multipass: the primary instance gets the home folder. */
+		if (launched[0] != '\0')
+			primary_after_launch(launched);
 	} else if (rc == EXIT_TIMEOUT) {
 		if (name != NULL)
 			fprintf(stderr,

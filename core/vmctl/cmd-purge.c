@@ -13,7 +13,7 @@ const struct cmd_entry cmd_purge_entry = {
 	.usage = "[options]",
 	.summary = "Remove deleted instances for good.",
 	.help = "Removes every instance deleted without --purge, with its disk and snapshots. "
-		"They cannot be recovered afterwards.",
+		"They cannot be recovered afterwards. Their aliases are removed too.",
 	.options = purge_options,
 	.min_args = 0,
 	.max_args = 0,
@@ -27,5 +27,8 @@ static int purge_exec(const struct cmd_entry *self, struct cmd_args *a)
 	int rc = cli_request("purge", NULL, 0, &r);
 
 	cli_reply_free(&r);
+	/* Aliases go with the instances purged for good. */
+	if (rc == EXIT_OK)
+		rc = alias_forget_gone();
 	return rc;
 }

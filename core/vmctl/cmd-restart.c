@@ -12,13 +12,14 @@ static const struct cmd_option restart_options[] = {
 };
 
 static const struct cmd_argument restart_arguments[] = {
-	{ "NAME...", "The instances to restart." },
+	{ "NAME...", "The instances to restart. Default: the primary instance (the setting "
+		     "client.primary-name)." },
 	{ NULL, NULL },
 };
 
 const struct cmd_entry cmd_restart_entry = {
 	.name = "restart",
-	.usage = "[options] NAME...|--all",
+	.usage = "[options] [NAME...|--all]",
 	.summary = "Restart instances.",
 	.help = "Restarts running instances (a graceful reboot) and waits until each can "
 		"be reached over SSH again.",
@@ -31,5 +32,10 @@ const struct cmd_entry cmd_restart_entry = {
 
 static int restart_exec(const struct cmd_entry *self, struct cmd_args *a)
 {
+	bool primary;
+	int rc = primary_default(a, &primary);
+
+	if (rc != EXIT_OK)
+		return rc;
 	return cmd_names_request(a, "restart", "timeout", 300);
 }

@@ -26,13 +26,14 @@ static const struct cmd_option stop_options[] = {
 };
 
 static const struct cmd_argument stop_arguments[] = {
-	{ "NAME...", "The instances to stop." },
+	{ "NAME...", "The instances to stop. Default: the primary instance (the setting "
+		     "client.primary-name)." },
 	{ NULL, NULL },
 };
 
 const struct cmd_entry cmd_stop_entry = {
 	.name = "stop",
-	.usage = "[options] NAME...|--all",
+	.usage = "[options] [NAME...|--all]",
 	.summary = "Stop instances.",
 	.help = "Asks each guest to shut down (ACPI) and, if it has not stopped after --timeout "
 		"seconds, powers it off, so an instance stuck in \"unknown\" can always be "
@@ -53,20 +54,24 @@ static int stop_exec(const struct cmd_entry *self, struct cmd_args *a)
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	struct cli_reply r;
+	bool primary;
 	int rc;
 
 	if (force && (time_text != NULL || cancel))
 		return cmd_usage_error(self, "--force cannot be combined with --time or --cancel");
 	if (cancel && time_text != NULL)
 		return cmd_usage_error(self, "--cancel cannot be combined with --time");
-	if (args_names_or_all(a, &all, err, sizeof(err)) < 0)
-		return cmd_error(EXIT_USAGE, "%s", err);
 	if (time_text != NULL &&
 	    args_parse_uint("--time", time_text[0] == '+' ? time_text + 1 : time_text, 0,
 			    STOP_MAX_MINUTES, &minutes, err, sizeof(err)) < 0)
 		return cmd_error(EXIT_USAGE, "%s", err);
 	if (timeout_text != NULL &&
 	    args_parse_uint("--timeout", timeout_text, 1, 86400, &timeout, err, sizeof(err)) < 0)
+		return cmd_error(EXIT_USAGE, "%s", err);
+	rc = primary_default(a, &primary);
+	if (rc != EXIT_OK)
+		return rc;
+	if (args_names_or_all(a, &all, err, sizeof(err)) < 0)
 		return cmd_error(EXIT_USAGE, "%s", err);
 
 	msgpack_sbuffer_init(&sb);

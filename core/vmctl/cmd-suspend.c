@@ -12,13 +12,14 @@ static const struct cmd_option suspend_options[] = {
 };
 
 static const struct cmd_argument suspend_arguments[] = {
-	{ "NAME...", "The instances to suspend." },
+	{ "NAME...", "The instances to suspend. Default: the primary instance (the setting "
+		     "client.primary-name)." },
 	{ NULL, NULL },
 };
 
 const struct cmd_entry cmd_suspend_entry = {
 	.name = "suspend",
-	.usage = "[options] NAME...|--all",
+	.usage = "[options] [NAME...|--all]",
 	.summary = "Suspend instances.",
 	.help = "Saves the state of running instances to disk and stops them; 'vmctl "
 		"start' resumes them where they were.",
@@ -31,5 +32,10 @@ const struct cmd_entry cmd_suspend_entry = {
 
 static int suspend_exec(const struct cmd_entry *self, struct cmd_args *a)
 {
+	bool primary;
+	int rc = primary_default(a, &primary);
+
+	if (rc != EXIT_OK)
+		return rc;
 	return cmd_names_request(a, "suspend", "timeout", 300);
 }

@@ -48,6 +48,8 @@ enum cmd_flags {
 	CMD_F_REST = 1u << 0,
 	/* Not listed by `vmctl help` (still documented under its own name). */
 	CMD_F_HIDDEN = 1u << 1,
+	/* Never asks the broker anything (so it needs no --timeout). */
+	CMD_F_LOCAL = 1u << 2,
 };
 
 struct cmd_args;
@@ -311,8 +313,63 @@ extern const struct cmd_entry cmd_find_entry;
 extern const struct cmd_entry cmd_networks_entry;
 extern const struct cmd_entry cmd_get_entry;
 extern const struct cmd_entry cmd_set_entry;
+extern const struct cmd_entry cmd_alias_entry;
+extern const struct cmd_entry cmd_aliases_entry;
+extern const struct cmd_entry cmd_unalias_entry;
+extern const struct cmd_entry cmd_prefer_entry;
+extern const struct cmd_entry cmd_run_alias_entry;
+extern const struct cmd_entry cmd_wait_ready_entry;
+extern const struct cmd_entry cmd_authenticate_entry;
 extern const struct cmd_entry cmd_version_entry;
 extern const struct cmd_entry cmd_help_entry;
+
+/* ---- primary.c: the primary instance (client.primary-name) ---- */
+
+/* The setting's value into buf ("" when there is no primary). Exit code. */
+int primary_name(char *buf, size_t len);
+/* No NAME and no --all: make the primary instance the command's one name
+ * (*used = true). A usage error when client.primary-name is empty. */
+int primary_default(struct cmd_args *a, bool *used);
+/* NAME's state as `list` shows it ("running"), "" when not listed. Exit code. */
+int primary_state(const char *name, char *state, size_t len);
+/* Launch NAME with every default, printing "Launched: NAME". Exit code. */
+int primary_launch(const char *name);
+/* Mount the user's home folder into the primary instance NAME just
+ * launched, unless client.primary-home-mount or local.privileged-mounts is
+ * false; a failure is a warning (the launch stands). EXIT_OK. */
+int primary_mount_home(const char *name);
+/* After `vmctl launch` of NAME: primary_mount_home() if it is the primary. */
+int primary_after_launch(const char *name);
+/* Start (or resume) NAME and wait for SSH. Exit code. */
+int primary_start(const char *name);
+
+/* ---- alias.c: aliases (DATA/aliases.json) and their scripts (DATA/bin) ---- */
+
+#define ALIAS_NAME_MAX 64
+
+struct json_t;
+struct alias_store {
+	struct json_t *root; /* {"active-context": C, "contexts": {C: {NAME: {...}}}} */
+};
+/* Alias and context names: letters, digits, '-', '_', '.', not first. */
+int alias_validate_name(const char *what, const char *name, char *err, size_t errlen);
+/* A missing file is an empty store with the context "default". */
+int alias_store_load(struct alias_store *s, char *err, size_t errlen);
+int alias_store_save(const struct alias_store *s, char *err, size_t errlen);
+void alias_store_free(struct alias_store *s);
+const char *alias_active_context(const struct alias_store *s);
+/* The aliases of a context ({NAME: {instance, command, working-directory}}), or NULL. */
+struct json_t *alias_context(const struct alias_store *s, const char *context);
+/* Does any context have an alias of that name? */
+bool alias_name_used(const struct alias_store *s, const char *name);
+/* The folder of the scripts, for PATH. */
+int alias_bin_dir(char *buf, size_t len);
+/* Write the script of alias name (making the folder if needed). */
+int alias_script_write(const char *name, char *err, size_t errlen);
+void alias_script_remove(const char *name);
+/* After instances were purged: remove the aliases of instances no scope has
+ * any more, saying so. Exit code. */
+int alias_forget_gone(void);
 
 /* ---- ssh.c: exec, shell and transfer over the OpenSSH client ---- */
 

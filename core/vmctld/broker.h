@@ -38,6 +38,7 @@ struct child;
 #define BROKER_START_DEADLINE 180.0
 #define BROKER_STOP_DEFAULT 60        /* graceful stop before it is forced */
 #define BROKER_LAUNCH_DEFAULT 300     /* launch --timeout default */
+#define BROKER_CLOUD_INIT_MAX (1024 * 1024) /* bytes of user data fetched from a URL */
 #define BROKER_START_DEFAULT 300
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -289,8 +290,27 @@ bool scope_set_state(struct instance_record *rec, enum proto_state state);
 /* Shown state: "deleted" for soft-deleted records. */
 enum proto_state scope_shown_state(const struct instance_record *rec);
 
+/* ---- auth.c: who may use the broker; local.passphrase ---- */
+/* root, the broker's user, the group "vmctl", or a uid that authenticated. */
+bool auth_peer_trusted(int fd, uid_t *uid);
+/* May a peer not trusted call it (authenticate, version)? */
+bool auth_method_open(const char *method);
+bool auth_passphrase_set(void);
+/* A yescrypt hash of passphrase into out. */
+int auth_hash(const char *passphrase, char *out, size_t len, char *err, size_t errlen);
+/* The passphrase was changed or removed: nobody stays authenticated. */
+void auth_forget_all(void);
+void op_authenticate(struct creq *r, const msgpack_object *p);
+
 /* ---- client.c ---- */
 int client_listen(char *err, size_t errlen);
+/* Open the socket to every local user when a passphrase is set, else to
+ * the broker's user only. */
+void client_socket_mode(void);
+/* The uid of the request's client. */
+uid_t creq_peer_uid(const struct creq *r);
+/* Let the request's client in (it gave the passphrase). */
+void creq_trust(struct creq *r);
 void client_close_all(void);
 /* Answer a request (once). result may be NULL ({}). */
 void creq_ok(struct creq *r, const msgpack_sbuffer *result);

@@ -42,6 +42,7 @@ struct client {
 	struct creq *reqs;
 	uid_t uid;
 	bool turned_away; /* over its user's cap: its request gets an error, then it is closed */
+	bool trusted;     /* auth_peer_trusted(), or it authenticated since */
 };
 
 /* The listening side's state. */
@@ -80,7 +81,7 @@ static const struct method methods[] = {
 	{"version", op_version, false, "vmctl:str"},
 	{"launch", op_launch, true,
 	 "image:str name:str cpus:int memory:size disk:size timeout:int cloud_init:str networks:list "
-	 "bridged:bool"},
+	 "bridged:bool cloud_init_url:str"},
 	{"list", op_list, true, "all_scopes:bool"},
 	{"info", op_info, true, NAMES_PARAMS},
 	{"start", op_start, true, NAMES_PARAMS "timeout:int"},
@@ -96,7 +97,7 @@ static const struct method methods[] = {
 	{"set", op_set, true, "key:str value:str"},
 	{"keys", op_keys, false, ""},
 	{"networks", op_networks, true, ""},
-	{"find", op_find, false, "query:str remote:str"},
+	{"find", op_find, false, "query:str remote:str force_update:bool show_unsupported:bool"},
 	{"snapshot", op_snapshot, true, "name:str snapshot:str comment:str"},
 	{"restore", op_restore, true, "name:str snapshot:str destructive:bool"},
 	{"snapshot_delete", op_snapshot_delete, true, "name:str snapshot:str"},
@@ -104,6 +105,7 @@ static const struct method methods[] = {
 	{"clone", op_clone, true, "source:str name:str"},
 	{"mount", op_mount, true, "source:str name:str path:str type:str uid_map:list gid_map:list"},
 	{"umount", op_umount, true, "name:str path:str"},
+	{"authenticate", op_authenticate, false, "passphrase:str"},
 };
 #undef NAMES_PARAMS
 
@@ -418,6 +420,14 @@ static void client_on_request(struct proto_conn *conn, void *ud, uint64_t msgid,
 		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "%s", why);
 		return;
 	}
+	if (!cl->trusted && !auth_method_open(method)) {
+		creq_fail(r, PROTO_E_UNAVAILABLE,
+			  "this broker serves root, its own user and the group vmctl only%s",
+			  auth_passphrase_set() ? "; give its passphrase with 'vmctl authenticate' "
+						  "to be let in"
+						: "");
+		return;
+	}
 	if (B->shutting_down) {
 		creq_fail(r, PROTO_E_UNAVAILABLE, "vmctld is shutting down");
 		return;
@@ -514,19 +524,30 @@ static void client_refuse(int fd, const char *why)
 	close(fd);
 }
 
-static uid_t client_peer_uid(int fd)
+uid_t creq_peer_uid(const struct creq *r)
 {
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	return r->cl ? r->cl->uid : (uid_t)-1;
+}
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-		return (uid_t)-1;
-	return cred.uid;
+void creq_trust(struct creq *r)
+{
+	if (r->cl)
+		r->cl->trusted = true;
+}
+
+void client_socket_mode(void)
+{
+	mode_t mode = auth_passphrase_set() ? 0666 : 0600;
+
+	if (chmod(B->sock_path, mode) < 0)
+		vlog(LOG_WARN_, "cannot set the mode of %s to %03o: %s", B->sock_path,
+		     (unsigned)mode, strerror(errno));
 }
 
 static void client_add(struct ev_loop *loop, int fd)
 {
-	uid_t uid = client_peer_uid(fd);
+	uid_t uid;
+	bool trusted = auth_peer_trusted(fd, &uid);
 	unsigned same = 0;
 	struct client *cl;
 
@@ -538,6 +559,7 @@ static void client_add(struct ev_loop *loop, int fd)
 		return;
 	}
 	cl->uid = uid;
+	cl->trusted = trusted;
 	cl->conn = proto_conn_new(loop, fd, fd, &client_ops, cl);
 	if (!cl->conn) {
 		close(fd);
@@ -679,7 +701,7 @@ int client_listen(char *err, size_t errlen)
 		snprintf(err, errlen, "cannot listen on %s: %s", B->sock_path, strerror(errno));
 		goto out_close;
 	}
-	if (chmod(B->sock_path, 0600) < 0 || listen(fd, 64) < 0) {
+	if (chmod(B->sock_path, auth_passphrase_set() ? 0666 : 0600) < 0 || listen(fd, 64) < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", B->sock_path, strerror(errno));
 		goto out_close;
 	}

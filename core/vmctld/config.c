@@ -54,6 +54,11 @@ void op_get(struct creq *r, const msgpack_object *p)
 		config_reply_value(r, B->driver);
 		return;
 	}
+	if (strcmp(key, "local.passphrase") == 0) {
+		/* Only whether there is one: the hash stays in settings.yaml. */
+		config_reply_value(r, auth_passphrase_set() ? "set" : "");
+		return;
+	}
 	if (config_known_key(key)) {
 		v = settings_get(&B->settings, key);
 		config_reply_value(r, v ? v : "");
@@ -151,6 +156,17 @@ void op_set(struct creq *r, const msgpack_object *p)
 			return;
 		}
 	}
+	if (strcmp(key, "local.passphrase") == 0 && value[0] != '\0') {
+		char hash[256];
+
+		rc = auth_hash(value, hash, sizeof(hash), err, sizeof(err));
+		explicit_bzero(value, sizeof(value));
+		if (rc < 0) {
+			creq_fail(r, rc, "%s", err);
+			return;
+		}
+		snprintf(value, sizeof(value), "%s", hash);
+	}
 	/* Refused with what settings_set() says of an unknown key. */
 	rc = settings_set(&B->settings, key, value, err, sizeof(err));
 	if (rc < 0) {
@@ -164,6 +180,11 @@ void op_set(struct creq *r, const msgpack_object *p)
 	}
 	if (strcmp(key, "local.image.mirror") == 0)
 		image_cache_set_mirror(B->images, value);
+	if (strcmp(key, "local.passphrase") == 0) {
+		/* A new passphrase (or none): who gave the old one is let in no more. */
+		auth_forget_all();
+		client_socket_mode();
+	}
 	if (config_is_driver_key(key)) {
 		switch_restart_helper(r, key);
 		return;

@@ -115,8 +115,8 @@ struct img_lookup;
 struct img_lookup *img_streams_lookup(struct img_streams *s, const char *remote, const char *alias,
 				      img_lookup_fn done, void *ud);
 void img_lookup_cancel(struct img_lookup *l);
-/* `find`: done receives the packed msgpack result. */
+/* `find`: done receives the packed msgpack result. flags: IMAGE_FIND_*. */
 void img_streams_find(struct img_streams *s, const char *remote, const char *query,
-		      image_find_fn done, void *ud);
+		      unsigned flags, image_find_fn done, void *ud);
 
 #endif

@@ -45,6 +45,7 @@ struct img_lookup {
 	char *what;
 	img_lookup_fn resolve_done;
 	image_find_fn find_done;
+	unsigned flags; /* IMAGE_FIND_* */
 	void *ud;
 };
 
@@ -397,6 +398,7 @@ struct find_row {
 	const json_t *prod;
 	const char *serial;
 	char *description;
+	bool supported;
 };
 
 static int find_row_cmp(const void *a, const void *b)
@@ -462,7 +464,8 @@ static void answer_find(struct img_lookup *l)
 	json_object_foreach((json_t *)products, id, prod) {
 		const json_t *ver;
 		const json_t *supported = json_object_get(prod, "supported");
-		if (!product_wanted(l->s, doc, prod) || json_is_false(supported))
+		if (!product_wanted(l->s, doc, prod) ||
+		    (json_is_false(supported) && !(l->flags & IMAGE_FIND_UNSUPPORTED)))
 			continue;
 		if (!product_matches(doc, id, prod, l->what, true))
 			continue;
@@ -471,6 +474,7 @@ static void answer_find(struct img_lookup *l)
 		if (!rows[n].serial || !rows[n].name)
 			continue;
 		rows[n].prod = prod;
+		rows[n].supported = !json_is_false(supported);
 		rows[n].description = describe(doc, prod);
 		n++;
 	}
@@ -482,7 +486,7 @@ static void answer_find(struct img_lookup *l)
 	pack_str(&pk, "images");
 	msgpack_pack_array(&pk, n);
 	for (size_t i = 0; i < n; i++) {
-		msgpack_pack_map(&pk, 5);
+		msgpack_pack_map(&pk, 5 + !!(l->flags & IMAGE_FIND_UNSUPPORTED));
 		pack_str(&pk, "name");
 		pack_str(&pk, rows[i].name);
 		pack_str(&pk, "remote");
@@ -493,6 +497,12 @@ static void answer_find(struct img_lookup *l)
 		pack_str(&pk, rows[i].serial);
 		pack_str(&pk, "description");
 		pack_str(&pk, rows[i].description ? rows[i].description : "");
+		if (l->flags & IMAGE_FIND_UNSUPPORTED) {
+			pack_str(&pk, "supported");
+			msgpack_pack_str(&pk, rows[i].supported ? 3 : 2);
+			msgpack_pack_str_body(&pk, rows[i].supported ? "yes" : "no",
+					      rows[i].supported ? 3 : 2);
+		}
 		free(rows[i].description);
 	}
 	free(rows);
@@ -631,8 +641,9 @@ static void remote_finish_refresh(struct img_streams *s, struct img_remote *r, i
 	while (batch) {
 		struct img_lookup *l = batch;
 		lookup_unlink(l);
-		/* Stale data beats none when the remote cannot be reached. */
-		if (err == 0 || r->products)
+		/* Stale data beats none when the remote cannot be reached,
+		 * unless fresh data was asked for. */
+		if (err == 0 || (r->products && !(l->flags & IMAGE_FIND_FORCE_UPDATE)))
 			answer(l);
 		else
 			answer_error(l, err, msg);
@@ -895,9 +906,9 @@ bool img_streams_has_remote(const struct img_streams *s, const char *name)
 }
 
 static struct img_lookup *lookup_start(struct img_streams *s, enum lookup_kind kind,
-				       const char *remote, const char *what, img_lookup_fn resolve_done,
-				       image_find_fn find_done, void *ud, char *err, size_t errlen,
-				       int *rc)
+				       const char *remote, const char *what, unsigned flags,
+				       img_lookup_fn resolve_done, image_find_fn find_done, void *ud,
+				       char *err, size_t errlen, int *rc)
 {
 	struct img_remote *r = remote_named(s, remote ? remote : STREAMS_DEFAULT_REMOTE);
 	struct img_lookup *l;
@@ -919,10 +930,11 @@ static struct img_lookup *lookup_start(struct img_streams *s, enum lookup_kind k
 	l->kind = kind;
 	l->resolve_done = resolve_done;
 	l->find_done = find_done;
+	l->flags = flags;
 	l->ud = ud;
 	if (!r->products && !r->disk_tried)
 		remote_load_disk(r);
-	if (remote_fresh(s, r)) {
+	if (remote_fresh(s, r) && !(flags & IMAGE_FIND_FORCE_UPDATE)) {
 		queue_ready(s, l);
 	} else {
 		lookup_push(&r->waiting, l);
@@ -943,8 +955,8 @@ struct img_lookup *img_streams_lookup(struct img_streams *s, const char *remote,
 {
 	char err[IMG_ERRLEN];
 	int rc;
-	struct img_lookup *l = lookup_start(s, LOOKUP_RESOLVE, remote, alias, done, NULL, ud, err,
-					    sizeof(err), &rc);
+	struct img_lookup *l = lookup_start(s, LOOKUP_RESOLVE, remote, alias, 0, done, NULL, ud,
+					    err, sizeof(err), &rc);
 
 	if (!l)
 		done(ud, rc, err, NULL);
@@ -960,12 +972,12 @@ void img_lookup_cancel(struct img_lookup *l)
 }
 
 void img_streams_find(struct img_streams *s, const char *remote, const char *query,
-		      image_find_fn done, void *ud)
+		      unsigned flags, image_find_fn done, void *ud)
 {
 	char err[IMG_ERRLEN];
 	int rc;
-	struct img_lookup *l = lookup_start(s, LOOKUP_FIND, remote, query, NULL, done, ud, err,
-					    sizeof(err), &rc);
+	struct img_lookup *l = lookup_start(s, LOOKUP_FIND, remote, query, flags, NULL, done, ud,
+					    err, sizeof(err), &rc);
 
 	if (!l)
 		done(ud, rc, err, NULL, 0);

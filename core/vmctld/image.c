@@ -1375,6 +1375,12 @@ void image_op_cancel(struct image_op *op)
 
 void image_find(struct image_cache *c, const char *query, image_find_fn done, void *ud)
 {
+	image_find_with(c, query, 0, done, ud);
+}
+
+void image_find_with(struct image_cache *c, const char *query, unsigned flags, image_find_fn done,
+		     void *ud)
+{
 	const char *colon = query ? strchr(query, ':') : NULL;
 	char *remote = NULL;
 
@@ -1386,6 +1392,49 @@ void image_find(struct image_cache *c, const char *query, image_find_fn done, vo
 		}
 		query = colon + 1;
 	}
-	img_streams_find(c->streams, remote, query ? query : "", done, ud);
+	img_streams_find(c->streams, remote, query ? query : "", flags, done, ud);
 	free(remote);
+}
+
+/* ---- small documents ---- */
+
+struct image_text {
+	struct img_xfer *xfer;
+	image_text_fn done;
+	void *ud;
+};
+
+static void text_done(void *ud, const struct img_xfer_result *r)
+{
+	struct image_text *t = ud;
+	image_text_fn done = t->done;
+	void *done_ud = t->ud;
+
+	free(t);
+	done(done_ud, r->err, r->errmsg, r->body, r->body_len);
+}
+
+struct image_text *image_fetch_text(struct image_cache *c, const char *url, size_t max,
+				    image_text_fn done, void *ud)
+{
+	struct image_text *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->done = done;
+	t->ud = ud;
+	t->xfer = img_xfer_start(c->fetcher, url, -1, max, 0, NULL, text_done, t);
+	if (!t->xfer) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void image_text_cancel(struct image_text *t)
+{
+	if (!t)
+		return;
+	img_xfer_cancel(t->xfer);
+	free(t);
 }

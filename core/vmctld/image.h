@@ -54,6 +54,23 @@ void image_op_cancel(struct image_op *op);
  * {images: [{name, remote, aliases: [STR], version, description}]} */
 typedef void (*image_find_fn)(void *ud, int err, const char *errmsg, const char *packed, size_t len);
 void image_find(struct image_cache *c, const char *query, image_find_fn done, void *ud);
+enum image_find_flag {
+	IMAGE_FIND_FORCE_UPDATE = 1u << 0, /* fetch the index now; no stale fallback */
+	IMAGE_FIND_UNSUPPORTED = 1u << 1,  /* also products marked "supported": false */
+};
+/* image_find() with IMAGE_FIND_* flags; the rows then say "supported". */
+void image_find_with(struct image_cache *c, const char *query, unsigned flags, image_find_fn done,
+		     void *ud);
+
+/* A small text document over http(s) (cloud-init user data), kept in
+ * memory: at most max bytes, with the image downloads' retries. body is
+ * valid only during the call (NUL-terminated, len bytes; it may hold NULs). */
+typedef void (*image_text_fn)(void *ud, int err, const char *errmsg, const char *body, size_t len);
+struct image_text;
+/* done runs exactly once, from the loop, unless cancelled first. NULL on ENOMEM. */
+struct image_text *image_fetch_text(struct image_cache *c, const char *url, size_t max,
+				    image_text_fn done, void *ud);
+void image_text_cancel(struct image_text *t);
 
 /* Tuning (settings, tests). Fields <= 0 keep the current value. */
 struct image_tuning {

@@ -20,6 +20,8 @@ struct launch {
 	char name[INSTANCE_NAME_MAX + 1];
 	char *image;
 	char *cloud_init;
+	char *cloud_init_url;           /* fetched before anything is made */
+	struct image_text *cloud_init_fetch;
 	struct network_record *nets; /* until launch_record hands them to the record */
 	size_t n_nets;
 	struct instance_record mnt;  /* only its mount lists (launch --mount), likewise */
@@ -56,9 +58,11 @@ static void launch_free(struct launch *l)
 		}
 	}
 	ssh_wait_cancel(l->sw);
+	image_text_cancel(l->cloud_init_fetch);
 	busy_remove(l->name);
 	free(l->image);
 	free(l->cloud_init);
+	free(l->cloud_init_url);
 	network_records_free(l->nets, l->n_nets);
 	record_free(&l->mnt);
 	free(l);
@@ -172,8 +176,13 @@ bool launch_cancel(const char *name, const char *by, void (*then)(void *ud), voi
 	l->cancelled_by = by;
 	l->cancel_then = then;
 	l->cancel_ud = ud;
-	/* Waiting for SSH can stop at once; a step in flight ends first. */
-	if (l->sw) {
+	/* Waiting for SSH or a download of user data can stop at once; a
+	 * step in flight ends first. */
+	if (l->cloud_init_fetch) {
+		image_text_cancel(l->cloud_init_fetch);
+		l->cloud_init_fetch = NULL;
+		launch_cancel_due(l);
+	} else if (l->sw) {
 		ssh_wait_cancel(l->sw);
 		l->sw = NULL;
 		launch_cancel_due(l);
@@ -562,6 +571,61 @@ static void launch_on_networks(void *ud, int err, const char *errmsg, const msgp
 	launch_resolve_image(l);
 }
 
+/* Check the networks (when any), then resolve the image. */
+static void launch_go_on(struct launch *l)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	if (!l->n_nets) {
+		launch_resolve_image(l);
+		return;
+	}
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 0);
+	if (!helper_call(B->helper, "networks.list", &sb, BROKER_SHORT_DEADLINE, launch_on_networks,
+			 l))
+		launch_fail(l, PROTO_E_NOMEM, "out of memory");
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void launch_on_cloud_init(void *ud, int err, const char *errmsg, const char *body,
+				 size_t len)
+{
+	struct launch *l = ud;
+	char why[1024];
+
+	l->cloud_init_fetch = NULL;
+	if (launch_cancel_due(l))
+		return;
+	if (err < 0) {
+		/* A 404 or a document too large is the user's to fix. */
+		launch_fail(l, err == PROTO_E_DRIVER || err == PROTO_E_NOT_FOUND
+				       ? PROTO_E_INVALID_ARGUMENT
+				       : err,
+			    "cannot fetch the cloud-init user data: %s", errmsg);
+		return;
+	}
+	if (strlen(body) != len) {
+		launch_fail(l, PROTO_E_INVALID_ARGUMENT,
+			    "the cloud-init user data at %s is not text (it contains a NUL byte)",
+			    l->cloud_init_url);
+		return;
+	}
+	if (cloudinit_validate(body, why, sizeof(why)) < 0) {
+		launch_fail(l, PROTO_E_INVALID_ARGUMENT,
+			    "%s is not cloud-config user data: %s", l->cloud_init_url, why);
+		return;
+	}
+	l->cloud_init = strdup(body);
+	if (!l->cloud_init) {
+		launch_fail(l, PROTO_E_NOMEM, "out of memory");
+		return;
+	}
+	launch_go_on(l);
+}
+
 void op_launch(struct creq *r, const msgpack_object *p)
 {
 	struct launch *l = calloc(1, sizeof(*l));
@@ -603,6 +667,18 @@ void op_launch(struct creq *r, const msgpack_object *p)
 		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "the cloud-init file is not usable: %s", err);
 		goto out_free;
 	}
+	l->cloud_init_url = proto_dup_str(p, "cloud_init_url");
+	if (l->cloud_init_url && l->cloud_init) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT, "give cloud_init or cloud_init_url, not both");
+		goto out_free;
+	}
+	if (l->cloud_init_url && strncmp(l->cloud_init_url, "http://", 7) != 0 &&
+	    strncmp(l->cloud_init_url, "https://", 8) != 0) {
+		creq_fail(r, PROTO_E_INVALID_ARGUMENT,
+			  "cloud-init user data can be fetched over http:// or https:// only, not "
+			  "from '%s'", l->cloud_init_url);
+		goto out_free;
+	}
 	rc = networks_from_params(p, settings_get(&B->settings, "local.bridged-network"), &l->nets,
 				  &l->n_nets, err, sizeof(err));
 	if (rc < 0) {
@@ -619,7 +695,7 @@ void op_launch(struct creq *r, const msgpack_object *p)
 	l->image = proto_dup_str(p, "image");
 	if (!l->image || !l->image[0]) {
 		free(l->image);
-		l->image = strdup("lts");
+		l->image = strdup(settings_get(&B->settings, "local.image.default"));
 	}
 	if (!l->name[0] && launch_pick_name(l->name, sizeof(l->name)) < 0) {
 		creq_fail(r, PROTO_E_ALREADY_EXISTS, "could not find a free instance name; give one");
@@ -657,25 +733,21 @@ void op_launch(struct creq *r, const msgpack_object *p)
 	l->next = launches;
 	launches = l;
 	vlog(LOG_INFO_, "launching %s from %s", l->name, l->image);
-	if (l->n_nets) {
-		msgpack_sbuffer sb;
-		msgpack_packer pk;
-
-		msgpack_sbuffer_init(&sb);
-		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-		msgpack_pack_map(&pk, 0);
-		if (!helper_call(B->helper, "networks.list", &sb, BROKER_SHORT_DEADLINE,
-				 launch_on_networks, l))
+	if (l->cloud_init_url) {
+		creq_progress(l->r, -1, "Fetching the cloud-init user data");
+		l->cloud_init_fetch = image_fetch_text(B->images, l->cloud_init_url,
+						       BROKER_CLOUD_INIT_MAX, launch_on_cloud_init, l);
+		if (!l->cloud_init_fetch)
 			launch_fail(l, PROTO_E_NOMEM, "out of memory");
-		msgpack_sbuffer_destroy(&sb);
 		return;
 	}
-	launch_resolve_image(l);
+	launch_go_on(l);
 	return;
 
 out_free:
 	free(l->image);
 	free(l->cloud_init);
+	free(l->cloud_init_url);
 	network_records_free(l->nets, l->n_nets);
 	record_free(&l->mnt);
 	free(l);

@@ -1491,7 +1491,10 @@ static void find_on_done(void *ud, int err, const char *errmsg, const char *pack
 void op_find(struct creq *r, const msgpack_object *p)
 {
 	char query[256] = "", remote[64] = "", what[330];
+	bool force = false, unsupported = false;
 
+	proto_get_bool(p, "force_update", &force);
+	proto_get_bool(p, "show_unsupported", &unsupported);
 	proto_get_str(p, "query", query, sizeof(query));
 	proto_get_str(p, "remote", remote, sizeof(remote));
 	/* The CLI sends REMOTE:STRING split in two; the resolver takes it joined. */
@@ -1499,7 +1502,9 @@ void op_find(struct creq *r, const msgpack_object *p)
 		snprintf(what, sizeof(what), "%s:%s", remote, query);
 	else
 		snprintf(what, sizeof(what), "%s", query);
-	image_find(B->images, what, find_on_done, r);
+	image_find_with(B->images, what,
+			(force ? IMAGE_FIND_FORCE_UPDATE : 0) | (unsupported ? IMAGE_FIND_UNSUPPORTED : 0),
+			find_on_done, r);
 }
 
 void op_version(struct creq *r, const msgpack_object *p)

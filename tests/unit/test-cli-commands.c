@@ -42,6 +42,11 @@ static struct {
 	char key[256];
 } ssh_info = { 2222, "ubuntu", "/keys/id" };
 
+/* What the fake broker's get answers for client.primary-name. */
+static const char *primary_setting = "primary";
+/* ...and for client.primary-home-mount */
+static const char *home_mount_setting = "true";
+
 struct run {
 	int status;
 	char out[16384];
@@ -314,8 +319,30 @@ static void broker_request(struct proto_conn *c, void *ud, uint64_t msgid, const
 		proto_pack_kv_str(&pk, "key", ssh_info.key);
 		broker_reply_map(c, msgid, &sb);
 	} else if (strcmp(method, "get") == 0) {
+		char key[64] = "";
+
+		proto_get_str(params, "key", key, sizeof(key));
 		msgpack_pack_map(&pk, 1);
-		proto_pack_kv_str(&pk, "value", "");
+		proto_pack_kv_str(&pk, "value",
+				  strcmp(key, "client.primary-name") == 0	 ? primary_setting
+				  : strcmp(key, "client.primary-home-mount") == 0 ? home_mount_setting
+										  : "");
+		broker_reply_map(c, msgid, &sb);
+	} else if (strcmp(method, "info") == 0 && proto_map_get(params, "names") != NULL &&
+		   proto_map_get(params, "names")->type == MSGPACK_OBJECT_ARRAY &&
+		   proto_map_get(params, "names")->via.array.size == 1 &&
+		   proto_obj_streq(&proto_map_get(params, "names")->via.array.ptr[0], "web")) {
+		/* web has the test's folder mounted at /srv/proj */
+		msgpack_pack_map(&pk, 1);
+		proto_pack_str(&pk, "instances");
+		msgpack_pack_array(&pk, 1);
+		msgpack_pack_map(&pk, 2);
+		proto_pack_kv_str(&pk, "name", "web");
+		proto_pack_str(&pk, "mounts");
+		msgpack_pack_array(&pk, 1);
+		msgpack_pack_map(&pk, 2);
+		proto_pack_kv_str(&pk, "source", data);
+		proto_pack_kv_str(&pk, "target", "/srv/proj");
 		broker_reply_map(c, msgid, &sb);
 	} else if (strcmp(method, "snapshots") == 0) {
 		static const char *const snaps[][4] = {
@@ -623,9 +650,9 @@ Test(cli_local, names_or_all)
 {
 	struct run r;
 
-	RUN(&r, "start");
+	RUN(&r, "delete");
 	cr_assert_eq(r.status, 2);
-	assert_contains(r.err, "'start' needs an instance name (or --all)");
+	assert_contains(r.err, "'delete' needs an instance name (or --all)");
 	RUN(&r, "delete", "--all", "web");
 	cr_assert_eq(r.status, 2);
 	assert_contains(r.err, "give instance names or --all, not both");
@@ -1046,6 +1073,215 @@ Test(cli_broker, shell_asks_for_a_terminal)
 	broker_start();
 	RUN(&r, "shell", "web");
 	assert_contains(r.err, "<-t>\n<ubuntu@127.0.0.1>\n");
+}
+
+Test(cli_broker, no_name_means_the_primary_instance)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "stop");
+	assert_contains(r.err, "stop {\"names\"=>[\"primary\"], \"all\"=>false,");
+	RUN(&r, "suspend");
+	assert_contains(r.err, "suspend {\"names\"=>[\"primary\"], \"all\"=>false,");
+	RUN(&r, "restart");
+	assert_contains(r.err, "restart {\"names\"=>[\"primary\"], \"all\"=>false,");
+	/* --all is still every instance */
+	RUN(&r, "stop", "--all");
+	assert_contains(r.err, "stop {\"names\"=>[], \"all\"=>true,");
+}
+
+Test(cli_broker, start_launches_a_missing_primary)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "start");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "Launched: primary\n");
+}
+
+Test(cli_broker, start_starts_an_existing_primary)
+{
+	struct run r;
+
+	primary_setting = "web"; /* the fake broker lists web */
+	broker_start();
+	RUN(&r, "start");
+	assert_contains(r.err, "start {\"names\"=>[\"web\"], \"all\"=>false, \"timeout\"=>300}");
+	cr_assert_null(strstr(r.out, "Launched"));
+}
+
+Test(cli_broker, an_empty_primary_name_means_no_primary)
+{
+	struct run r;
+
+	primary_setting = "";
+	broker_start();
+	RUN(&r, "stop");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "'stop' needs an instance name (or --all): there is no primary "
+			       "instance (the setting client.primary-name is empty)");
+	RUN(&r, "shell");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "'shell' needs an instance name: there is no primary instance");
+}
+
+Test(cli_broker, shell_without_a_name_launches_the_primary)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "shell");
+	assert_contains(r.out, "Launched: primary\n");
+	assert_contains(r.err, "<-t>\n<ubuntu@127.0.0.1>\n");
+}
+
+Test(cli_broker, alias_writes_a_script_and_lists_it)
+{
+	char path[256], script[1024] = "";
+	struct run r;
+	FILE *f;
+
+	broker_start();
+	RUN(&r, "alias", "web:/usr/bin/ls");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	assert_contains(r.out, "add that folder to PATH");
+	assert_contains(r.out, "/bin:$PATH");
+	snprintf(path, sizeof(path), "%s/bin/ls", data);
+	cr_assert_eq(access(path, X_OK), 0, "no executable %s", path);
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	cr_assert_gt(fread(script, 1, sizeof(script) - 1, f), 0);
+	fclose(f);
+	assert_contains(script, "run-alias ls -- \"$@\"");
+	/* PATH is said once, when the folder is made */
+	RUN(&r, "alias", "--no-map-working-directory", "web:echo", "say");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "");
+	RUN(&r, "aliases", "--format", "csv");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	assert_contains(r.out, "ls,web,/usr/bin/ls,default,map\n");
+	assert_contains(r.out, "say,web,echo,default,default\n");
+	RUN(&r, "aliases");
+	assert_contains(r.out, "default*");
+}
+
+Test(cli_broker, alias_refusals)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "alias", "nosuch:ls");
+	cr_assert_eq(r.status, 1);
+	assert_contains(r.err, "instance \"nosuch\" does not exist");
+	RUN(&r, "alias", "web");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "is not INSTANCE:COMMAND");
+	RUN(&r, "alias", "web:ls -l");
+	cr_assert_eq(r.status, 2);
+	RUN(&r, "alias", "web:ls", "../x");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "invalid alias name '../x'");
+	RUN(&r, "alias", "web:ls");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	RUN(&r, "alias", "web:ls");
+	cr_assert_eq(r.status, 1);
+	assert_contains(r.err, "the alias ls already exists in the context default");
+	RUN(&r, "unalias", "ls", "nosuch");
+	cr_assert_eq(r.status, 1);
+	assert_contains(r.err, "there is no alias nosuch");
+	RUN(&r, "aliases", "--format", "csv");
+	assert_contains(r.out, "ls,web,ls,default,map\n"); /* nothing was removed */
+}
+
+Test(cli_broker, unalias_and_contexts)
+{
+	char path[256];
+	struct run r;
+
+	broker_start();
+	snprintf(path, sizeof(path), "%s/bin/ls", data);
+	RUN(&r, "alias", "web:ls");
+	RUN(&r, "prefer", "other");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	RUN(&r, "alias", "web:ls");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	RUN(&r, "aliases", "--format", "csv");
+	assert_contains(r.out, "ls,web,ls,default,map\n");
+	assert_contains(r.out, "ls,web,ls,other,map\n");
+	RUN(&r, "unalias", "--all");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	/* the default context still has ls: its script stays */
+	cr_assert_eq(access(path, X_OK), 0);
+	RUN(&r, "prefer", "default");
+	RUN(&r, "unalias", "ls");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_neq(access(path, F_OK), 0, "the script of ls is left");
+	RUN(&r, "aliases");
+	cr_assert_str_eq(r.out, "No aliases defined.\n");
+}
+
+Test(cli_broker, run_alias_maps_the_working_directory)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "alias", "web:echo");
+	RUN(&r, "alias", "-n", "web:echo", "echo-here");
+	/* vmctl runs in the test's folder, which the fake web has at /srv/proj */
+	RUN(&r, "run-alias", "echo", "--", "a b", "-n");
+	assert_contains(r.err, "<cd /srv/proj && echo 'a b' -n>\n");
+	RUN(&r, "run-alias", "echo-here", "--", "a b");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "a b\n");
+	assert_contains(r.err, "<echo 'a b'>\n");
+	RUN(&r, "run-alias", "nosuch");
+	cr_assert_eq(r.status, 2);
+	assert_contains(r.err, "there is no alias nosuch in the context default");
+}
+
+Test(cli_broker, find_sends_force_update_and_show_unsupported)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "find", "--force-update", "--show-unsupported", "release:noble");
+	assert_contains(r.err, "find {\"query\"=>\"noble\", \"force_update\"=>true, "
+			       "\"show_unsupported\"=>true, \"remote\"=>\"release\"}");
+	RUN(&r, "find", "noble");
+	assert_contains(r.err, "find {\"query\"=>\"noble\"}");
+}
+
+Test(cli_broker, a_new_primary_gets_the_home_folder_mounted)
+{
+	struct run r;
+
+	broker_start();
+	RUN(&r, "start");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	/* the fake broker refuses the mount: a warning, and the launch stands */
+	assert_contains(r.err, "\"name\"=>\"primary\", \"path\"=>\"/home/ubuntu/Home\", "
+			       "\"type\"=>\"classic\"}");
+	assert_contains(r.err, "warning: the home folder was not mounted into primary");
+	RUN(&r, "launch", "--name", "primary");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	assert_contains(r.err, "\"path\"=>\"/home/ubuntu/Home\"");
+	RUN(&r, "launch", "--name", "web");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_null(strstr(r.err, "mount"), "%s", r.err);
+}
+
+Test(cli_broker, primary_home_mount_can_be_turned_off)
+{
+	struct run r;
+
+	home_mount_setting = "false";
+	broker_start();
+	RUN(&r, "start");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "Launched: primary\n");
+	cr_assert_null(strstr(r.err, "mount"), "%s", r.err);
 }
 
 Test(cli_broker, transfer_upload_and_download_use_scp)

@@ -77,7 +77,7 @@ Test(cli_help, every_broker_command_has_a_timeout)
 		const struct cmd_entry *e = cmd_table[i];
 		const struct cmd_option *timeout = NULL;
 
-		if (strcmp(e->name, "help") == 0)
+		if (strcmp(e->name, "help") == 0 || (e->flags & CMD_F_LOCAL))
 			continue;
 		for (size_t k = 0; e->options != NULL && e->options[k].name != NULL; k++)
 			if (strcmp(e->options[k].name, "timeout") == 0)
@@ -167,6 +167,8 @@ Test(cli_help, overview_lists_every_command)
 	for (size_t i = 0; cmd_table[i] != NULL; i++) {
 		char line[64];
 
+		if (cmd_table[i]->flags & CMD_F_HIDDEN)
+			continue;
 		snprintf(line, sizeof(line), "\n  %-12s%s", cmd_table[i]->name, "");
 		cr_assert(strstr(text, line) != NULL, "%s missing:\n%s", cmd_table[i]->name, text);
 	}
@@ -182,4 +184,32 @@ Test(cli_help, launch_help_mentions_defaults)
 			  strstr(help, "(default 300)") != NULL,
 		  "%s", help);
 	free(help);
+}
+
+/* docs/cli.md's table of Multipass's commands names every vmctl command
+ * (those only vmctl has in a "(none)" row), so that none is left out. */
+Test(cli_help, the_multipass_table_names_every_command)
+{
+	char *doc = NULL, *table, *end;
+	size_t len = 0;
+	FILE *f = fopen(CLI_DOC, "r");
+
+	cr_assert_not_null(f, "cannot open %s", CLI_DOC);
+	cr_assert_eq(getdelim(&doc, &len, '\0', f) > 0, true);
+	fclose(f);
+	table = strstr(doc, "\n## Multipass's commands in vmctl\n");
+	cr_assert_not_null(table, "docs/cli.md lacks the table of Multipass's commands");
+	end = strstr(table + 1, "\n## ");
+	cr_assert_not_null(end);
+	*end = '\0';
+	for (size_t i = 0; cmd_table[i] != NULL; i++) {
+		char cell[64];
+
+		if (cmd_table[i]->flags & CMD_F_HIDDEN)
+			continue;
+		snprintf(cell, sizeof(cell), "`%s", cmd_table[i]->name);
+		cr_expect(strstr(table, cell) != NULL, "the Multipass table does not mention %s",
+			  cmd_table[i]->name);
+	}
+	free(doc);
 }

@@ -69,7 +69,54 @@ Test(settings, every_known_key_has_a_default_and_is_settable_to_it)
 		cr_assert_not_null(def, "%s has no default", keys[n]);
 		cr_assert_eq(settings_set(&s, keys[n], def, err, sizeof(err)), 0, "%s: %s", keys[n], err);
 	}
-	cr_assert_eq(n, 11);
+	cr_assert_eq(n, 15);
+	settings_free(&s);
+}
+
+Test(settings, primary_name_is_an_instance_name_or_empty)
+{
+	struct settings s = { 0 };
+
+	cr_assert_str_eq(settings_get(&s, "client.primary-name"), "primary");
+	cr_assert_eq(settings_set(&s, "client.primary-name", "dev-box", err, sizeof(err)), 0);
+	cr_assert_eq(settings_set(&s, "client.primary-name", "", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(settings_set(&s, "client.primary-name", "Bad_Name", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "client.primary-name") && strstr(err, "no primary instance"), "%s", err);
+	cr_assert_str_eq(settings_get(&s, "client.primary-name"), "");
+	settings_free(&s);
+}
+
+Test(settings, passphrase_is_kept_only_as_a_hash)
+{
+	struct settings s = { 0 };
+
+	cr_assert_str_eq(settings_get(&s, "local.passphrase"), "");
+	cr_assert_eq(settings_set(&s, "local.passphrase", "$y$j9T$abc$DEF/ghi.0", err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(settings_set(&s, "local.passphrase", "hunter2", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "hash") != NULL && strstr(err, "hunter2") == NULL, "%s", err);
+	settings_free(&s);
+}
+
+Test(settings, default_image_is_what_launch_takes)
+{
+	static const char *const good[] = { "lts", "24.04", "release:noble", "/srv/disk.qcow2",
+					    "file:///srv/disk.qcow2", "https://example.com/d.img" };
+	static const char *const bad[] = { "", "images/disk.qcow2", "ftp://example.com/d.img",
+					   "a b", "lts\n" };
+	struct settings s = { 0 };
+
+	cr_assert_str_eq(settings_get(&s, "local.image.default"), "lts");
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		cr_assert_eq(settings_set(&s, "local.image.default", good[i], err, sizeof(err)), 0,
+			     "%s: %s", good[i], err);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(settings_set(&s, "local.image.default", bad[i], err, sizeof(err)),
+			     PROTO_E_INVALID_ARGUMENT, "'%s' was accepted", bad[i]);
+		cr_assert(strstr(err, "local.image.default"), "%s", err);
+	}
 	settings_free(&s);
 }
 

@@ -412,6 +412,61 @@ Test(image, find_by_alias_in_ubuntu_layout)
 	image_cache_free(c);
 }
 
+Test(image, find_show_unsupported_adds_them_marked)
+{
+	struct result r = { 0 };
+	struct found f[8];
+	struct image_cache *c;
+
+	server_start(UBUNTU_FIXTURE);
+	c = cache_new();
+	image_find_with(c, "", IMAGE_FIND_UNSUPPORTED, on_find, &r);
+	wait_for(&r, NULL);
+	cr_assert_eq(r.err, 0, "find failed: %s", r.errmsg);
+	cr_assert_eq(unpack_find(&r, f, 8), 3);
+	cr_expect_str_eq(f[0].name, "24.04");
+	cr_expect_str_eq(f[1].name, "22.04");
+	cr_expect_str_eq(f[2].name, "16.04");
+	cr_expect(memmem(r.packed, r.packed_len, "\xa9supported\xa2no", 13) != NULL,
+		  "16.04 is not marked unsupported");
+	result_free(&r);
+	image_cache_free(c);
+}
+
+Test(image, find_force_update_fetches_again_and_never_answers_stale)
+{
+	struct result r = { 0 };
+	struct image_cache *c;
+
+	server_start(UBUNTU_FIXTURE);
+	c = cache_new();
+	image_find(c, "noble", on_find, &r);
+	wait_for(&r, NULL);
+	cr_assert_eq(r.err, 0, "find failed: %s", r.errmsg);
+	result_free(&r);
+	image_find_with(c, "noble", IMAGE_FIND_FORCE_UPDATE, on_find, &r);
+	wait_for(&r, NULL);
+	cr_assert_eq(r.err, 0, "find failed: %s", r.errmsg);
+	result_free(&r);
+	cr_expect_eq(requests("/releases/streams/v1/index.json"), 2,
+		     "--force-update did not fetch the index again");
+
+	/* The mirror goes away: a forced update fails, a plain find is served. */
+	kill(server_pid, SIGTERM);
+	waitpid(server_pid, NULL, 0);
+	server_pid = -1;
+	image_find_with(c, "noble", IMAGE_FIND_FORCE_UPDATE, on_find, &r);
+	wait_for(&r, NULL);
+	cr_expect_lt(r.err, 0, "a forced update answered without the remote");
+	cr_expect(strstr(r.errmsg, "index.json") != NULL, "message: %s", r.errmsg);
+	result_free(&r);
+	image_find(c, "noble", on_find, &r);
+	wait_for(&r, NULL);
+	cr_assert_eq(r.err, 0, "find failed: %s", r.errmsg);
+	result_free(&r);
+	image_cache_free(c);
+}
+
 Test(image, find_on_a_remote_the_mirror_lacks_fails_clearly)
 {
 	struct result r = { 0 };
