@@ -83,12 +83,19 @@ static void helper_search_dir(const char *dir, int rank, void *ud)
 
 	if (s->found)
 		return;
-	snprintf(path, sizeof(path), "%s/vmctl-%s-helper", dir, s->driver);
-	if (access(path, X_OK) == 0) {
-		snprintf(s->path, s->pathlen, "%s", path);
-		s->found = true;
-		s->rank = rank;
-		return;
+	/* vmctl-virtualbox-helper, else vmctl-vbox-helper (the seed's alias). */
+	for (size_t i = 0;; i++) {
+		const char *name = i == 0 ? s->driver : driver_alias(s->driver, i - 1);
+
+		if (!name)
+			break;
+		snprintf(path, sizeof(path), "%s/vmctl-%s-helper", dir, name);
+		if (access(path, X_OK) == 0) {
+			snprintf(s->path, s->pathlen, "%s", path);
+			s->found = true;
+			s->rank = rank;
+			return;
+		}
 	}
 	if (!realpath(dir, shown))
 		snprintf(shown, sizeof(shown), "%s", dir);
@@ -120,8 +127,8 @@ int helper_find(const char *driver, char *path, size_t pathlen, char *err, size_
 	return helper_find_ranked(driver, path, pathlen, &rank, err, errlen);
 }
 
-/* The driver a file name vmctl-DRIVER-helper is the helper of, into buf;
- * false for other names. */
+/* The driver a file name vmctl-DRIVER-helper is the helper of, into buf
+ * (an alias's driver for vmctl-ALIAS-helper); false for other names. */
 static bool helper_file_driver(const char *file, char *buf, size_t len)
 {
 	size_t n = strlen(file);
@@ -131,7 +138,7 @@ static bool helper_file_driver(const char *file, char *buf, size_t len)
 		return false;
 	memcpy(buf, file + 6, n - 13);
 	buf[n - 13] = '\0';
-	return driver_name_valid(buf);
+	return driver_name_valid(buf) && driver_canonical(buf, buf, len) == 0;
 }
 
 struct installed_list {
