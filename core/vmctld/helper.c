@@ -670,6 +670,11 @@ static void helper_on_hello(void *ud, int err, const char *errmsg, const msgpack
 		helper_kill(h, "did not answer hello within %.0f s and was killed", helper_hello_deadline(h));
 		return;
 	}
+	if (err == PROTO_E_UNAVAILABLE && (!h->conn || !proto_conn_is_open(h->conn))) {
+		/* Not an answer: its pipe closed (it exited, or broke the
+		 * protocol); how it died is told once it is reaped. */
+		return;
+	}
 	if (err < 0) {
 		/* It spoke the protocol and said no: starting it again would get
 		 * the same answer, and every request would wait for restarts. */
@@ -942,6 +947,9 @@ enum helper_state helper_get_state(const struct helper *h)
 
 const struct proto_hello *helper_hello(const struct helper *h)
 {
+	/* A probe that died before its hello has none. */
+	if (!h->hello.driver[0])
+		return NULL;
 	if (h->state == HELPER_READY || (h->state == HELPER_UNUSABLE && !h->refused))
 		return &h->hello;
 	return NULL;
