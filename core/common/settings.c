@@ -25,6 +25,14 @@ static const struct {
 	{ "vbox", "virtualbox" },
 };
 
+const char *driver_alias(const char *driver, size_t i)
+{
+	for (size_t k = 0; k < sizeof(driver_aliases) / sizeof(driver_aliases[0]); k++)
+		if (strcmp(driver_aliases[k].driver, driver) == 0 && i-- == 0)
+			return driver_aliases[k].alias;
+	return NULL;
+}
+
 bool driver_name_valid(const char *name)
 {
 	size_t n = name ? strlen(name) : 0;
@@ -57,21 +65,6 @@ int driver_canonical(const char *name, char *buf, size_t len)
 		return PROTO_E_INVALID_ARGUMENT;
 	memcpy(buf, lower, n + 1);
 	return 0;
-}
-
-const char *settings_default_driver(void)
-{
-#if defined(__linux__) && (defined(__x86_64__) || defined(__amd64__))
-	return "qemu";
-#elif defined(__linux__)
-	return "lxd";
-#elif defined(__APPLE__)
-	return "qemu";
-#elif defined(_WIN32)
-	return "hyperv";
-#else
-	return "qemu";
-#endif
 }
 
 /*

@@ -96,8 +96,22 @@ void settings_free(struct settings *s);
 int settings_load_err(const char *path, struct settings *s, char *err, size_t errlen);
 /* NULL-terminated list of the global keys. */
 const char *const *settings_known_keys(void);
-/* Default driver for this host, the seed's (Linux amd64: qemu, other Linux:
- * lxd, macOS: qemu, Windows: hyperv). */
+/* ---- platform.c ---- */
+enum host_os { HOST_OTHER, HOST_LINUX, HOST_MACOS, HOST_WINDOWS };
+struct host_platform {
+	enum host_os os;
+	bool amd64;       /* an x86_64 kernel */
+	bool windows_pro; /* a Windows edition with Hyper-V (not Home) */
+};
+/* What this host is: the one place the platform is looked at. */
+void host_platform_detect(struct host_platform *p);
+/* Make host_platform_detect() say *p from now on (tests); NULL: the host again. */
+void host_platform_override(const struct host_platform *p);
+/* The seed's default driver of a platform: Linux amd64 -> qemu, other
+ * Linux -> lxd, macOS -> qemu, Windows Pro -> hyperv, Windows Home ->
+ * virtualbox (anything else: qemu). */
+const char *driver_default_for(const struct host_platform *p);
+/* The default of local.driver: driver_default_for() this host. */
 const char *settings_default_driver(void);
 /* A driver (or scope) name: what vmctl-NAME-helper can be called. Which
  * drivers exist is up to the helpers installed; vmctld finds them. */
@@ -110,6 +124,9 @@ bool driver_name_valid(const char *name);
  * ("hyper-v" -> "hyperv", "vbox" -> "virtualbox") resolved, letter case
  * ignored. 0, or PROTO_E_INVALID_ARGUMENT when name breaks DRIVER_NAME_RULE. */
 int driver_canonical(const char *name, char *buf, size_t len);
+/* The i-th alias of a canonical driver name (i from 0; NULL past the last):
+ * "vbox" for virtualbox, whose helper may be called vmctl-vbox-helper. */
+const char *driver_alias(const char *driver, size_t i);
 
 /* ---- registry.c ---- */
 

@@ -37,6 +37,7 @@ const struct cmd_entry *const cmd_table[] = {
 	&cmd_clone_entry,
 	&cmd_find_entry,
 	&cmd_networks_entry,
+	&cmd_drivers_entry,
 	&cmd_get_entry,
 	&cmd_set_entry,
 	&cmd_alias_entry,

@@ -311,6 +311,7 @@ extern const struct cmd_entry cmd_restore_entry;
 extern const struct cmd_entry cmd_clone_entry;
 extern const struct cmd_entry cmd_find_entry;
 extern const struct cmd_entry cmd_networks_entry;
+extern const struct cmd_entry cmd_drivers_entry;
 extern const struct cmd_entry cmd_get_entry;
 extern const struct cmd_entry cmd_set_entry;
 extern const struct cmd_entry cmd_alias_entry;

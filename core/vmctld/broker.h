@@ -199,6 +199,10 @@ struct helper_spec {
 	const char *scope;     /* what its hello must say */
 	const char *scope_dir; /* sent in hello */
 	double deadline_cap;   /* > 0: no call waits longer ($VMCTL_HELPER_DEADLINE) */
+	/* A probe (vmctl drivers, a switch's pre-check): never restarted; when
+	 * it dies, or fails to start, it is HELPER_UNUSABLE and helper_why()
+	 * says what it died of. */
+	bool once;
 	const struct helper_ops *ops;
 	void *ud;              /* for ops */
 };
@@ -268,6 +272,25 @@ void driver_scope(const char *driver, char *buf, size_t len);
 void driver_refusal(unsigned feature, const char *driver, char *buf, size_t len);
 /* The active helper has feature (from hello; driver_info_get() before it). */
 bool broker_has_feature(unsigned feature);
+/* The seed's drivers in its order, then those of the other helpers found
+ * (vmctl-NAME-helper), by name: how many were put in names. */
+size_t drivers_known(char (*names)[DRIVER_NAME_MAX + 1], size_t max);
+/* What one hello of a driver's helper says. */
+struct driver_probe_result {
+	/* driver; scope, version and features as its helper says them
+	 * (hello's, else --describe's; the seed's scope and no features when
+	 * it could not say); path "" when not found. */
+	struct driver_info info;
+	bool found;   /* a helper of that name is installed */
+	bool hello;   /* it answered hello (info.features, version from it) */
+	bool usable;  /* ...and can run on this host */
+	char why[1400]; /* when not usable: why not, for a user */
+};
+typedef void (*driver_probed_fn)(void *ud, const struct driver_probe_result *res);
+/* Find the helper of driver, run it with --describe, then start it once
+ * (never restarted) for its hello, and shut it down: done runs once, always
+ * later, with what was learned. The active helper is left alone. */
+void driver_probe(const char *driver, driver_probed_fn done, void *ud);
 
 /* ---- scope.c ---- */
 /* Make driver the active driver: load the registry of scope. */
@@ -422,6 +445,11 @@ bool opx_refuse_unless_stopped(struct creq *r, const struct instance_record *rec
 /* helper_call with params {instance}. */
 struct hcall *opx_call(const struct instance_record *rec, const char *method, double deadline,
 		       proto_result_fn cb, void *ud);
+
+/* ---- op-drivers.c ---- */
+/* drivers: {drivers: [{driver, helper, usable, why, active, scope, version,
+ * features, native_mounts, extra_networks, snapshots, clone, suspend}]}. */
+void op_drivers(struct creq *r, const msgpack_object *p);
 
 /* ---- op-snapshot.c ---- */
 void op_snapshot(struct creq *r, const msgpack_object *p);

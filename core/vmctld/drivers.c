@@ -83,12 +83,19 @@ static void helper_search_dir(const char *dir, int rank, void *ud)
 
 	if (s->found)
 		return;
-	snprintf(path, sizeof(path), "%s/vmctl-%s-helper", dir, s->driver);
-	if (access(path, X_OK) == 0) {
-		snprintf(s->path, s->pathlen, "%s", path);
-		s->found = true;
-		s->rank = rank;
-		return;
+	/* vmctl-virtualbox-helper, else vmctl-vbox-helper (the seed's alias). */
+	for (size_t i = 0;; i++) {
+		const char *name = i == 0 ? s->driver : driver_alias(s->driver, i - 1);
+
+		if (!name)
+			break;
+		snprintf(path, sizeof(path), "%s/vmctl-%s-helper", dir, name);
+		if (access(path, X_OK) == 0) {
+			snprintf(s->path, s->pathlen, "%s", path);
+			s->found = true;
+			s->rank = rank;
+			return;
+		}
 	}
 	if (!realpath(dir, shown))
 		snprintf(shown, sizeof(shown), "%s", dir);
@@ -120,8 +127,8 @@ int helper_find(const char *driver, char *path, size_t pathlen, char *err, size_
 	return helper_find_ranked(driver, path, pathlen, &rank, err, errlen);
 }
 
-/* The driver a file name vmctl-DRIVER-helper is the helper of, into buf;
- * false for other names. */
+/* The driver a file name vmctl-DRIVER-helper is the helper of, into buf
+ * (an alias's driver for vmctl-ALIAS-helper); false for other names. */
 static bool helper_file_driver(const char *file, char *buf, size_t len)
 {
 	size_t n = strlen(file);
@@ -131,7 +138,7 @@ static bool helper_file_driver(const char *file, char *buf, size_t len)
 		return false;
 	memcpy(buf, file + 6, n - 13);
 	buf[n - 13] = '\0';
-	return driver_name_valid(buf);
+	return driver_name_valid(buf) && driver_canonical(buf, buf, len) == 0;
 }
 
 struct installed_list {
@@ -444,4 +451,175 @@ void driver_refusal(unsigned feature, const char *driver, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%s %s not supported by the %s driver",
 			 title ? title : "this feature", plural ? "are" : "is", driver);
+}
+
+/* ---- which drivers there are ---- */
+
+size_t drivers_known(char (*names)[DRIVER_NAME_MAX + 1], size_t max)
+{
+	struct installed_list *l = calloc(1, sizeof(*l));
+	size_t n = 0;
+
+	for (size_t i = 0; i < N_SEED_DRIVERS && n < max; i++)
+		snprintf(names[n++], sizeof(names[0]), "%s", seed_drivers[i].driver);
+	if (!l)
+		return n;
+	helper_for_each_dir(installed_dir, l);
+	qsort(l->names, l->n, sizeof(l->names[0]), names_cmp);
+	for (size_t i = 0; i < l->n && n < max; i++) {
+		size_t j;
+
+		for (j = 0; j < N_SEED_DRIVERS && strcmp(seed_drivers[j].driver, l->names[i]); j++)
+			;
+		if (j == N_SEED_DRIVERS)
+			snprintf(names[n++], sizeof(names[0]), "%s", l->names[i]);
+	}
+	free(l);
+	return n;
+}
+
+/* ---- probing: one hello of a driver's helper ---- */
+
+struct driver_probe {
+	struct driver_probe_result res;
+	driver_probed_fn done;
+	void *ud;
+	struct helper *h;
+	ev_timer later_w; /* reports a result known at once from the loop */
+};
+
+/* hello's settings: the broker's, local.driver being the probed driver. */
+static void probe_pack_settings(void *ud, msgpack_packer *pk)
+{
+	const struct driver_probe *p = ud;
+	const char *const *keys = settings_known_keys();
+	size_t n = 0;
+
+	for (size_t i = 0; keys && keys[i]; i++)
+		if (strcmp(keys[i], "local.driver") == 0 || settings_get(&B->settings, keys[i]))
+			n++;
+	msgpack_pack_map(pk, n);
+	for (size_t i = 0; keys && keys[i]; i++) {
+		const char *v = strcmp(keys[i], "local.driver") == 0 ? p->res.info.driver
+								      : settings_get(&B->settings, keys[i]);
+
+		if (v)
+			proto_pack_kv_str(pk, keys[i], v);
+	}
+}
+
+static const struct helper_ops probe_helper_ops = {
+	.find = helper_find,
+	.pack_settings = probe_pack_settings,
+};
+
+static void probe_report(struct driver_probe *p)
+{
+	p->done(p->ud, &p->res);
+	free(p);
+}
+
+static void probe_on_later(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	probe_report(w->data);
+}
+
+static void probe_on_stopped(void *ud)
+{
+	struct driver_probe *p = ud;
+
+	helper_free(p->h);
+	p->h = NULL;
+	probe_report(p);
+}
+
+static void probe_on_ping(void *ud, int err, const char *errmsg, const msgpack_object *result)
+{
+	struct driver_probe *p = ud;
+	const struct proto_hello *hello = helper_hello(p->h);
+
+	if (hello) {
+		/* What it says in hello is what it is, whether or not it can run. */
+		p->res.hello = true;
+		p->res.info.features = hello->features;
+		snprintf(p->res.info.version, sizeof(p->res.info.version), "%s", hello->helper_version);
+	}
+	p->res.usable = err == 0;
+	if (err < 0)
+		snprintf(p->res.why, sizeof(p->res.why), "%s",
+			 errmsg && errmsg[0] ? errmsg : proto_strerror(err));
+	helper_stop(p->h, probe_on_stopped, p);
+}
+
+static void probe_on_described(void *ud, int err, const char *errmsg, const struct driver_info *d)
+{
+	struct driver_probe *p = ud;
+	char scope_dir[4200];
+	struct helper_spec spec = {
+		.loop = B->loop,
+		.driver = p->res.info.driver,
+		.scope_dir = scope_dir,
+		.deadline_cap = B->deadline_cap,
+		.once = true,
+		.ops = &probe_helper_ops,
+		.ud = p,
+	};
+
+	if (err < 0) {
+		snprintf(p->res.why, sizeof(p->res.why), "%s", errmsg);
+		probe_report(p);
+		return;
+	}
+	p->res.info = *d;
+	spec.driver = p->res.info.driver;
+	spec.scope = p->res.info.scope;
+	/* Not created for a probe: a scope exists once a driver of it was used. */
+	snprintf(scope_dir, sizeof(scope_dir), "%s/scopes/%s", B->data_dir, d->scope);
+	p->h = helper_new(&spec);
+	if (!p->h) {
+		snprintf(p->res.why, sizeof(p->res.why), "out of memory");
+		probe_report(p);
+		return;
+	}
+	/* Answered once hello is: at once when it went well, with why not
+	 * when the helper said it cannot run, refused, broke the protocol or
+	 * died. */
+	if (!helper_call(p->h, "ping", NULL, BROKER_SHORT_DEADLINE, probe_on_ping, p)) {
+		snprintf(p->res.why, sizeof(p->res.why), "out of memory");
+		helper_stop(p->h, probe_on_stopped, p);
+	}
+}
+
+void driver_probe(const char *driver, driver_probed_fn done, void *ud)
+{
+	struct driver_probe *p = calloc(1, sizeof(*p));
+	const struct driver_info *known;
+	char err[2048];
+
+	if (!p) {
+		struct driver_probe_result res = {0};
+
+		snprintf(res.info.driver, sizeof(res.info.driver), "%s", driver);
+		snprintf(res.why, sizeof(res.why), "out of memory");
+		done(ud, &res);
+		return;
+	}
+	p->done = done;
+	p->ud = ud;
+	snprintf(p->res.info.driver, sizeof(p->res.info.driver), "%s", driver);
+	known = driver_info_get(driver);
+	if (known)
+		snprintf(p->res.info.scope, sizeof(p->res.info.scope), "%s", known->scope);
+	else
+		snprintf(p->res.info.scope, sizeof(p->res.info.scope), "%s", driver);
+	if (helper_find(driver, p->res.info.path, sizeof(p->res.info.path), err, sizeof(err)) == 0) {
+		p->res.found = true;
+		if (driver_describe(driver, probe_on_described, p, err, sizeof(err)) == 0)
+			return;
+	}
+	p->res.info.path[0] = '\0';
+	snprintf(p->res.why, sizeof(p->res.why), "%s", err);
+	ev_timer_init(&p->later_w, probe_on_later, 0, 0);
+	p->later_w.data = p;
+	ev_timer_start(B->loop, &p->later_w);
 }

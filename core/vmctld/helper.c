@@ -66,6 +66,7 @@ struct helper {
 	char scope[32]; /* what its hello must say */
 	char scope_dir[4200];
 	double deadline_cap;
+	bool once; /* a probe: never restarted */
 	char name[64]; /* "qemu helper", for messages */
 	char path[4096];
 	enum helper_state state;
@@ -737,6 +738,11 @@ static void helper_on_hello(void *ud, int err, const char *errmsg, const msgpack
 		helper_kill(h, "did not answer hello within %.0f s and was killed", helper_hello_deadline(h));
 		return;
 	}
+	if (err == PROTO_E_UNAVAILABLE && (!h->conn || !proto_conn_is_open(h->conn))) {
+		/* Not an answer: its pipe closed (it exited, or broke the
+		 * protocol); how it died is told once it is reaped. */
+		return;
+	}
 	if (err < 0) {
 		/* It spoke the protocol and said no: starting it again would get
 		 * the same answer, and every request would wait for restarts. */
@@ -878,6 +884,11 @@ out_close:
 			close(err[i]);
 	}
 	vlog(LOG_ERROR_, "the %s %s", h->name, h->death);
+	if (h->once) {
+		h->state = HELPER_UNUSABLE;
+		snprintf(h->why, sizeof(h->why), "the %s %s", h->name, h->death);
+		return;
+	}
 	h->backoff_ms = backoff_next_ms(h->backoff_ms, 0);
 	h->state = HELPER_RESTARTING;
 	ev_timer_set(&h->restart_w, h->backoff_ms / 1000.0, 0);
@@ -917,6 +928,17 @@ static void helper_finish_death(struct helper *h)
 		return;
 	}
 	if (h->state == HELPER_UNUSABLE && h->refused) {
+		helper_fail_calls(h, HC_PARKED, PROTO_E_UNAVAILABLE, h->why);
+		helper_fail_calls(h, HC_QUEUED, PROTO_E_UNAVAILABLE, h->why);
+		return;
+	}
+	if (h->once) {
+		/* Its first death is its last: what it died of is why it cannot be used. */
+		if (h->state != HELPER_UNUSABLE)
+			snprintf(h->why, sizeof(h->why), "the %s (%.300s) %s%s", h->name, h->path,
+				 h->death[0] ? h->death : "ended",
+				 h->state == HELPER_STARTING ? " before answering hello" : "");
+		h->state = HELPER_UNUSABLE;
 		helper_fail_calls(h, HC_PARKED, PROTO_E_UNAVAILABLE, h->why);
 		helper_fail_calls(h, HC_QUEUED, PROTO_E_UNAVAILABLE, h->why);
 		return;
@@ -964,6 +986,7 @@ struct helper *helper_new(const struct helper_spec *spec)
 	h->ops = spec->ops;
 	h->ud = spec->ud;
 	h->deadline_cap = spec->deadline_cap;
+	h->once = spec->once;
 	snprintf(h->driver, sizeof(h->driver), "%s", spec->driver);
 	snprintf(h->scope, sizeof(h->scope), "%s", spec->scope);
 	snprintf(h->scope_dir, sizeof(h->scope_dir), "%s", spec->scope_dir);
@@ -994,6 +1017,9 @@ enum helper_state helper_get_state(const struct helper *h)
 
 const struct proto_hello *helper_hello(const struct helper *h)
 {
+	/* A probe that died before its hello has none. */
+	if (!h->hello.driver[0])
+		return NULL;
 	if (h->state == HELPER_READY || (h->state == HELPER_UNUSABLE && !h->refused))
 		return &h->hello;
 	return NULL;

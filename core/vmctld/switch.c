@@ -583,6 +583,24 @@ int switch_init(char *err, size_t errlen)
 	return switch_enter(drv, scope, err, errlen);
 }
 
+/* Before anything changes: the helper of the driver switched to was
+ * started once, for its hello (driver_probe()). Unless it said it is that
+ * driver, of the scope its --describe named, and can run here, the switch
+ * is refused with its reason, local.driver and every instance untouched. */
+static void dswitch_on_checked(void *ud, const struct driver_probe_result *res)
+{
+	struct dswitch *s = ud;
+	char msg[2200];
+
+	if (!res->found || !res->usable) {
+		snprintf(msg, sizeof(msg), "cannot switch to the %s driver: %s; local.driver is still %s",
+			 s->to, res->why[0] ? res->why : "its helper cannot be used", s->from);
+		dswitch_finish(s, PROTO_E_UNAVAILABLE, msg);
+		return;
+	}
+	dswitch_on_described(s, 0, NULL, &res->info);
+}
+
 void switch_driver(struct creq *r, const char *value)
 {
 	char to[DRIVER_NAME_MAX + 1], path[4096], err[2048], installed[512];
@@ -623,13 +641,8 @@ void switch_driver(struct creq *r, const char *value)
 	snprintf(s->to, sizeof(s->to), "%s", to);
 	B->switching = true;
 	snprintf(B->switch_note, sizeof(B->switch_note), "the driver is being switched to %s", to);
-	/* Its scope is what it says it is. */
-	if (driver_describe(to, dswitch_on_described, s, err, sizeof(err)) < 0) {
-		char msg[2200];
-
-		snprintf(msg, sizeof(msg), "%s; local.driver is still %s", err, s->from);
-		dswitch_finish(s, PROTO_E_NOT_FOUND, msg);
-	}
+	/* Its scope is what it says it is; it must be able to run first. */
+	driver_probe(to, dswitch_on_checked, s);
 }
 
 struct helper_restart {

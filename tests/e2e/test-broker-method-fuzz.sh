@@ -17,7 +17,10 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 scope=$VMCTL_DATA/scopes/qemu
 mkdir -p "$scope/instances/web"
 # No mirror that answers: a launch with default params must fail fast.
-printf 'local.driver: qemu\nlocal.image.mirror: file://%s/no-mirror\n' "$E2E_TMP" >"$VMCTL_DATA/settings.yaml"
+# drivers probes every helper: libvirt's in-process test driver and an LXD
+# socket where nothing listens keep it off the host's daemons.
+printf 'local.driver: qemu\nlocal.image.mirror: file://%s/no-mirror\nlocal.libvirt.uri: test:///default\nlocal.lxd.socket: %s/no-lxd.sock\n' \
+	"$E2E_TMP" "$E2E_TMP" >"$VMCTL_DATA/settings.yaml"
 cat >"$scope/instances.yaml" <<EOF
 instances:
   web:

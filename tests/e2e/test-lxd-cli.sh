@@ -16,17 +16,13 @@ lxc_status() { lxc list --format csv -c ns "^$1\$" 2>/dev/null | awk -F, -v n="$
 # A socket nobody answers on: the driver is unusable and says why.
 vmctl set local.lxd.socket="$LXD_RUN/none.socket"
 expect_rc 0
+# Refused before anything changes, with the helper's reason.
 vmctl set local.driver=lxd
-expect_rc 0
-helper_unusable() {
-	vmctl version
-	printf '%s\n' "$OUT" | grep -qE "helper unusable.*LXD socket $LXD_RUN/none.socket: .*is lxd running\?"
-}
-wait_until 30 helper_unusable || fail "vmctl version does not say why the lxd driver is unusable"
-vmctl launch "$LXD_IMAGE" --name "${n}u" --timeout 60
-expect_error 'is lxd running'
-vmctl set local.driver=qemu
-expect_rc 0
+expect_error "cannot switch to the lxd driver: .*LXD socket $LXD_RUN/none.socket: .*is lxd running\?; local.driver is still qemu"
+vmctl get local.driver
+expect_out '^qemu$'
+vmctl drivers
+expect_out "^lxd: the lxd driver cannot run on this host: LXD socket $LXD_RUN/none.socket: .*is lxd running\?$"
 
 # A socket that takes connections and never answers (a hung daemon): the
 # hello is not held for it, the driver is taken as usable and the log says why.

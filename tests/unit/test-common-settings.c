@@ -48,12 +48,42 @@ Test(settings, defaults_apply_when_nothing_is_set)
 	cr_assert_null(settings_get(&s, "local.nonsense"));
 }
 
-Test(settings, default_driver_on_linux_amd64_is_qemu)
+/* The seed's default of each platform, whatever the host running the test. */
+Test(settings, default_driver_follows_the_seed_on_every_platform)
 {
+	static const struct {
+		struct host_platform p;
+		const char *driver;
+	} cases[] = {
+		{ { HOST_LINUX, true, false }, "qemu" },
+		{ { HOST_LINUX, false, false }, "lxd" },
+		{ { HOST_MACOS, false, false }, "qemu" },
+		{ { HOST_MACOS, true, false }, "qemu" },
+		{ { HOST_WINDOWS, true, true }, "hyperv" },
+		{ { HOST_WINDOWS, true, false }, "virtualbox" },
+	};
+	struct settings s = { 0 };
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cr_assert_str_eq(driver_default_for(&cases[i].p), cases[i].driver, "case %zu", i);
+		host_platform_override(&cases[i].p);
+		cr_assert_str_eq(settings_default_driver(), cases[i].driver, "case %zu", i);
+		cr_assert_str_eq(settings_get(&s, "local.driver"), cases[i].driver, "case %zu", i);
+	}
+	host_platform_override(NULL);
+}
+
+Test(settings, the_host_platform_is_detected)
+{
+	struct host_platform p;
+
+	host_platform_detect(&p);
+#if defined(__linux__)
+	cr_assert_eq(p.os, HOST_LINUX);
+#endif
 #if defined(__linux__) && defined(__x86_64__)
+	cr_assert(p.amd64);
 	cr_assert_str_eq(settings_default_driver(), "qemu");
-#else
-	cr_skip_test("not a Linux amd64 host");
 #endif
 }
 
@@ -390,6 +420,12 @@ Test(settings, any_driver_name_is_taken_in_canonical_form)
 	cr_assert_str_eq(buf, "hyperv");
 	cr_assert_eq(driver_canonical("VBox", buf, sizeof(buf)), 0);
 	cr_assert_str_eq(buf, "virtualbox");
+	cr_assert_eq(driver_canonical("virtualbox", buf, sizeof(buf)), 0);
+	cr_assert_str_eq(buf, "virtualbox");
+	cr_assert_str_eq(driver_alias("virtualbox", 0), "vbox");
+	cr_assert_null(driver_alias("virtualbox", 1));
+	cr_assert_str_eq(driver_alias("hyperv", 0), "hyper-v");
+	cr_assert_null(driver_alias("qemu", 0));
 	cr_assert_eq(driver_canonical("QEMU", buf, sizeof(buf)), 0);
 	cr_assert_str_eq(buf, "qemu");
 	cr_assert(driver_name_valid("libvirt"));
