@@ -1,7 +1,8 @@
 /*
  * What the broker knows of the drivers. Which drivers there are, and each
  * one's scope and features, is what their helpers say: vmctl-DRIVER-helper
- * is looked for in VMCTL_HELPER_PATH, then EXE_DIR/../libexec/vmctl, and run
+ * is looked for in VMCTL_HELPER_PATH, then EXE_DIR/../libexec/vmctl (the
+ * install layout's VMCTL_HELPER_RELDIR: found without the build tree), and run
  * with --describe (the active driver's at start-up and before a switch to
  * it, every installed one a few seconds after start-up). The seed's table
  * (DESIGN.md, "Drivers and scopes") stays as the last resort for a driver
@@ -61,7 +62,7 @@ static void helper_for_each_dir(void (*fn)(const char *dir, int rank, void *ud),
 			fn(d, rank++, ud);
 		free(copy);
 	}
-	snprintf(libexec, sizeof(libexec), "%s/../libexec/vmctl", B->exe_dir);
+	snprintf(libexec, sizeof(libexec), "%s/%s", B->exe_dir, VMCTL_HELPER_RELDIR);
 	fn(libexec, rank, ud);
 }
 

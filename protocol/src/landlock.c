@@ -74,7 +74,7 @@ int vmh_landlock_abi(const char **why)
 
 int vmh_landlock_prepare(const struct vmh_landlock_rule *rules, size_t n, char *why, size_t whylen)
 {
-	const char *none;
+	const char *none = "";
 	int abi = vmh_landlock_abi(&none);
 	struct landlock_ruleset_attr attr = { 0 };
 	int fd;
