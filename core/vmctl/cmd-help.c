@@ -6,6 +6,7 @@ static int help_exec(const struct cmd_entry *self, struct cmd_args *a);
 static const struct cmd_option help_options[] = {
 	{ "markdown", 0, NULL, 0,
 	  "Print the reference of every command in Markdown (the body of docs/cli.md)." },
+	{ "man", 0, NULL, 0, "Print the manual page vmctl(1) in roff (man -l - shows it)." },
 	{ NULL, 0, NULL, 0, NULL },
 };
 
@@ -31,11 +32,19 @@ static int help_exec(const struct cmd_entry *self, struct cmd_args *a)
 {
 	const struct cmd_entry *e;
 
+	if (args_has(a, "markdown") && args_has(a, "man"))
+		return cmd_usage_error(self, "give --markdown or --man, not both");
 	if (args_has(a, "markdown")) {
 		if (a->argc > 0)
 			return cmd_usage_error(self, "--markdown covers every command: give no "
 						     "COMMAND");
 		cmd_print_markdown(stdout);
+		return EXIT_OK;
+	}
+	if (args_has(a, "man")) {
+		if (a->argc > 0)
+			return cmd_usage_error(self, "--man covers every command: give no COMMAND");
+		cmd_print_man(stdout);
 		return EXIT_OK;
 	}
 	if (a->argc == 0) {

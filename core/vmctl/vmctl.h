@@ -273,6 +273,8 @@ void cmd_print_help(FILE *out, const struct cmd_entry *e);
 void cmd_print_overview(FILE *out);
 /* The reference section of docs/cli.md. */
 void cmd_print_markdown(FILE *out);
+/* The manual page vmctl(1) in roff, from the same table (vmctl help --man). */
+void cmd_print_man(FILE *out);
 
 /* ---- pack helpers shared by the commands (cmd.c) ---- */
 

@@ -4,6 +4,7 @@
 # helpers in PREFIX/libexec/vmctl, everything finds libvmproto in
 # PREFIX/lib, with no RUNPATH into the build tree and no empty one), and a
 # helper builds against the installed vmproto.pc with nothing else of vmctl.
+# The manual pages are installed and render.
 # The build tree is then hidden, to show nothing still points into it.
 . "$(dirname "$0")/lib.sh"
 
@@ -15,7 +16,8 @@ run cmake --install "$BUILD" --prefix "$P"
 expect_rc 0
 for f in bin/vmctl bin/vmctld libexec/vmctl/vmctl-qemu-helper libexec/vmctl/vmctl-libvirt-helper \
 	libexec/vmctl/vmctl-lxd-helper include/vmproto/proto.h include/vmproto/vmh.h \
-	lib/libvmproto.so.1 lib/libvmproto.so lib/libvmproto.a lib/pkgconfig/vmproto.pc; do
+	lib/libvmproto.so.1 lib/libvmproto.so lib/libvmproto.a lib/pkgconfig/vmproto.pc \
+	share/man/man1/vmctl.1 share/man/man8/vmctld.8 share/man/man7/vmctl-helper.7; do
 	[ -e "$P/$f" ] || fail "the install has no $f"
 done
 
@@ -58,6 +60,20 @@ expect_out '^driver my$'
 run "$E2E_TMP/vmctl-static-helper" --describe
 expect_rc 0
 expect_out '^driver static$'
+
+# The manual pages render, without a roff warning; vmctl(1) has every command.
+for page in man1/vmctl.1 man8/vmctld.8 man7/vmctl-helper.7; do
+	MANWIDTH=80 run man -l "$P/share/man/$page"
+	expect_rc 0
+	expect_out '^NAME$'
+	expect_out '^SEE ALSO$'
+	[ -z "$ERR" ] || fail "man -l $page warns: $ERR"
+done
+MANWIDTH=80 run man -l "$P/share/man/man1/vmctl.1"
+for cmd in launch list wait-ready authenticate help; do
+	expect_out "^   $cmd$"
+done
+expect_out '^       -n, --name NAME$'
 
 VMCTL=$P/bin/vmctl
 vmctl version

@@ -213,3 +213,62 @@ Test(cli_help, the_multipass_table_names_every_command)
 	}
 	free(doc);
 }
+
+static void man(FILE *f, const struct cmd_entry *e)
+{
+	cmd_print_man(f);
+}
+
+/* fmt with its one %s argument, dashes escaped as roff wants them (\-). */
+static void roff_dashes(char *buf, size_t len, const char *fmt, const char *arg)
+{
+	size_t n = 0;
+	char raw[256];
+
+	snprintf(raw, sizeof(raw), fmt, arg);
+	for (const char *p = raw; *p != '\0' && n + 3 < len; p++) {
+		if (*p == '-')
+			buf[n++] = '\\';
+		buf[n++] = *p;
+	}
+	buf[n] = '\0';
+}
+
+Test(cli_help, man_page_has_every_command_and_option)
+{
+	char *page = print_to_string(man, NULL);
+	char want[512];
+
+	cr_assert_eq(strncmp(page, ".\\\" ", 4), 0);
+	cr_assert_not_null(strstr(page, "\n.TH VMCTL 1 "));
+	cr_assert_not_null(strstr(page, "\n.SH SYNOPSIS\n"));
+	cr_assert_not_null(strstr(page, "\n.SH EXIT STATUS\n"));
+	cr_assert_not_null(strstr(page, "\n.BR vmctld (8),\n"));
+	for (size_t i = 0; cmd_table[i] != NULL; i++) {
+		const struct cmd_entry *e = cmd_table[i];
+
+		roff_dashes(want, sizeof(want), "\n.SS %s\n", e->name);
+		cr_assert_not_null(strstr(page, want), "no section for %s", e->name);
+		for (size_t k = 0; e->options != NULL && e->options[k].name != NULL; k++) {
+			roff_dashes(want, sizeof(want), "--%s", e->options[k].name);
+			strcat(want, "\\fR");
+			cr_assert_not_null(strstr(page, want), "vmctl %s: no option --%s", e->name,
+					   e->options[k].name);
+		}
+	}
+	/* No line of text may start a roff request by accident. */
+	for (const char *line = page; line != NULL && *line != '\0';) {
+		const char *nl = strchr(line, '\n');
+		int n = (int)(nl ? nl - line : (long)strlen(line));
+
+		if (line[0] == '.' || line[0] == '\'')
+			cr_assert(line[1] == '\\' || (line[1] >= 'A' && line[1] <= 'Z') ||
+					  strncmp(line, ".nh", 3) == 0 || strncmp(line, ".nf", 3) == 0 ||
+					  strncmp(line, ".fi", 3) == 0 || strncmp(line, ".br", 3) == 0,
+				  "a line of text reads as a roff request: %.*s", n, line);
+		line = nl ? nl + 1 : NULL;
+	}
+	/* Examples are kept verbatim (no fill), indented. */
+	cr_assert_not_null(strstr(page, ".RS 4\n.nf\nvmctl launch \\-\\-name web"));
+	free(page);
+}
