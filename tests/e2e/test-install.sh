@@ -17,7 +17,8 @@ expect_rc 0
 for f in bin/vmctl bin/vmctld libexec/vmctl/vmctl-qemu-helper libexec/vmctl/vmctl-libvirt-helper \
 	libexec/vmctl/vmctl-lxd-helper include/vmproto/proto.h include/vmproto/vmh.h \
 	lib/libvmproto.so.1 lib/libvmproto.so lib/libvmproto.a lib/pkgconfig/vmproto.pc \
-	share/man/man1/vmctl.1 share/man/man8/vmctld.8 share/man/man7/vmctl-helper.7; do
+	share/man/man1/vmctl.1 share/man/man8/vmctld.8 share/man/man7/vmctl-helper.7 \
+	share/bash-completion/completions/vmctl; do
 	[ -e "$P/$f" ] || fail "the install has no $f"
 done
 
