@@ -5,7 +5,8 @@
 # PREFIX/lib, with no RUNPATH into the build tree and no empty one), and a
 # helper builds against the installed vmproto.pc with nothing else of vmctl.
 # The manual pages are installed and render.
-# The build tree is then hidden, to show nothing still points into it.
+# The build tree is then hidden (in a mount namespace), to show nothing
+# still points into it.
 . "$(dirname "$0")/lib.sh"
 
 BUILD=$(cd "$VMCTL_BIN_DIR/.." && pwd)
@@ -48,29 +49,35 @@ expect_rc 0
 ! readelf -d "$E2E_TMP/vmctl-static-helper" | grep -q libvmproto || fail "static helper needs libvmproto.so"
 unset PKG_CONFIG_PATH
 
-# From here on the build tree is out of reach: a leftover path into it
-# would fail now rather than work by accident.
-HIDE=$BUILD.hidden-by-$E2E_NAME.$$
-mv "$BUILD" "$HIDE" || fail "cannot hide $BUILD"
-restore_build() { [ -d "$HIDE" ] && mv "$HIDE" "$BUILD"; }
-trap 'rc=$?; restore_build; (exit $rc); e2e_cleanup' EXIT
+# From here on the build tree is out of reach: every command runs in a
+# mount namespace of its own with an empty tmpfs over the build tree (the
+# broker vmctl starts stays in that view), so a leftover path into it fails
+# now rather than works by accident. Nothing changes outside the namespace.
+unshare -m true 2>/dev/null || fail "unshare -m does not work here (the test runs as root)"
+hidden() {
+	unshare -m bash -c 'mount -t tmpfs -o ro tmpfs "$1" && shift && exec "$@"' hidden "$BUILD" "$@"
+}
+run hidden ls -A "$BUILD"
+expect_rc 0
+[ -z "$OUT" ] || fail "the build tree is still visible in the namespace"
+vmctl() { run hidden "$VMCTL" "$@"; }
 
-run "$E2E_TMP/vmctl-my-helper" --describe
+run hidden "$E2E_TMP/vmctl-my-helper" --describe
 expect_rc 0
 expect_out '^driver my$'
-run "$E2E_TMP/vmctl-static-helper" --describe
+run hidden "$E2E_TMP/vmctl-static-helper" --describe
 expect_rc 0
 expect_out '^driver static$'
 
 # The manual pages render, without a roff warning; vmctl(1) has every command.
 for page in man1/vmctl.1 man8/vmctld.8 man7/vmctl-helper.7; do
-	MANWIDTH=80 run man -l "$P/share/man/$page"
+	MANWIDTH=80 run hidden man -l "$P/share/man/$page"
 	expect_rc 0
 	expect_out '^NAME$'
 	expect_out '^SEE ALSO$'
 	[ -z "$ERR" ] || fail "man -l $page warns: $ERR"
 done
-MANWIDTH=80 run man -l "$P/share/man/man1/vmctl.1"
+MANWIDTH=80 run hidden man -l "$P/share/man/man1/vmctl.1"
 for cmd in launch list wait-ready authenticate help; do
 	expect_out "^   $cmd$"
 done
@@ -94,5 +101,4 @@ vmctl drivers --format csv
 expect_rc 0
 expect_out "^qemu,yes,yes,.*,$P/libexec/vmctl/vmctl-qemu-helper$"
 expect_out "^libvirt,.*,$P/libexec/vmctl/vmctl-libvirt-helper$"
-restore_build
 e2e_log "PASS"
