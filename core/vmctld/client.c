@@ -81,7 +81,7 @@ static const struct method methods[] = {
 	{"version", op_version, false, "vmctl:str"},
 	{"launch", op_launch, true,
 	 "image:str name:str cpus:int memory:size disk:size timeout:int cloud_init:str networks:list "
-	 "bridged:bool cloud_init_url:str"},
+	 "bridged:bool cloud_init_url:str mounts:list"},
 	{"list", op_list, true, "all_scopes:bool"},
 	{"info", op_info, true, NAMES_PARAMS},
 	{"start", op_start, true, NAMES_PARAMS "timeout:int"},
