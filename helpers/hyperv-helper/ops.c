@@ -284,8 +284,11 @@ static void list_done(void *ud, const struct vmh_run_result *r)
 		msgpack_pack_map(pk, 2 + (ip[0] != 0) + (reason[0] != 0));
 		proto_pack_kv_str(pk, "name", name);
 		proto_pack_kv_state(pk, "state", state);
-		if (ip[0])
-			proto_pack_kv_str(pk, "ipv4", ip);
+		if (ip[0]) {
+			proto_pack_str(pk, "ipv4");
+			msgpack_pack_array(pk, 1);
+			proto_pack_str(pk, ip);
+		}
 		if (reason[0])
 			proto_pack_kv_str(pk, "reason", reason);
 	}
