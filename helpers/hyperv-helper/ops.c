@@ -898,10 +898,7 @@ void hv_instance_clone(struct vmh_req *req, const msgpack_object *params)
 	if (!c)
 		return;
 	if (vmh_instance_from_req(req, params, "clone", &c->clone) < 0) {
-		/* req is answered */
-		vmh_busy_release(c->inst.name);
-		vmh_instance_free(&c->inst);
-		free(c);
+		call_free(c); /* req is answered */
 		return;
 	}
 	c->have_clone = true;
