@@ -18,14 +18,16 @@ expect_out '^Driver +Active +Usable +Scope +Version +Mounts +Networks +Snapshots
 expect_out '^qemu +yes +yes +qemu +[0-9.]+ +yes +yes +yes +yes +yes +/.*/vmctl-qemu-helper$'
 expect_out '^libvirt +no +yes +qemu +[0-9.]+ +no +no +no +no +yes +/.*/vmctl-libvirt-helper$'
 expect_out '^lxd +no +no +lxd +[0-9.]+ +yes +yes +no +no +no +/.*/vmctl-lxd-helper$'
-expect_out '^hyperv +no +no +hyperv +-- +-- +-- +-- +-- +-- +not found$'
+expect_out '^hyperv +no +no +hyperv +[0-9.]+ +yes +yes +yes +yes +yes +/.*/vmctl-hyperv-helper$'
 expect_out '^virtualbox +no +no +virtualbox +-- +-- +-- +-- +-- +-- +not found$'
+# Why Hyper-V cannot be used here: this is not Windows.
+expect_out '^hyperv: the hyperv driver cannot run on this host: Hyper-V needs Windows \(10/11 Pro, Enterprise or Server\)$'
 # The reason LXD cannot be used, from its helper's hello.
 expect_out "^lxd: the lxd driver cannot run on this host: LXD socket $E2E_TMP/no-lxd.sock: .*is lxd running\\?$"
 [ "$(printf '%s\n' "$OUT" | awk 'NR > 1 && NF >= 11 && $2 ~ /^(yes|no)$/' | wc -l)" -eq 5 ] || fail "expected 5 rows"
 
 # Asked and shut down: no helper but the active one is left running.
-for name in vmctl-libvirt-h vmctl-lxd-helpe; do
+for name in vmctl-libvirt-h vmctl-lxd-helpe vmctl-hyperv-he; do
 	[ -z "$(e2e_pids_named "$name")" ] || fail "$name is still running after vmctl drivers"
 done
 [ -n "$(helper_pids)" ] || fail "the active qemu helper is not running"
@@ -45,8 +47,9 @@ assert rows["qemu"]["active"] and rows["qemu"]["usable"]
 assert rows["qemu"]["features"] == ["native_mounts", "extra_networks", "snapshots", "clone", "suspend"]
 assert rows["libvirt"]["features"] == ["suspend"] and rows["libvirt"]["scope"] == "qemu"
 assert not rows["lxd"]["usable"] and "no-lxd.sock" in rows["lxd"]["why"]
-assert rows["hyperv"]["helper"] == "not found" and rows["hyperv"]["suspend"] is None
-assert "vmctl-hyperv-helper was not found" in rows["hyperv"]["why"]
+assert rows["hyperv"]["helper"].endswith("/vmctl-hyperv-helper") and not rows["hyperv"]["usable"]
+assert rows["hyperv"]["features"] == ["native_mounts", "extra_networks", "snapshots", "clone", "suspend"]
+assert "Hyper-V needs Windows (10/11 Pro, Enterprise or Server)" in rows["hyperv"]["why"]
 ' || fail "vmctl drivers --format json is not as expected"
 vmctl drivers --format csv
 expect_rc 0

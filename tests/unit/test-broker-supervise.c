@@ -398,9 +398,11 @@ Test(broker_supervise, one_unknown_name_fails_the_whole_request)
 
 Test(broker_supervise, a_missing_helper_leaves_the_driver_unchanged)
 {
-	vmctl("set local.driver=hyperv");
+	/* A driver of the seed's table whose helper this build lacks (the
+	 * build's own libexec/vmctl is searched too). */
+	vmctl("set local.driver=virtualbox");
 	cr_assert_neq(status, 0);
-	cr_assert(strstr(err, "vmctl-hyperv-helper") && strstr(err, helper_dir), "stderr: %s", err);
+	cr_assert(strstr(err, "vmctl-virtualbox-helper") && strstr(err, helper_dir), "stderr: %s", err);
 	cr_assert(strstr(err, "the drivers installed are ") && strstr(err, "lxd, qemu, toy, twin"),
 		  "stderr: %s", err);
 	vmctl("set local.driver=xen");

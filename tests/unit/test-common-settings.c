@@ -99,7 +99,7 @@ Test(settings, every_known_key_has_a_default_and_is_settable_to_it)
 		cr_assert_not_null(def, "%s has no default", keys[n]);
 		cr_assert_eq(settings_set(&s, keys[n], def, err, sizeof(err)), 0, "%s: %s", keys[n], err);
 	}
-	cr_assert_eq(n, 15);
+	cr_assert_eq(n, 17);
 	settings_free(&s);
 }
 
@@ -247,6 +247,28 @@ Test(settings, lxd_keys_have_defaults_and_are_checked)
 	cr_assert_eq(settings_set(&s, "local.lxd.socket", "unix.socket", err, sizeof(err)),
 		     PROTO_E_INVALID_ARGUMENT);
 	cr_assert(strstr(err, "absolute path"), "%s", err);
+	settings_free(&s);
+}
+
+Test(settings, hyperv_keys_have_defaults_and_are_checked)
+{
+	struct settings s = { 0 };
+
+	cr_assert_str_eq(settings_get(&s, "local.hyperv.powershell"), "");
+	cr_assert_str_eq(settings_get(&s, "local.hyperv.switch"), "");
+	cr_assert_eq(settings_set(&s, "local.hyperv.powershell",
+				  "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe", err,
+				  sizeof(err)), 0, "%s", err);
+	cr_assert_eq(settings_set(&s, "local.hyperv.powershell", "/opt/ps/powershell", err,
+				  sizeof(err)), 0, "%s", err);
+	cr_assert_eq(settings_set(&s, "local.hyperv.powershell", "powershell.exe", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "absolute path of powershell.exe"), "%s", err);
+	cr_assert_eq(settings_set(&s, "local.hyperv.switch", "Default Switch", err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_str_eq(settings_get(&s, "local.hyperv.switch"), "Default Switch");
+	cr_assert_eq(settings_set(&s, "local.hyperv.switch", "a';Remove-Item", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
 	settings_free(&s);
 }
 
