@@ -204,13 +204,19 @@ void cmd_print_overview(FILE *out)
 	fprintf(out, "Usage: vmctl COMMAND [options] [ARGUMENTS]\n\n"
 		     "Create, run and manage cloud-style virtual machines.\n\n"
 		     "Commands:\n");
+	/* The summaries start one space after the longest name (at column 14 at least). */
+	int width = 12;
+
+	for (size_t i = 0; cmd_table[i] != NULL; i++)
+		if (!(cmd_table[i]->flags & CMD_F_HIDDEN) && (int)strlen(cmd_table[i]->name) + 1 > width)
+			width = (int)strlen(cmd_table[i]->name) + 1;
 	for (size_t i = 0; cmd_table[i] != NULL; i++) {
 		const struct cmd_entry *e = cmd_table[i];
 
 		if (e->flags & CMD_F_HIDDEN)
 			continue;
-		fprintf(out, "  %-12s", e->name);
-		help_wrap(out, e->summary, 14, 14);
+		fprintf(out, "  %-*s", width, e->name);
+		help_wrap(out, e->summary, width + 2, width + 2);
 	}
 	fprintf(out, "\nRun 'vmctl help COMMAND' or 'vmctl COMMAND --help' for a command's "
 		     "options.\n");
