@@ -20,9 +20,9 @@ vmctl mount --type native "$E2E_TMP/share" ghost
 expect_error 'native mounts are not supported by the libvirt driver; drivers that have them: qemu'
 vmctl umount ghost
 expect_error 'native mounts are not supported by the libvirt driver'
-# Classic mounts are refused whatever the driver.
+# Classic mounts are the broker's, on every driver: not a feature refusal.
 vmctl mount "$E2E_TMP/share" ghost
-expect_error 'classic mounts are not available yet; use --type native'
+expect_error 'instance "ghost" does not exist'
 
 vmctl set local.driver=qemu
 expect_rc 0
