@@ -565,3 +565,17 @@ Test(settings, libvirt_accel_takes_the_values_of_qemu_accel)
 	cr_assert(strstr(err, "local.libvirt.accel"), "%s", err);
 	settings_free(&s);
 }
+
+Test(settings, virtualbox_manage_is_an_absolute_path_or_empty)
+{
+	struct settings s = { 0 };
+
+	cr_assert_str_eq(settings_get(&s, "local.virtualbox.manage"), "");
+	cr_assert_eq(settings_set(&s, "local.virtualbox.manage", "/opt/vbox/VBoxManage", err,
+				  sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(settings_get(&s, "local.virtualbox.manage"), "/opt/vbox/VBoxManage");
+	cr_assert_eq(settings_set(&s, "local.virtualbox.manage", "VBoxManage", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "absolute path of VBoxManage"), "%s", err);
+	settings_free(&s);
+}
