@@ -103,6 +103,9 @@ void vbox_cmd_modifyvm(struct vbox_argv *a, const char *name, unsigned cpus, uin
 	vbox_argv_add(a, "%llu", mib(memory));
 	vbox_argv_add(a, "--ioapic");
 	vbox_argv_add(a, "on");
+	/* Images without a kernel beside them boot through UEFI, as with qemu. */
+	vbox_argv_add(a, "--firmware");
+	vbox_argv_add(a, "efi");
 	vbox_argv_add(a, "--boot1");
 	vbox_argv_add(a, "disk");
 	vbox_argv_add(a, "--boot2");
