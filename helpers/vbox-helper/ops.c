@@ -205,7 +205,6 @@ static void on_cmd(void *ud, const struct vmh_run_result *r)
 static void run(struct job *j, struct vbox_argv *a, step_fn next, bool long_op)
 {
 	struct vmh_run_opts opts = {.timeout_s = long_op ? LONG_TIMEOUT : CMD_TIMEOUT};
-	char line[2048];
 	int rc;
 
 	if (a->bad) {
@@ -213,8 +212,6 @@ static void run(struct job *j, struct vbox_argv *a, step_fn next, bool long_op)
 		job_fail(j, PROTO_E_NOMEM, "out of memory");
 		return;
 	}
-	vbox_argv_join(a, line, sizeof(line));
-	vmh_log(VMH_DEBUG, "%s %s", a->v[0], line);
 	j->next = next;
 	if (long_op) {
 		snprintf(j->log_path, sizeof(j->log_path), "%s/progress-%s-%ld.log", scope_dir,
