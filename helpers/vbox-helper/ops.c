@@ -45,7 +45,7 @@ struct list_entry {
 
 struct job {
 	struct vmh_req *req;
-	const char *what; /* "start", ...: for messages */
+	char progress_text[128]; /* what a long operation's progress says */
 	struct vmh_instance inst, clone;
 	bool have_inst, have_clone, claimed;
 	bool force, escalate, restart;
@@ -155,7 +155,7 @@ static void on_progress(struct ev_loop *loop, ev_timer *t, int revents)
 		buf[n] = '\0';
 		f = vbox_progress_of(buf);
 		if (f >= 0)
-			vmh_progress(j->req, f, j->what);
+			vmh_progress(j->req, f, j->progress_text);
 	}
 }
 
@@ -746,7 +746,7 @@ static void converted(struct job *j, const struct vmh_run_result *r)
 		job_fail(j, PROTO_E_IO, "cannot rename %s: %s", j->tmp, strerror(errno));
 		return;
 	}
-	vmh_progress(j->req, 1, j->what);
+	vmh_progress(j->req, 1, j->progress_text);
 	create_vm(j);
 }
 
@@ -776,8 +776,9 @@ static void create_have_sha(struct job *j)
 		return;
 	}
 	snprintf(j->tmp, sizeof(j->tmp), "%s/%s.vdi.part", dir, j->sha);
-	j->what = "converting the image to VDI";
-	vmh_progress(j->req, 0, j->what);
+	snprintf(j->progress_text, sizeof(j->progress_text), "Converting the image of %s to VDI",
+		 j->inst.name);
+	vmh_progress(j->req, 0, j->progress_text);
 	vbox_argv_init(&a, qemu_img);
 	vbox_cmd_convert(&a, j->inst.image.disk, j->inst.image.format ? j->inst.image.format : "qcow2",
 			 j->tmp);
@@ -854,7 +855,6 @@ static void create_begin(struct job *j)
 		create_have_sha(j);
 		return;
 	}
-	j->what = "hashing the image";
 	rc = vmh_run_task(sha256_task, j->inst.image.disk, LONG_TIMEOUT, on_sha, j);
 	if (rc < 0)
 		job_fail(j, rc, "cannot hash the image");
@@ -1047,14 +1047,16 @@ static void clone_step(struct job *j, const struct vmh_run_result *r)
 	vbox(&a);
 	switch (step) {
 	case 0:
-		j->what = "cloning";
-		vmh_progress(j->req, 0, j->what);
+		snprintf(j->progress_text, sizeof(j->progress_text), "Cloning %s into %s",
+			 j->inst.name, j->clone.name);
+		vmh_progress(j->req, 0, j->progress_text);
 		vbox_cmd_clonevm(&a, j->inst.name, j->clone.name, j->clone.dir);
 		run(j, &a, clone_step, true);
 		return;
 	case 1: {
 		int port = vbox_os_free_port();
 
+		vmh_progress(j->req, 1, j->progress_text);
 		if (port < 0) {
 			vbox_argv_free(&a);
 			job_fail(j, PROTO_E_IO, "cannot find a free port for SSH");
@@ -1202,7 +1204,7 @@ static void networks_bridged(struct job *j, const struct vmh_run_result *r)
 
 /* ---- requests ---- */
 
-static struct job *job_new(struct vmh_req *req, const char *what)
+static struct job *job_new(struct vmh_req *req)
 {
 	struct job *j = calloc(1, sizeof(*j));
 
@@ -1211,7 +1213,6 @@ static struct job *job_new(struct vmh_req *req, const char *what)
 		return NULL;
 	}
 	j->req = req;
-	j->what = what;
 	j->escalate = true;
 	j->timeout = STOP_TIMEOUT;
 	return j;
@@ -1219,9 +1220,9 @@ static struct job *job_new(struct vmh_req *req, const char *what)
 
 /* A job for an instance request, claimed with state (UNKNOWN: no claim). */
 static struct job *instance_job(struct vmh_req *req, const msgpack_object *params,
-				const char *what, enum proto_state claim)
+				enum proto_state claim)
 {
-	struct job *j = job_new(req, what);
+	struct job *j = job_new(req);
 	char err[256];
 	int64_t timeout;
 
@@ -1269,7 +1270,7 @@ static bool snap_params(struct job *j, const msgpack_object *params)
 
 void vbox_instance_state(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "state", PROTO_STATE_UNKNOWN);
+	struct job *j = instance_job(req, params, PROTO_STATE_UNKNOWN);
 	enum proto_state busy;
 
 	if (!j)
@@ -1288,7 +1289,7 @@ void vbox_instance_state(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_instance_info(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "info", PROTO_STATE_UNKNOWN);
+	struct job *j = instance_job(req, params, PROTO_STATE_UNKNOWN);
 
 	if (j)
 		query(j, info_got);
@@ -1296,7 +1297,7 @@ void vbox_instance_info(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_instance_create(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "create", PROTO_STATE_STARTING);
+	struct job *j = instance_job(req, params, PROTO_STATE_STARTING);
 
 	if (j)
 		create_begin(j);
@@ -1304,7 +1305,7 @@ void vbox_instance_create(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_instance_start(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "start", PROTO_STATE_STARTING);
+	struct job *j = instance_job(req, params, PROTO_STATE_STARTING);
 
 	if (j)
 		query(j, start_got);
@@ -1312,7 +1313,7 @@ void vbox_instance_start(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_instance_stop(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "stop", PROTO_STATE_STOPPING);
+	struct job *j = instance_job(req, params, PROTO_STATE_STOPPING);
 
 	if (j)
 		query(j, stop_got);
@@ -1320,7 +1321,7 @@ void vbox_instance_stop(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_instance_restart(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "restart", PROTO_STATE_RESTARTING);
+	struct job *j = instance_job(req, params, PROTO_STATE_RESTARTING);
 
 	if (!j)
 		return;
@@ -1332,7 +1333,7 @@ void vbox_instance_restart(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_instance_suspend(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "suspend", PROTO_STATE_SUSPENDING);
+	struct job *j = instance_job(req, params, PROTO_STATE_SUSPENDING);
 
 	if (j)
 		query(j, suspend_got);
@@ -1340,7 +1341,7 @@ void vbox_instance_suspend(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_instance_delete(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "delete", PROTO_STATE_STOPPING);
+	struct job *j = instance_job(req, params, PROTO_STATE_STOPPING);
 
 	if (j)
 		query(j, delete_got);
@@ -1361,7 +1362,7 @@ void vbox_instance_set(struct vmh_req *req, const msgpack_object *params)
 		vmh_fail(req, PROTO_E_INVALID_ARGUMENT, "%s: 'value' must be a positive integer", key);
 		return;
 	}
-	j = instance_job(req, params, "set", PROTO_STATE_STOPPED);
+	j = instance_job(req, params, PROTO_STATE_STOPPED);
 	if (!j)
 		return;
 	snprintf(j->key, sizeof(j->key), "%s", key);
@@ -1371,7 +1372,7 @@ void vbox_instance_set(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_snapshot_create(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "snapshot", PROTO_STATE_STOPPED);
+	struct job *j = instance_job(req, params, PROTO_STATE_STOPPED);
 	struct vbox_argv a;
 
 	if (!j || !snap_params(j, params))
@@ -1383,7 +1384,7 @@ void vbox_snapshot_create(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_snapshot_list(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "snapshots", PROTO_STATE_UNKNOWN);
+	struct job *j = instance_job(req, params, PROTO_STATE_UNKNOWN);
 	struct vbox_argv a;
 
 	if (!j)
@@ -1395,7 +1396,7 @@ void vbox_snapshot_list(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_snapshot_restore(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "restore", PROTO_STATE_STOPPED);
+	struct job *j = instance_job(req, params, PROTO_STATE_STOPPED);
 	struct vbox_argv a;
 
 	if (!j || !snap_params(j, params))
@@ -1407,7 +1408,7 @@ void vbox_snapshot_restore(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_snapshot_delete(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "delete snapshot", PROTO_STATE_STOPPED);
+	struct job *j = instance_job(req, params, PROTO_STATE_STOPPED);
 	struct vbox_argv a;
 
 	if (!j || !snap_params(j, params))
@@ -1419,7 +1420,7 @@ void vbox_snapshot_delete(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_instance_clone(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = instance_job(req, params, "clone", PROTO_STATE_STOPPED);
+	struct job *j = instance_job(req, params, PROTO_STATE_STOPPED);
 
 	if (!j)
 		return;
@@ -1436,7 +1437,7 @@ void vbox_instance_clone(struct vmh_req *req, const msgpack_object *params)
 void vbox_instances_list(struct vmh_req *req, const msgpack_object *params)
 {
 	const msgpack_object *arr = proto_map_get(params, "instances");
-	struct job *j = job_new(req, "list");
+	struct job *j = job_new(req);
 
 	if (!j)
 		return;
@@ -1465,7 +1466,7 @@ void vbox_instances_list(struct vmh_req *req, const msgpack_object *params)
 
 void vbox_networks_list(struct vmh_req *req, const msgpack_object *params)
 {
-	struct job *j = job_new(req, "networks");
+	struct job *j = job_new(req);
 	struct vbox_argv a;
 
 	(void)params;
