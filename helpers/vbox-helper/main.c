@@ -27,6 +27,7 @@ static const struct vmh_ops vbox_ops = {
 	.snapshot_restore = vbox_snapshot_restore,
 	.snapshot_delete = vbox_snapshot_delete,
 	.instance_clone = vbox_instance_clone,
+	.fini = vbox_fini,
 };
 
 int main(int argc, char **argv)

@@ -795,16 +795,28 @@ static int sha256_task(void *arg, char *err, size_t errlen)
 	FILE *f = fopen(path, "rb");
 	size_t n;
 
+	int rc = 0;
+
 	if (!f || !ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
 		snprintf(err, errlen, "cannot read image %s: %s", path, strerror(errno));
-		return PROTO_E_IO;
+		rc = PROTO_E_IO;
+		goto out_close;
 	}
 	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
 		EVP_DigestUpdate(ctx, buf, n);
+	if (ferror(f)) {
+		snprintf(err, errlen, "cannot read image %s: %s", path, strerror(errno));
+		rc = PROTO_E_IO;
+		goto out_close;
+	}
 	EVP_DigestFinal_ex(ctx, md, &mdlen);
 	for (unsigned int i = 0; i < mdlen && i < 32 && (size_t)(2 * i + 3) <= errlen; i++)
 		snprintf(err + 2 * i, 3, "%02x", md[i]);
-	return 0;
+out_close:
+	EVP_MD_CTX_free(ctx);
+	if (f)
+		fclose(f);
+	return rc;
 }
 
 static void on_sha(void *ud, const struct vmh_run_result *r)
@@ -1477,6 +1489,114 @@ void vbox_networks_list(struct vmh_req *req, const msgpack_object *params)
 	run(j, &a, networks_bridged, false);
 }
 
+/* ---- noticing a VM that stopped by itself ---- */
+
+/*
+ * VBoxManage has no event stream the helper could wait on, so every
+ * POLL_STATES seconds, while the SDK remembers an instance as running,
+ * `list runningvms` says which still are; one that is not (its guest shut
+ * down, VirtualBox aborted it) is looked at and its new state told to the
+ * broker, which then ends a launch waiting for its SSH at once.
+ */
+#define POLL_STATES 5.0
+static ev_timer poll_timer;
+static bool polling;
+
+struct poll_names {
+	char (*names)[64];
+	size_t n, max;
+};
+
+static void poll_collect(void *ud, const char *name, enum proto_state state)
+{
+	struct poll_names *p = ud;
+
+	if (state == PROTO_STATE_RUNNING && !vmh_busy(name, NULL) && p->n < p->max)
+		snprintf(p->names[p->n++], 64, "%s", name);
+}
+
+struct poll_look {
+	char name[64];
+};
+
+static void poll_looked(void *ud, const struct vmh_run_result *r)
+{
+	struct poll_look *l = ud;
+	struct vbox_kvs kvs;
+	char msg[256];
+
+	if (vmh_busy(l->name, NULL)) {
+		free(l);
+		return;
+	}
+	if (r->status == 0 && vbox_kvs_parse(r->output ? r->output : "", &kvs) == 0) {
+		vmh_state_notify(l->name, vbox_state_of(vbox_kvs_get(&kvs, "VMState")));
+		vbox_kvs_free(&kvs);
+	} else if (r->status != 0 && vbox_error_of(r->output, msg, sizeof(msg)) == PROTO_E_NOT_FOUND) {
+		char reason[160];
+
+		snprintf(reason, sizeof(reason), "VirtualBox has no VM %s (deleted outside vmctl?)",
+			 l->name);
+		vmh_state_notify_why(l->name, PROTO_STATE_UNKNOWN, reason);
+	}
+	free(l);
+}
+
+static void poll_listed(void *ud, const struct vmh_run_result *r)
+{
+	struct poll_names *p = ud;
+
+	polling = false;
+	for (size_t i = 0; r->status == 0 && i < p->n; i++) {
+		struct poll_look *l;
+		struct vbox_argv a;
+
+		if (vbox_list_vms_has(r->output ? r->output : "", p->names[i]) ||
+		    !(l = calloc(1, sizeof(*l))))
+			continue;
+		snprintf(l->name, sizeof(l->name), "%s", p->names[i]);
+		vbox(&a);
+		vbox_cmd_showvminfo(&a, l->name);
+		if (a.bad || vmh_run(a.v, &(struct vmh_run_opts){.timeout_s = CMD_TIMEOUT}, poll_looked,
+				     l) < 0)
+			free(l);
+		vbox_argv_free(&a);
+	}
+	free(p->names);
+	free(p);
+}
+
+static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct poll_names *p;
+	struct vbox_argv a;
+
+	(void)loop;
+	(void)t;
+	(void)revents;
+	if (polling || !(p = calloc(1, sizeof(*p))))
+		return;
+	p->max = MAX_LIST;
+	p->names = calloc(p->max, sizeof(*p->names));
+	if (p->names)
+		vmh_state_each(poll_collect, p);
+	if (!p->n) {
+		free(p->names);
+		free(p);
+		return;
+	}
+	vbox(&a);
+	vbox_cmd_list(&a, "runningvms");
+	if (!a.bad && vmh_run(a.v, &(struct vmh_run_opts){.timeout_s = CMD_TIMEOUT}, poll_listed,
+			      p) == 0)
+		polling = true;
+	else {
+		free(p->names);
+		free(p);
+	}
+	vbox_argv_free(&a);
+}
+
 /* ---- start-up ---- */
 
 int vbox_init(const char *sd, const msgpack_object *settings, char *why, size_t whylen)
@@ -1511,5 +1631,17 @@ int vbox_init(const char *sd, const msgpack_object *settings, char *why, size_t 
 		return PROTO_E_UNAVAILABLE;
 	}
 	vmh_log(VMH_INFO, "VirtualBox %d.%d (%s)", major, minor, manage);
+	ev_timer_init(&poll_timer, on_poll, POLL_STATES, POLL_STATES);
+	ev_timer_start(vmh_loop(), &poll_timer);
+	/* The loop may end while the helper has nothing else to do. */
+	ev_unref(vmh_loop());
 	return 0;
+}
+
+void vbox_fini(void)
+{
+	if (ev_is_active(&poll_timer)) {
+		ev_ref(vmh_loop());
+		ev_timer_stop(vmh_loop(), &poll_timer);
+	}
 }

@@ -163,6 +163,7 @@ int vbox_os_free_port(void);
 
 /* ---- ops.c: the driver's methods ---- */
 int vbox_init(const char *scope_dir, const msgpack_object *settings, char *why, size_t whylen);
+void vbox_fini(void);
 void vbox_instances_list(struct vmh_req *req, const msgpack_object *params);
 void vbox_networks_list(struct vmh_req *req, const msgpack_object *params);
 void vbox_instance_create(struct vmh_req *req, const msgpack_object *params);

@@ -180,8 +180,23 @@ vmctl info net
 expect_rc 0
 expect_out 'VirtualBox has no VM net'
 
+# A VM that stops by itself ends a launch waiting for its SSH at once
+# (the helper notices it and tells the broker), instead of at the timeout.
+"$VMCTL" launch "$E2E_TMP/img/plain.qcow2" --name halt --timeout 900 \
+	>"$E2E_TMP/halt.out" 2>"$E2E_TMP/halt.err" </dev/null &
+halt_pid=$!
+wait_until 120 grep -qF '["startvm", "halt", "--type", "headless"]' "$VBOX_STANDIN_LOG" ||
+	fail "the launch of halt never started its VM"
+"$STANDIN" controlvm halt poweroff >/dev/null || fail "the stand-in could not power off halt"
+wait "$halt_pid"
+RC=$?
+ERR=$(cat "$E2E_TMP/halt.err")
+expect_fail
+expect_err 'its VM is no longer running; the instance is kept'
+expect_state halt Stopped
+
 # Delete removes the VM; the list has only what is left.
-vmctl delete --purge web copy net
+vmctl delete --purge web copy net halt
 expect_rc 0
 expect_argv '["unregistervm", "web", "--delete"]'
 expect_argv '["unregistervm", "copy", "--delete"]'
