@@ -251,6 +251,19 @@ static int settings_check_hyperv_powershell(const char *key, const char *value,
 	return PROTO_E_INVALID_ARGUMENT;
 }
 
+/* "" (VBoxManage from PATH) or the absolute path of VBoxManage. */
+static int settings_check_vbox_manage(const char *key, const char *value, const char **canonical,
+				      char *err, size_t errlen)
+{
+	(void)canonical;
+	if (value[0] == '\0' || (value[0] == '/' && !settings_has_control(value)))
+		return 0;
+	snprintf(err, errlen,
+		 "invalid value \"%s\" for %s: give the absolute path of VBoxManage, or \"\" to "
+		 "find it in PATH", settings_has_control(value) ? "" : value, key);
+	return PROTO_E_INVALID_ARGUMENT;
+}
+
 static bool settings_is_hex(char c)
 {
 	return isxdigit((unsigned char)c) != 0;
@@ -527,6 +540,7 @@ static const struct settings_def settings_defs[] = {
 	{ "local.lxd.instance-type", settings_default_accel, settings_check_lxd_type, NULL },
 	{ "local.hyperv.powershell", settings_default_empty, settings_check_hyperv_powershell, NULL },
 	{ "local.hyperv.switch", settings_default_empty, settings_check_network, NULL },
+	{ "local.virtualbox.manage", settings_default_empty, settings_check_vbox_manage, NULL },
 	{ "local.image.mirror", settings_default_empty, settings_check_mirror, settings_usable_mirror },
 	{ "local.image.refresh", settings_default_refresh, settings_check_duration, NULL },
 	{ "local.image.prune-after", settings_default_prune, settings_check_duration, NULL },
@@ -543,6 +557,7 @@ static const char *const settings_keys[] = {
 	"local.driver",	       "local.qemu.accel",	"local.libvirt.uri",	 "local.libvirt.accel",
 	"local.lxd.socket",    "local.lxd.instance-type",
 	"local.hyperv.powershell", "local.hyperv.switch",
+	"local.virtualbox.manage",
 	"local.image.mirror",
 	"local.image.refresh", "local.image.prune-after", "local.bridged-network", "local.privileged-mounts",
 	"local.image.default", "client.primary-name", "local.passphrase",

@@ -19,15 +19,17 @@ expect_out '^qemu +yes +yes +qemu +[0-9.]+ +yes +yes +yes +yes +yes +/.*/vmctl-q
 expect_out '^libvirt +no +yes +qemu +[0-9.]+ +no +no +no +no +yes +/.*/vmctl-libvirt-helper$'
 expect_out '^lxd +no +no +lxd +[0-9.]+ +yes +yes +no +no +no +/.*/vmctl-lxd-helper$'
 expect_out '^hyperv +no +no +hyperv +[0-9.]+ +yes +yes +yes +yes +yes +/.*/vmctl-hyperv-helper$'
-expect_out '^virtualbox +no +no +virtualbox +-- +-- +-- +-- +-- +-- +not found$'
+expect_out '^virtualbox +no +no +virtualbox +[0-9.]+ +no +yes +yes +yes +yes +/.*/vmctl-vbox-helper$'
 # Why Hyper-V cannot be used here: this is not Windows.
 expect_out '^hyperv: the hyperv driver cannot run on this host: Hyper-V needs Windows \(10/11 Pro, Enterprise or Server\)$'
 # The reason LXD cannot be used, from its helper's hello.
 expect_out "^lxd: the lxd driver cannot run on this host: LXD socket $E2E_TMP/no-lxd.sock: .*is lxd running\\?$"
+# This host has no VirtualBox: its helper says so.
+expect_out '^virtualbox: the virtualbox driver cannot run on this host: VBoxManage not found '
 [ "$(printf '%s\n' "$OUT" | awk 'NR > 1 && NF >= 11 && $2 ~ /^(yes|no)$/' | wc -l)" -eq 5 ] || fail "expected 5 rows"
 
 # Asked and shut down: no helper but the active one is left running.
-for name in vmctl-libvirt-h vmctl-lxd-helpe vmctl-hyperv-he; do
+for name in vmctl-libvirt-h vmctl-lxd-helpe vmctl-hyperv-he vmctl-vbox-help; do
 	[ -z "$(e2e_pids_named "$name")" ] || fail "$name is still running after vmctl drivers"
 done
 [ -n "$(helper_pids)" ] || fail "the active qemu helper is not running"

@@ -99,7 +99,7 @@ Test(settings, every_known_key_has_a_default_and_is_settable_to_it)
 		cr_assert_not_null(def, "%s has no default", keys[n]);
 		cr_assert_eq(settings_set(&s, keys[n], def, err, sizeof(err)), 0, "%s: %s", keys[n], err);
 	}
-	cr_assert_eq(n, 17);
+	cr_assert_eq(n, 18);
 	settings_free(&s);
 }
 
@@ -585,5 +585,19 @@ Test(settings, libvirt_accel_takes_the_values_of_qemu_accel)
 	cr_assert_str_eq(settings_get(&s, "local.libvirt.accel"), "tcg");
 	cr_assert_eq(settings_set(&s, "local.libvirt.accel", "qemu", err, sizeof(err)), PROTO_E_INVALID_ARGUMENT);
 	cr_assert(strstr(err, "local.libvirt.accel"), "%s", err);
+	settings_free(&s);
+}
+
+Test(settings, virtualbox_manage_is_an_absolute_path_or_empty)
+{
+	struct settings s = { 0 };
+
+	cr_assert_str_eq(settings_get(&s, "local.virtualbox.manage"), "");
+	cr_assert_eq(settings_set(&s, "local.virtualbox.manage", "/opt/vbox/VBoxManage", err,
+				  sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(settings_get(&s, "local.virtualbox.manage"), "/opt/vbox/VBoxManage");
+	cr_assert_eq(settings_set(&s, "local.virtualbox.manage", "VBoxManage", err, sizeof(err)),
+		     PROTO_E_INVALID_ARGUMENT);
+	cr_assert(strstr(err, "absolute path of VBoxManage"), "%s", err);
 	settings_free(&s);
 }
