@@ -1,7 +1,7 @@
 # Shared by the driver-switch tests (sourced after tests/e2e/lib.sh): a
 # stand-in driver "stub" with a scope of its own and no instances, so that
 # a switch away from qemu needs no second hypervisor. Its helper answers
-# hello as a usable driver, lists nothing and exits on shutdown.
+# hello as a usable driver, answers ping, lists nothing and exits on shutdown.
 #
 # stub_install [NAME [SCOPE]]: writes vmctl-NAME-helper (default stub, in
 # the scope NAME) to $VMCTL_HELPER_PATH (set and exported here, before the
@@ -39,6 +39,8 @@ while True:
             send([1, mid, None, dict(version=1, driver='$name', scope='$scope',
                                      helper_version='0.1', usable=True, why='',
                                      features=[])])
+        elif method == 'ping':
+            send([1, mid, None, {}])
         elif method == 'instances.list':
             send([1, mid, None, dict(instances=[])])
         elif method == 'shutdown':
