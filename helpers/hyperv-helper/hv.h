@@ -32,10 +32,6 @@ bool hv_os_is_windows(void);
 bool hv_os_which(const char *prog, char *buf, size_t len);
 /* DIR + separator + FILE into buf; 0 or PROTO_E_INVALID_ARGUMENT. */
 int hv_os_path_join(const char *dir, const char *file, char *buf, size_t len);
-/* Run argv to its end, blocking, at most timeout_s; its stdout+stderr
- * (NUL-terminated, at most len-1 bytes) into out. The exit status, or -1
- * (not started, killed, timed out). For init only, before the loop runs. */
-int hv_os_run_sync(char *const argv[], double timeout_s, char *out, size_t len);
 /* Start argv without blocking the loop (vmh_run). */
 int hv_os_spawn(char *const argv[], const struct vmh_run_opts *opts, vmh_run_cb cb, void *ud);
 

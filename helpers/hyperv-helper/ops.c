@@ -51,7 +51,7 @@ int hv_init(const char *scope_dir, const msgpack_object *settings, char *why, si
 		return PROTO_E_NOMEM;
 	}
 	hv_ps_argv(ps_path, script, argv);
-	status = hv_os_run_sync(argv, 30, out, sizeof(out));
+	status = vmh_run_wait(argv, 30, out, sizeof(out));
 	free(script);
 	if (hv_probe_verdict(out, status, why, whylen))
 		return PROTO_E_UNAVAILABLE;

@@ -1614,7 +1614,7 @@ int vbox_init(const char *sd, const msgpack_object *settings, char *why, size_t 
 	argv[0] = manage;
 	argv[1] = "--version";
 	argv[2] = NULL;
-	st = vbox_os_run_wait(argv, 20, out, sizeof(out));
+	st = vmh_run_wait(argv, 20, out, sizeof(out));
 	if (st != 0 || vbox_version_parse(out, &major, &minor) < 0) {
 		char *nl = strchr(out, '\n');
 

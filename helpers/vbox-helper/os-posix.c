@@ -6,15 +6,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -22,7 +17,6 @@
 
 #include "vbox.h"
 
-extern char **environ;
 
 /* Where the installers put them when PATH does not have them. */
 static const char *const manage_dirs[] = {
@@ -92,73 +86,6 @@ void vbox_os_find_qemu_img(char *out, size_t outlen)
 	snprintf(out, outlen, "qemu-img");
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-int vbox_os_run_wait(char *const argv[], double timeout_s, char *out, size_t outlen)
-{
-	posix_spawn_file_actions_t fa;
-	int fds[2], status = -1;
-	size_t used = 0;
-	double deadline = now_s() + timeout_s;
-	pid_t pid;
-	bool killed = false;
-
-	if (outlen)
-		out[0] = '\0';
-	if (pipe2(fds, O_CLOEXEC) < 0)
-		return -1;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
-	if (posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) != 0) {
-		posix_spawn_file_actions_destroy(&fa);
-		close(fds[0]);
-		close(fds[1]);
-		return -1;
-	}
-	posix_spawn_file_actions_destroy(&fa);
-	close(fds[1]);
-	for (;;) {
-		struct pollfd p = {.fd = fds[0], .events = POLLIN};
-		double left = deadline - now_s();
-		char buf[1024];
-		ssize_t n;
-
-		if (left <= 0) {
-			kill(pid, SIGKILL);
-			killed = true;
-			break;
-		}
-		if (poll(&p, 1, (int)(left * 1000) + 1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		n = read(fds[0], buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		for (ssize_t i = 0; i < n && used + 1 < outlen; i++)
-			out[used++] = buf[i];
-		if (outlen)
-			out[used] = '\0';
-	}
-	close(fds[0]);
-	/* The loop has not run yet (init): nothing else reaps this child. */
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (killed || !WIFEXITED(status))
-		return -1;
-	return WEXITSTATUS(status);
-}
 
 int vbox_os_free_port(void)
 {

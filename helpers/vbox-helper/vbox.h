@@ -154,10 +154,6 @@ int vbox_os_find_manage(const char *setting, char *out, size_t outlen, char *why
 /* qemu-img, the same way (PATH, then the usual folders); "qemu-img" when
  * not found, so that the error names it. */
 void vbox_os_find_qemu_img(char *out, size_t outlen);
-/* Run argv and wait for it (only before the loop serves requests: init).
- * Its output (stdout and stderr, at most outlen - 1 bytes) in out; the
- * exit status, or -1 when it could not run or took longer than timeout_s. */
-int vbox_os_run_wait(char *const argv[], double timeout_s, char *out, size_t outlen);
 /* A TCP port on 127.0.0.1 that is free now, or PROTO_E_IO. */
 int vbox_os_free_port(void);
 

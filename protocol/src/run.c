@@ -6,11 +6,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -287,4 +290,78 @@ void vmh_argv_str(char *const argv[], char *buf, size_t len)
 			break;
 		used += (size_t)n;
 	}
+}
+
+/* ---- vmh_run_wait: blocking, for init only ---- */
+
+extern char **environ;
+
+static double run_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int vmh_run_wait(char *const argv[], double timeout_s, char *out, size_t outlen)
+{
+	posix_spawn_file_actions_t fa;
+	int fds[2], status = 0;
+	size_t used = 0;
+	double deadline = run_now() + timeout_s;
+	bool killed = false;
+	pid_t pid;
+
+	if (outlen)
+		out[0] = '\0';
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -1;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+	if (posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ) != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	close(fds[1]);
+	for (;;) {
+		struct pollfd p = { .fd = fds[0], .events = POLLIN };
+		double left = deadline - run_now();
+		char buf[4096];
+		ssize_t n;
+
+		if (left <= 0) {
+			kill(pid, SIGKILL);
+			killed = true;
+			break;
+		}
+		if (poll(&p, 1, (int)(left * 1000) + 1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (!(p.revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		n = read(fds[0], buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n && used + 1 < outlen; i++)
+			out[used++] = buf[i];
+		if (outlen)
+			out[used] = '\0';
+	}
+	close(fds[0]);
+	/* The loop does not run yet: nothing else reaps this child. */
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (killed || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
 }

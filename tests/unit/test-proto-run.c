@@ -109,3 +109,41 @@ Test(run, a_task_gives_back_its_code_and_message)
 	cr_expect_str_eq(busy.output, "the monitor is busy");
 	cr_expect_eq(crash.code, PROTO_E_DRIVER, "a task that dies is a driver error");
 }
+
+/* ---- vmh_run_wait: blocking, before the loop serves ---- */
+
+Test(run_wait, gives_the_output_and_the_exit_status)
+{
+	char *const argv[] = { "sh", "-c", "echo out; echo err >&2; exit 3", NULL };
+	char out[64];
+
+	cr_assert_eq(vmh_run_wait(argv, 10, out, sizeof(out)), 3);
+	cr_assert_str_eq(out, "out\nerr\n");
+}
+
+Test(run_wait, keeps_what_fits)
+{
+	char *const argv[] = { "sh", "-c", "echo 0123456789", NULL };
+	char out[5];
+
+	cr_assert_eq(vmh_run_wait(argv, 10, out, sizeof(out)), 0);
+	cr_assert_str_eq(out, "0123");
+}
+
+Test(run_wait, kills_a_child_past_its_deadline)
+{
+	char *const argv[] = { "sh", "-c", "echo started; exec sleep 30", NULL };
+	char out[64];
+
+	cr_assert_eq(vmh_run_wait(argv, 0.5, out, sizeof(out)), -1);
+	cr_assert_str_eq(out, "started\n");
+}
+
+Test(run_wait, a_missing_program_is_minus_one)
+{
+	char *const argv[] = { "vmctl-no-such-program", NULL };
+	char out[16];
+
+	cr_assert_eq(vmh_run_wait(argv, 5, out, sizeof(out)), -1);
+	cr_assert_str_eq(out, "");
+}

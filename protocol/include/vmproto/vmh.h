@@ -290,6 +290,12 @@ int vmh_run(char *const argv[], const struct vmh_run_opts *opts, vmh_run_cb cb, 
  * to err; cb gets status = -code and output = err. */
 typedef int (*vmh_task_fn)(void *arg, char *err, size_t errlen);
 int vmh_run_task(vmh_task_fn fn, void *arg, double timeout_s, vmh_run_cb cb, void *ud);
+/* Before the loop serves requests (init, a hello probe) only: run argv
+ * (searched in PATH), stdin /dev/null, and wait for it, at most timeout_s
+ * (then it is killed). Its stdout and stderr together, NUL-terminated, at
+ * most outlen - 1 bytes, in out. The exit status, or -1 when it could not
+ * start, was killed or died of a signal. */
+int vmh_run_wait(char *const argv[], double timeout_s, char *out, size_t outlen);
 /* The PROTO_E_* code a task's result stands for: 0 when fn returned 0, its
  * own code, PROTO_E_TIMEOUT past the deadline, PROTO_E_DRIVER if it died. */
 int vmh_task_code(const struct vmh_run_result *r);
